@@ -1,0 +1,454 @@
+"""Typed, validated configuration of an mlinfra platform.
+
+One :class:`PlatformConfig` per environment (``local``, ``dev``, ``prod``, ...), read from a YAML/JSON file
+(``config/platform.yaml`` in the reference app) or from a ``cdk.json`` context value. The file holds
+``defaults`` shared by every environment and an ``environments`` mapping whose entries override them
+(a deep merge: nested mappings merge, lists and scalars replace).
+
+Loading checks every field's type and every semantic rule, collects ALL problems and raises one
+:class:`ConfigError` listing each as ``<field path>: <what is wrong>, got: <value>``. Nothing here imports
+aws_cdk, so the CLI can validate a configuration without starting jsii.
+
+Each capability owns one section dataclass below; a section validates its own rules in ``validate()``
+and returns the list of problems (never raises), so that the loader can report all of them at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "PlatformConfig",
+    "NetworkConfig",
+    "DataLakeConfig",
+    "LifecycleConfig",
+    "load_config",
+    "load_config_file",
+    "ZONES",
+]
+
+#: The lake's zones, in the order data flows through them.
+ZONES: tuple[str, ...] = ("landing", "raw", "curated", "features", "models", "artifacts")
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,20}[a-z0-9]$")
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_TAG_KEY_RE = re.compile(r"^[\w .:/=+\-@]{1,128}$")
+_PREFIX_RE = re.compile(r"^([a-zA-Z0-9!_.*'()-]+/)*$")
+
+
+class ConfigError(ValueError):
+    """Raised when a configuration is invalid; ``errors`` holds every problem found, one per line."""
+
+    def __init__(self, errors: list[str], source: str = "configuration") -> None:
+        self.errors = list(errors)
+        lines = "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(f"{source} is invalid ({len(self.errors)} error(s)):\n{lines}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """The VPC the platform runs in: made from props, or imported by id (never both)."""
+
+    #: Import this existing VPC instead of creating one (``vpc-...``). :default: None (create one)
+    vpc_id: str | None = None
+    #: IPv4 CIDR of a created VPC. :default: 10.0.0.0/16
+    cidr: str = "10.0.0.0/16"
+    #: AZs used by the created VPC's private subnets. :default: 2
+    max_azs: int = 2
+    #: NAT gateways for outbound internet (0: isolated subnets reaching AWS through endpoints only). :default: 1
+    nat_gateways: int = 1
+    #: Index into the AZ list of the single AZ that hosts the training subnet (EFA and Lustre). :default: 0
+    training_az_index: int = 0
+    #: Interface endpoints (service names as in ``ec2.InterfaceVpcEndpointAwsService``). :default: see below
+    interface_endpoints: list[str] = dataclasses.field(
+        default_factory=lambda: ["SAGEMAKER_API", "SAGEMAKER_RUNTIME", "STS", "ECR", "ECR_DOCKER", "CLOUDWATCH_LOGS"]
+    )
+    #: Days to keep VPC flow logs. :default: 90
+    flow_log_retention_days: int = 90
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if self.vpc_id is not None and not re.fullmatch(r"vpc-[0-9a-f]{8,17}", self.vpc_id):
+            errors.append(f"network.vpc_id: must look like vpc-0123456789abcdef0, got: {self.vpc_id!r}")
+        try:
+            net = ipaddress.ip_network(self.cidr)
+            if not 16 <= net.prefixlen <= 20:
+                errors.append(f"network.cidr: prefix length must be /16 to /20, got: {self.cidr!r}")
+        except ValueError:
+            errors.append(f"network.cidr: must be an IPv4 CIDR such as 10.0.0.0/16, got: {self.cidr!r}")
+        if not 1 <= self.max_azs <= 6:
+            errors.append(f"network.max_azs: must be between 1 and 6, got: {self.max_azs}")
+        if not 0 <= self.nat_gateways <= self.max_azs:
+            errors.append(f"network.nat_gateways: must be between 0 and max_azs ({self.max_azs}), got: {self.nat_gateways}")
+        if not 0 <= self.training_az_index < self.max_azs:
+            errors.append(
+                f"network.training_az_index: must be between 0 and max_azs - 1 ({self.max_azs - 1}), "
+                f"got: {self.training_az_index}"
+            )
+        known = set(INTERFACE_ENDPOINT_NAMES)
+        unknown = [e for e in self.interface_endpoints if e not in known]
+        if unknown:
+            errors.append(
+                f"network.interface_endpoints: unknown service(s) {unknown}; allowed: {sorted(known)}"
+            )
+        if self.flow_log_retention_days not in LOG_RETENTION_DAYS:
+            errors.append(
+                f"network.flow_log_retention_days: must be one of {LOG_RETENTION_DAYS}, got: {self.flow_log_retention_days}"
+            )
+        return errors
+
+
+#: Interface endpoint names accepted in ``network.interface_endpoints`` (attributes of
+#: ``aws_ec2.InterfaceVpcEndpointAwsService``).
+INTERFACE_ENDPOINT_NAMES: tuple[str, ...] = (
+    "SAGEMAKER_API", "SAGEMAKER_RUNTIME", "SAGEMAKER_NOTEBOOK", "STS", "ECR", "ECR_DOCKER", "CLOUDWATCH_LOGS",
+    "CLOUDWATCH_MONITORING", "SSM", "SSM_MESSAGES", "EC2_MESSAGES", "KMS", "STEP_FUNCTIONS", "EVENTBRIDGE",
+    "SECRETS_MANAGER", "BATCH", "FSX", "DATASYNC", "TRANSFER", "GLUE", "SNS", "SQS", "LAMBDA",
+)
+
+#: Values CloudWatch Logs accepts for retention in days.
+LOG_RETENTION_DAYS: tuple[int, ...] = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class LifecycleConfig:
+    """Lifecycle of one zone's objects. ``None`` turns a transition or expiry off."""
+
+    #: Days until objects move to S3 Intelligent-Tiering. :default: None
+    intelligent_tiering_days: int | None = None
+    #: Days until objects move to Standard-IA (at least 30, S3's minimum). :default: None
+    infrequent_access_days: int | None = None
+    #: Days until objects move to Glacier Flexible Retrieval. :default: None
+    glacier_days: int | None = None
+    #: Days until objects move to Glacier Deep Archive. :default: None
+    deep_archive_days: int | None = None
+    #: Days until noncurrent (overwritten) versions expire. :default: 365
+    noncurrent_expiration_days: int | None = 365
+    #: Days until incomplete multipart uploads are aborted. :default: 7
+    abort_incomplete_multipart_days: int = 7
+
+    def validate(self, path: str) -> list[str]:
+        return validate_lifecycle(self, path)
+
+
+def validate_lifecycle(lc: LifecycleConfig, path: str) -> list[str]:
+    """Transitions must be positive, ordered (tiering/IA before Glacier before Deep Archive) and respect
+    S3's minimums (Standard-IA >= 30 days; Glacier -> Deep Archive >= 90 days apart)."""
+    errors: list[str] = []
+    for name in ("intelligent_tiering_days", "infrequent_access_days", "glacier_days", "deep_archive_days",
+                 "noncurrent_expiration_days"):
+        value = getattr(lc, name)
+        if value is not None and value < 1:
+            errors.append(f"{path}.{name}: must be a positive number of days or null, got: {value}")
+    if lc.abort_incomplete_multipart_days < 1:
+        errors.append(f"{path}.abort_incomplete_multipart_days: must be >= 1, got: {lc.abort_incomplete_multipart_days}")
+    if lc.infrequent_access_days is not None and lc.infrequent_access_days < 30:
+        errors.append(
+            f"{path}.infrequent_access_days: S3 requires at least 30 days before Standard-IA, got: {lc.infrequent_access_days}"
+        )
+    if lc.intelligent_tiering_days is not None and lc.infrequent_access_days is not None:
+        errors.append(f"{path}: choose intelligent_tiering_days or infrequent_access_days, not both")
+    ordered = [
+        ("intelligent_tiering_days", lc.intelligent_tiering_days),
+        ("infrequent_access_days", lc.infrequent_access_days),
+        ("glacier_days", lc.glacier_days),
+        ("deep_archive_days", lc.deep_archive_days),
+    ]
+    present = [(n, v) for n, v in ordered if v is not None and v >= 1]
+    for (n1, v1), (n2, v2) in zip(present, present[1:]):
+        if v2 <= v1:
+            errors.append(f"{path}.{n2}: must be later than {n1} ({v1}), got: {v2}")
+    if lc.glacier_days is not None and lc.deep_archive_days is not None and lc.deep_archive_days - lc.glacier_days < 90:
+        errors.append(
+            f"{path}.deep_archive_days: must be at least 90 days after glacier_days ({lc.glacier_days}), "
+            f"got: {lc.deep_archive_days}"
+        )
+    return errors
+
+
+def _default_lifecycles() -> dict[str, LifecycleConfig]:
+    return {
+        "landing": LifecycleConfig(infrequent_access_days=30, glacier_days=None, noncurrent_expiration_days=30),
+        "raw": LifecycleConfig(intelligent_tiering_days=1, glacier_days=180),
+        "curated": LifecycleConfig(intelligent_tiering_days=1),
+        "features": LifecycleConfig(intelligent_tiering_days=1),
+        "models": LifecycleConfig(intelligent_tiering_days=30, noncurrent_expiration_days=None),
+        "artifacts": LifecycleConfig(intelligent_tiering_days=30, noncurrent_expiration_days=90),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class DataLakeConfig:
+    """The lake: one bucket per zone, encrypted, versioned, logged, catalogued."""
+
+    #: Encryption of every zone: a customer managed KMS key (rotated) or S3-managed keys. :default: "kms"
+    encryption: Literal["kms", "s3"] = "kms"
+    #: Zones that get a Glue Data Catalog database. :default: curated, features
+    glue_zones: list[str] = dataclasses.field(default_factory=lambda: ["raw", "curated", "features"])
+    #: Per-zone lifecycle; zones left out keep the defaults. :default: tiering per zone
+    lifecycle: dict[str, LifecycleConfig] = dataclasses.field(default_factory=_default_lifecycles)
+    #: Days to keep S3 server access logs. :default: 365
+    access_log_retention_days: int = 365
+    #: Let `cdk destroy` delete buckets and their objects. Needs the app context flag
+    #: ``mlinfra:allowDataDestruction=true`` too (two keys); refused in prod. :default: False
+    destroy_data_on_delete: bool = False
+    #: Turn on S3 Transfer Acceleration on the landing bucket. :default: False
+    landing_transfer_acceleration: bool = False
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        bad = [z for z in self.glue_zones if z not in ZONES]
+        if bad:
+            errors.append(f"data_lake.glue_zones: unknown zone(s) {bad}; allowed: {list(ZONES)}")
+        bad = [z for z in self.lifecycle if z not in ZONES]
+        if bad:
+            errors.append(f"data_lake.lifecycle: unknown zone(s) {bad}; allowed: {list(ZONES)}")
+        for zone, lc in self.lifecycle.items():
+            errors.extend(lc.validate(f"data_lake.lifecycle.{zone}"))
+        if self.access_log_retention_days < 1:
+            errors.append(f"data_lake.access_log_retention_days: must be >= 1, got: {self.access_log_retention_days}")
+        return errors
+
+    def lifecycle_for(self, zone: str) -> LifecycleConfig:
+        """The zone's lifecycle: the configured one, else the built-in default for that zone."""
+        return self.lifecycle.get(zone) or _default_lifecycles()[zone]
+
+
+# --- capability sections (ingestion, training, serving, pipeline, delivery, teams) are added below ---
+
+
+@dataclasses.dataclass(frozen=True)
+class PlatformConfig:
+    """The whole platform for one environment."""
+
+    #: Environment name (``local``, ``dev``, ``prod``, ...).
+    env_name: str
+    #: Naming prefix of stacks and resources: lowercase letters, digits and hyphens, 3-22 characters.
+    prefix: str = "mlinfra"
+    #: AWS account id (12 digits). :default: None (environment-agnostic synth; AZs then come from ``azs``)
+    account: str | None = None
+    #: AWS region. :default: us-east-1
+    region: str = "us-east-1"
+    #: Availability zones, in order (the training subnet uses ``network.training_az_index``).
+    azs: list[str] = dataclasses.field(default_factory=lambda: ["us-east-1a", "us-east-1b"])
+    #: Cost centre, applied to every resource as the ``cost-centre`` tag.
+    cost_centre: str = "ml-platform"
+    #: Extra tags applied to every resource.
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: The deployment target of this environment: the real cloud or the local emulator.
+    target: Literal["aws", "local"] = "aws"
+    network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
+    data_lake: DataLakeConfig = dataclasses.field(default_factory=DataLakeConfig)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env_name.startswith("prod")
+
+    @property
+    def all_tags(self) -> dict[str, str]:
+        """Tags for every resource: project, environment, cost centre, then the configured extras."""
+        return {"project": self.prefix, "environment": self.env_name, "cost-centre": self.cost_centre, **self.tags}
+
+    def stack_name(self, suffix: str) -> str:
+        """``<prefix>-<env>-<suffix>``: the CloudFormation stack name of one of the platform's stacks."""
+        return f"{self.prefix}-{self.env_name}-{suffix}"
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if not _NAME_RE.fullmatch(self.prefix):
+            errors.append(f"prefix: must be 3-22 lowercase letters, digits or hyphens, starting with a letter, got: {self.prefix!r}")
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,15}", self.env_name):
+            errors.append(f"env_name: must be 1-16 lowercase letters, digits or hyphens, got: {self.env_name!r}")
+        if self.account is not None and not _ACCOUNT_RE.fullmatch(self.account):
+            errors.append(f"account: must be 12 digits, got: {self.account!r}")
+        if not _REGION_RE.fullmatch(self.region):
+            errors.append(f"region: must be an AWS region such as us-east-1, got: {self.region!r}")
+        if not self.azs:
+            errors.append("azs: must list at least one availability zone, got: []")
+        bad_azs = [az for az in self.azs if not az.startswith(self.region)]
+        if bad_azs:
+            errors.append(f"azs: every AZ must be in region {self.region}, got: {bad_azs}")
+        if len(set(self.azs)) != len(self.azs):
+            errors.append(f"azs: must be unique, got: {self.azs}")
+        if self.network.vpc_id is None and len(self.azs) < self.network.max_azs:
+            errors.append(f"azs: lists {len(self.azs)} AZ(s) but network.max_azs is {self.network.max_azs}")
+        for key, value in self.all_tags.items():
+            if not _TAG_KEY_RE.fullmatch(key) or key.lower().startswith("aws:"):
+                errors.append(f"tags: invalid tag key {key!r} (1-128 characters, not starting with 'aws:')")
+            if len(str(value)) > 256:
+                errors.append(f"tags.{key}: value longer than 256 characters")
+        if self.is_production and self.data_lake.destroy_data_on_delete:
+            errors.append("data_lake.destroy_data_on_delete: must be false in a production environment, got: true")
+        if self.target == "local" and self.account not in (None, "123456789012"):
+            errors.append(f"account: the local emulator's account is 123456789012, got: {self.account!r}")
+        for section in _sections(self):
+            errors.extend(section.validate())
+        return errors
+
+
+def _sections(cfg: PlatformConfig) -> list[Any]:
+    return [getattr(cfg, f.name) for f in dataclasses.fields(cfg) if hasattr(getattr(cfg, f.name), "validate")]
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading: dict -> typed dataclasses, collecting every error
+# --------------------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"a mapping of {_type_name(typing.get_args(tp)[1])}"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, path: str, errors: list[str]) -> Any:
+    """Convert ``value`` to ``tp``; on a mismatch append ``path: expected ..., got: ...`` and return None."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) == 1:
+            return _convert(value, non_none[0], path, errors)
+    elif origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+    elif origin is list:
+        if isinstance(value, list):
+            (item_tp,) = typing.get_args(tp)
+            return [_convert(v, item_tp, f"{path}[{i}]", errors) for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, Mapping):
+            _, val_tp = typing.get_args(tp)
+            return {str(k): _convert(v, val_tp, f"{path}.{k}", errors) for k, v in value.items()}
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, Mapping):
+            return _build(tp, value, path, errors)
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):  # YAML reads 123456789012 as an int
+            return str(value)
+    else:  # pragma: no cover - a section declared a type the loader does not know
+        raise TypeError(f"{path}: unsupported config type {tp!r}")
+    errors.append(f"{path}: expected {_type_name(tp)}, got: {value!r}")
+    return None
+
+
+def _build(cls: type, data: Mapping[str, Any], path: str, errors: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    for key in unknown:
+        errors.append(f"{path + '.' if path else ''}{key}: unknown field; allowed: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, field in fields.items():
+        fpath = f"{path}.{name}" if path else name
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], fpath, errors)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            errors.append(f"{fpath}: required field is missing")
+    if any(v is None and not _accepts_none(hints[k]) for k, v in kwargs.items()):
+        # A type error was recorded; build with defaults for the broken fields so validation can go on.
+        kwargs = {k: v for k, v in kwargs.items() if v is not None or _accepts_none(hints[k])}
+    try:
+        return cls(**kwargs)
+    except TypeError:
+        return None
+
+
+def _accepts_none(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into ``base``: nested mappings merge, everything else replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(document: Mapping[str, Any], env_name: str, source: str = "configuration") -> PlatformConfig:
+    """Build and validate the configuration of ``env_name`` from a document with ``defaults`` and
+    ``environments``. Raises :class:`ConfigError` listing every problem."""
+    if not isinstance(document, Mapping):
+        raise ConfigError([f"<root>: expected a mapping with 'defaults' and 'environments', got: {type(document).__name__}"], source)
+    unknown = sorted(set(document) - {"defaults", "environments"})
+    errors = [f"{k}: unknown top-level key; allowed: ['defaults', 'environments']" for k in unknown]
+    envs = document.get("environments") or {}
+    if env_name not in envs:
+        raise ConfigError(errors + [f"environments: no environment named {env_name!r}; defined: {sorted(envs)}"], source)
+    merged = deep_merge(document.get("defaults") or {}, envs[env_name] or {})
+    merged["env_name"] = env_name
+    cfg = _build(PlatformConfig, merged, "", errors)
+    if cfg is not None and not errors:
+        errors.extend(cfg.validate())
+    elif cfg is not None:
+        # Report semantic problems too, except those caused by fields that failed to parse.
+        errors.extend(e for e in cfg.validate() if e not in errors)
+    if errors or cfg is None:
+        raise ConfigError(errors or ["configuration could not be built"], f"{source} [{env_name}]")
+    return cfg
+
+
+def load_config_file(path: str | Path, env_name: str) -> PlatformConfig:
+    """Load ``env_name`` from a YAML or JSON file (see :func:`load_config`)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError([f"cannot read {p}: {exc.strerror}"], str(p)) from exc
+    try:
+        document = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError([f"not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}"], str(p)) from exc
+    return load_config(document, env_name, source=str(p))
+
+
+def environment_names(path: str | Path) -> list[str]:
+    """The environments a configuration file defines."""
+    document = yaml.safe_load(Path(path).read_text()) or {}
+    return sorted((document.get("environments") or {}).keys())

@@ -1,0 +1,88 @@
+"""Small pieces every mlinfra construct shares: cdk-nag acknowledgments, the two-key data removal rule,
+the platform tag aspect and token-aware validation helpers."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import aws_cdk as cdk
+import jsii
+from constructs import Construct, IConstruct
+
+#: App context flag that, together with a construct's own prop, lets `cdk destroy` delete data.
+ALLOW_DATA_DESTRUCTION_CONTEXT = "mlinfra:allowDataDestruction"
+
+
+def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
+    """Acknowledge one cdk-nag AwsSolutions finding on ``scope`` (and its children), with the reason.
+
+    ``rule`` is the short id (``"AwsSolutions-IAM5"``) or a full validation id.
+    """
+    if not reason or len(reason) < 20:
+        raise ValueError(f"acknowledge: a specific reason is required for {rule}, got: {reason!r}")
+    rule_id = rule if "::" in rule else f"AwsSolutions::{rule}"
+    cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=rule_id, reason=reason))
+
+
+def is_token(value: Any) -> bool:
+    """True when ``value`` is an unresolved CDK token (it is then skipped by literal validation)."""
+    return value is not None and cdk.Token.is_unresolved(value)
+
+
+def data_removal_policy(scope: Construct, destroy_requested: bool, what: str) -> cdk.RemovalPolicy:
+    """RETAIN unless BOTH the prop asks for destruction AND the app context flag
+    ``mlinfra:allowDataDestruction`` is true; with one key alone, RETAIN and a synth warning."""
+    flag = str(scope.node.try_get_context(ALLOW_DATA_DESTRUCTION_CONTEXT)).lower() == "true"
+    if destroy_requested and flag:
+        return cdk.RemovalPolicy.DESTROY
+    if destroy_requested != flag:
+        cdk.Annotations.of(scope).add_warning_v2(
+            "mlinfra:data-retained",
+            f"{what} is RETAINED: deleting data needs both the prop and the app context flag "
+            f"'{ALLOW_DATA_DESTRUCTION_CONTEXT}=true' (prop={destroy_requested}, flag={flag}).",
+        )
+    return cdk.RemovalPolicy.RETAIN
+
+
+@jsii.implements(cdk.IAspect)
+class PlatformTags:
+    """The one aspect that tags every taggable resource with the platform's tags (project, environment,
+    cost centre and extras). Applied once at the app root by :func:`apply_platform_tags`."""
+
+    def __init__(self, tags: Mapping[str, str]) -> None:
+        self._tags = dict(tags)
+
+    def visit(self, node: IConstruct) -> None:
+        manager = cdk.TagManager.of(node)
+        if manager is not None:
+            for key, value in self._tags.items():
+                manager.set_tag(key, value, 100, True)
+
+
+def apply_platform_tags(scope: IConstruct, tags: Mapping[str, str]) -> None:
+    cdk.Aspects.of(scope).add(PlatformTags(tags))
+
+
+def join_errors(prop: str, errors: Iterable[str]) -> None:
+    """Raise one ``ValueError`` for all of ``prop``'s problems (aws-cdk-lib style), if any."""
+    errors = list(errors)
+    if errors:
+        raise ValueError(f"{prop}: " + "; ".join(errors))
+
+
+_RETENTION_NAMES = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
+    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
+    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS",
+    1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}
+
+
+def log_retention(days: int, prop: str = "retention_days") -> "cdk.aws_logs.RetentionDays":
+    """The ``RetentionDays`` member for a number of days CloudWatch Logs accepts."""
+    from aws_cdk import aws_logs
+
+    if days not in _RETENTION_NAMES:
+        raise ValueError(f"{prop} must be one of {sorted(_RETENTION_NAMES)}, got: {days}")
+    return getattr(aws_logs.RetentionDays, _RETENTION_NAMES[days])

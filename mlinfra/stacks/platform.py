@@ -1,0 +1,55 @@
+"""Compose the whole platform from one validated configuration.
+
+Stateful stacks (the lake) are apart from stateless ones (network, compute, pipelines, serving), so a
+stateless stack can be destroyed and redeployed without touching data. Cross-stack handles are typed
+(a bucket, a VPC), never names copied by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from mlinfra.config import PlatformConfig
+from mlinfra.constructs.common import apply_platform_tags
+from mlinfra.stacks.data_lake import DataLakeStack
+from mlinfra.stacks.network import NetworkStack
+
+
+@dataclass
+class Platform:
+    """The stacks of one environment, by role."""
+
+    config: PlatformConfig
+    network: NetworkStack
+    data_lake: DataLakeStack
+    extra: dict[str, cdk.Stack] = field(default_factory=dict)
+
+    @property
+    def stacks(self) -> list[cdk.Stack]:
+        return [self.network, self.data_lake, *self.extra.values()]
+
+
+def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
+    """Create every stack of ``config``'s environment under ``scope`` (an App or a Stage)."""
+    if config.account:
+        # Pin the AZs so synth needs no lookup (and the local emulator gets real zone names).
+        scope.node.set_context(f"availability-zones:account={config.account}:region={config.region}", config.azs)
+    network = NetworkStack(scope, config=config)
+    data_lake = DataLakeStack(scope, config=config)
+    platform = Platform(config=config, network=network, data_lake=data_lake)
+
+    # --- ingestion (issue 3) ---
+
+    # --- training (issue 4) ---
+
+    # --- serving (issue 6) ---
+
+    # --- retrain pipeline (issue 5) ---
+
+    # --- delivery and teams (issue 8) ---
+
+    apply_platform_tags(scope, config.all_tags)
+    return platform
