@@ -156,6 +156,9 @@ class DataLake(_LakeBase):
         name_prefix: str = "mlinfra",
     ) -> None:
         super().__init__(scope, id)
+        # Server access logs are delivered through a bucket policy (not the legacy LogDeliveryWrite ACL), so the
+        # log bucket can enforce bucket-owner object ownership. Set here, the construct behaves the same in any app.
+        self.node.set_context("@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy", True)
         zones = tuple(zones)
         _validate_props(zones, encryption, encryption_key, lifecycle or {}, glue_zones, access_log_retention_days)
         removal = data_removal_policy(self, destroy_data_on_delete, "The data lake")

