@@ -420,7 +420,8 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
         states["RejectModelPackage"] = _sagemaker(
             "updateModelPackage",
             {"ModelPackageArn.$": "$.registration.ModelPackageArn", "ModelApprovalStatus": "Rejected",
-             "ApprovalDescription.$": "States.Format('manual approval not granted: {}', $.approval_error.Error)"},
+             "ApprovalDescription.$": "States.Format('manual approval not granted: {}', $.approval_error.Error)",
+             "CustomerMetadataProperties.$": "$.gate.customer_metadata"},
             result_path=None, next_state="RecordRejected",
         )
 
@@ -475,7 +476,9 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
     states["ApproveModelPackage"] = _sagemaker(
         "updateModelPackage",
         {"ModelPackageArn.$": "$.registration.ModelPackageArn", "ModelApprovalStatus": "Approved",
-         "ApprovalDescription": "deployed by the retrain pipeline" if s.deploy else "approved by the retrain pipeline"},
+         "ApprovalDescription": "deployed by the retrain pipeline" if s.deploy else "approved by the retrain pipeline",
+         # Re-stating the metadata is a no-op in AWS; moto's UpdateModelPackage would otherwise drop it.
+         "CustomerMetadataProperties.$": "$.gate.customer_metadata"},
         result_path=None, next_state="RecordSuccess",
     )
     _finish(states, s, "Success", "Succeeded", "Succeeded")

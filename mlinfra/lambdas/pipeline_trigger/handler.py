@@ -96,14 +96,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     existing = arn.replace(":stateMachine:", ":execution:", 1) + ":" + req["name"]
     try:  # StartExecution is idempotent for a RUNNING execution with the same input: check first
         sfn.describe_execution(executionArn=existing)
-        logger.info("duplicate trigger: execution exists", extra={"name": req["name"]})
+        logger.info("duplicate trigger: execution exists", extra={"execution_name": req["name"]})
         return {"started": False, "reason": "duplicate", "name": req["name"]}
     except sfn.exceptions.ExecutionDoesNotExist:
         pass
     try:
         resp = sfn.start_execution(stateMachineArn=arn, name=req["name"], input=json.dumps(body))
     except sfn.exceptions.ExecutionAlreadyExists:
-        logger.info("duplicate trigger: execution exists", extra={"name": req["name"]})
+        logger.info("duplicate trigger: execution exists", extra={"execution_name": req["name"]})
         return {"started": False, "reason": "duplicate", "name": req["name"]}
-    logger.info("execution started", extra={"name": req["name"], "dataset": req["dataset"], "version": req["version"]})
+    logger.info("execution started", extra={"execution_name": req["name"], "dataset": req["dataset"], "version": req["version"]})
     return {"started": True, "name": req["name"], "execution_arn": resp["executionArn"]}
