@@ -48,6 +48,12 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
     # --- serving (issue 6) ---
 
     # --- retrain pipeline (issue 5) ---
+    if config.pipeline.enabled:
+        from mlinfra.stacks.pipeline import PipelineStack
+
+        serving = platform.extra.get("serving")
+        target = getattr(getattr(serving, "realtime_endpoint", None), "deploy_target", None)  # finalized when serving merges
+        platform.extra["pipeline"] = PipelineStack(scope, config=config, lake=data_lake.lake, deploy_target=target)
 
     # --- delivery and teams (issue 8) ---
 
