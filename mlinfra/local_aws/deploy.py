@@ -90,10 +90,11 @@ class LocalDeploy:
     keep: bool = False
     quiet: bool = False
     say: Callable[[str], None] = print
+    workdir: Path | None = None  # default: <app_dir>/.local-aws
 
     def __post_init__(self) -> None:
         self.app_dir = Path(self.app_dir).resolve()
-        self.workdir = self.app_dir / WORKDIR_NAME
+        self.workdir = Path(self.workdir).resolve() if self.workdir else self.app_dir / WORKDIR_NAME
         self.assembly = self.workdir / "cdk.out"
         self.local_assembly = self.workdir / "cdk.out.local"
         self.cdk_log = self.workdir / "cdk.log"
