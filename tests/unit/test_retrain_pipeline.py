@@ -299,3 +299,14 @@ def test_pipeline_stack_is_nag_clean(local_config):
     app, platform = create_app(config=local_config, nag=True)
     assert "pipeline" in platform.extra
     app.synth()  # raises on any unacknowledged cdk-nag finding
+
+
+# --- docs ----------------------------------------------------------------------------------------------------
+
+def test_docs_diagram_is_generated_from_the_definition(deploying):
+    from mlinfra.asl_diagram import DOC, generated_block, reference_definition, transitions
+
+    assert generated_block() in DOC.read_text(), "docs/pipeline.md is stale: run python -m mlinfra.asl_diagram"
+    synthesized = {(a, b) for a, b, _ in transitions(deploying[2])}
+    reference = {(a, b) for a, b, _ in transitions(reference_definition())}
+    assert synthesized == reference
