@@ -41,6 +41,7 @@ def _emulator_env(ctx, extra: dict[str, str] | None = None) -> Iterator[None]:
     """Environment under which in-process handlers' boto3 clients talk to the emulator."""
     env = {"AWS_ENDPOINT_URL": ctx.endpoint_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": ctx.config.region, "AWS_REGION": ctx.config.region, "POWERTOOLS_TRACE_DISABLED": "true",
+           "POWERTOOLS_LOG_LEVEL": "ERROR",
            **(extra or {})}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
