@@ -4,9 +4,10 @@ created in moto) executed by moto's Step Functions interpreter, with the real ha
 moto's limits, and what covers them instead:
 - SageMaker jobs complete at once: the describe loops run one iteration; a failed training job is simulated
   by patching moto's DescribeTrainingJob to report ``Failed`` with a FailureReason.
-- ``sagemaker:UpdateEndpoint`` is not implemented in moto: these runs take the CREATE path (the endpoint does
-  not exist yet); the UPDATE path (blue/green DeploymentConfig) is asserted on the template in
-  tests/unit/test_retrain_pipeline.py.
+- ``sagemaker:UpdateEndpoint`` is not implemented in moto: most runs take the CREATE path (the endpoint does
+  not exist yet); the UPDATE path runs against a test stub of UpdateEndpoint (last two tests: the blue/green
+  request reaches it; an auto-rollback fails the run), and tests/unit/test_retrain_pipeline.py asserts the
+  template's UpdateEndpoint request and IAM.
 """
 
 from __future__ import annotations
@@ -306,3 +307,61 @@ def test_invalid_input_fails_with_a_clear_error_and_notifies(env):
     assert result["states"][-3:] == ["NotifyFailure", "LockTaken", "ExecutionFailed"]
     (message,) = env.messages()
     assert message["message"]["status"] == "Failed" and message["message"]["error"] == "InvalidInputError"
+
+
+# --- the UPDATE path, with a stub for the UpdateEndpoint moto lacks -------------------------------------------
+
+@pytest.fixture()
+def update_endpoint_stub():
+    """Give moto an UpdateEndpoint: record the request; switch the endpoint to the new config, or (rollback=True)
+    leave it on the old one as SageMaker does after an auto-rollback."""
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.responses import SageMakerResponse
+
+    stub = {"requests": [], "rollback": False}
+
+    def update_endpoint(self):
+        request = json.loads(self.body)
+        stub["requests"].append(request)
+        endpoint = self.sagemaker_backend.endpoints[request["EndpointName"]]
+        if not stub["rollback"]:
+            endpoint.endpoint_config_name = request["EndpointConfigName"]
+        return ActionResult({"EndpointArn": endpoint.arn})
+
+    with mock.patch.object(SageMakerResponse, "update_endpoint", update_endpoint, create=True):
+        yield stub
+
+
+def _existing_endpoint(env) -> None:
+    env.sm.create_model(ModelName="old-model", ExecutionRoleArn=env.resolver.role_arn(), PrimaryContainer={"Image": IMAGE})
+    env.sm.create_endpoint_config(EndpointConfigName="old-config", ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": "old-model", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
+    env.sm.create_endpoint(EndpointName="prod-endpoint", EndpointConfigName="old-config")
+
+
+def test_existing_endpoint_is_updated_blue_green(env, update_endpoint_stub):
+    _existing_endpoint(env)
+    env.report("run-update", 0.92)
+    result = env.run("auto", "run-update")
+    assert result["status"] == "SUCCEEDED", result
+    assert "UpdateEndpoint" in result["states"] and "CreateEndpoint" not in result["states"]
+    (request,) = update_endpoint_stub["requests"]
+    plan = json.loads(result["output"])["plan"]
+    assert request["EndpointConfigName"] == plan["names"]["endpoint_config"]
+    assert request["DeploymentConfig"] == {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE"}}}
+    assert env.sm.describe_endpoint(EndpointName="prod-endpoint")["EndpointConfigName"] == plan["names"]["endpoint_config"]
+    (package,) = env.packages("Auto")
+    assert package["ModelApprovalStatus"] == "Approved"
+
+
+def test_rolled_back_update_fails_and_is_not_approved(env, update_endpoint_stub):
+    update_endpoint_stub["rollback"] = True
+    _existing_endpoint(env)
+    env.report("run-rollback", 0.92)
+    result = env.run("auto", "run-rollback")
+    assert result["status"] == "FAILED" and result["error"] == "DeploymentRolledBack"
+    assert "old-config" in result["cause"]
+    (package,) = env.packages("Auto")
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"  # never Approved: production is the old model
+    (message,) = env.messages()
+    assert message["message"]["error"] == "DeploymentRolledBack"
