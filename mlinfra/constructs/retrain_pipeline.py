@@ -376,7 +376,10 @@ class RetrainPipeline(Construct):
         self.lineage_fn = HandlerFunction(self, "LineageFunction", handler="pipeline_lineage",
                                           description="Retrain pipeline: record lineage and outcomes",
                                           environment={"LINEAGE_TABLE": self.lineage_table.table_name}, **common)
+        # Write without delete (nothing in the lineage is ever deleted), plus the table key when it has one.
         self.lineage_table.grant(self.lineage_fn.role, "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem")
+        if self.lineage_table.encryption_key is not None:
+            self.lineage_table.encryption_key.grant_encrypt_decrypt(self.lineage_fn.role)
         self.evaluation_fn = HandlerFunction(self, "EvaluationFunction", handler="pipeline_evaluation",
                                              description="Retrain pipeline: read the evaluation report", **common)
         lake.grant_read("artifacts", self.evaluation_fn.role, "evaluation/")
@@ -566,7 +569,9 @@ class RetrainPipeline(Construct):
         role = self.role
         for fn in (self.validate_fn, self.lineage_fn, self.evaluation_fn, self.gate_fn):
             role.add_to_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[fn.function.function_arn]))
-        self.lineage_table.grant(role, "dynamodb:PutItem", "dynamodb:DeleteItem")
+        self.lineage_table.grant(role, "dynamodb:PutItem", "dynamodb:DeleteItem")  # the lock item only
+        if self.lineage_table.encryption_key is not None:
+            self.lineage_table.encryption_key.grant_encrypt_decrypt(role)
         self.topic.grant_publish(role)
 
         def arn(resource: str, name: str) -> str:

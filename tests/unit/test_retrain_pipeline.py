@@ -310,3 +310,12 @@ def test_docs_diagram_is_generated_from_the_definition(deploying):
     synthesized = {(a, b) for a, b, _ in transitions(deploying[2])}
     reference = {(a, b) for a, b, _ in transitions(reference_definition())}
     assert synthesized == reference
+
+
+def test_lineage_writers_can_use_the_table_key(local):
+    for role in ("RetrainPipelineLineageFunctionRole", "RetrainPipelineStateMachineRole"):
+        actions = set()
+        for st in _statements(local, role):
+            actions |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+        assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= actions, role
+        assert "dynamodb:DeleteItem" not in actions or role.endswith("StateMachineRole")
