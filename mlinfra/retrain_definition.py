@@ -134,7 +134,7 @@ def _sagemaker(action: str, parameters: Mapping[str, Any], *, result_path: str |
 
 def _poll_loop(states: dict[str, Any], *, name: str, data_path: str, describe_action: str, describe_params: Mapping[str, Any],
                selector: Mapping[str, Any], status_field: str, done: list[dict[str, Any]], failed_next: str, stopped_next: str,
-               poll: PollSettings) -> None:
+               poll: PollSettings, failed_statuses: tuple[str, ...] = ("Failed",), stopped_statuses: tuple[str, ...] = ("Stopped",)) -> None:
     """``Describe<name>`` -> ``<name>Status`` (Choice) -> ``Count<name>Poll`` -> ``<name>PollLimit`` -> ``Wait<name>``.
 
     The describe keeps only ``selector``'s fields (always present in the response). ``done``: Choice rules
@@ -148,8 +148,8 @@ def _poll_loop(states: dict[str, Any], *, name: str, data_path: str, describe_ac
     states[status] = {
         "Type": "Choice",
         "Choices": [*done,
-                    {"Variable": f"{data_path}.describe.{status_field}", "StringEquals": "Failed", "Next": f"Get{name}Failure"},
-                    {"Variable": f"{data_path}.describe.{status_field}", "StringEquals": "Stopped", "Next": stopped_next}],
+                    *({"Variable": f"{data_path}.describe.{status_field}", "StringEquals": st, "Next": f"Get{name}Failure"} for st in failed_statuses),
+                    *({"Variable": f"{data_path}.describe.{status_field}", "StringEquals": st, "Next": stopped_next} for st in stopped_statuses)],
         "Default": count,
     }
     states[f"Get{name}Failure"] = _sagemaker(describe_action, describe_params, result_path=f"{data_path}.failure", next_state=failed_next,
@@ -459,7 +459,13 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
                                   {"Variable": "$.deploy.describe.EndpointConfigName", "StringEqualsPath": "$.plan.names.endpoint_config"}],
                           "Next": "ApproveModelPackage"},
                          {"Variable": "$.deploy.describe.EndpointStatus", "StringEquals": "InService", "Next": "DeploymentRolledBack"}],
-                   failed_next="DeploymentFailed", stopped_next="DeploymentFailed", poll=s.endpoint_poll)
+                   failed_next="DeploymentFailed", stopped_next="EndpointOutOfService", poll=s.endpoint_poll,
+                   failed_statuses=("Failed", "UpdateRollbackFailed"), stopped_statuses=("OutOfService",))
+        states["EndpointOutOfService"] = {
+            "Type": "Pass",
+            "Parameters": {"Error": "EndpointOutOfService", "Cause.$": "States.Format('Endpoint {} is OutOfService', $.deploy.describe.EndpointName)"},
+            "ResultPath": "$.error", "Next": FAILURE_PATH_START,
+        }
         states["DeploymentFailed"] = {
             "Type": "Pass",
             "Parameters": {"Error": "EndpointFailed", "Cause.$": "States.Format('Endpoint {} failed: {}', $.deploy.describe.EndpointName, $.deploy.failure.FailureReason)"},
