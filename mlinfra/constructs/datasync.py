@@ -38,6 +38,7 @@ from constructs import Construct
 
 from mlinfra.constructs.common import acknowledge, is_token, log_retention
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix, validate_zone
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards
 
 __all__ = [
     "DataSyncTask", "DataSyncEndpoint", "NfsSource", "SmbSource", "HdfsSource", "S3Source", "EfsSource",
@@ -550,10 +551,11 @@ class DataSyncTask(Construct):
         role.add_to_policy(iam.PolicyStatement(actions=object_actions, resources=[bucket.arn_for_objects(f"{prefix}*")]))
         if key is not None:
             key.grant_encrypt_decrypt(role) if write else key.grant_decrypt(role)
-        acknowledge(
-            role, "AwsSolutions-IAM5",
+        acknowledge_wildcards(
+            role,
             "Object actions are scoped to this task's one bucket prefix (<prefix>*), the narrowest resource DataSync "
             "can use; KMS data-key actions are scoped to the lake key.",
+            actions=KMS_WILDCARD_ACTIONS, resource_suffixes=(f"/{prefix}*",),
         )
         return role
 

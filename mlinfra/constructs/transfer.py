@@ -32,6 +32,7 @@ from constructs import Construct
 from mlinfra.constructs.common import acknowledge, is_token, log_retention
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix, validate_zone
 from mlinfra.constructs.lambda_function import HandlerFunction
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards
 
 __all__ = ["SftpServer", "SftpUser", "IdentityProvider", "Protocol", "CURRENT_SECURITY_POLICIES", "session_policy"]
 
@@ -230,6 +231,11 @@ class SftpServer(Construct):
                 self.security_group.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(21), "FTPS control")
                 self.security_group.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp_range(*FTPS_PASSIVE_PORTS), "FTPS passive")
 
+        if not allowed_cidrs:
+            acknowledge(
+                self.security_group, "AwsSolutions-EC23",
+                "Ingress is the VPC's own CIDR (a token cdk-nag cannot read), not 0.0.0.0/0: the endpoint is private.",
+            )
         if allow_public_endpoint:
             chosen = vpc.select_subnets(subnet_type=ec2.SubnetType.PUBLIC)
             self.elastic_ips = [ec2.CfnEIP(self, f"Eip{i}", domain="vpc") for i, _ in enumerate(chosen.subnet_ids)]
@@ -263,10 +269,11 @@ class SftpServer(Construct):
         ))
         if lake.encryption_key is not None:
             lake.encryption_key.grant_encrypt_decrypt(self.user_role)
-        acknowledge(
-            self.user_role, "AwsSolutions-IAM5",
+        acknowledge_wildcards(
+            self.user_role,
             "The session role covers the zone's objects; each user's session policy (and logical home directory) "
             "narrows it to that user's own prefix at login. No delete action is granted.",
+            actions=KMS_WILDCARD_ACTIONS, resource_suffixes=("/*",),
         )
 
         self.identity_function: HandlerFunction | None = None
@@ -288,10 +295,10 @@ class SftpServer(Construct):
                                                          resource_name=f"{secret_prefix}*",
                                                          arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)],
             ))
-            acknowledge(
-                self.identity_function.role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:"
-                + secret_prefix + "*]",
+            acknowledge_wildcards(
+                self.identity_function.role,
                 "Users are looked up by name under one secret prefix; the set of users is not known at synth time.",
+                resource_suffixes=(f":secret:{secret_prefix}*",),
             )
             idp_details = transfer.CfnServer.IdentityProviderDetailsProperty(
                 function=self.identity_function.function.function_arn,
