@@ -125,7 +125,10 @@ class IngestionStack(PlatformStack):
         ))
         raw.grant_read(fn, "dataset=*")
         raw.grant_put(fn, "dataset=*")
-        self.catalog.grant_read_write_data(fn)
+        # Only what the glue does: never DeleteItem (the catalog is append-only, like the lake).
+        self.catalog.grant(fn, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
+                           "dynamodb:DescribeTable")
+        self.key.grant_encrypt_decrypt(fn)
         events.EventBus.from_event_bus_name(self, "DefaultBus", READY_EVENT_BUS).grant_put_events_to(fn)
         self.glue.add_error_alarm(alarm_action)
         for alarm_id, metric, threshold, what in (
