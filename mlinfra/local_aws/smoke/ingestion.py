@@ -40,6 +40,8 @@ def _event(bucket: str, key: str, size: int, version_id: str | None) -> dict:
 def run(ctx) -> list[str]:
     from mlinfra.lambdas.landing_glue import handler as glue
 
+    if hasattr(ctx, "has_stack") and not ctx.has_stack("ingestion"):
+        return []
     lake, ingestion = ctx.outputs("data-lake"), ctx.outputs("ingestion")
     landing, raw = lake.get("LandingBucketName"), lake.get("RawBucketName")
     table = ingestion.get("CatalogTableName")
