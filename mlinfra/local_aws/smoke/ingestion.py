@@ -68,10 +68,13 @@ def run(ctx) -> list[str]:
         allow_unregistered=ctx.config.ingestion.allow_unregistered_datasets or not ctx.config.ingestion.datasets,
     )
     glue.set_clients(glue.Clients(s3=s3, dynamodb=ctx.client("dynamodb"), events=ctx.client("events")))
+    level = glue.logger.log_level
+    glue.logger.setLevel("WARNING")  # keep the handler's INFO lines out of the deploy report
     try:
         outcomes = [glue.process_event(e, settings) for e in events]
     finally:
         glue.set_clients(glue.Clients())
+        glue.logger.setLevel(level)
     bad = [o for o in outcomes if o["outcome"] not in ("promoted", "manifest")]
     if bad:
         raise RuntimeError(f"ingestion smoke: the glue rejected smoke files: {bad}")
