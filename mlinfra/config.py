@@ -236,6 +236,8 @@ class DataLakeConfig:
 
 
 _DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_STORAGE_CLASSES = ("STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "ONEZONE_IA", "GLACIER_INSTANT_RETRIEVAL",
+                    "GLACIER", "DEEP_ARCHIVE")
 _EXTENSION_RE = re.compile(r"^\.[a-z0-9]+(\.[a-z0-9]+)?$")
 
 
@@ -412,6 +414,8 @@ class IngestionConfig:
                     errors.append(f"{tp}.server: a {task.source} source needs the server, got: None")
             if task.source == "smb" and not (task.user and task.password_secret_name):
                 errors.append(f"{tp}: an smb source needs user and password_secret_name")
+            if task.storage_class not in _STORAGE_CLASSES:
+                errors.append(f"{tp}.storage_class: must be one of {list(_STORAGE_CLASSES)}, got: {task.storage_class!r}")
             if task.source == "hdfs" and not task.user:
                 errors.append(f"{tp}.user: an hdfs source needs the simple user, got: None")
         return errors

@@ -284,6 +284,7 @@ class SftpServer(Construct):
                 self, "IdentityProvider", handler="transfer_idp",
                 description="Transfer Family identity provider: Secrets Manager users",
                 timeout=cdk.Duration.seconds(10), encryption_key=self.key,
+                dead_letter_queue=False,  # invoked synchronously by Transfer Family: a DLQ would never receive
                 environment={
                     "SECRET_PREFIX": secret_prefix, "USER_ROLE_ARN": self.user_role.role_arn,
                     "BUCKET": self.bucket.bucket_name, "BUCKET_ARN": self.bucket.bucket_arn,

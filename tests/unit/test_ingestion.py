@@ -489,6 +489,33 @@ def test_stack_builds_transfer_datasync_and_firehose_from_config(stack_t):
     assert any("datasync" in json.dumps(p["ServiceName"]) for p in props(stack_t, "AWS::EC2::VPCEndpoint"))
 
 
+def test_stack_builds_agent_sources_and_lambda_identity_provider(local_config):
+    from mlinfra.app import create_app
+
+    tasks = [
+        DataSyncTaskConfig("nfs", "nfs", "images/v9/", server="nfs.corp", subdirectory="/exports", agent_arns=[AGENT]),
+        DataSyncTaskConfig("smb", "smb", "docs/v1/", server="smb.corp", subdirectory="/share", user="svc",
+                           password_secret_name="corp/smb", agent_arns=[AGENT]),
+        DataSyncTaskConfig("hdfs", "hdfs", "logs/v1/", server="nn.corp:9000", user="hdfs", agent_arns=[AGENT]),
+    ]
+    ing = dataclasses.replace(
+        local_config.ingestion,
+        transfer=TransferConfig(identity_provider="lambda"),
+        datasync=DataSyncConfig(vpc_endpoint=True, agent_cidrs=["192.168.0.0/16"], tasks=tasks),
+    )
+    cfg = dataclasses.replace(local_config, ingestion=ing)
+    assert cfg.validate() == []
+    _, platform = create_app(config=cfg, nag=False)
+    t = Template.from_stack(platform.extra["ingestion"])
+    assert len(props(t, "AWS::DataSync::LocationNFS")) == 1 and len(props(t, "AWS::DataSync::LocationSMB")) == 1
+    assert props(t, "AWS::DataSync::LocationHDFS")[0]["NameNodes"] == [{"Hostname": "nn.corp", "Port": 9000}]
+    assert "corp/smb" in json.dumps(props(t, "AWS::DataSync::LocationSMB")[0]["Password"])
+    server = props(t, "AWS::Transfer::Server")[0]
+    assert server["IdentityProviderType"] == "AWS_LAMBDA" and props(t, "AWS::Transfer::User") == []
+    idp = next(p for p in props(t, "AWS::Lambda::Function") if "SECRET_PREFIX" in p["Environment"]["Variables"])
+    assert idp["Environment"]["Variables"]["SECRET_PREFIX"] == "mlinfra/local/transfer/" and "DeadLetterConfig" not in idp
+
+
 def test_ingestion_can_be_disabled(local_config):
     from mlinfra.app import create_app
 
@@ -513,6 +540,7 @@ def test_ingestion_can_be_disabled(local_config):
     (IngestionConfig(datasync=DataSyncConfig(vpc_endpoint=True)), "agent_cidrs"),
     (IngestionConfig(datasync=DataSyncConfig(tasks=[DataSyncTaskConfig("t", "nfs", "a/", server="h")])), "agent_arns"),
     (IngestionConfig(datasync=DataSyncConfig(tasks=[DataSyncTaskConfig("t", "s3", "a/")])), "source_bucket"),
+    (IngestionConfig(datasync=DataSyncConfig(tasks=[DataSyncTaskConfig("t", "s3", "a/", source_bucket="b", storage_class="COLD")])), "storage_class"),
     (IngestionConfig(datasync=DataSyncConfig(tasks=[DataSyncTaskConfig("t", "smb", "a/", server="h", agent_arns=[AGENT])])), "smb"),
 ])
 def test_config_validation(cfg, match):
