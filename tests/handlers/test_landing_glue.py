@@ -199,6 +199,23 @@ def test_bad_checksum_is_quarantined_and_version_not_ready(aws):
     assert_nothing_deleted(aws, {"images/v3/a.csv", "images/v3/_manifest.json"})
 
 
+def test_manifest_arriving_late_rejects_mismatching_files(aws):
+    glue.handler(put(aws, "images/v9/a.csv", b"real"), context())
+    glue.handler(put(aws, "images/v9/extra.csv", b"x"), context())
+    manifest = {"files": [{"path": "a.csv", "sha256": sha(b"expected")}]}
+    out = glue.handler(put(aws, "images/v9/_manifest.json", json.dumps(manifest).encode()), context())
+    assert out["ready"] is False and out["rejected"] == ["a.csv", "extra.csv"]
+    raw_tags = tags(aws, RAW, "dataset=images/version=v9/a.csv")
+    assert raw_tags["mlinfra:status"] == "rejected" and raw_tags["mlinfra:quarantine-reason"] == "checksum-mismatch"
+    assert tags(aws, LANDING, "_quarantine/images/v9/extra.csv")["mlinfra:quarantine-reason"] == "not-in-manifest"
+    assert {i["path"]["S"]: i["rejected"]["S"] for i in files(aws)} == {"a.csv": "checksum-mismatch", "extra.csv": "not-in-manifest"}
+    assert ready_events(aws) == []
+    # a redelivered manifest event does not reject twice
+    assert "rejected" not in glue.handler(put(aws, "images/v9/_manifest.json", json.dumps(manifest).encode()), context())
+    assert_nothing_deleted(aws, {"images/v9/a.csv", "images/v9/extra.csv"})
+    assert len(versions(aws, RAW)[0]) == 2
+
+
 def test_file_not_listed_in_manifest_and_invalid_manifest(aws):
     glue.handler(put(aws, "images/v4/_manifest.json", json.dumps({"files": [{"path": "a.csv", "sha256": "0" * 64}]}).encode()), context())
     assert glue.handler(put(aws, "images/v4/extra.csv", b"x"), context())["reason"] == "not-in-manifest"

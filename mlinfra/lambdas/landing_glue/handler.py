@@ -54,6 +54,7 @@ READY_DETAIL_TYPE = "Dataset Version Ready"
 TAG_DATASET = "mlinfra:dataset"
 TAG_VERSION = "mlinfra:dataset-version"
 TAG_REASON = "mlinfra:quarantine-reason"
+TAG_STATUS = "mlinfra:status"
 META_SOURCE_VERSION = "mlinfra-source-version-id"
 META_SHA256 = "mlinfra-sha256"
 SINGLE_COPY_LIMIT = 5 * 1024**3  # CopyObject's limit; larger objects use a multipart copy
@@ -501,7 +502,39 @@ def accept_manifest(settings: Settings, obj: LandingObject, parts: KeyParts) -> 
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-    return {"outcome": "manifest", "key": obj.key, "files": len(files), "ready": maybe_emit_ready(settings, parts, files)}
+    rejected = reject_mismatches(settings, parts, files)
+    result = {"outcome": "manifest", "key": obj.key, "files": len(files), "ready": maybe_emit_ready(settings, parts, files)}
+    if rejected:
+        result["rejected"] = rejected
+    return result
+
+
+def reject_mismatches(settings: Settings, parts: KeyParts, manifest: dict[str, dict[str, Any]]) -> list[str]:
+    """Files catalogued BEFORE the manifest arrived that it contradicts: the landing object is quarantined
+    with the reason, the raw copy is tagged ``mlinfra:status=rejected`` and the catalog entry records the
+    reason. Nothing is deleted; the version never becomes ready (upload a new version)."""
+    rejected = []
+    for path, item in sorted(_catalogued_files(settings, parts).items()):
+        if "rejected" in item:
+            continue
+        entry = manifest.get(path)
+        reason = "not-in-manifest" if entry is None else manifest_mismatch(entry, _s(item, "sha256"), int(_s(item, "size")))
+        if not reason:
+            continue
+        quarantine(LandingObject(bucket=_s(item, "landing_bucket"), key=_s(item, "landing_key"), size=int(_s(item, "size")),
+                                 version_id=_s(item, "landing_version_id")), reason)
+        raw_tags = {TAG_DATASET: parts.dataset, TAG_VERSION: parts.version, TAG_STATUS: "rejected", TAG_REASON: reason}
+        _clients.s3.put_object_tagging(
+            Bucket=_s(item, "raw_bucket"), Key=_s(item, "object_key"),
+            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in raw_tags.items()]},
+            **_version_args(_s(item, "raw_version_id")),
+        )
+        _clients.dynamodb.update_item(
+            TableName=settings.catalog_table, Key={**_pk(parts), "sk": {"S": f"{parts.version}#FILE#{path}"}},
+            UpdateExpression="SET rejected = :r", ExpressionAttributeValues={":r": {"S": reason}},
+        )
+        rejected.append(path)
+    return rejected
 
 
 def _catalogued_files(settings: Settings, parts: KeyParts) -> dict[str, dict[str, Any]]:
@@ -526,7 +559,7 @@ def maybe_emit_ready(settings: Settings, parts: KeyParts, manifest: dict[str, di
     catalogued = _catalogued_files(settings, parts)
     for path, entry in manifest.items():
         item = catalogued.get(path)
-        if item is None or manifest_mismatch(entry, _s(item, "sha256"), int(_s(item, "size"))):
+        if item is None or "rejected" in item or manifest_mismatch(entry, _s(item, "sha256"), int(_s(item, "size"))):
             return False
     marker_key = {**_pk(parts), "sk": {"S": f"{parts.version}#READY"}}
     marker = _get_item(settings, parts.dataset, f"{parts.version}#READY")
