@@ -516,12 +516,19 @@ def test_stack_builds_agent_sources_and_lambda_identity_provider(local_config):
     assert idp["Environment"]["Variables"]["SECRET_PREFIX"] == "mlinfra/local/transfer/" and "DeadLetterConfig" not in idp
 
 
-def test_ingestion_can_be_disabled(local_config):
+def test_ingestion_can_be_disabled_and_acceleration_switch(local_config):
     from mlinfra.app import create_app
 
-    cfg = dataclasses.replace(local_config, ingestion=dataclasses.replace(local_config.ingestion, enabled=False))
+    cfg = dataclasses.replace(
+        local_config, ingestion=dataclasses.replace(local_config.ingestion, enabled=False),
+        data_lake=dataclasses.replace(local_config.data_lake, landing_transfer_acceleration=True),
+    )
     _, platform = create_app(config=cfg, nag=False)
     assert "ingestion" not in platform.extra
+    buckets = Template.from_stack(platform.data_lake).find_resources("AWS::S3::Bucket")
+    accelerated = [k for k, v in buckets.items() if "AccelerateConfiguration" in v["Properties"]]
+    assert len(accelerated) == 1 and "Landing" in accelerated[0]
+    assert buckets[accelerated[0]]["Properties"]["AccelerateConfiguration"] == {"AccelerationStatus": "Enabled"}
 
 
 # --------------------------------------------------------------------------------------------------
