@@ -36,7 +36,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, is_token, log_retention
+from mlinfra.constructs.common import is_token, log_retention
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix, validate_zone
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards
 

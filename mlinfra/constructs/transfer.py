@@ -24,12 +24,11 @@ import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_transfer as transfer
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, is_token, log_retention
+from mlinfra.constructs.common import acknowledge, log_retention
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix, validate_zone
 from mlinfra.constructs.lambda_function import HandlerFunction
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards
@@ -245,9 +244,11 @@ class SftpServer(Construct):
                 address_allocation_ids=[e.attr_allocation_id for e in self.elastic_ips],
             )
         else:
-            chosen = vpc.select_subnets(**({"subnets": subnets.subnets} if subnets and subnets.subnets else
-                                           {"subnet_group_name": subnets.subnet_group_name} if subnets and subnets.subnet_group_name else
-                                           {"subnet_type": ec2.SubnetType.PRIVATE_WITH_EGRESS}))
+            subnets = subnets or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+            chosen = vpc.select_subnets(
+                subnets=subnets.subnets, subnet_group_name=subnets.subnet_group_name,
+                subnet_type=subnets.subnet_type, one_per_az=subnets.one_per_az,
+            )
             self.elastic_ips = []
             endpoint = transfer.CfnServer.EndpointDetailsProperty(
                 vpc_id=vpc.vpc_id, subnet_ids=chosen.subnet_ids, security_group_ids=[self.security_group.security_group_id],

@@ -14,7 +14,7 @@ from aws_cdk import aws_secretsmanager as sm
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_events_targets as targets
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Template
 
 from mlinfra.config import (
     DataSyncConfig, DataSyncTaskConfig, IngestionConfig, TransferConfig, TransferUserConfig, DatasetRuleConfig,
