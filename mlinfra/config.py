@@ -428,7 +428,7 @@ class PlatformConfig:
             errors.append(f"azs: every AZ must be in region {self.region}, got: {bad_azs}")
         if len(set(self.azs)) != len(self.azs):
             errors.append(f"azs: must be unique, got: {self.azs}")
-        if self.network.vpc_id is None and len(self.azs) < self.network.max_azs:
+        if self.network.vpc_id is None and self.azs and len(self.azs) < self.network.max_azs:
             errors.append(f"azs: lists {len(self.azs)} AZ(s) but network.max_azs is {self.network.max_azs}")
         for key, value in self.all_tags.items():
             if not _TAG_KEY_RE.fullmatch(key) or key.lower().startswith("aws:"):
