@@ -826,7 +826,7 @@ class Endpoint(Construct):
         for s in a.scheduled:
             target.scale_on_schedule(
                 s.name, schedule=s.schedule, min_capacity=s.min_capacity, max_capacity=s.max_capacity,
-                time_zone=s.time_zone and appscaling.TimeZone.of(s.time_zone),
+                time_zone=s.time_zone and cdk.TimeZone.of(s.time_zone),
             )
         return target
 
