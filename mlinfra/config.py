@@ -309,12 +309,17 @@ class ServingConfig:
     async_max_capacity: int = 2
     #: Async target backlog per instance. :default: 5
     async_backlog_target: float = 5.0
+    #: EventBridge schedule of a batch transform with the real-time model (curated zone
+    #: ``batch-inference/input/`` -> artifacts zone ``batch-inference/output/<model>/<version>/``). :default: None (off)
+    batch_transform_schedule: str | None = None
+    #: Instance type of the batch transform. :default: ml.m5.xlarge
+    batch_transform_instance_type: str = "ml.m5.xlarge"
 
     def validate(self) -> list[str]:
         from mlinfra.hosting_instances import parse_instance_type
 
         errors: list[str] = []
-        for name in ("instance_type", "async_instance_type"):
+        for name in ("instance_type", "async_instance_type", "batch_transform_instance_type"):
             try:
                 parse_instance_type(getattr(self, name), name)
             except ValueError as exc:
@@ -354,6 +359,8 @@ class ServingConfig:
             errors.append(f"serving.linear_step_percent: must be between 10 and 50, got: {self.linear_step_percent}")
         if not 0 <= self.bake_minutes <= 60:
             errors.append(f"serving.bake_minutes: must be between 0 and 60, got: {self.bake_minutes}")
+        if self.batch_transform_schedule is not None and not re.fullmatch(r"(cron|rate)\(.+\)", self.batch_transform_schedule):
+            errors.append(f"serving.batch_transform_schedule: must be cron(...) or rate(...), got: {self.batch_transform_schedule!r}")
         if self.async_max_capacity < 1:
             errors.append(f"serving.async_max_capacity: must be >= 1, got: {self.async_max_capacity}")
         names = [s.name for s in self.scheduled]

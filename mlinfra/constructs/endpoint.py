@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import re
 from typing import Any, Mapping, Sequence
 
@@ -45,11 +44,11 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
-import jsii
-from constructs import Construct, IValidation
+from constructs import Construct
 
 from mlinfra.constructs.common import acknowledge, is_token
 from mlinfra.constructs.endpoint_target import EndpointTarget
+from mlinfra.constructs.nag_wildcards import WildcardAcknowledger
 from mlinfra.hosting_instances import family_of
 
 __all__ = [
@@ -977,60 +976,13 @@ class Endpoint(Construct):
         # cdk-nag's IAM5 findings are granular (one id per wildcard action or resource) and resource ids
         # embed cross-stack export names known only after references are resolved: acknowledge them from a
         # validation hook, which runs after that and before the synthesis plugins read acknowledgments.
-        self.node.add_validation(_WildcardAcknowledger(self.role, {
+        self.node.add_validation(WildcardAcknowledger(self.role, {
             "Action": "grant_* defaults on the named buckets/keys (s3:GetObject*, s3:List*, s3:Abort*, kms:ReEncrypt*, "
                       "kms:GenerateDataKey*) - scoped to the model, capture and async prefixes and the named keys only",
             "Resource": "SageMaker model role: ecr:GetAuthorizationToken, cloudwatch:PutMetricData (namespace-conditioned) "
                         "and VPC ENI management take no resource; logs are limited to /aws/sagemaker/Endpoints/*; S3 "
                         "access is limited to the model artifacts, data-capture and async-inference prefixes",
         }))
-
-
-@jsii.implements(IValidation)
-class _WildcardAcknowledger:
-    """Acknowledges exactly the IAM5 wildcard findings of one role's own policy, with the given reasons."""
-
-    def __init__(self, role: iam.Role, reasons: Mapping[str, str]) -> None:
-        self._role = role
-        self._reasons = dict(reasons)
-        self._done = False
-
-    def validate(self) -> list[str]:
-        if self._done:
-            return []
-        self._done = True
-        policy = self._role.node.try_find_child("DefaultPolicy")
-        if policy is None:
-            return []
-        doc = cdk.Stack.of(self._role).resolve(policy.document)
-        for st in doc.get("Statement", []):
-            actions = st.get("Action", [])
-            resources = st.get("Resource", [])
-            for a in actions if isinstance(actions, list) else [actions]:
-                if "*" in a:
-                    acknowledge(policy, f"AwsSolutions-IAM5[Action::{a}]", self._reasons["Action"])
-            for r in resources if isinstance(resources, list) else [resources]:
-                rendered = _render_intrinsic(r)
-                if "*" in rendered:
-                    acknowledge(policy, f"AwsSolutions-IAM5[Resource::{rendered}]", self._reasons["Resource"])
-        return []
-
-
-def _render_intrinsic(value: Any) -> str:
-    """Render a resolved value the way cdk-nag names it in finding ids."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and len(value) == 1:
-        ((fn, arg),) = value.items()
-        if fn == "Ref":
-            return f"<{arg}>"
-        if fn == "Fn::GetAtt":
-            return f"<{arg[0]}.{arg[1]}>" if isinstance(arg, list) else f"<{arg}>"
-        if fn == "Fn::ImportValue":
-            return _render_intrinsic(arg)
-        if fn == "Fn::Join":
-            return arg[0].join(_render_intrinsic(p) for p in arg[1])
-    return json.dumps(value)
 
 
 # --------------------------------------------------------------------------------------------------

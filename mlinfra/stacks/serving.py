@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_events as events
 from constructs import Construct
 
 from mlinfra.config import PlatformConfig, ServingConfig
+from mlinfra.constructs.batch_transform import BatchTransform
 from mlinfra.constructs.data_lake import DataLake
 from mlinfra.constructs.endpoint import (
     AsyncInference,
@@ -41,6 +43,8 @@ _SHIFTING = {"canary": TrafficShifting.CANARY, "linear": TrafficShifting.LINEAR,
 #: Prefixes in the lake's artifacts zone.
 CAPTURE_PREFIX = "data-capture/realtime/"
 ASYNC_PREFIX = "async-inference/"
+BATCH_INPUT_PREFIX = "batch-inference/input/"
+BATCH_OUTPUT_PREFIX = "batch-inference/output/"
 
 
 class ServingStack(PlatformStack):
@@ -129,3 +133,22 @@ class ServingStack(PlatformStack):
             # Prefixes in the lake's artifacts bucket (the data-lake stack outputs the bucket's name).
             cdk.CfnOutput(self, "AsyncInputPrefix", value=f"{ASYNC_PREFIX}input/")
             cdk.CfnOutput(self, "AsyncOutputPrefix", value=f"{ASYNC_PREFIX}output/")
+
+        self.batch_transform: BatchTransform | None = None
+        if cfg.batch_transform_schedule:
+            assert rt.model is not None
+            self.batch_transform = BatchTransform(
+                self,
+                "BatchTransform",
+                model_name=rt.model.attr_model_name,
+                model_version="initial",
+                model_role=rt.role,
+                input_bucket=lake.bucket("curated"),
+                input_prefix=BATCH_INPUT_PREFIX,
+                output_bucket=artifacts,
+                output_prefix=BATCH_OUTPUT_PREFIX,
+                instance_type=cfg.batch_transform_instance_type,
+                schedule=events.Schedule.expression(cfg.batch_transform_schedule),
+                trigger_on_new_data=True,
+            )
+            cdk.CfnOutput(self, "BatchTransformStateMachineArn", value=self.batch_transform.state_machine.state_machine_arn)
