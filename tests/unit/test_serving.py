@@ -78,14 +78,26 @@ def test_alarms_from_config_in_metric_units(prod):
     latency = [a for a in alarms.values() if a.get("MetricName") == "ModelLatency"]
     assert latency[0]["Threshold"] == 500_000  # 500 ms in microseconds
     assert any(a.get("MetricName") == "Invocations" and a["ComparisonOperator"] == "LessThanThreshold" for a in alarms.values())
-    assert len(_res(t, "AWS::SNS::Topic")) == 1  # one encrypted topic shared by both endpoints
+    # one encrypted alarm topic shared by both endpoints (the batch workflow has its own failure topic)
+    assert len(_res(t, "AWS::SNS::Topic", "RealtimeEndpoint")) == 1 and not _res(t, "AWS::SNS::Topic", "AsyncEndpoint")
     assert len(_res(t, "AWS::CloudWatch::Dashboard")) == 2
+
+
+def test_batch_transform_from_config(prod):
+    stack, t = prod
+    assert stack.batch_transform is not None
+    rules = [v["Properties"] for v in _res(t, "AWS::Events::Rule", "BatchTransform").values()]
+    assert any(r.get("ScheduleExpression") == "cron(0 3 * * ? *)" for r in rules)
+    assert any("EventPattern" in r and "CuratedBucket" in json.dumps(r["EventPattern"]) for r in rules)
+    (sm,) = _res(t, "AWS::StepFunctions::StateMachine", "BatchTransform").values()
+    definition = json.dumps(sm["Properties"]["DefinitionString"])
+    assert "batch-inference/output/{}/{}/{}/" in definition and ".sync" not in definition
 
 
 def test_outputs(prod):
     _, t = prod
     assert {"RealtimeEndpointName", "RealtimeEndpointArn", "RealtimeVariantName", "AsyncEndpointName",
-            "AlarmTopicArn", "ModelExecutionRoleArn"} <= set(t["Outputs"])
+            "AlarmTopicArn", "ModelExecutionRoleArn", "BatchTransformStateMachineArn"} <= set(t["Outputs"])
 
 
 def test_local_config_uses_types_the_emulator_accepts(local_config):
@@ -116,6 +128,8 @@ def test_serving_can_be_disabled(local_config):
         ({"scheduled": [{"name": "x", "schedule": "every day", "min_capacity": 1}]}, "serving.scheduled[0].schedule"),
         ({"scheduled": [{"name": "x", "schedule": "rate(1 day)"}]}, "serving.scheduled[0]: set min_capacity"),
         ({"traffic_shifting": "big-bang"}, "serving.traffic_shifting: expected one of"),
+        ({"batch_transform_schedule": "daily"}, "serving.batch_transform_schedule: must be cron(...) or rate(...)"),
+        ({"batch_transform_instance_type": "ml.nope.large"}, "serving.batch_transform_instance_type has an unknown"),
     ],
 )
 def test_config_validation(serving, expected):
@@ -187,9 +201,14 @@ def test_smoke_registers_the_templates_scaling_through_the_api(local_config, loc
     names = {lid: ("rt-endpoint" if lid.startswith("Realtime") else "async-endpoint") for lid in logical}
     monkeypatch.setattr(smoke, "_synthesized_template", lambda ctx: local_template)
     monkeypatch.setattr(smoke, "_live_endpoint_names", lambda ctx: names)
+    (machine,) = [v for v in local_template["Resources"].values() if v["Type"] == "AWS::StepFunctions::StateMachine"]
+    definition = "".join(p if isinstance(p, str) else "x" for p in machine["Properties"]["DefinitionString"]["Fn::Join"][1])
     with mock_aws():
+        arn = ctx_arn = _Ctx(local_config, {}).client("stepfunctions").create_state_machine(
+            name="bt", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
         ctx = _Ctx(local_config, {"RealtimeEndpointName": "rt-endpoint", "RealtimeVariantName": "AllTraffic",
-                                  "AsyncEndpointName": "async-endpoint"})
+                                  "AsyncEndpointName": "async-endpoint", "BatchTransformStateMachineArn": arn})
+        assert ctx_arn == arn
         sm = ctx.client("sagemaker")
         _endpoint(sm, "rt-endpoint", "ml.m5.large", capture_percent=100)
         _endpoint(sm, "async-endpoint", "ml.c5.large", async_out="s3://lake/async-inference/output/")
@@ -204,6 +223,7 @@ def test_smoke_registers_the_templates_scaling_through_the_api(local_config, loc
     assert kinds == ["StepScaling", "TargetTrackingScaling", "TargetTrackingScaling"]
     assert any("InService" in line for line in lines)
     assert any("SageMakerVariantInvocationsPerInstance" in line for line in lines)
+    assert any("poll loop without .sync" in line for line in lines)
 
 
 def test_smoke_fails_when_endpoint_not_in_service_or_variant_missing(local_config, local_template, monkeypatch):

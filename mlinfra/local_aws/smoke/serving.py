@@ -47,7 +47,23 @@ def run(ctx) -> list[str]:
     template = _synthesized_template(ctx)
     endpoint_names = _live_endpoint_names(ctx)
     lines.extend(register_scaling(ctx.client("application-autoscaling"), template, endpoint_names, sm))
+    if "BatchTransformStateMachineArn" in outputs:
+        lines.append(_check_batch_transform(ctx, outputs["BatchTransformStateMachineArn"]))
     return lines
+
+
+def _check_batch_transform(ctx, arn: str) -> str:
+    """The batch transform workflow exists and is the poll loop (its execution is covered in-process by the
+    unit tests: moto's server executes only machines created through its API, not through CloudFormation)."""
+    definition = json.loads(ctx.client("stepfunctions").describe_state_machine(stateMachineArn=arn)["definition"])
+    states = definition.get("States", {})
+    resources = [s.get("Resource", "") for s in states.values()]
+    if any(r.endswith(".sync") for r in resources):
+        raise AssertionError(f"batch transform {arn} uses a .sync integration the emulator cannot run")
+    needed = {"CreateTransformJob", "WaitTransform", "DescribeTransformJob", "NotifyFailure"}
+    if not needed <= set(states):
+        raise AssertionError(f"batch transform {arn} lacks states {sorted(needed - set(states))}")
+    return f"batch transform workflow {arn.rsplit(':', 1)[-1]}: deployed, {len(states)} states, poll loop without .sync"
 
 
 def _check_realtime_config(ctx, cfg: dict[str, Any], outputs: dict[str, str], lines: list[str]) -> None:
