@@ -325,6 +325,8 @@ class EndpointAlarms:
     datapoints_to_alarm: int = 3
 
 
+_DEFAULT_SCALING = AutoScaling()
+
 # --------------------------------------------------------------------------------------------------
 # The construct
 # --------------------------------------------------------------------------------------------------
@@ -344,7 +346,8 @@ class Endpoint(Construct):
     :param serverless: serverless settings (serverless mode). :default: ServerlessSettings()
     :param async_inference: async settings (required in async mode). :default: None
     :param data_capture: capture to S3 (not serverless). :default: None (off)
-    :param auto_scaling: scaling of instance-backed variants; None turns scaling off. :default: AutoScaling()
+    :param auto_scaling: scaling of instance-backed variants; None turns scaling off (an error on serverless).
+        :default: AutoScaling() for instance-backed modes
     :param deployment_guardrails: rollout config for ``deploy_target``. :default: DeploymentGuardrails()
     :param alarms: alarm thresholds; None turns alarms off. :default: EndpointAlarms()
     :param alarm_topic: topic of the alarms. :default: a new KMS-encrypted topic
@@ -372,7 +375,7 @@ class Endpoint(Construct):
         serverless: ServerlessSettings | None = None,
         async_inference: AsyncInference | None = None,
         data_capture: DataCapture | None = None,
-        auto_scaling: AutoScaling | None = AutoScaling(),
+        auto_scaling: AutoScaling | None = _DEFAULT_SCALING,
         deployment_guardrails: DeploymentGuardrails | None = DeploymentGuardrails(),
         alarms: EndpointAlarms | None = EndpointAlarms(),
         alarm_topic: sns.ITopic | None = None,
@@ -397,8 +400,11 @@ class Endpoint(Construct):
             shadow_variant = _with_default_type(shadow_variant, serverless_mode)
         if network_isolation is None:
             network_isolation = not serverless_mode
-        if auto_scaling is not None and mode is EndpointMode.SERVERLESS:
-            auto_scaling = None  # serverless endpoints scale themselves (documented); explicit use is checked below
+        if mode is EndpointMode.SERVERLESS:
+            if auto_scaling is not None and auto_scaling is not _DEFAULT_SCALING:
+                raise ValueError("auto_scaling: serverless endpoints scale themselves (max_concurrency); pass "
+                                 "auto_scaling=None or use an instance-backed mode")
+            auto_scaling = None
 
         _validate(
             mode=mode, model=model, containers=containers, multi_model=multi_model, variants=variants,

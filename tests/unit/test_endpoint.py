@@ -371,6 +371,7 @@ def _bucket():
         (dict(mode=EndpointMode.SERVERLESS, variants=[ProductionVariant(instance_type="ml.m5.large")]),
          r"serverless endpoints take no instance type.*ml\.m5\.large"),
         (dict(mode=EndpointMode.ASYNC), r"async endpoints need an S3 output path"),
+        (dict(mode=EndpointMode.SERVERLESS, auto_scaling=AutoScaling()), r"serverless endpoints scale themselves"),
         (dict(mode=EndpointMode.ASYNC, async_inference=AsyncInference()), r"async endpoints need an S3 output path"),
         (dict(variants=[ProductionVariant(instance_type="ml.x9.large")]), r"unknown SageMaker hosting instance family 'x9'"),
         (dict(variants=[ProductionVariant(instance_type="m5.large")]), r"starting with 'ml\.'"),
