@@ -246,3 +246,52 @@ def test_smoke_fails_when_endpoint_not_in_service_or_variant_missing(local_confi
         ctx2 = _Ctx(local_config, {"RealtimeEndpointName": "rt"})
         with pytest.raises(AssertionError, match="data capture is"):
             smoke.run(ctx2)
+
+
+def test_deploy_target_crosses_stacks(prod_config):
+    """The pipeline lives in another stack: every token of the target must resolve there (exports/imports)."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_iam as iam
+
+    app, platform = create_app(config=prod_config, nag=False)
+    target = platform.extra["serving"].realtime_endpoint.deploy_target
+    consumer = cdk.Stack(app, "Consumer", env=platform.extra["serving"].environment and cdk.Environment(
+        account=prod_config.account, region=prod_config.region))
+    role = iam.Role(consumer, "Pipeline", assumed_by=iam.ServicePrincipal("states.amazonaws.com"))
+    role.add_to_policy(iam.PolicyStatement(actions=["sagemaker:UpdateEndpoint"], resources=[target.endpoint_arn]))
+    target.model_execution_role.grant_pass_role(role)
+    cdk.CfnOutput(consumer, "DeploymentConfig", value=consumer.to_json_string(target.deployment_config))
+    cdk.CfnOutput(consumer, "EndpointName", value=target.endpoint_name)
+    t = Template.from_stack(consumer).to_json()
+    text = json.dumps(t)
+    assert "Fn::ImportValue" in text and "mlinfra-prod-serving" in text
+    assert "LINEAR" in json.dumps(t["Outputs"]["DeploymentConfig"])
+
+
+@pytest.mark.policy
+def test_constructs_nag_clean_in_one_stack():
+    """Endpoint and BatchTransform next to the lake and network in ONE stack (same-stack references)."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_events as events
+
+    from mlinfra.app import FEATURE_FLAGS, register_nag
+    from mlinfra.constructs.batch_transform import BatchTransform
+    from mlinfra.constructs.data_lake import DataLake
+    from mlinfra.constructs.endpoint import AsyncInference, DataCapture, Endpoint, EndpointMode, ModelContainer, ModelData
+    from mlinfra.constructs.network import Network
+
+    app = cdk.App(context=FEATURE_FLAGS)
+    register_nag(app)
+    stack = cdk.Stack(app, "One", env=cdk.Environment(account="123456789012", region="us-east-1"))
+    lake = DataLake(stack, "Lake")
+    net = Network(stack, "Net")
+    model = ModelContainer(image_uri="123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1",
+                           model_data=ModelData.from_bucket(lake.bucket("models"), "m/1/model.tar.gz"))
+    rt = Endpoint(stack, "Rt", model=model, vpc=net.vpc, vpc_subnets=net.private_subnet_selection,
+                  data_capture=DataCapture(bucket=lake.bucket("artifacts")))
+    Endpoint(stack, "Async", mode=EndpointMode.ASYNC, model=model, vpc=net.vpc,
+             async_inference=AsyncInference(output_bucket=lake.bucket("artifacts")))
+    BatchTransform(stack, "Bt", model_name=rt.model.attr_model_name, model_role=rt.role,
+                   input_bucket=lake.bucket("curated"), output_bucket=lake.bucket("artifacts"),
+                   schedule=events.Schedule.rate(cdk.Duration.days(1)))
+    app.synth()  # raises on any unacknowledged finding
