@@ -31,13 +31,33 @@ def test_private_subnets_across_azs_and_public_only_for_nat(prod):
     assert len(t.find_resources("AWS::EC2::NatGateway")) == 3
 
 
-def test_training_subnet_is_single_az_and_distinct(prod):
-    network, _ = prod
+def test_training_subnet_is_one_subnet_in_one_az(prod):
+    network, t = prod
     training = network.training_subnet
     assert training.availability_zone == "us-east-1a"
+    assert training.ipv4_cidr_block == "10.0.240.0/20"  # the last 1/16 of the VPC, never allocated by the L2
     assert training.node.path not in {s.node.path for s in network.private_subnets}
-    assert "/trainingSubnet1/" in training.node.path + "/"
     assert [s.node.path for s in network.training_subnet_selection.subnets] == [training.node.path]
+    subnets = props(t, "AWS::EC2::Subnet")
+    assert [s["CidrBlock"] for s in subnets if s["AvailabilityZone"] == "us-east-1a" and s["CidrBlock"] == "10.0.240.0/20"]
+    assert len(subnets) == 3 + 3 + 1  # public and private per AZ, ONE training subnet
+    cidrs = [s["CidrBlock"] for s in subnets]
+    assert len(set(cidrs)) == len(cidrs)
+
+
+def test_training_subnet_shares_the_private_route_table_of_its_az(prod):
+    network, t = prod
+    private_a = next(s for s in network.private_subnets if s.availability_zone == "us-east-1a")
+    assoc = [p for p in props(t, "AWS::EC2::SubnetRouteTableAssociation")
+             if p["SubnetId"] == {"Ref": next(lid for lid in t.find_resources("AWS::EC2::Subnet") if lid.startswith("NetworkTrainingSubnet"))}]
+    assert len(assoc) == 1
+    assert assoc[0]["RouteTableId"] == cdk_resolve(network, private_a.route_table.route_table_id)
+
+
+def cdk_resolve(construct, value):
+    import aws_cdk as cdk
+
+    return cdk.Stack.of(construct).resolve(value)
 
 
 def test_gateway_endpoints_for_s3_and_dynamodb(prod):
