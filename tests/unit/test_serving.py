@@ -204,11 +204,14 @@ def test_smoke_registers_the_templates_scaling_through_the_api(local_config, loc
     (machine,) = [v for v in local_template["Resources"].values() if v["Type"] == "AWS::StepFunctions::StateMachine"]
     definition = "".join(p if isinstance(p, str) else "x" for p in machine["Properties"]["DefinitionString"]["Fn::Join"][1])
     with mock_aws():
-        arn = ctx_arn = _Ctx(local_config, {}).client("stepfunctions").create_state_machine(
-            name="bt", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+        cfn = _Ctx(local_config, {}).client("cloudformation")
+        cfn.create_stack(StackName=local_config.stack_name("serving"), TemplateBody=json.dumps({"Resources": {
+            "BatchTransformStateMachine": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
+                "DefinitionString": definition, "RoleArn": "arn:aws:iam::123456789012:role/sfn"}}}}))
+        (res,) = cfn.describe_stack_resources(StackName=local_config.stack_name("serving"))["StackResources"]
+        arn = res["PhysicalResourceId"]
         ctx = _Ctx(local_config, {"RealtimeEndpointName": "rt-endpoint", "RealtimeVariantName": "AllTraffic",
                                   "AsyncEndpointName": "async-endpoint", "BatchTransformStateMachineArn": arn})
-        assert ctx_arn == arn
         sm = ctx.client("sagemaker")
         _endpoint(sm, "rt-endpoint", "ml.m5.large", capture_percent=100)
         _endpoint(sm, "async-endpoint", "ml.c5.large", async_out="s3://lake/async-inference/output/")
