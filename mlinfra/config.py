@@ -422,6 +422,152 @@ class IngestionConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScheduledScalingConfig:
+    """A scheduled capacity change of the real-time endpoint (e.g. a smaller night floor)."""
+
+    #: Action name (letters, digits, hyphens).
+    name: str
+    #: Application Auto Scaling schedule: ``cron(...)``, ``rate(...)`` or ``at(...)``.
+    schedule: str
+    #: New minimum capacity. :default: None (unchanged)
+    min_capacity: int | None = None
+    #: New maximum capacity. :default: None (unchanged)
+    max_capacity: int | None = None
+    #: IANA time zone of the schedule. :default: None (UTC)
+    time_zone: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    """Serving (issue 6): one real-time endpoint with autoscaling, alarms and guarded rollout, plus an async
+    endpoint example. The retrain pipeline deploys new model versions to the real-time endpoint."""
+
+    #: Build the serving stack. :default: True
+    enabled: bool = True
+    #: Inference image of the initial model (the pipeline replaces the model on each approved version).
+    #: :default: the AWS PyTorch CPU inference image in us-east-1
+    image_uri: str = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3.0-cpu-py311-ubuntu20.04-sagemaker"
+    #: Key of the initial model archive in the lake's models zone. :default: serving/initial/model.tar.gz
+    model_data_key: str = "serving/initial/model.tar.gz"
+    #: Instance type of the real-time endpoint (``ml.*``). :default: ml.m5.large
+    instance_type: str = "ml.m5.large"
+    #: Instances at creation. :default: 1
+    initial_instance_count: int = 1
+    #: Autoscaling floor (>= 1 for real-time). :default: 1
+    min_capacity: int = 1
+    #: Autoscaling ceiling. :default: 4
+    max_capacity: int = 4
+    #: Target-tracking metric: invocations per instance (default), GPU or CPU utilization. :default: invocations
+    scaling_metric: Literal["invocations", "gpu", "cpu"] = "invocations"
+    #: Target value in the metric's unit (invocations/instance/minute or percent). :default: 100
+    target_value: float = 100.0
+    #: Seconds between scale-in activities. :default: 300
+    scale_in_cooldown_seconds: int = 300
+    #: Seconds between scale-out activities. :default: 60
+    scale_out_cooldown_seconds: int = 60
+    #: Never scale in by target tracking (scale-in protection). :default: False
+    protect_from_scale_in: bool = False
+    #: Scheduled capacity changes. :default: none
+    scheduled: list[ScheduledScalingConfig] = dataclasses.field(default_factory=list)
+    #: Percent of requests captured to the lake's artifacts zone (0 turns capture off). :default: 20
+    data_capture_percent: int = 20
+    #: Alarm threshold on ModelLatency p99, in milliseconds (converted to microseconds). :default: 500
+    latency_p99_ms: float = 500.0
+    #: Alarm threshold on 5XX errors, percent of invocations. :default: 1
+    error_5xx_rate_percent: float = 1.0
+    #: Alarm threshold on 4XX errors, percent of invocations. :default: 10
+    error_4xx_rate_percent: float = 10.0
+    #: Alarm when invocations drop to zero for 15 minutes. :default: False
+    invocations_zero_alarm: bool = False
+    #: Blue/green traffic shifting of the pipeline's updates. :default: canary
+    traffic_shifting: Literal["canary", "linear", "all_at_once"] = "canary"
+    #: Canary size, percent of capacity (1-50). :default: 10
+    canary_percent: int = 10
+    #: Linear step, percent of capacity (10-50). :default: 20
+    linear_step_percent: int = 20
+    #: Bake time between traffic shifts, minutes (0-60). :default: 5
+    bake_minutes: int = 5
+    #: Build the async endpoint example (scales to zero on an empty backlog). :default: True
+    async_enabled: bool = True
+    #: Instance type of the async endpoint. :default: ml.m5.large
+    async_instance_type: str = "ml.m5.large"
+    #: Async autoscaling ceiling. :default: 2
+    async_max_capacity: int = 2
+    #: Async target backlog per instance. :default: 5
+    async_backlog_target: float = 5.0
+    #: EventBridge schedule of a batch transform with the real-time model (curated zone
+    #: ``batch-inference/input/`` -> artifacts zone ``batch-inference/output/<model>/<version>/``). :default: None (off)
+    batch_transform_schedule: str | None = None
+    #: Instance type of the batch transform. :default: ml.m5.xlarge
+    batch_transform_instance_type: str = "ml.m5.xlarge"
+
+    def validate(self) -> list[str]:
+        from mlinfra.hosting_instances import parse_instance_type
+
+        errors: list[str] = []
+        for name in ("instance_type", "async_instance_type", "batch_transform_instance_type"):
+            try:
+                parse_instance_type(getattr(self, name), name)
+            except ValueError as exc:
+                errors.append(f"serving.{exc}")
+        if not re.fullmatch(r"(?:[\w.!*'()=-]+/)*[\w.!*'()=-]+", self.model_data_key):
+            errors.append(f"serving.model_data_key: must be an S3 object key such as serving/initial/model.tar.gz, got: {self.model_data_key!r}")
+        if not self.image_uri:
+            errors.append("serving.image_uri: must name an inference image, got: ''")
+        if self.initial_instance_count < 1:
+            errors.append(f"serving.initial_instance_count: must be >= 1, got: {self.initial_instance_count}")
+        if self.min_capacity < 1:
+            errors.append(f"serving.min_capacity: must be >= 1 for a real-time endpoint (0 only for async), got: {self.min_capacity}")
+        if self.max_capacity < self.min_capacity:
+            errors.append(f"serving.max_capacity: must be >= min_capacity ({self.min_capacity}), got: {self.max_capacity}")
+        for name in ("target_value", "latency_p99_ms", "async_backlog_target"):
+            if not getattr(self, name) > 0:
+                errors.append(f"serving.{name}: must be > 0, got: {getattr(self, name)}")
+        for name in ("scale_in_cooldown_seconds", "scale_out_cooldown_seconds"):
+            if getattr(self, name) < 0:
+                errors.append(f"serving.{name}: must be >= 0, got: {getattr(self, name)}")
+        if self.scaling_metric == "gpu":
+            from mlinfra.hosting_instances import family_of
+
+            try:
+                if family_of(self.instance_type).accelerator != "gpu":
+                    errors.append(f"serving.scaling_metric: gpu needs a GPU instance_type, got: {self.instance_type!r}")
+            except ValueError:
+                pass
+        if not 0 <= self.data_capture_percent <= 100:
+            errors.append(f"serving.data_capture_percent: must be between 0 and 100, got: {self.data_capture_percent}")
+        for name in ("error_5xx_rate_percent", "error_4xx_rate_percent"):
+            if not 0 < getattr(self, name) <= 100:
+                errors.append(f"serving.{name}: must be in (0, 100], got: {getattr(self, name)}")
+        if not 1 <= self.canary_percent <= 50:
+            errors.append(f"serving.canary_percent: must be between 1 and 50, got: {self.canary_percent}")
+        if not 10 <= self.linear_step_percent <= 50:
+            errors.append(f"serving.linear_step_percent: must be between 10 and 50, got: {self.linear_step_percent}")
+        if not 0 <= self.bake_minutes <= 60:
+            errors.append(f"serving.bake_minutes: must be between 0 and 60, got: {self.bake_minutes}")
+        if self.batch_transform_schedule is not None and not re.fullmatch(r"(cron|rate)\(.+\)", self.batch_transform_schedule):
+            errors.append(f"serving.batch_transform_schedule: must be cron(...) or rate(...), got: {self.batch_transform_schedule!r}")
+        if self.async_max_capacity < 1:
+            errors.append(f"serving.async_max_capacity: must be >= 1, got: {self.async_max_capacity}")
+        names = [s.name for s in self.scheduled]
+        if len(set(names)) != len(names):
+            errors.append(f"serving.scheduled: names must be unique, got: {names}")
+        for i, s in enumerate(self.scheduled):
+            path = f"serving.scheduled[{i}]"
+            if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", s.name):
+                errors.append(f"{path}.name: 1-64 letters, digits or hyphens, got: {s.name!r}")
+            if not re.fullmatch(r"(cron|rate|at)\(.+\)", s.schedule):
+                errors.append(f"{path}.schedule: must be cron(...), rate(...) or at(...), got: {s.schedule!r}")
+            if s.min_capacity is None and s.max_capacity is None:
+                errors.append(f"{path}: set min_capacity, max_capacity or both")
+            if s.min_capacity is not None and s.min_capacity < 1:
+                errors.append(f"{path}.min_capacity: must be >= 1, got: {s.min_capacity}")
+            if s.min_capacity is not None and s.max_capacity is not None and s.min_capacity > s.max_capacity:
+                errors.append(f"{path}.max_capacity: must be >= min_capacity ({s.min_capacity}), got: {s.max_capacity}")
+        return errors
+
+
+@dataclasses.dataclass(frozen=True)
 class PlatformConfig:
     """The whole platform for one environment."""
 
@@ -444,6 +590,7 @@ class PlatformConfig:
     network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
     data_lake: DataLakeConfig = dataclasses.field(default_factory=DataLakeConfig)
     ingestion: IngestionConfig = dataclasses.field(default_factory=IngestionConfig)
+    serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
 
     @property
     def is_production(self) -> bool:

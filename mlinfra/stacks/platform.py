@@ -52,6 +52,12 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
     # --- training (issue 4) ---
 
     # --- serving (issue 6) ---
+    if config.serving.enabled:
+        from mlinfra.stacks.serving import ServingStack
+
+        platform.extra["serving"] = ServingStack(
+            scope, config=config, lake=data_lake.lake, network=network.network
+        )
 
     # --- retrain pipeline (issue 5) ---
 
