@@ -35,7 +35,7 @@ from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
-from constructs import Construct
+from constructs import Construct, IConstruct, IValidation
 
 from mlinfra import instances
 from mlinfra.constructs.common import acknowledge
@@ -228,10 +228,9 @@ class GpuTrainingCluster(Construct):
             statements=_lake_read_statements(lake, instance_read) or [
                 iam.PolicyStatement(actions=["ec2:DescribeInstanceTypes"], resources=["*"])],
         )
-        if not instance_read:
-            acknowledge(self.instance_policy, "AwsSolutions-IAM5",
-                        "No lake prefix was given: the policy holds only ec2:DescribeInstanceTypes, which has no "
-                        "resource-level permissions.")
+        acknowledge_policy_wildcards(
+            self.instance_policy, "Read-only access to objects under the lake prefixes given ('<prefix>*'); without "
+                                  "prefixes only ec2:DescribeInstanceTypes, which has no resource-level permissions.")
 
         self.job_queue: batch.CfnJobQueue | None = None
         self.job_definition: batch.MultiNodeJobDefinition | None = None
@@ -260,11 +259,11 @@ class GpuTrainingCluster(Construct):
                 self.instance_policy,
             ],
         )
-        acknowledge(role, "AwsSolutions-IAM4",
-                    "AWS managed policies for the node agents: SSM (AmazonSSMManagedInstanceCore), CloudWatch agent "
-                    "and the ECS agent Batch needs (AmazonEC2ContainerServiceforEC2Role); data access is scoped.")
-        acknowledge(role, "AwsSolutions-IAM5",
-                    "The AWS managed agent policies carry their own wildcards; lake access is prefix-scoped.")
+        for name in ("AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy",
+                     "service-role/AmazonEC2ContainerServiceforEC2Role"):
+            acknowledge(role, f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{name}]",
+                        "AWS managed policies for the node agents: SSM, the CloudWatch agent and the ECS agent that "
+                        "Batch needs; lake access is in a separate prefix-scoped policy.")
         self.instance_role = role
 
         script = render_gpu_node_script(
@@ -297,7 +296,8 @@ class GpuTrainingCluster(Construct):
             self, "BatchServiceRole", assumed_by=iam.ServicePrincipal("batch.amazonaws.com"),
             managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSBatchServiceRole")],
         )
-        acknowledge(service_role, "AwsSolutions-IAM4",
+        acknowledge(service_role,
+                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSBatchServiceRole]",
                     "AWSBatchServiceRole is the AWS-maintained service role policy of AWS Batch.")
         max_vcpus = opts.max_vcpus if opts.max_vcpus is not None else 4 * first.vcpu
         ce = batch.ManagedEc2EcsComputeEnvironment(
@@ -339,10 +339,10 @@ class GpuTrainingCluster(Construct):
             lake.grant_read(access.zone, job_role, access.prefix or None)
         for access in opts.job_write:
             lake.grant_write(access.zone, job_role, access.prefix or None)
-        if opts.job_read or opts.job_write:
-            acknowledge(job_role, "AwsSolutions-IAM5",
-                        "Object-level grants end in '<prefix>*' (objects under the lake prefixes given) and the KMS "
-                        "GenerateDataKey*/ReEncrypt* actions of the lake key, as aws-cdk-lib's grants write them.")
+        acknowledge_policy_wildcards(
+            job_role, "Object grants end in '<prefix>*' (objects under the lake prefixes given); the s3:GetObject*, "
+                      "List*, Abort* and KMS GenerateDataKey*/ReEncrypt* wildcards are aws-cdk-lib's grant actions "
+                      "on the lake's own buckets and key only.")
         self.job_role = job_role
 
         linux = batch.LinuxParameters(self, "LinuxParameters",
@@ -371,6 +371,9 @@ class GpuTrainingCluster(Construct):
             volumes=([batch.EcsVolume.host(name="lustre", host_path=self.lustre_mount_point,
                                            container_path=self.lustre_mount_point)] if self.lustre else None),
         )
+        acknowledge_policy_wildcards(
+            container.execution_role, "The execution role writes the job's logs to the /aws/batch/job log group: "
+                                      "log stream names are made by Batch at run time.")
         self.job_definition = batch.MultiNodeJobDefinition(
             self, "JobDefinition",
             containers=[batch.MultiNodeContainer(container=container, start_node=0, end_node=opts.nodes - 1)],
@@ -446,6 +449,51 @@ class GpuTrainingCluster(Construct):
 # --------------------------------------------------------------------------------------------------
 # helpers and validation (one rule per function)
 # --------------------------------------------------------------------------------------------------
+
+
+def acknowledge_policy_wildcards(policy: IConstruct, reason: str) -> None:
+    """Acknowledge the cdk-nag IAM5 findings of one policy (or a role's default policy), computed after
+    cross-stack references resolve: cdk-nag v3 ids embed them (``Resource::<import>/prefix/*``)."""
+    if isinstance(policy, iam.Role):
+        policy = policy.node.try_find_child("DefaultPolicy")
+        if policy is None:
+            return
+    policy.node.add_validation(_WildcardAcknowledger(policy, reason))
+
+
+@jsii.implements(IValidation)
+class _WildcardAcknowledger:
+    def __init__(self, policy: IConstruct, reason: str) -> None:
+        self._policy, self._reason = policy, reason
+
+    def validate(self) -> list[str]:
+        cfn = self._policy if isinstance(self._policy, cdk.CfnResource) else self._policy.node.default_child
+        document = cdk.Stack.of(cfn).resolve(cfn.policy_document) or {}
+        for st in document.get("Statement", []):
+            for kind in ("Action", "Resource"):
+                values = st.get(kind, [])
+                for value in values if isinstance(values, list) else [values]:
+                    text = _nag_text(value)
+                    if "*" in text:
+                        acknowledge(cfn, f"AwsSolutions-IAM5[{kind}::{text}]", self._reason)
+        return []
+
+
+def _nag_text(value: Any) -> str:
+    """A resolved CloudFormation value the way cdk-nag prints it in a finding id."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        (fn, arg), = value.items()
+        if fn == "Ref":
+            return f"<{arg}>"
+        if fn == "Fn::GetAtt":
+            return f"<{arg[0]}.{arg[1]}>" if isinstance(arg, list) else f"<{arg}>"
+        if fn == "Fn::ImportValue":
+            return _nag_text(arg)
+        if fn == "Fn::Join":
+            return arg[0].join(_nag_text(p) for p in arg[1])
+    return str(value)
 
 
 def _layout(instance_type: str, efa: bool) -> list[instances.InterfaceSlot]:
