@@ -108,11 +108,11 @@ class TrainingStack(PlatformStack):
         # --- SageMaker training jobs: placement in the training subnet --------------------------------
         self.sagemaker_security_group = ec2.SecurityGroup(
             self, "SageMakerJobSecurityGroup", vpc=vpc, allow_all_outbound=False,
-            description="SageMaker training jobs: traffic between the job's instances, HTTPS out, Lustre",
+            description="SageMaker training jobs: traffic between the instances of a job, HTTPS out, Lustre",
         )
         sg = self.sagemaker_security_group
-        sg.add_ingress_rule(sg, ec2.Port.all_traffic(), "Distributed training between the job's instances")
-        sg.add_egress_rule(sg, ec2.Port.all_traffic(), "Distributed training between the job's instances")
+        sg.add_ingress_rule(sg, ec2.Port.all_traffic(), "Distributed training between instances of a job")
+        sg.add_egress_rule(sg, ec2.Port.all_traffic(), "Distributed training between instances of a job")
         sg.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs and ECR")
         self.cache.connections.allow_default_port_from(sg, "Lustre from SageMaker training jobs")
         self._subnet = subnet
@@ -121,7 +121,6 @@ class TrainingStack(PlatformStack):
         cdk.CfnOutput(self, "LustreDnsName", value=self.cache.dns_name)
         cdk.CfnOutput(self, "LustreMountName", value=self.cache.mount_name)
         cdk.CfnOutput(self, "LustreMountCommand", value=self.cache.mount_command())
-        cdk.CfnOutput(self, "TrainingSubnetId", value=subnet.subnet_id)
         cdk.CfnOutput(self, "SageMakerJobSecurityGroupId", value=sg.security_group_id)
 
     def training_job_spec(self, *, image_uri: str, role_arn: str, output_s3_uri: str, **kwargs: Any) -> TrainingJobSpec:
