@@ -190,14 +190,14 @@ class GpuTrainingCluster(Construct):
     ) -> None:
         super().__init__(scope, id)
         _validate_engine(engine, batch, slurm)
+        if slurm is not None:
+            _validate_slurm(slurm, efa)  # EFA is per compute resource there
         types = _instance_types(engine, batch, slurm)
-        # Batch: one launch template for every type; Slurm: EFA is per compute resource (checked below).
+        # Batch: one launch template serves every type, EFA on all of them.
         _validate_instance_types(types, efa and engine is TrainingEngine.BATCH)
-        _validate_lake_access(lake, instance_read, *(batch.job_read, batch.job_write) if batch else ())
         if batch is not None:
             _validate_batch(batch, efa)
-        if slurm is not None:
-            _validate_slurm(slurm, efa)
+        _validate_lake_access(lake, instance_read, *(batch.job_read, batch.job_write) if batch else ())
         root_gib = (root_volume_size or cdk.Size.gibibytes(200)).to_gibibytes()
         if not 30 <= root_gib <= 16384:
             raise ValueError(f"root_volume_size must be 30 to 16384 GiB, got: {root_gib} GiB")
