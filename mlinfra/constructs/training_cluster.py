@@ -10,7 +10,8 @@ AWS Batch: a managed EC2 compute environment (min vCPUs 0, on-demand or spot) la
 launch template (image by SSM parameter, IMDSv2 required, encrypted root volume, the EFA interfaces of the
 type, the node bootstrap of :mod:`mlinfra.userdata` as MIME user data, terminate on shutdown). Batch rejects
 launch-template interfaces together with compute-environment security groups, and the CDK construct always
-sends some, so the compute environment's list is emptied and the group sits on the interfaces. A job queue
+sends some, so with EFA the compute environment's list is emptied and the group sits on the interfaces (without
+EFA the launch template has no interfaces and the group stays on the compute environment). A job queue
 and a multi-node parallel job definition: EFA devices ``/dev/infiniband/uverbsN`` (READ/WRITE/MKNOD), shared
 memory, memlock unlimited, the Lustre mount mapped from the host, the image, and a job role scoped to the lake
 prefixes it reads and writes. Batch multi-node jobs need an AMI with ``ecs-init`` (Batch AMI specification):
@@ -288,9 +289,11 @@ class GpuTrainingCluster(Construct):
                 volume=ec2.BlockDeviceVolume.ebs(root_gib, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3,
                                                  delete_on_termination=True))],
         )
-        cfn_lt: ec2.CfnLaunchTemplate = self.launch_template.node.default_child
-        interfaces = _network_interfaces(opts.instance_types[0], efa, self.subnet, self.security_group)
-        cfn_lt.add_property_override("LaunchTemplateData.NetworkInterfaces", interfaces)
+        if efa:
+            # EFA interfaces exist only in launch-template network interfaces (L1 level); the group sits on them.
+            cfn_lt: ec2.CfnLaunchTemplate = self.launch_template.node.default_child
+            interfaces = _network_interfaces(opts.instance_types[0], self.subnet, self.security_group)
+            cfn_lt.add_property_override("LaunchTemplateData.NetworkInterfaces", interfaces)
 
         service_role = iam.Role(
             self, "BatchServiceRole", assumed_by=iam.ServicePrincipal("batch.amazonaws.com"),
@@ -322,7 +325,8 @@ class GpuTrainingCluster(Construct):
         # FACTS.md / LOCAL_AWS.md: the API's enum value is MANAGED (the construct writes "managed", which moto
         # rejects); the group goes on the launch template's interfaces, so the environment sends none.
         cfn_ce.add_property_override("Type", "MANAGED")
-        cfn_ce.add_property_override("ComputeResources.SecurityGroupIds", [])
+        if efa:
+            cfn_ce.add_property_override("ComputeResources.SecurityGroupIds", [])
         # Ref of a placement group is its name (the construct writes GetAtt GroupName; same value).
         cfn_ce.add_property_override("ComputeResources.PlacementGroup", self.placement_group_name)
         self.compute_environment = ce
@@ -502,9 +506,9 @@ def _layout(instance_type: str, efa: bool) -> list[instances.InterfaceSlot]:
     return instances.efa_interface_layout(instance_type)
 
 
-def _network_interfaces(instance_type: str, efa: bool, subnet: ec2.ISubnet, sg: ec2.ISecurityGroup) -> list[dict]:
+def _network_interfaces(instance_type: str, subnet: ec2.ISubnet, sg: ec2.ISecurityGroup) -> list[dict]:
     out = []
-    for slot in _layout(instance_type, efa):
+    for slot in _layout(instance_type, True):
         iface: dict[str, Any] = {
             "NetworkCardIndex": slot.network_card_index,
             "DeviceIndex": slot.device_index,

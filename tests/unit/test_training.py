@@ -354,9 +354,12 @@ def test_engine_must_be_the_enum():
 
 def test_batch_without_efa_allows_small_types():
     cluster = _cluster(efa=False, batch=BatchOptions(image=IMAGE, instance_types=("g5.2xlarge",), max_vcpus=64))
-    lt = only(Template.from_stack(cdk.Stack.of(cluster)), "AWS::EC2::LaunchTemplate")["Properties"]
-    (nic,) = lt["LaunchTemplateData"]["NetworkInterfaces"]
-    assert "InterfaceType" not in nic
+    t = Template.from_stack(cdk.Stack.of(cluster))
+    lt = only(t, "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]
+    assert "NetworkInterfaces" not in lt
+    ce = only(t, "AWS::Batch::ComputeEnvironment")["Properties"]["ComputeResources"]
+    assert len(ce["SecurityGroupIds"]) == 1 and not t.find_resources("AWS::EC2::SecurityGroup", {
+        "Properties": {"GroupDescription": Match.string_like_regexp("ComputeEnvironment")}})
 
 
 @pytest.mark.parametrize(("slurm", "match"), [
