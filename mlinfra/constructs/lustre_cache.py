@@ -27,7 +27,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, data_removal_policy, is_token, log_retention
+from mlinfra.constructs.common import data_removal_policy, is_token, log_retention
+from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.lustre_sizing import PER_UNIT_THROUGHPUT, CachePlan, capacity_errors
 
 __all__ = [
@@ -375,8 +376,7 @@ def _validate_links(dtype: LustreDeploymentType, links: Sequence[LustreLink], im
         path = link.file_system_path
         if not _FS_PATH_RE.fullmatch(path) or len(path) > 4096:
             raise ValueError(f"file_system_path must be an absolute path such as '/raw', got: {path!r}")
-        if link.prefix and not is_token(link.prefix) and not re.fullmatch(r"([A-Za-z0-9!_.*'()=-]+/)+", link.prefix):
-            raise ValueError(f"prefix must be '' or path segments each ending with '/', got: {link.prefix!r}")
+        validate_prefix(link.prefix or None, "LustreLink prefix")
         for event in (*link.auto_import, *link.auto_export):
             if not isinstance(event, RepositoryEvent):
                 raise ValueError(f"auto_import/auto_export take RepositoryEvent members, got: {event!r}")

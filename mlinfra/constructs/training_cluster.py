@@ -39,7 +39,9 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct, IConstruct, IValidation
 
 from mlinfra import instances
+from mlinfra.config import DLAMI_SSM_PARAMETER  # AWS Deep Learning Base AMI (OSS NVIDIA driver, AL2023)
 from mlinfra.constructs.common import acknowledge
+from mlinfra.constructs.data_lake import DataLake, ImportedDataLake, validate_prefix
 from mlinfra.constructs.lustre_cache import LustreCache
 from mlinfra.userdata import OnFailure, render_gpu_node_script
 
@@ -55,8 +57,6 @@ __all__ = [
     "ECS_GPU_AMI_SSM_PARAMETER",
 ]
 
-#: AWS Deep Learning Base AMI (OSS NVIDIA driver, Amazon Linux 2023): NVIDIA driver, CUDA, EFA, NCCL.
-DLAMI_SSM_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
 #: ECS GPU-optimized Amazon Linux 2023 (has ecs-init, which Batch multi-node jobs need).
 ECS_GPU_AMI_SSM_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
 
@@ -181,7 +181,7 @@ class GpuTrainingCluster(Construct):
         slurm: SlurmOptions | None = None,
         lustre: LustreCache | None = None,
         lustre_mount_point: str = "/fsx",
-        lake: Any | None = None,
+        lake: DataLake | ImportedDataLake | None = None,
         instance_read: Sequence[LakeAccess] = (),
         efa: bool = True,
         machine_image: ec2.IMachineImage | None = None,
@@ -579,8 +579,7 @@ def _validate_lake_access(lake, *groups: Sequence[LakeAccess]) -> None:
     for a in accesses:
         if a.zone not in lake.zones:
             raise ValueError(f"LakeAccess zone must be one of {list(lake.zones)}, got: {a.zone!r}")
-        if a.prefix and not re.fullmatch(r"([A-Za-z0-9!_.*'()=-]+/)+", a.prefix):
-            raise ValueError(f"LakeAccess prefix must be '' or path segments each ending with '/', got: {a.prefix!r}")
+        validate_prefix(a.prefix or None, "LakeAccess prefix")
 
 
 def _validate_batch(opts: BatchOptions, efa: bool) -> None:

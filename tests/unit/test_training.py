@@ -260,7 +260,7 @@ P2, P1, S2 = LustreDeploymentType.PERSISTENT_2, LustreDeploymentType.PERSISTENT_
     ({"links": lambda b: [LustreLink(f"/d{i}", b) for i in range(9)]}, "at most 8 data repository associations"),
     ({"links": lambda b: [LustreLink("/data", b), LustreLink("/data/raw", b, "raw/")]}, "must not overlap"),
     ({"links": lambda b: [LustreLink("raw", b)]}, "file_system_path must be an absolute path"),
-    ({"links": lambda b: [LustreLink("/raw", b, "no-slash")]}, "prefix must be '' or path segments"),
+    ({"links": lambda b: [LustreLink("/raw", b, "no-slash")]}, "LustreLink prefix must be one or more path segments"),
     ({"links": lambda b: [LustreLink("/", b)], "use_import_export_paths": True},
      "PERSISTENT_2 accepts only data repository associations"),
     ({"deployment_type": S2, "links": lambda b: [LustreLink("/raw", b)], "use_import_export_paths": True},
@@ -340,7 +340,7 @@ R = SlurmComputeResource
     ({"batch": BatchOptions(image=IMAGE, job_read=[LakeAccess("curated")]), "with_lake": True},
      "LakeAccess zone must be one of"),
     ({"batch": BatchOptions(image=IMAGE), "instance_read": [LakeAccess("raw", "x")], "with_lake": True},
-     "LakeAccess prefix must be"),
+     "LakeAccess prefix must be one or more path segments"),
 ])
 def test_batch_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
