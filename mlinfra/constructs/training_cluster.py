@@ -36,12 +36,13 @@ from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
-from constructs import Construct, IConstruct, IValidation
+from constructs import Construct, IValidation
 
 from mlinfra import instances
 from mlinfra.config import DLAMI_SSM_PARAMETER  # AWS Deep Learning Base AMI (OSS NVIDIA driver, AL2023)
 from mlinfra.constructs.common import acknowledge
 from mlinfra.constructs.data_lake import DataLake, ImportedDataLake, validate_prefix
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, render
 from mlinfra.constructs.lustre_cache import LustreCache
 from mlinfra.userdata import OnFailure, render_gpu_node_script
 
@@ -229,9 +230,10 @@ class GpuTrainingCluster(Construct):
             statements=_lake_read_statements(lake, instance_read) or [
                 iam.PolicyStatement(actions=["ec2:DescribeInstanceTypes"], resources=["*"])],
         )
-        acknowledge_policy_wildcards(
-            self.instance_policy, "Read-only access to objects under the lake prefixes given ('<prefix>*'); without "
-                                  "prefixes only ec2:DescribeInstanceTypes, which has no resource-level permissions.")
+        self.instance_policy.node.add_validation(_AcknowledgePrefixWildcards(
+            self.instance_policy, _prefix_suffixes(instance_read) + (("*",) if not instance_read else ()),
+            "Read-only access to objects under the lake prefixes given ('<prefix>*'); without prefixes only "
+            "ec2:DescribeInstanceTypes, which has no resource-level permissions."))
 
         self.job_queue: batch.CfnJobQueue | None = None
         self.job_definition: batch.MultiNodeJobDefinition | None = None
@@ -343,10 +345,12 @@ class GpuTrainingCluster(Construct):
             lake.grant_read(access.zone, job_role, access.prefix or None)
         for access in opts.job_write:
             lake.grant_write(access.zone, job_role, access.prefix or None)
-        acknowledge_policy_wildcards(
+        acknowledge_wildcards(
             job_role, "Object grants end in '<prefix>*' (objects under the lake prefixes given); the s3:GetObject*, "
-                      "List*, Abort* and KMS GenerateDataKey*/ReEncrypt* wildcards are aws-cdk-lib's grant actions "
-                      "on the lake's own buckets and key only.")
+                      "GetBucket*, List*, Abort* and KMS GenerateDataKey*/ReEncrypt* wildcards are aws-cdk-lib's grant "
+                      "actions on the lake's own buckets and key only.",
+            actions=(*S3_GRANT_WILDCARD_ACTIONS, *KMS_WILDCARD_ACTIONS),
+            resource_suffixes=_prefix_suffixes((*opts.job_read, *opts.job_write)))
         self.job_role = job_role
 
         linux = batch.LinuxParameters(self, "LinuxParameters",
@@ -375,9 +379,10 @@ class GpuTrainingCluster(Construct):
             volumes=([batch.EcsVolume.host(name="lustre", host_path=self.lustre_mount_point,
                                            container_path=self.lustre_mount_point)] if self.lustre else None),
         )
-        acknowledge_policy_wildcards(
+        acknowledge_wildcards(
             container.execution_role, "The execution role writes the job's logs to the /aws/batch/job log group: "
-                                      "log stream names are made by Batch at run time.")
+                                      "log stream names are made by Batch at run time.",
+            resource_suffixes=(":log-group:/aws/batch/job:*",))
         self.job_definition = batch.MultiNodeJobDefinition(
             self, "JobDefinition",
             containers=[batch.MultiNodeContainer(container=container, start_node=0, end_node=opts.nodes - 1)],
@@ -455,49 +460,33 @@ class GpuTrainingCluster(Construct):
 # --------------------------------------------------------------------------------------------------
 
 
-def acknowledge_policy_wildcards(policy: IConstruct, reason: str) -> None:
-    """Acknowledge the cdk-nag IAM5 findings of one policy (or a role's default policy), computed after
-    cross-stack references resolve: cdk-nag v3 ids embed them (``Resource::<import>/prefix/*``)."""
-    if isinstance(policy, iam.Role):
-        policy = policy.node.try_find_child("DefaultPolicy")
-        if policy is None:
-            return
-    policy.node.add_validation(_WildcardAcknowledger(policy, reason))
+#: Wildcard actions of aws-cdk-lib's bucket grant_read / grant_put.
+S3_GRANT_WILDCARD_ACTIONS = ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*")
+
+
+def _prefix_suffixes(accesses: Sequence[LakeAccess]) -> tuple[str, ...]:
+    """How the object wildcards of these lake prefixes end in a cdk-nag finding id (``/<prefix>*``)."""
+    return tuple(sorted({f"/{a.prefix}*" for a in accesses}))
 
 
 @jsii.implements(IValidation)
-class _WildcardAcknowledger:
-    def __init__(self, policy: IConstruct, reason: str) -> None:
-        self._policy, self._reason = policy, reason
+class _AcknowledgePrefixWildcards:
+    """:func:`mlinfra.constructs.wildcards.acknowledge_wildcards` for a managed policy (that helper reads a
+    role's inline policies): acknowledges only wildcard resources ending with the suffixes given."""
+
+    def __init__(self, policy: iam.ManagedPolicy, suffixes: tuple[str, ...], reason: str) -> None:
+        self._policy, self._suffixes, self._reason = policy, suffixes, reason
 
     def validate(self) -> list[str]:
-        cfn = self._policy if isinstance(self._policy, cdk.CfnResource) else self._policy.node.default_child
+        cfn = self._policy.node.default_child
         document = cdk.Stack.of(cfn).resolve(cfn.policy_document) or {}
         for st in document.get("Statement", []):
-            for kind in ("Action", "Resource"):
-                values = st.get(kind, [])
-                for value in values if isinstance(values, list) else [values]:
-                    text = _nag_text(value)
-                    if "*" in text:
-                        acknowledge(cfn, f"AwsSolutions-IAM5[{kind}::{text}]", self._reason)
+            resources = st.get("Resource", [])
+            for value in resources if isinstance(resources, list) else [resources]:
+                text = render(value)
+                if "*" in text and text.endswith(self._suffixes):
+                    acknowledge(cfn, f"AwsSolutions-IAM5[Resource::{text}]", self._reason)
         return []
-
-
-def _nag_text(value: Any) -> str:
-    """A resolved CloudFormation value the way cdk-nag prints it in a finding id."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and len(value) == 1:
-        (fn, arg), = value.items()
-        if fn == "Ref":
-            return f"<{arg}>"
-        if fn == "Fn::GetAtt":
-            return f"<{arg[0]}.{arg[1]}>" if isinstance(arg, list) else f"<{arg}>"
-        if fn == "Fn::ImportValue":
-            return _nag_text(arg)
-        if fn == "Fn::Join":
-            return arg[0].join(_nag_text(p) for p in arg[1])
-    return str(value)
 
 
 def _layout(instance_type: str, efa: bool) -> list[instances.InterfaceSlot]:
