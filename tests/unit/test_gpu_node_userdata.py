@@ -190,3 +190,10 @@ def test_bootstrap_marks_node_unhealthy_when_gpus_are_missing(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not (root / "state" / "unhealthy").exists() and not (root / "shutdown-called").exists()
     assert "GPU health check passed (p4d.24xlarge)" in (root / "node.log").read_text()
+
+
+def test_rendered_script_fits_ec2_user_data_limit():
+    """EC2 takes at most 16 KB of user data (before base64); leave room for the MIME wrapper and long names."""
+    text = _render(expected_gpus_by_type={t: 8 for t in ("p4d.24xlarge", "p4de.24xlarge", "p5.48xlarge")},
+                   lustre_dns_name="fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com")
+    assert len(text.encode()) < 14 * 1024
