@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import aws_cdk as cdk
 import jsii
-from aws_cdk import aws_batch as batch
+from aws_cdk import aws_batch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -235,9 +235,9 @@ class GpuTrainingCluster(Construct):
             "Read-only access to objects under the lake prefixes given ('<prefix>*'); without prefixes only "
             "ec2:DescribeInstanceTypes, which has no resource-level permissions."))
 
-        self.job_queue: batch.CfnJobQueue | None = None
-        self.job_definition: batch.MultiNodeJobDefinition | None = None
-        self.compute_environment: batch.ManagedEc2EcsComputeEnvironment | None = None
+        self.job_queue: aws_batch.CfnJobQueue | None = None
+        self.job_definition: aws_batch.MultiNodeJobDefinition | None = None
+        self.compute_environment: aws_batch.ManagedEc2EcsComputeEnvironment | None = None
         self.cluster_resource: cdk.CustomResource | None = None
         if batch is not None:
             self._build_batch(vpc, batch, lake, efa, machine_image, root_gib, min_driver, on_unhealthy)
@@ -282,8 +282,7 @@ class GpuTrainingCluster(Construct):
             self, "LaunchTemplate",
             machine_image=machine_image or ec2.MachineImage.from_ssm_parameter(DLAMI_SSM_PARAMETER),
             user_data=user_data,
-            require_imdsv2=True,
-            http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
+            http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,  # IMDSv2 only
             http_put_response_hop_limit=2,  # containers reach IMDSv2 through the docker bridge
             instance_initiated_shutdown_behavior=ec2.InstanceInitiatedShutdownBehavior.TERMINATE,
             block_devices=[ec2.BlockDevice(
@@ -305,7 +304,7 @@ class GpuTrainingCluster(Construct):
                     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSBatchServiceRole]",
                     "AWSBatchServiceRole is the AWS-maintained service role policy of AWS Batch.")
         max_vcpus = opts.max_vcpus if opts.max_vcpus is not None else 4 * first.vcpu
-        ce = batch.ManagedEc2EcsComputeEnvironment(
+        ce = aws_batch.ManagedEc2EcsComputeEnvironment(
             self, "ComputeEnvironment",
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnets=[self.subnet]),
@@ -314,8 +313,8 @@ class GpuTrainingCluster(Construct):
             minv_cpus=0,
             maxv_cpus=max_vcpus,
             spot=opts.spot,
-            allocation_strategy=(batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED if opts.spot
-                                 else batch.AllocationStrategy.BEST_FIT_PROGRESSIVE),
+            allocation_strategy=(aws_batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED if opts.spot
+                                 else aws_batch.AllocationStrategy.BEST_FIT_PROGRESSIVE),
             launch_template=self.launch_template,
             placement_group=self.placement_group,
             instance_role=role,
@@ -323,7 +322,7 @@ class GpuTrainingCluster(Construct):
             security_groups=[self.security_group],
             replace_compute_environment=False,
         )
-        cfn_ce: batch.CfnComputeEnvironment = ce.node.default_child
+        cfn_ce: aws_batch.CfnComputeEnvironment = ce.node.default_child
         # FACTS.md / LOCAL_AWS.md: the API's enum value is MANAGED (the construct writes "managed", which moto
         # rejects); the group goes on the launch template's interfaces, so the environment sends none.
         cfn_ce.add_property_override("Type", "MANAGED")
@@ -333,9 +332,9 @@ class GpuTrainingCluster(Construct):
         cfn_ce.add_property_override("ComputeResources.PlacementGroup", self.placement_group_name)
         self.compute_environment = ce
 
-        self.job_queue = batch.CfnJobQueue(
+        self.job_queue = aws_batch.CfnJobQueue(
             self, "JobQueue", priority=1, state="ENABLED",
-            compute_environment_order=[batch.CfnJobQueue.ComputeEnvironmentOrderProperty(
+            compute_environment_order=[aws_batch.CfnJobQueue.ComputeEnvironmentOrderProperty(
                 order=1, compute_environment=cfn_ce.ref)],  # Ref is the ARN (no GetAtt moto lacks)
         )
 
@@ -353,19 +352,19 @@ class GpuTrainingCluster(Construct):
             resource_suffixes=_prefix_suffixes((*opts.job_read, *opts.job_write)))
         self.job_role = job_role
 
-        linux = batch.LinuxParameters(self, "LinuxParameters",
+        linux = aws_batch.LinuxParameters(self, "LinuxParameters",
                                       shared_memory_size=cdk.Size.mebibytes(_shared_memory(opts, first)))
         efa_count = sum(1 for s in _layout(opts.instance_types[0], efa) if s.interface_type != "interface")
         if efa_count:
             linux.add_devices(*[
-                batch.Device(host_path=f"/dev/infiniband/uverbs{i}", container_path=f"/dev/infiniband/uverbs{i}",
-                             permissions=[batch.DevicePermission.READ, batch.DevicePermission.WRITE,
-                                          batch.DevicePermission.MKNOD])
+                aws_batch.Device(host_path=f"/dev/infiniband/uverbs{i}", container_path=f"/dev/infiniband/uverbs{i}",
+                             permissions=[aws_batch.DevicePermission.READ, aws_batch.DevicePermission.WRITE,
+                                          aws_batch.DevicePermission.MKNOD])
                 for i in range(efa_count)])
         env = {"FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1", "NCCL_DEBUG": "WARN"} if efa else {}
         if self.lustre is not None:
             env["MLINFRA_LUSTRE_MOUNT"] = self.lustre_mount_point
-        container = batch.EcsEc2ContainerDefinition(
+        container = aws_batch.EcsEc2ContainerDefinition(
             self, "Container",
             image=ecs.ContainerImage.from_registry(opts.image),
             cpu=first.vcpu - 2,
@@ -374,18 +373,18 @@ class GpuTrainingCluster(Construct):
             command=list(opts.command) or None,
             job_role=job_role,
             linux_parameters=linux,
-            ulimits=[batch.Ulimit(name=batch.UlimitName.MEMLOCK, hard_limit=-1, soft_limit=-1)],
+            ulimits=[aws_batch.Ulimit(name=aws_batch.UlimitName.MEMLOCK, hard_limit=-1, soft_limit=-1)],
             environment=env or None,
-            volumes=([batch.EcsVolume.host(name="lustre", host_path=self.lustre_mount_point,
+            volumes=([aws_batch.EcsVolume.host(name="lustre", host_path=self.lustre_mount_point,
                                            container_path=self.lustre_mount_point)] if self.lustre else None),
         )
         acknowledge_wildcards(
             container.execution_role, "The execution role writes the job's logs to the /aws/batch/job log group: "
                                       "log stream names are made by Batch at run time.",
             resource_suffixes=(":log-group:/aws/batch/job:*",))
-        self.job_definition = batch.MultiNodeJobDefinition(
+        self.job_definition = aws_batch.MultiNodeJobDefinition(
             self, "JobDefinition",
-            containers=[batch.MultiNodeContainer(container=container, start_node=0, end_node=opts.nodes - 1)],
+            containers=[aws_batch.MultiNodeContainer(container=container, start_node=0, end_node=opts.nodes - 1)],
             instance_type=ec2.InstanceType(opts.instance_types[0]),
             main_node=0,
             timeout=opts.job_timeout,
@@ -410,9 +409,9 @@ class GpuTrainingCluster(Construct):
 
     def slurm_configuration(self, opts: SlurmOptions, root_gib: int = 200) -> dict[str, Any]:
         """The ParallelCluster 3 cluster configuration (the YAML as an object; intrinsics allowed)."""
-        ssm = iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore").managed_policy_arn
-        cwa = iam.ManagedPolicy.from_aws_managed_policy_name("CloudWatchAgentServerPolicy").managed_policy_arn
-        policies = [{"Policy": ssm}, {"Policy": cwa}, {"Policy": self.instance_policy.managed_policy_arn}]
+        # ParallelCluster's own node roles already carry SSM (AmazonSSMManagedInstanceCore) and the CloudWatch
+        # agent (CloudWatchAgentServerPolicy); the lake read policy is the only addition.
+        policies = [{"Policy": self.instance_policy.managed_policy_arn}]
         subnet_id = self.subnet.subnet_id
         sg_id = self.security_group.security_group_id
         queues = []

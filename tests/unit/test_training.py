@@ -225,6 +225,9 @@ def test_parallelcluster_configuration(construct_template):
     assert gpu["Networking"]["PlacementGroup"]["Id"]["Ref"].startswith("SlurmPlacementGroup")
     assert gpu["Networking"]["SubnetIds"] == ["subnet-0123456789abcdef0"]
     assert gpu["HealthChecks"] == {"Gpu": {"Enabled": True}}
+    (policy,) = gpu["Iam"]["AdditionalIamPolicies"]
+    assert policy["Policy"]["Ref"].startswith("SlurmLakeReadPolicy")
+    assert gpu["ComputeSettings"]["LocalStorage"]["RootVolume"]["Encrypted"] is True
     assert cfg["HeadNode"]["Networking"]["SubnetId"] == "subnet-0123456789abcdef0"
     (storage,) = cfg["SharedStorage"]
     assert storage["StorageType"] == "FsxLustre" and storage["MountDir"] == "/fsx"
