@@ -421,6 +421,154 @@ class IngestionConfig:
         return errors
 
 
+# --- training (issue 4) ---
+
+#: Deep Learning Base AMI (OSS NVIDIA driver, Amazon Linux 2023) SSM parameter: the default node image.
+DLAMI_SSM_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmQueueConfig:
+    """One Slurm queue with one compute resource."""
+
+    #: Queue name: lowercase letters, digits, hyphens (ParallelCluster), starting with a letter.
+    name: str = "gpu"
+    #: EC2 instance type of the queue's nodes (EFA-capable when ``training.efa``).
+    instance_type: str = "p4d.24xlarge"
+    #: Nodes kept running (0: scale to zero). :default: 0
+    min_count: int = 0
+    #: Most nodes. :default: 4
+    max_count: int = 4
+    #: ONDEMAND, SPOT or CAPACITY_BLOCK. :default: ONDEMAND
+    capacity_type: Literal["ONDEMAND", "SPOT", "CAPACITY_BLOCK"] = "ONDEMAND"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """GPU training: the Lustre cache, a Batch cluster and a Slurm (ParallelCluster) cluster."""
+
+    #: Build the training stack. :default: True
+    enabled: bool = True
+    #: Lustre deployment type. :default: PERSISTENT_2
+    cache_deployment_type: Literal["SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"] = "PERSISTENT_2"
+    #: Explicit capacity (GiB); null sizes the cache from the three sizing_* fields. :default: None
+    cache_storage_capacity_gib: int | None = None
+    #: Explicit per-unit throughput (MB/s/TiB), with an explicit capacity only. :default: None
+    cache_per_unit_throughput: int | None = None
+    #: Sizing inputs: GPUs reading at once, MB/s each, dataset GiB. :default: 16 GPUs x 100 MB/s, 1000 GiB
+    sizing_gpus: int = 16
+    sizing_per_gpu_read_mbps: float = 100.0
+    sizing_dataset_gib: float = 1000.0
+    #: Lustre path -> lake ``zone`` or ``zone:prefix/`` (one data repository association each, at most 8).
+    cache_links: dict[str, str] = dataclasses.field(
+        default_factory=lambda: {"/raw": "raw", "/features": "features", "/checkpoints": "artifacts:checkpoints/"})
+    #: Lake prefixes (``zone`` or ``zone:prefix/``) the nodes and jobs read. :default: raw, curated, features
+    lake_read: list[str] = dataclasses.field(default_factory=lambda: ["raw", "curated", "features"])
+    #: Lake prefixes the jobs write. :default: artifacts:checkpoints/
+    lake_write: list[str] = dataclasses.field(default_factory=lambda: ["artifacts:checkpoints/"])
+    #: EFA interfaces on every node. :default: True
+    efa: bool = True
+    #: A literal AMI id for the nodes (the local emulator); null uses ``ami_ssm_parameter``. :default: None
+    ami_id: str | None = None
+    #: SSM parameter of the node AMI. :default: the Deep Learning Base AMI (AL2023)
+    ami_ssm_parameter: str = DLAMI_SSM_PARAMETER
+    #: Build the AWS Batch cluster. :default: True
+    batch_enabled: bool = True
+    #: Training container image. :default: an AWS Deep Learning Container (PyTorch, GPU)
+    batch_image: str = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311-cu124-ubuntu22.04-ec2"
+    #: Batch instance types (one EFA interface count). :default: p4d.24xlarge
+    batch_instance_types: list[str] = dataclasses.field(default_factory=lambda: ["p4d.24xlarge"])
+    #: Nodes of the multi-node parallel job definition. :default: 2
+    batch_nodes: int = 2
+    #: Compute environment ceiling; null: 4 nodes of the first type. :default: None
+    batch_max_vcpus: int | None = None
+    #: Spot capacity. :default: False
+    batch_spot: bool = False
+    #: Build the Slurm cluster (AWS ParallelCluster; needs ``slurm_service_token``). :default: False
+    slurm_enabled: bool = False
+    #: ServiceToken of the ParallelCluster provider stack: an ARN, or ``ssm:<parameter name>`` holding it.
+    slurm_service_token: str | None = None
+    #: ParallelCluster cluster name (immutable). :default: training
+    slurm_cluster_name: str = "training"
+    #: Head node type. :default: m6i.2xlarge
+    slurm_head_node_instance_type: str = "m6i.2xlarge"
+    #: Slurm queues. :default: one "gpu" queue of p4d.24xlarge, 0 to 4 nodes
+    slurm_queues: list[SlurmQueueConfig] = dataclasses.field(default_factory=lambda: [SlurmQueueConfig()])
+
+    def validate(self) -> list[str]:
+        from mlinfra import instances, lustre_sizing
+
+        errors: list[str] = []
+        p = "training"
+        if self.cache_storage_capacity_gib is not None:
+            errors += [f"{p}.cache_storage_capacity_gib: {e}"
+                       for e in lustre_sizing.capacity_errors(self.cache_deployment_type, self.cache_storage_capacity_gib)]
+        elif self.cache_per_unit_throughput is not None:
+            errors.append(f"{p}.cache_per_unit_throughput: set only with cache_storage_capacity_gib (otherwise the "
+                          f"sizing chooses it), got: {self.cache_per_unit_throughput}")
+        allowed = lustre_sizing.PER_UNIT_THROUGHPUT[self.cache_deployment_type]
+        if self.cache_per_unit_throughput is not None and self.cache_deployment_type != "SCRATCH_2" and \
+                self.cache_per_unit_throughput not in allowed:
+            errors.append(f"{p}.cache_per_unit_throughput: must be one of {list(allowed)} for "
+                          f"{self.cache_deployment_type}, got: {self.cache_per_unit_throughput}")
+        if self.sizing_gpus < 1 or self.sizing_per_gpu_read_mbps <= 0 or self.sizing_dataset_gib < 0:
+            errors.append(f"{p}.sizing_*: need gpus >= 1, per-GPU MB/s > 0 and dataset GiB >= 0, got: "
+                          f"{self.sizing_gpus}, {self.sizing_per_gpu_read_mbps}, {self.sizing_dataset_gib}")
+        if len(self.cache_links) > 8:
+            errors.append(f"{p}.cache_links: at most 8 data repository associations, got: {len(self.cache_links)}")
+        for path, target in self.cache_links.items():
+            if not path.startswith("/"):
+                errors.append(f"{p}.cache_links: file-system paths must start with '/', got: {path!r}")
+            errors += _lake_target_errors(f"{p}.cache_links.{path}", target)
+        for name in ("lake_read", "lake_write"):
+            for target in getattr(self, name):
+                errors += _lake_target_errors(f"{p}.{name}", target)
+        if self.ami_id is not None and not re.fullmatch(r"ami-[0-9a-f]{8,17}", self.ami_id):
+            errors.append(f"{p}.ami_id: must look like ami-0123456789abcdef0, got: {self.ami_id!r}")
+        if self.batch_enabled:
+            for t in self.batch_instance_types:
+                try:
+                    instances.validate_ec2_instance_type(t, require_efa=self.efa, require_nvidia=True)
+                except instances.InstanceTypeError as exc:
+                    errors.append(f"{p}.batch_instance_types: {exc}")
+            if not self.batch_instance_types:
+                errors.append(f"{p}.batch_instance_types: must list at least one type, got: []")
+            if self.batch_nodes < 1:
+                errors.append(f"{p}.batch_nodes: must be >= 1, got: {self.batch_nodes}")
+        if self.slurm_enabled:
+            if not self.slurm_service_token:
+                errors.append(f"{p}.slurm_service_token: the ParallelCluster provider's ServiceToken (an ARN or "
+                              f"'ssm:<parameter>') is required when slurm_enabled, got: None")
+            names = [q.name for q in self.slurm_queues]
+            if len(set(names)) != len(names) or not names:
+                errors.append(f"{p}.slurm_queues: need at least one queue and unique names, got: {names}")
+            for q in self.slurm_queues:
+                if q.min_count < 0 or q.max_count < 1 or q.min_count > q.max_count:
+                    errors.append(f"{p}.slurm_queues.{q.name}: need 0 <= min_count <= max_count, max_count >= 1, "
+                                  f"got: {q.min_count}, {q.max_count}")
+                try:
+                    instances.validate_ec2_instance_type(q.instance_type, require_efa=self.efa, require_nvidia=True)
+                except instances.InstanceTypeError as exc:
+                    errors.append(f"{p}.slurm_queues.{q.name}.instance_type: {exc}")
+        return errors
+
+
+def parse_lake_target(target: str) -> tuple[str, str]:
+    """``zone`` or ``zone:prefix/`` -> (zone, prefix)."""
+    zone, _, prefix = target.partition(":")
+    return zone, prefix
+
+
+def _lake_target_errors(path: str, target: str) -> list[str]:
+    zone, prefix = parse_lake_target(target)
+    errors = []
+    if zone not in ZONES:
+        errors.append(f"{path}: zone must be one of {list(ZONES)}, got: {target!r}")
+    if prefix and not re.fullmatch(r"([A-Za-z0-9!_.*'()=-]+/)+", prefix):
+        errors.append(f"{path}: prefix must be path segments each ending with '/', got: {target!r}")
+    return errors
+
+
 @dataclasses.dataclass(frozen=True)
 class ScheduledScalingConfig:
     """A scheduled capacity change of the real-time endpoint (e.g. a smaller night floor)."""
@@ -591,6 +739,7 @@ class PlatformConfig:
     data_lake: DataLakeConfig = dataclasses.field(default_factory=DataLakeConfig)
     ingestion: IngestionConfig = dataclasses.field(default_factory=IngestionConfig)
     serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
 
     @property
     def is_production(self) -> bool:

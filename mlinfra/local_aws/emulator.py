@@ -37,8 +37,22 @@ def supported_types() -> frozenset[str]:
     return frozenset(get_model_map())
 
 
-def unsupported_reason(resource_type: str) -> str | None:
-    """Why the emulator cannot create ``resource_type``, or None when it can."""
+#: Resources of a supported type that moto still cannot create in this shape: (type, predicate, reason).
+UNSUPPORTED_SHAPES: list[tuple[str, Any, str]] = [
+    (
+        "AWS::Batch::JobDefinition",
+        lambda props: props.get("Type") == "multinode",
+        "moto's CloudFormation JobDefinition registers every definition as type 'container'; a multi-node one "
+        "cannot be created",
+    ),
+]
+
+
+def unsupported_reason(resource_type: str, properties: dict[str, Any] | None = None) -> str | None:
+    """Why the emulator cannot create ``resource_type`` (with these properties), or None when it can."""
+    for type_, predicate, reason in UNSUPPORTED_SHAPES:
+        if resource_type == type_ and predicate(properties or {}):
+            return reason
     if resource_type in REMOVED_TYPES:
         return REMOVED_TYPES[resource_type]
     if resource_type.startswith("Custom::"):
@@ -159,7 +173,7 @@ def rewrite_template(template: dict[str, Any]) -> Rewrite:
     skipped = [
         SkippedResource(lid, res["Type"], reason)
         for lid, res in resources.items()
-        if (reason := unsupported_reason(res["Type"])) is not None
+        if (reason := unsupported_reason(res["Type"], res.get("Properties"))) is not None
     ]
     removed = {s.logical_id for s in skipped}
     for lid in removed:

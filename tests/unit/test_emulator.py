@@ -12,6 +12,8 @@ def test_support_is_read_from_moto():
     assert "no CloudFormation support" in unsupported_reason("AWS::FSx::FileSystem")
     assert "custom resource" in unsupported_reason("Custom::PclusterCluster")
     assert unsupported_reason("AWS::CDK::Metadata") == "CDK bookkeeping, not a cloud resource"
+    assert unsupported_reason("AWS::Batch::JobDefinition", {"Type": "container"}) is None
+    assert "multi-node" in unsupported_reason("AWS::Batch::JobDefinition", {"Type": "multinode"})
 
 
 def test_rewrite_removes_and_replaces_references():
