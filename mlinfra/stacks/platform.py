@@ -42,17 +42,36 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
     platform = Platform(config=config, network=network, data_lake=data_lake)
 
     # --- ingestion (issue 3) ---
+    if config.ingestion.enabled:
+        from mlinfra.stacks.ingestion import IngestionStack
+
+        platform.extra["ingestion"] = IngestionStack(
+            scope, config=config, lake=data_lake.lake, network=network.network
+        )
 
     # --- training (issue 4) ---
+    if config.training.enabled:
+        from mlinfra.stacks.training import TrainingStack
+
+        platform.extra["training"] = TrainingStack(
+            scope, config=config, network=network.network, lake=data_lake.lake
+        )
 
     # --- serving (issue 6) ---
+    if config.serving.enabled:
+        from mlinfra.stacks.serving import ServingStack
+
+        platform.extra["serving"] = ServingStack(
+            scope, config=config, lake=data_lake.lake, network=network.network
+        )
 
     # --- retrain pipeline (issue 5) ---
     if config.pipeline.enabled:
         from mlinfra.stacks.pipeline import PipelineStack
 
         serving = platform.extra.get("serving")
-        target = getattr(getattr(serving, "realtime_endpoint", None), "deploy_target", None)  # finalized when serving merges
+        endpoint = getattr(serving, "realtime_endpoint", None)
+        target = endpoint.deploy_target if endpoint is not None else None
         platform.extra["pipeline"] = PipelineStack(scope, config=config, lake=data_lake.lake, deploy_target=target)
 
     # --- delivery and teams (issue 8) ---

@@ -42,10 +42,19 @@ def server():
 def test_smoke_runs_one_execution_end_to_end(server, local_config):
     from mlinfra.local_aws.smoke import pipeline as smoke
 
+    from aws_cdk import aws_iam as iam
+
+    from mlinfra.constructs.endpoint_target import EndpointTarget
+
     stack = new_stack()
     lake = DataLake(stack, "Lake")
+    role = iam.Role(stack, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+    target = EndpointTarget(endpoint_name="prod-endpoint", endpoint_arn="arn:aws:sagemaker:us-east-1:123456789012:endpoint/prod-endpoint",
+                            variant_name="AllTraffic", instance_type="ml.m5.large", initial_instance_count=1, model_execution_role=role,
+                            deployment_config={"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE"}}})
     RetrainPipeline(stack, "P", lake=lake, training=TrainingProps(image_uri="img"), metric_name="accuracy", datasets=["images"],
-                    threshold=0.8, poll_interval=cdk.Duration.seconds(1), state_machine_name="mlinfra-local-retrain")
+                    threshold=0.8, poll_interval=cdk.Duration.seconds(1), state_machine_name="mlinfra-local-retrain",
+                    deploy_target=target)
     template = Template.from_stack(stack).to_json()
     resolver = TemplateResolver(template)  # boto3 clients go to the server (AWS_ENDPOINT_URL)
     (logical,) = resolver.logical_ids("AWS::StepFunctions::StateMachine")
@@ -70,6 +79,7 @@ def test_smoke_runs_one_execution_end_to_end(server, local_config):
     text = "\n".join(lines)
     assert "SUCCEEDED" in text and "StartTrainingJob" in text and "Succeeded" in lines[-4] or "Succeeded" in text
     assert "Approved" in text and "spot=True" in text
+    assert "CreateEndpoint" in text and "rolls out to a new endpoint" in text and "InService on" in text
     # A second run on the same emulator beats the first model too (the gate compares with production).
     assert "SUCCEEDED" in "\n".join(smoke.run(ctx))
     print(text)
