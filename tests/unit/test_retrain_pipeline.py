@@ -177,13 +177,16 @@ def _statements(template: Template, role_prefix: str) -> list[dict]:
 
 
 def test_pass_role_is_scoped_to_the_job_and_model_roles(local, deploying):
-    for template, expected in ((local, 1), (deploying[1], 2)):
+    # local: the job role + the serving stack's endpoint role (the platform wires its deploy_target)
+    for template, expected in ((local, ["RetrainPipelineJobRole", "ImportValue:RealtimeEndpointExecutionRole"]),
+                               (deploying[1], ["PJobRole", "ModelRole"])):
         statements = [s for s in _statements(template, "RetrainPipelineStateMachineRole") + _statements(template, "PStateMachineRole")
                       if s["Action"] == "iam:PassRole"]
         assert len(statements) == 1
         (st,) = statements
         resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
-        assert len(resources) == expected and all(isinstance(r, dict) and "Fn::GetAtt" in r for r in resources)
+        names = [r["Fn::GetAtt"][0] if "Fn::GetAtt" in r else "ImportValue:" + r["Fn::ImportValue"].split("GetAtt")[-1] for r in resources]
+        assert len(names) == len(expected) and all(n.startswith(e) for n, e in zip(names, expected)), names
         assert st["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     all_actions = json.dumps(local.to_json())
     assert '"Action": "*"' not in all_actions and '"iam:*"' not in all_actions and '"sagemaker:*"' not in all_actions
@@ -319,3 +322,10 @@ def test_lineage_writers_can_use_the_table_key(local):
             actions |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
         assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= actions, role
         assert "dynamodb:DeleteItem" not in actions or role.endswith("StateMachineRole")
+
+
+def test_platform_wires_the_serving_endpoint_as_deploy_target(local_definition):
+    update = local_definition["States"]["UpdateEndpoint"]["Parameters"]
+    assert update["EndpointName"] == "<ref>"  # the serving stack's endpoint
+    assert "BlueGreenUpdatePolicy" in update["DeploymentConfig"]
+    assert "AutoRollbackConfiguration" in update["DeploymentConfig"]
