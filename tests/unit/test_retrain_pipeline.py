@@ -36,7 +36,11 @@ def platform_templates(local_config, prod_config):
     from mlinfra.app import create_app
 
     out = {}
-    for name, cfg in (("local", local_config), ("prod", prod_config)):
+    # prod is only checked for its pipeline settings: leave the other capabilities out (faster synth)
+    others = {f: dataclasses.replace(getattr(prod_config, f), enabled=False)
+              for f in ("ingestion", "training", "serving") if hasattr(getattr(prod_config, f, None), "enabled")}
+    prod_only = dataclasses.replace(prod_config, **others)
+    for name, cfg in (("local", local_config), ("prod", prod_only)):
         _, platform = create_app(config=cfg, nag=False)
         out[name] = Template.from_stack(platform.extra["pipeline"])
     return out
