@@ -115,11 +115,17 @@ class TeamEnvironment(Construct):
 
         # --- roles: every role of the team lives under its path and carries the boundary ---
         roles_scope = Construct(self, "Roles")
+        # Named, so the boundary's own statements can require it on new roles without a self-reference.
+        boundary_name = f"{stack.stack_name}-{id}-boundary"[-128:].lstrip("-")
         self.permissions_boundary = iam.ManagedPolicy(
             self,
             "PermissionsBoundary",
+            managed_policy_name=boundary_name,
             description=f"Permissions boundary of team {team_name}: the most any of its roles may do",
             path=path,
+        )
+        self.permissions_boundary_arn = stack.format_arn(
+            service="iam", region="", resource="policy", resource_name=f"{path.strip('/')}/{boundary_name}",
         )
         self.team_role = iam.Role(
             roles_scope,
@@ -333,7 +339,7 @@ class TeamEnvironment(Construct):
                          "iam:DetachRolePolicy", "iam:PutRolePolicy", "iam:DeleteRolePolicy"],
                 resources=[stack.format_arn(service="iam", region="", resource="role",
                                             resource_name=f"{path.strip('/')}/*")],
-                conditions={"StringEquals": {"iam:PermissionsBoundary": b.managed_policy_arn}},
+                conditions={"StringEquals": {"iam:PermissionsBoundary": self.permissions_boundary_arn}},
             ),
             iam.PolicyStatement(
                 sid="NeverRemoveOrEditTheBoundary", effect=iam.Effect.DENY,
