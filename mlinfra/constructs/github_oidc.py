@@ -18,7 +18,8 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, is_token
+from mlinfra.constructs.common import is_token
+from mlinfra.constructs.nag_wildcards import acknowledge_wildcards
 
 __all__ = ["GithubOidcDeployRole", "GITHUB_OIDC_URL", "GITHUB_AUDIENCE", "DEFAULT_QUALIFIER"]
 
@@ -94,11 +95,10 @@ class GithubOidcDeployRole(Construct):
             resource_name=f"cdk-{qualifier}-*-role-{stack.account}-{stack.region}",
         )
         self.role.add_to_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[bootstrap_roles]))
-        acknowledge(
+        acknowledge_wildcards(
             self.role,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/cdk-"
-            f"{qualifier}-*-role-<AWS::AccountId>-<AWS::Region>]",
             "The wildcard names the CDK bootstrap roles of this account and region (deploy, publishing, lookup) only",
+            allow=lambda finding: finding.startswith("Resource::") and f"role/cdk-{qualifier}-*-role-" in finding,
         )
 
         self.diff_role: iam.Role | None = None
