@@ -257,3 +257,15 @@ def test_dev_with_the_pipeline_and_teams_is_nag_clean(dev_config, tmp_path):
     app, platform = create_app(config=dev_config, nag=True, outdir=str(tmp_path))
     app.synth()  # raises ValidationFailed on any unacknowledged cdk-nag finding
     assert "delivery" in platform.extra
+
+
+@pytest.mark.policy
+def test_github_deploy_stack_is_nag_clean(dev_config, tmp_path):
+    from mlinfra.app import register_nag
+    from mlinfra.stacks.delivery import GithubDeployStack
+
+    app = cdk.App(outdir=str(tmp_path))
+    register_nag(app)
+    cfg = dataclasses.replace(dev_config, delivery=DeliveryConfig(github=GithubDeployConfig(repository="o/r", environment="prod")))
+    GithubDeployStack(app, config=cfg)
+    app.synth()

@@ -253,3 +253,17 @@ def test_local_teams_are_nag_clean(local_config, tmp_path):
     app, platform = create_app(config=local_config, nag=True, outdir=str(tmp_path))
     app.synth()
     assert {"team-vision", "team-nlp", "vending"} <= set(platform.extra)
+
+
+@pytest.mark.slow
+def test_product_templates_are_cfn_lint_clean(platform, templates):
+    from pathlib import Path
+
+    from cfnlint.api import ManualArgs, lint_file
+
+    outdir = Path(platform.extra["vending"].node.root.outdir)
+    paths = sorted(outdir.glob("*.product.template.json"))
+    assert len(paths) == 2
+    for path in paths:
+        matches = lint_file(path, config=ManualArgs(ignore_checks=["W3005"]))
+        assert not matches, [str(m) for m in matches]
