@@ -16,6 +16,7 @@ and returns the list of problems (never raises), so that the loader can report a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import json
 import re
@@ -345,6 +346,7 @@ def validate_prod_approval(stages: list[str], approval_before: list[str], prop: 
     return []
 
 
+@functools.lru_cache(maxsize=1)
 def accelerator_vcpus() -> dict[str, int]:
     """Instance type -> vCPUs of the accelerator instances mlinfra knows (``mlinfra/data/accelerator-instances.csv``,
     EC2 DescribeInstanceTypes). Read without importing aws_cdk."""
@@ -352,7 +354,7 @@ def accelerator_vcpus() -> dict[str, int]:
 
     path = Path(__file__).resolve().parent / "data" / "accelerator-instances.csv"
     with path.open(newline="") as fh:
-        return {row["instance_type"]: int(row["vcpu"]) for row in csv.DictReader(fh)}
+        return dict((row["instance_type"], int(row["vcpu"])) for row in csv.DictReader(fh))
 
 
 def family_min_vcpus() -> dict[str, int]:

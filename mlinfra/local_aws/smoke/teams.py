@@ -43,10 +43,12 @@ def run(ctx) -> list[str]:
 
 
 def _team_queues(ctx, team: str) -> list[str] | None:
-    """Names of the job queues tagged ``team=<team>`` (None when Batch cannot be asked)."""
+    """Names of the team's job queues (None when Batch cannot be asked)."""
     try:
         batch = ctx.client("batch")
         queues = batch.describe_job_queues()["jobQueues"]
     except Exception:  # Batch is optional for this check: the roles are what it proves
         return None
-    return sorted(q["jobQueueName"] for q in queues if (q.get("tags") or {}).get("team") == team)
+    # Tagged team=<team>, or (the emulator drops job queue tags) named after the team's stack.
+    return sorted(q["jobQueueName"] for q in queues
+                  if (q.get("tags") or {}).get("team") == team or f"-team-{team}-" in q["jobQueueName"])
