@@ -2,8 +2,8 @@
 
     mlinfra validate config/platform.yaml [--env prod] [--json]
     mlinfra init my-platform [--ci github|pipelines] [--prefix NAME]
-    mlinfra deploy-local [--app-dir DIR] [--keep] [--json]
-    mlinfra destroy-local [--app-dir DIR] [--json]
+    mlinfra deploy-local [--app-dir DIR] [--env local] [--keep] [--json]
+    mlinfra destroy-local [--app-dir DIR]
     mlinfra plan-transfer ...      (from mlinfra.transfer_planner, when installed)
     mlinfra size-cache ...         (from mlinfra.lustre_sizing, when installed)
 
@@ -240,10 +240,12 @@ def cmd_local(args: argparse.Namespace) -> int:
     if local_main is None:
         return _fail(args, "the local AWS emulator (mlinfra.local_aws) is not available in this installation", EXIT_FAILED)
     argv = [args.action, "--app-dir", str(args.app_dir)]
-    if getattr(args, "keep", False):
-        argv.append("--keep")
-    if args.json:
-        argv.append("--json")
+    if args.action == "deploy":  # destroy takes only the app directory
+        argv += ["--env", args.env]
+        if args.keep:
+            argv.append("--keep")
+        if args.json:
+            argv.append("--json")
     return int(local_main(argv) or 0)
 
 
@@ -311,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Synthesize the app's 'local' environment, start the embedded emulator (moto), "
                                    "deploy every stack and print what was created, emulated and skipped.")
     p.add_argument("--app-dir", default=".", type=Path, help="the CDK app directory (default: .)")
+    p.add_argument("--env", default="local", help="environment of the app's configuration (default: local)")
     p.add_argument("--keep", action="store_true", help="keep the emulator running after the deploy")
     _add_json(p)
     p.set_defaults(func=cmd_local, action="deploy")
@@ -318,7 +321,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("destroy-local", help="destroy a kept local deploy and stop its emulator",
                        description="Destroy the stacks of a deploy-local --keep run and stop the emulator.")
     p.add_argument("--app-dir", default=".", type=Path, help="the CDK app directory (default: .)")
-    _add_json(p)
     p.set_defaults(func=cmd_local, action="destroy")
 
     for name, module_name in PLUGINS:

@@ -372,7 +372,7 @@ class TeamConfig:
 
     #: Team name: lowercase letters, digits and hyphens (3-22 characters).
     name: str
-    #: Cost centre, tagged on every resource of the team (``cost-centre``).
+    #: Cost centre, tagged on every resource of the team (``team-cost-centre``).
     cost_centre: str
     #: IAM principals (role, user or account root ARNs) that administer the team and see its products.
     admin_principals: list[str] = dataclasses.field(default_factory=list)

@@ -13,7 +13,7 @@ A :class:`TeamEnvironment` gives one team, inside the shared platform:
   scaling to zero, IMDSv2) and job queue;
 - an AWS Budgets cost budget filtered on the team's cost-allocation tag, with alert thresholds notifying an
   encrypted SNS topic (and e-mail subscribers);
-- cost-allocation tags (``team``, ``cost-centre``) on every resource.
+- cost-allocation tags (``team``, ``team-cost-centre``) on every resource, besides the platform's tags.
 
 A :class:`TeamPortfolio` is the Service Catalog portfolio shared with the teams' principals: products built
 from CDK ``ProductStack`` s (a SageMaker real-time endpoint and a team training queue) with a launch
@@ -52,7 +52,7 @@ __all__ = ["TeamEnvironment", "TeamPortfolio", "team_role_path", "STUDIO_VISIBIL
 STUDIO_VISIBILITY_TAG = ("sagemaker:studio-visibility", "true")
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,20}[a-z0-9]$")
-_TAG_PRIORITY = 300  # above the platform-wide tag aspect (100): a team's cost centre wins on its resources
+_TAG_PRIORITY = 300  # above the platform-wide tag aspect (100)
 
 
 def team_role_path(team: str) -> str:
@@ -64,7 +64,7 @@ class TeamEnvironment(Construct):
     """One team's scoped slice of the platform.
 
     :param team_name: the team: 3-22 lowercase letters, digits or hyphens.
-    :param cost_centre: tagged as ``cost-centre`` on every resource and used by the budget's filter.
+    :param cost_centre: tagged as ``team-cost-centre`` on every resource of the team.
     :param lake: the platform's lake (``DataLake`` or ``ImportedDataLake``).
     :param read_prefixes: ``<zone>/<prefix>/`` values the team may read. :default: none
     :param write_prefixes: ``<zone>/<prefix>/`` values the team may read and write (never delete). :default: none
@@ -201,8 +201,10 @@ class TeamEnvironment(Construct):
         self._build_budget(monthly_budget_usd, budget_thresholds_percent, alert_emails)
 
         # --- cost allocation tags on every resource of the team ---
+        # The platform's own tags (project, environment, cost-centre) stay on every resource; the team's cost
+        # centre goes under its own key so both the platform's and the team's chargeback views work.
         cdk.Tags.of(self).add("team", team_name, priority=_TAG_PRIORITY)
-        cdk.Tags.of(self).add("cost-centre", cost_centre, priority=_TAG_PRIORITY)
+        cdk.Tags.of(self).add("team-cost-centre", cost_centre, priority=_TAG_PRIORITY)
 
         for role in self.roles:
             acknowledge_wildcards(
@@ -265,7 +267,7 @@ class TeamEnvironment(Construct):
                 launch_template=batch.CfnComputeEnvironment.LaunchTemplateSpecificationProperty(
                     launch_template_id=launch_template.ref, version="$Latest",
                 ),
-                tags={"team": self.team_name, "cost-centre": self.cost_centre},
+                tags={"team": self.team_name, "team-cost-centre": self.cost_centre},
             ),
             replace_compute_environment=False,
         )
@@ -484,7 +486,7 @@ class TeamPortfolio(Construct):
             self, "TagOptions",
             allowed_values_for_tags={
                 "team": sorted(t.team_name for t in teams),
-                "cost-centre": sorted({t.cost_centre for t in teams}),
+                "team-cost-centre": sorted({t.cost_centre for t in teams}),
             },
         )
         for product in self.products.values():

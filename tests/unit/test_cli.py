@@ -173,7 +173,8 @@ def test_deploy_local_delegates_to_the_local_emulator(capsys, monkeypatch, tmp_p
     monkeypatch.setattr(cli, "_local_main", lambda: (lambda argv: calls.append(argv) or 0))
     assert run(capsys, "deploy-local", "--app-dir", str(tmp_path), "--keep", "--json")[0] == 0
     assert run(capsys, "destroy-local")[0] == 0
-    assert calls == [["deploy", "--app-dir", str(tmp_path), "--keep", "--json"], ["destroy", "--app-dir", "."]]
+    assert calls == [["deploy", "--app-dir", str(tmp_path), "--env", "local", "--keep", "--json"],
+                     ["destroy", "--app-dir", "."]]
 
 
 def test_deploy_local_without_the_emulator_fails_clearly(capsys, monkeypatch):

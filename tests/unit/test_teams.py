@@ -123,9 +123,10 @@ def test_budget_thresholds_notify_the_encrypted_topic(templates):
 def test_cost_allocation_tags_and_retained_model_registry(templates):
     template = templates["team-vision"]
     queue = only(template, "AWS::Batch::JobQueue")["Properties"]
-    assert queue["Tags"]["team"] == "vision" and queue["Tags"]["cost-centre"] == "cc-vision"
+    assert queue["Tags"]["team"] == "vision" and queue["Tags"]["team-cost-centre"] == "cc-vision"
+    assert queue["Tags"]["cost-centre"] == "ml-platform"  # the platform's tags stay
     role_tags = {t["Key"]: t["Value"] for t in next(iter(_team_roles(template, "vision").values()))["Properties"]["Tags"]}
-    assert role_tags["team"] == "vision" and role_tags["cost-centre"] == "cc-vision"
+    assert role_tags["team"] == "vision" and role_tags["team-cost-centre"] == "cc-vision"
     group = only(template, "AWS::SageMaker::ModelPackageGroup")
     assert group["DeletionPolicy"] == "Retain"
     assert group["Properties"]["ModelPackageGroupName"] == "mlinfra-prod-vision"
@@ -140,7 +141,7 @@ def test_portfolio_products_constraints_tags_and_sharing(templates):
         assert tags["sagemaker:studio-visibility"] == "true"
     assert len(template.find_resources("AWS::ServiceCatalog::LaunchRoleConstraint")) == 2
     options = {(p["Properties"]["Key"], p["Properties"]["Value"]) for p in template.find_resources("AWS::ServiceCatalog::TagOption").values()}
-    assert {("team", "vision"), ("team", "nlp"), ("cost-centre", "cc-vision"), ("cost-centre", "cc-nlp")} <= options
+    assert {("team", "vision"), ("team", "nlp"), ("team-cost-centre", "cc-vision"), ("team-cost-centre", "cc-nlp")} <= options
     shared = template.find_resources("AWS::ServiceCatalog::PortfolioPrincipalAssociation")
     assert len(shared) == 2
     launch = json.dumps(template.find_resources("AWS::IAM::Policy"))
