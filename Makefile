@@ -36,7 +36,7 @@ setup: .make/python.stamp .make/node.stamp ## install the Python venv and the No
 
 synth: setup ## synthesize every stack of ENV (default local) into cdk.out with validation and cdk-nag
 	rm -rf cdk.out
-	$(CDK) synth --all --quiet -c mlinfra:env=$(ENV) -o cdk.out
+	$(CDK) synth --quiet -c mlinfra:env=$(ENV) -o cdk.out
 
 lint: synth ## cfn-lint every template of ENV
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json

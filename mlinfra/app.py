@@ -50,13 +50,15 @@ def create_app(
     context: Mapping[str, Any] | None = None,
     outdir: str | None = None,
     nag: bool | None = None,
+    validation: bool | None = None,
 ) -> tuple[cdk.App, Platform]:
     """Create the CDK app and every stack of one environment.
 
-    Explicit arguments win over context values. Built-in CloudFormation validation follows the
-    ``CDK_VALIDATION`` environment variable (``false`` in unit tests).
+    Explicit arguments win over context values. Built-in CloudFormation validation follows ``validation``
+    when given, else the ``CDK_VALIDATION`` environment variable (``false`` in unit tests).
     """
-    app = cdk.App(context={**FEATURE_FLAGS, **dict(context or {})}, outdir=outdir)
+    extra = {} if validation is None else {"builtin_cloud_formation_validation": validation}
+    app = cdk.App(context={**FEATURE_FLAGS, **dict(context or {})}, outdir=outdir, **extra)
     if config is None:
         env_name = env_name or app.node.try_get_context("mlinfra:env") or DEFAULT_ENV
         config_path = config_path or app.node.try_get_context("mlinfra:config") or DEFAULT_CONFIG

@@ -236,6 +236,192 @@ class DataLakeConfig:
 # --- capability sections (ingestion, training, serving, pipeline, delivery, teams) are added below ---
 
 
+_DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_STORAGE_CLASSES = ("STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "ONEZONE_IA", "GLACIER_INSTANT_RETRIEVAL",
+                    "GLACIER", "DEEP_ARCHIVE")
+_EXTENSION_RE = re.compile(r"^\.[a-z0-9]+(\.[a-z0-9]+)?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetRuleConfig:
+    """What the landing glue accepts for one dataset (``<dataset>/<version>/<file>`` in landing)."""
+
+    #: Allowed file extensions, lower case with the dot (``.csv``, ``.tar.gz``); empty: any. :default: []
+    extensions: list[str] = dataclasses.field(default_factory=list)
+    #: Allowed Content-Type values (``text/csv``); empty: any. :default: []
+    content_types: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferUserConfig:
+    """A service-managed SFTP user confined to ``prefix`` of the landing zone."""
+
+    #: User name (3-100 letters, digits, _@.-).
+    name: str
+    #: The user's landing prefix. Use ``<dataset>/``: the user then uploads ``<version>/<file>`` (and
+    #: ``<version>/_manifest.json``) into the landing glue's layout.
+    prefix: str
+    #: OpenSSH public keys (rsa, ed25519, ecdsa).
+    ssh_public_keys: list[str] = dataclasses.field(default_factory=list)
+    #: List and download only. :default: False
+    read_only: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferConfig:
+    """The SFTP server (Transfer Family)."""
+
+    #: Create the server. :default: True
+    enabled: bool = True
+    #: Internet-facing endpoint (Elastic IPs) instead of the private VPC endpoint. :default: False
+    public_endpoint: bool = False
+    #: Client CIDRs admitted on port 22 (required when public). :default: [] (the VPC CIDR)
+    allowed_cidrs: list[str] = dataclasses.field(default_factory=list)
+    #: Transfer Family security policy. :default: TransferSecurityPolicy-2024-01
+    security_policy: str = "TransferSecurityPolicy-2024-01"
+    #: ``service_managed`` (the users below) or ``lambda`` (users in Secrets Manager). :default: service_managed
+    identity_provider: Literal["service_managed", "lambda"] = "service_managed"
+    #: Service-managed users. :default: []
+    users: list[TransferUserConfig] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSyncTaskConfig:
+    """One DataSync task into the lake (see mlinfra.constructs.datasync for every option)."""
+
+    #: Task name (also the construct id).
+    name: str
+    #: Source kind. NFS/SMB/HDFS need ``agent_arns``.
+    source: Literal["s3", "nfs", "smb", "hdfs"]
+    #: Destination prefix in the zone, e.g. ``images/v1/`` (the glue layout ``<dataset>/<version>/``).
+    prefix: str
+    #: Destination zone. :default: landing
+    zone: str = "landing"
+    #: s3: the source bucket name. :default: None
+    source_bucket: str | None = None
+    #: s3: prefix in the source bucket. :default: ""
+    source_prefix: str = ""
+    #: nfs/smb: server host name; hdfs: NameNode ``host:port``. :default: None
+    server: str | None = None
+    #: nfs/smb/hdfs: path on the server. :default: /
+    subdirectory: str = "/"
+    #: smb: user; hdfs: simple user. :default: None
+    user: str | None = None
+    #: smb: Secrets Manager secret name holding ``{"password": ...}``. :default: None
+    password_secret_name: str | None = None
+    #: Activated agents. :default: []
+    agent_arns: list[str] = dataclasses.field(default_factory=list)
+    #: ``rate(...)`` or ``cron(...)``; null runs on demand. :default: None
+    schedule: str | None = None
+    #: Bandwidth limit in bytes/s (-1 unlimited; `mlinfra plan-transfer` suggests one). :default: -1
+    bytes_per_second: int = -1
+    #: Include / exclude SIMPLE_PATTERN filters. :default: []
+    includes: list[str] = dataclasses.field(default_factory=list)
+    excludes: list[str] = dataclasses.field(default_factory=list)
+    #: ONLY_FILES_TRANSFERRED or POINT_IN_TIME_CONSISTENT. :default: ONLY_FILES_TRANSFERRED
+    verify_mode: Literal["ONLY_FILES_TRANSFERRED", "POINT_IN_TIME_CONSISTENT"] = "ONLY_FILES_TRANSFERRED"
+    #: Destination S3 storage class. :default: STANDARD
+    storage_class: str = "STANDARD"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSyncConfig:
+    """DataSync tasks and the private endpoint their agents use."""
+
+    #: Create the DataSync interface endpoint for agents. :default: False
+    vpc_endpoint: bool = False
+    #: Networks the agents connect from (required with vpc_endpoint). :default: []
+    agent_cidrs: list[str] = dataclasses.field(default_factory=list)
+    #: The tasks. :default: []
+    tasks: list[DataSyncTaskConfig] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestionConfig:
+    """Ingestion: landing glue, dataset catalog, SFTP, DataSync, optional Firehose stream into raw."""
+
+    #: Build the ingestion stack. :default: True
+    enabled: bool = True
+    #: Registered datasets and what each accepts; objects of other datasets are quarantined. :default: {}
+    datasets: dict[str, DatasetRuleConfig] = dataclasses.field(default_factory=dict)
+    #: Accept datasets that are not registered (with ``default_extensions``). :default: False
+    allow_unregistered_datasets: bool = False
+    #: Extensions allowed for unregistered datasets; empty: any. :default: []
+    default_extensions: list[str] = dataclasses.field(default_factory=list)
+    #: Glue handler timeout (seconds); the SQS visibility timeout is six times this. :default: 300
+    handler_timeout_seconds: int = 300
+    #: Largest object the glue hashes itself (bytes) when S3 holds no full-object SHA-256. :default: 10 GiB
+    max_hash_bytes: int = 10 * 1024**3
+    #: Email subscribed to the ingestion alarm topic. :default: None
+    alarm_email: str | None = None
+    transfer: TransferConfig = dataclasses.field(default_factory=TransferConfig)
+    datasync: DataSyncConfig = dataclasses.field(default_factory=DataSyncConfig)
+    #: Create a Firehose delivery stream into raw (``stream=<name>/date=YYYY-MM-DD/``). :default: False
+    firehose: bool = False
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        p = "ingestion"
+        for name, rule in self.datasets.items():
+            if not _DATASET_NAME_RE.fullmatch(name) or name.startswith("_"):
+                errors.append(f"{p}.datasets: names must be 1-128 letters, digits or ._- (not starting with _), got: {name!r}")
+            bad = [e for e in rule.extensions if not _EXTENSION_RE.fullmatch(e)]
+            if bad:
+                errors.append(f"{p}.datasets.{name}.extensions: must be lower case with a leading dot (.csv), got: {bad}")
+        bad = [e for e in self.default_extensions if not _EXTENSION_RE.fullmatch(e)]
+        if bad:
+            errors.append(f"{p}.default_extensions: must be lower case with a leading dot (.csv), got: {bad}")
+        if not 10 <= self.handler_timeout_seconds <= 600:
+            errors.append(f"{p}.handler_timeout_seconds: must be 10-600 (well under Lambda's 900), got: {self.handler_timeout_seconds}")
+        if self.max_hash_bytes < 1:
+            errors.append(f"{p}.max_hash_bytes: must be positive, got: {self.max_hash_bytes}")
+        if self.alarm_email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", self.alarm_email):
+            errors.append(f"{p}.alarm_email: must be an email address, got: {self.alarm_email!r}")
+        t = self.transfer
+        if t.public_endpoint and not t.allowed_cidrs:
+            errors.append(f"{p}.transfer.allowed_cidrs: a public endpoint needs the client CIDRs, got: []")
+        for cidr in t.allowed_cidrs:
+            try:
+                if ipaddress.ip_network(cidr).prefixlen == 0:
+                    errors.append(f"{p}.transfer.allowed_cidrs: must not be the whole internet, got: {cidr!r}")
+            except ValueError:
+                errors.append(f"{p}.transfer.allowed_cidrs: must be IPv4 CIDRs, got: {cidr!r}")
+        if t.users and t.identity_provider != "service_managed":
+            errors.append(f"{p}.transfer.users: only with identity_provider service_managed, got: {t.identity_provider!r}")
+        names = [u.name for u in t.users]
+        if len(set(names)) != len(names):
+            errors.append(f"{p}.transfer.users: names must be unique, got: {names}")
+        for u in t.users:
+            if not _PREFIX_RE.fullmatch(u.prefix) or not u.prefix:
+                errors.append(f"{p}.transfer.users.{u.name}.prefix: must be a prefix ending with '/', got: {u.prefix!r}")
+            if not u.ssh_public_keys:
+                errors.append(f"{p}.transfer.users.{u.name}.ssh_public_keys: must list at least one key, got: []")
+        d = self.datasync
+        if d.vpc_endpoint and not d.agent_cidrs:
+            errors.append(f"{p}.datasync.agent_cidrs: the endpoint needs the agents' CIDRs, got: []")
+        task_names = [task.name for task in d.tasks]
+        if len(set(task_names)) != len(task_names):
+            errors.append(f"{p}.datasync.tasks: names must be unique, got: {task_names}")
+        for task in d.tasks:
+            tp = f"{p}.datasync.tasks.{task.name}"
+            if task.zone not in ZONES:
+                errors.append(f"{tp}.zone: must be one of {list(ZONES)}, got: {task.zone!r}")
+            if task.source == "s3" and not task.source_bucket:
+                errors.append(f"{tp}.source_bucket: an s3 source needs the bucket name, got: None")
+            if task.source in ("nfs", "smb", "hdfs"):
+                if not task.agent_arns:
+                    errors.append(f"{tp}.agent_arns: a {task.source} source needs at least one agent ARN, got: []")
+                if not task.server:
+                    errors.append(f"{tp}.server: a {task.source} source needs the server, got: None")
+            if task.source == "smb" and not (task.user and task.password_secret_name):
+                errors.append(f"{tp}: an smb source needs user and password_secret_name")
+            if task.storage_class not in _STORAGE_CLASSES:
+                errors.append(f"{tp}.storage_class: must be one of {list(_STORAGE_CLASSES)}, got: {task.storage_class!r}")
+            if task.source == "hdfs" and not task.user:
+                errors.append(f"{tp}.user: an hdfs source needs the simple user, got: None")
+        return errors
+
+
 # --- delivery and teams (issue 8) ---
 
 _CONNECTION_ARN_RE = re.compile(r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$")
@@ -501,6 +687,7 @@ class PlatformConfig:
     target: Literal["aws", "local"] = "aws"
     network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
     data_lake: DataLakeConfig = dataclasses.field(default_factory=DataLakeConfig)
+    ingestion: IngestionConfig = dataclasses.field(default_factory=IngestionConfig)
     delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
     vending: VendingConfig = dataclasses.field(default_factory=VendingConfig)
 
@@ -534,7 +721,7 @@ class PlatformConfig:
             errors.append(f"azs: every AZ must be in region {self.region}, got: {bad_azs}")
         if len(set(self.azs)) != len(self.azs):
             errors.append(f"azs: must be unique, got: {self.azs}")
-        if self.network.vpc_id is None and len(self.azs) < self.network.max_azs:
+        if self.network.vpc_id is None and self.azs and len(self.azs) < self.network.max_azs:
             errors.append(f"azs: lists {len(self.azs)} AZ(s) but network.max_azs is {self.network.max_azs}")
         for key, value in self.all_tags.items():
             if not _TAG_KEY_RE.fullmatch(key) or key.lower().startswith("aws:"):

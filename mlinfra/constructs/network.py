@@ -8,6 +8,7 @@ Pass ``vpc`` to import an existing VPC instead of creating one (never both).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Sequence
 
 import aws_cdk as cdk
@@ -23,7 +24,6 @@ DEFAULT_INTERFACE_ENDPOINTS: tuple[str, ...] = (
     "SAGEMAKER_API", "SAGEMAKER_RUNTIME", "STS", "ECR", "ECR_DOCKER", "CLOUDWATCH_LOGS",
 )
 
-TRAINING_SUBNET_GROUP = "training"
 PRIVATE_SUBNET_GROUP = "private"
 
 
@@ -60,13 +60,16 @@ class Network(Construct):
             self.vpc = vpc
         else:
             nat = 1 if nat_gateways is None else nat_gateways
+            network = ipaddress.ip_network(cidr or "10.0.0.0/16")
+            # Private subnets get 1/16 of the VPC each, public (NAT only) 1/256. The L2 allocates from the start
+            # of the range (at most 6 AZs x 17/256), so the LAST 1/16 block is always free: the training subnet.
+            private_mask = network.prefixlen + 4
             private_type = ec2.SubnetType.PRIVATE_WITH_EGRESS if nat > 0 else ec2.SubnetType.PRIVATE_ISOLATED
-            subnets = [
-                ec2.SubnetConfiguration(name=PRIVATE_SUBNET_GROUP, subnet_type=private_type, cidr_mask=20),
-                ec2.SubnetConfiguration(name=TRAINING_SUBNET_GROUP, subnet_type=private_type, cidr_mask=20),
-            ]
+            subnets = [ec2.SubnetConfiguration(name=PRIVATE_SUBNET_GROUP, subnet_type=private_type, cidr_mask=private_mask)]
             if nat > 0:
-                subnets.insert(0, ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24))
+                subnets.insert(
+                    0, ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=network.prefixlen + 8)
+                )
             self.vpc = ec2.Vpc(
                 self,
                 "Vpc",
@@ -101,6 +104,9 @@ class Network(Construct):
                 traffic_type=ec2.FlowLogTrafficType.ALL,
             )
             self.flow_log_group = log_group
+            self._training_subnet = self._add_training_subnet(
+                str(list(network.subnets(new_prefix=private_mask))[-1]), training_az_index
+            )
 
         self.endpoint_security_group = ec2.SecurityGroup(
             self,
@@ -123,7 +129,8 @@ class Network(Construct):
                 subnets=ec2.SubnetSelection(subnets=self.private_subnets),
             )
 
-        self._training_az_index = training_az_index
+        if vpc is not None:
+            self._training_subnet = self.private_subnets[min(training_az_index, len(self.private_subnets) - 1)]
         for child in self.node.find_all():
             if isinstance(child, ec2.CfnSubnet):
                 # cfn-lint W3010 flags literal AZ names. They are deliberate: the environment's AZs are pinned
@@ -143,14 +150,35 @@ class Network(Construct):
     def private_subnet_selection(self) -> ec2.SubnetSelection:
         return ec2.SubnetSelection(subnets=self.private_subnets)
 
+    def _add_training_subnet(self, cidr_block: str, az_index: int) -> ec2.ISubnet:
+        """One subnet in one AZ, sharing the route table (NAT route, gateway endpoints) of that AZ's private
+        subnet. An imported VPC's training subnet is its private subnet in ``training_az_index``'s AZ."""
+        private = self.private_subnets[az_index]
+        subnet = ec2.CfnSubnet(
+            self,
+            "TrainingSubnet",
+            vpc_id=self.vpc.vpc_id,
+            cidr_block=cidr_block,
+            availability_zone=private.availability_zone,
+            map_public_ip_on_launch=False,
+            tags=[cdk.CfnTag(key="Name", value=f"{self.node.path}/TrainingSubnet")],
+        )
+        ec2.CfnSubnetRouteTableAssociation(
+            self, "TrainingSubnetRouteTable", subnet_id=subnet.ref, route_table_id=private.route_table.route_table_id
+        )
+        return ec2.Subnet.from_subnet_attributes(
+            self,
+            "TrainingSubnetRef",
+            subnet_id=subnet.ref,
+            availability_zone=private.availability_zone,
+            route_table_id=private.route_table.route_table_id,
+            ipv4_cidr_block=cidr_block,
+        )
+
     @property
     def training_subnet(self) -> ec2.ISubnet:
-        """The single-AZ subnet for EFA clusters and the Lustre cache."""
-        try:
-            group = self.vpc.select_subnets(subnet_group_name=TRAINING_SUBNET_GROUP).subnets
-        except Exception:
-            group = self.private_subnets
-        return group[min(self._training_az_index, len(group) - 1)]
+        """The single-AZ subnet for EFA clusters and the Lustre cache (one subnet, one AZ)."""
+        return self._training_subnet
 
     @property
     def training_subnet_selection(self) -> ec2.SubnetSelection:

@@ -42,6 +42,12 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
     platform = Platform(config=config, network=network, data_lake=data_lake)
 
     # --- ingestion (issue 3) ---
+    if config.ingestion.enabled:
+        from mlinfra.stacks.ingestion import IngestionStack
+
+        platform.extra["ingestion"] = IngestionStack(
+            scope, config=config, lake=data_lake.lake, network=network.network
+        )
 
     # --- training (issue 4) ---
 

@@ -1,0 +1,45 @@
+"""``python -m mlinfra.local_aws deploy|destroy``: the local AWS deploy (see the package docstring)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mlinfra-local", description="Deploy an mlinfra app into the embedded local AWS (moto)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    dep = sub.add_parser("deploy", help="synthesize, deploy every stack into a moto server, report, smoke test")
+    dep.add_argument("--app-dir", type=Path, default=Path.cwd(), help="directory with cdk.json (default: .)")
+    dep.add_argument("--env", default="local", help="environment of the configuration to deploy (default: local)")
+    dep.add_argument("--keep", action="store_true", help="leave the emulator running afterwards")
+    dep.add_argument("--json", action="store_true", help="print the report as JSON")
+    des = sub.add_parser("destroy", help="destroy a kept local deployment and stop its emulator")
+    des.add_argument("--app-dir", type=Path, default=Path.cwd())
+    args = parser.parse_args(argv)
+
+    from mlinfra.local_aws.deploy import LocalDeploy, LocalDeployError, destroy
+
+    if args.command == "destroy":
+        return destroy(args.app_dir)
+    say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
+    try:
+        report = LocalDeploy(app_dir=args.app_dir, env_name=args.env, keep=args.keep, say=say).run()
+    except LocalDeployError as exc:
+        print(f"local deploy failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        from mlinfra.local_aws.report import render
+
+        print(render(report))
+    return 0 if all(s["ok"] for s in report.smoke) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

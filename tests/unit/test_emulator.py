@@ -1,0 +1,46 @@
+"""The emulator template rewrite: unsupported types removed, references replaced, nothing else touched."""
+
+from __future__ import annotations
+
+from mlinfra.local_aws.emulator import PLACEHOLDER, rewrite_template, supported_types, unsupported_reason
+
+
+def test_support_is_read_from_moto():
+    types = supported_types()
+    assert "AWS::S3::Bucket" in types and "AWS::SageMaker::Endpoint" in types
+    assert unsupported_reason("AWS::S3::Bucket") is None
+    assert "no CloudFormation support" in unsupported_reason("AWS::FSx::FileSystem")
+    assert "custom resource" in unsupported_reason("Custom::PclusterCluster")
+    assert unsupported_reason("AWS::CDK::Metadata") == "CDK bookkeeping, not a cloud resource"
+
+
+def test_rewrite_removes_and_replaces_references():
+    template = {
+        "Resources": {
+            "Fs": {"Type": "AWS::FSx::FileSystem", "Properties": {}},
+            "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {}},
+            "Param": {
+                "Type": "AWS::SSM::Parameter",
+                "DependsOn": ["Fs", "Bucket"],
+                "Properties": {
+                    "Name": "/x",
+                    "Value": {"Fn::Join": ["", [{"Fn::GetAtt": ["Fs", "DNSName"]}, "/", {"Ref": "Bucket"}]]},
+                    "Description": {"Fn::Sub": "fs ${Fs} at ${Fs.DNSName} for ${Bucket}"},
+                },
+            },
+            "Key": {"Type": "AWS::KMS::Key", "Properties": {"KeyPolicy": {}, "Tags": [{"Key": "a", "Value": "b"}]}},
+        },
+        "Outputs": {"FsId": {"Value": {"Ref": "Fs"}}, "BucketName": {"Value": {"Ref": "Bucket"}}},
+    }
+    out, skipped = rewrite_template(template)
+    assert [(s.logical_id, s.type) for s in skipped] == [("Fs", "AWS::FSx::FileSystem")]
+    assert "Fs" not in out["Resources"] and "Fs" in template["Resources"]  # the input is not modified
+    param = out["Resources"]["Param"]
+    assert param["DependsOn"] == ["Bucket"]
+    assert param["Properties"]["Value"] == {"Fn::Join": ["", [PLACEHOLDER.format("Fs"), "/", {"Ref": "Bucket"}]]}
+    assert param["Properties"]["Description"] == {
+        "Fn::Sub": f"fs {PLACEHOLDER.format('Fs')} at {PLACEHOLDER.format('Fs')} for ${{Bucket}}"
+    }
+    assert out["Outputs"]["FsId"]["Value"] == PLACEHOLDER.format("Fs")
+    assert out["Outputs"]["BucketName"]["Value"] == {"Ref": "Bucket"}
+    assert out["Resources"]["Key"]["Properties"]["Tags"] == [{"TagKey": "a", "TagValue": "b"}]
