@@ -19,7 +19,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from mlinfra.constructs.common import is_token
-from mlinfra.constructs.nag_wildcards import acknowledge_wildcards
+from mlinfra.constructs.wildcards import acknowledge_wildcards
 
 __all__ = ["GithubOidcDeployRole", "GITHUB_OIDC_URL", "GITHUB_AUDIENCE", "DEFAULT_QUALIFIER"]
 
@@ -98,7 +98,8 @@ class GithubOidcDeployRole(Construct):
         acknowledge_wildcards(
             self.role,
             "The wildcard names the CDK bootstrap roles of this account and region (deploy, publishing, lookup) only",
-            allow=lambda finding: finding.startswith("Resource::") and f"role/cdk-{qualifier}-*-role-" in finding,
+            resource_suffixes=[f"role/cdk-{qualifier}-*-role-{_rendered(stack.account, 'AWS::AccountId')}-"
+                               f"{_rendered(stack.region, 'AWS::Region')}"],
         )
 
         self.diff_role: iam.Role | None = None
@@ -139,6 +140,11 @@ class GithubOidcDeployRole(Construct):
                 }
             },
         )
+
+
+def _rendered(value: str, pseudo: str) -> str:
+    """``value`` as cdk-nag prints it: the literal, or ``<AWS::AccountId>`` for an unresolved pseudo parameter."""
+    return f"<{pseudo}>" if is_token(value) else value
 
 
 def _validate_repository(repository: str) -> None:

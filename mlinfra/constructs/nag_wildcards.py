@@ -1,88 +1,81 @@
-"""Acknowledge the cdk-nag IAM5 wildcard findings of specific policies, with a reason, without guessing
-token-dependent finding ids.
+"""Acknowledge the EXPECTED cdk-nag IAM5 wildcard findings of any policy (a role's default policy, an
+``iam.Policy`` or a ``ManagedPolicy`` such as a permissions boundary), and only those.
 
-cdk-nag v3 reports each wildcard as its own finding (``AwsSolutions-IAM5[Action::s3:GetObject*]``,
-``AwsSolutions-IAM5[Resource::<import>/team-a/*]``) and has no prefix matching. A policy whose resources are
-cross-stack references (a lake bucket in another stack) only gets its final ids once references are resolved
-into ``Fn::ImportValue``. :func:`acknowledge_wildcards` therefore registers a construct validation, which runs
-after references are resolved and before cdk-nag, computes the ids of the policy's wildcard actions and
-resources the way cdk-nag prints them, and acknowledges those that ``allow`` accepts (all by default).
+The role-level sibling :func:`mlinfra.constructs.wildcards.acknowledge_wildcards` covers a role's policies;
+this one takes any policy construct and matches resources with glob patterns (``fnmatch``), because some
+ids (CDK Pipelines' generated policies, a boundary's ARNs) are only known after references are resolved.
+It registers a validation that runs at synth time (after references are resolved, before cdk-nag), renders
+each wildcard exactly as cdk-nag does (:func:`mlinfra.constructs.wildcards.render`) and acknowledges the
+actions listed in ``actions`` and the resources matching one of ``resources``. Any other wildcard stays a
+finding and fails the synth.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from fnmatch import fnmatchcase
+from typing import Any, Sequence
 
 import aws_cdk as cdk
 import jsii
+from aws_cdk import aws_iam as iam
 from constructs import IConstruct, IValidation
 
 from mlinfra.constructs.common import acknowledge
+from mlinfra.constructs.wildcards import render
 
-__all__ = ["acknowledge_wildcards", "flatten"]
-
-
-def flatten(value: Any) -> str:
-    """A resolved CloudFormation value as cdk-nag prints it in a finding id."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and len(value) == 1:
-        (fn, arg), = value.items()
-        if fn == "Ref":
-            return f"<{arg}>"
-        if fn == "Fn::GetAtt":
-            return f"<{arg[0]}.{arg[1]}>" if isinstance(arg, list) else f"<{arg}>"
-        if fn == "Fn::ImportValue":
-            return flatten(arg)
-        if fn == "Fn::Join":
-            sep, parts = arg
-            return sep.join(flatten(p) for p in parts)
-    return str(value)
+__all__ = ["acknowledge_policy_wildcards", "wildcard_findings"]
 
 
-@jsii.implements(IValidation)
-class _AcknowledgeWildcards:
-    def __init__(self, policy: IConstruct, reason: str, allow: Callable[[str], bool]) -> None:
-        self._policy = policy
-        self._reason = reason
-        self._allow = allow
-
-    def validate(self) -> list[str]:
-        cfn = self._policy.node.default_child if not isinstance(self._policy, cdk.CfnResource) else self._policy
-        if cfn is None:
-            return []
-        document = cdk.Stack.of(cfn).resolve(cfn.policy_document) or {}
-        statements = document.get("Statement", [])
-        for finding in sorted(_wildcard_findings(statements)):
-            if self._allow(finding):
-                acknowledge(cfn, f"AwsSolutions-IAM5[{finding}]", self._reason)
-        return []
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
-def _wildcard_findings(statements: list[dict]) -> set[str]:
+def wildcard_findings(document: dict) -> set[str]:
+    """The IAM5 finding suffixes (``Action::...`` / ``Resource::...``) of a resolved policy document."""
     found: set[str] = set()
-    for st in statements:
-        if st.get("Effect") != "Allow":
+    for st in document.get("Statement", []):
+        if st.get("Effect", "Allow") != "Allow":
             continue
-        for key, kind in (("Action", "Action"), ("Resource", "Resource")):
-            values = st.get(key, [])
-            for v in values if isinstance(values, list) else [values]:
-                text = flatten(v)
-                if "*" in text:
-                    found.add(f"{kind}::{text}")
+        for action in _as_list(st.get("Action", [])):
+            if isinstance(action, str) and "*" in action:
+                found.add(f"Action::{action}")
+        for resource in _as_list(st.get("Resource", [])):
+            text = render(resource)
+            if "*" in text:
+                found.add(f"Resource::{text}")
     return found
 
 
-def acknowledge_wildcards(policy: IConstruct, reason: str, allow: Callable[[str], bool] = lambda finding: True) -> None:
-    """Acknowledge ``policy``'s IAM5 wildcard findings that ``allow`` accepts (``"Action::s3:GetObject*"``,
-    ``"Resource::..."``), with ``reason``. ``policy`` is an ``iam.Policy``/``ManagedPolicy``/``CfnPolicy``, or a
-    role (its default policy is used)."""
-    from aws_cdk import aws_iam as iam
+@jsii.implements(IValidation)
+class _AcknowledgePolicyWildcards:
+    def __init__(self, cfn: cdk.CfnResource, reason: str, actions: Sequence[str], resources: Sequence[str]) -> None:
+        self._cfn, self._reason = cfn, reason
+        self._actions, self._resources = set(actions), tuple(resources)
 
+    def _expected(self, finding: str) -> bool:
+        kind, _, value = finding.partition("::")
+        if kind == "Action":
+            return value in self._actions
+        # A pattern is a glob, except the bare "*", which matches only the resource "*" itself.
+        return any(value == pattern or (pattern != "*" and fnmatchcase(value, pattern)) for pattern in self._resources)
+
+    def validate(self) -> list[str]:
+        document = cdk.Stack.of(self._cfn).resolve(self._cfn.policy_document) or {}
+        for finding in sorted(wildcard_findings(document)):
+            if self._expected(finding):
+                acknowledge(self._cfn, f"AwsSolutions-IAM5[{finding}]", self._reason)
+        return []
+
+
+def acknowledge_policy_wildcards(
+    policy: IConstruct, reason: str, *, actions: Sequence[str] = (), resources: Sequence[str] = ()
+) -> None:
+    """Acknowledge ``policy``'s wildcard actions listed in ``actions`` and wildcard resources matching one of
+    the glob ``resources`` patterns (a bare ``"*"`` matches only the resource ``*``), with ``reason``. ``policy`` is an ``iam.Policy``, ``iam.ManagedPolicy``,
+    their L1, or a role (its default policy)."""
     if isinstance(policy, iam.Role):
-        target = policy.node.try_find_child("DefaultPolicy")
-        if target is None:
+        policy = policy.node.try_find_child("DefaultPolicy")
+        if policy is None:
             return
-    else:
-        target = policy
-    target.node.add_validation(_AcknowledgeWildcards(target, reason, allow))
+    cfn = policy if isinstance(policy, cdk.CfnResource) else policy.node.default_child
+    cfn.node.add_validation(_AcknowledgePolicyWildcards(cfn, reason, actions, resources))

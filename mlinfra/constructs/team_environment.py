@@ -44,7 +44,8 @@ from constructs import Construct
 from mlinfra.config import ZONES, family_min_vcpus, prefixes_overlap
 from mlinfra.constructs.common import acknowledge, is_token
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix
-from mlinfra.constructs.nag_wildcards import acknowledge_wildcards
+from mlinfra.constructs.nag_wildcards import acknowledge_policy_wildcards
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS
 
 __all__ = ["TeamEnvironment", "TeamPortfolio", "team_role_path", "STUDIO_VISIBILITY_TAG"]
 
@@ -52,6 +53,8 @@ __all__ = ["TeamEnvironment", "TeamPortfolio", "team_role_path", "STUDIO_VISIBIL
 STUDIO_VISIBILITY_TAG = ("sagemaker:studio-visibility", "true")
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,20}[a-z0-9]$")
+#: The wildcard action groups of ``IBucket.grant_read`` / ``grant_put``.
+_S3_GRANT_ACTIONS = ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*")
 _TAG_PRIORITY = 300  # above the platform-wide tag aspect (100)
 
 
@@ -206,11 +209,15 @@ class TeamEnvironment(Construct):
         cdk.Tags.of(self).add("team", team_name, priority=_TAG_PRIORITY)
         cdk.Tags.of(self).add("team-cost-centre", cost_centre, priority=_TAG_PRIORITY)
 
+        own_objects = [f"*/{prefix}*" for _, prefix in [*reads, *writes]]
         for role in self.roles:
-            acknowledge_wildcards(
+            acknowledge_policy_wildcards(
                 role,
                 "Wildcards are object keys under the team's own lake prefixes, its own model packages and job "
                 "definitions, and the S3/KMS action groups of the lake's prefix-scoped grants",
+                actions=[*_S3_GRANT_ACTIONS, *KMS_WILDCARD_ACTIONS],
+                resources=[*own_objects, f"*:model-package/{self.model_package_group.model_package_group_name}/*",
+                           f"*:job-definition/{team_name}-*"],
             )
 
     # ------------------------------------------------------------------------------------------
@@ -350,10 +357,14 @@ class TeamEnvironment(Construct):
                 resources=["*"],
             ),
         )
-        acknowledge_wildcards(
+        acknowledge_policy_wildcards(
             b,
             "A permissions boundary is a ceiling, not a grant: wildcards bound the team's SageMaker, Batch and "
             "logging work and its lake prefixes; the roles' own policies are prefix and resource scoped",
+            actions=["s3:GetObject*", *KMS_WILDCARD_ACTIONS, "sagemaker:*", "batch:Describe*", "batch:List*",
+                     "logs:Describe*", "ec2:Describe*", "servicecatalog:*"],
+            resources=["*", *[f"*/{prefix}*" for _, prefix in [*reads, *writes]], f"*:job-definition/{self.team_name}-*",
+                       f"*:role{path}*"],
         )
 
     def _build_budget(self, amount: float, thresholds: Sequence[int], emails: Sequence[str]) -> None:
@@ -450,10 +461,12 @@ class TeamPortfolio(Construct):
                 actions=["iam:PassRole"], resources=[team.execution_role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             ))
-        acknowledge_wildcards(
+        acknowledge_policy_wildcards(
             self.launch_role,
             "The launch role creates the products' SageMaker, Batch and CloudFormation resources, whose names "
             "and ARNs are chosen at launch; iam:PassRole names each team's execution role",
+            actions=["sagemaker:Describe*", "batch:Describe*", "cloudformation:Describe*", "ec2:Describe*"],
+            resources=["*"],
         )
 
         self.products: dict[str, servicecatalog.CloudFormationProduct] = {}

@@ -31,10 +31,24 @@ from constructs import Construct
 from mlinfra.config import DeliveryConfig, PlatformConfig, validate_prod_approval
 from mlinfra.constructs.common import acknowledge
 from mlinfra.constructs.github_oidc import GithubOidcDeployRole
-from mlinfra.constructs.nag_wildcards import acknowledge_wildcards
+from mlinfra.constructs.nag_wildcards import acknowledge_policy_wildcards
 from mlinfra.stacks.base import PlatformStack
 
 __all__ = ["DeliveryPipelineStack", "GithubDeployStack", "PlatformStage", "bootstrap_commands"]
+
+
+#: Wildcard actions of the policies CDK Pipelines generates (artifact bucket and key grants).
+PIPELINE_WILDCARD_ACTIONS: tuple[str, ...] = (
+    "s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*", "s3:DeleteObject*", "kms:GenerateDataKey*", "kms:ReEncrypt*",
+)
+#: Wildcard resources of those policies, as glob patterns over cdk-nag's rendering.
+PIPELINE_WILDCARD_RESOURCES: tuple[str, ...] = (
+    "<PipelineArtifactsBucket*.Arn>/*",  # objects of the pipeline's own artifact bucket
+    "arn:*:iam::*:role/*",  # self-mutation: sts:AssumeRole only on roles tagged aws-cdk:bootstrap-role
+    "arn:<AWS::Partition>:codebuild:*:report-group/*",  # CodeBuild test reports of the pipeline's projects
+    "arn:<AWS::Partition>:logs:*:log-group:/aws/codebuild/*",  # CodeBuild log groups of the pipeline's projects
+    "*",  # cloudformation:DescribeStacks / s3:ListBucket (self-mutation) and codebuild:StartBuild (asset roles)
+)
 
 
 class PlatformStage(cdk.Stage):
@@ -140,10 +154,12 @@ class DeliveryPipelineStack(PlatformStack):
     def _acknowledge(self) -> None:
         for node in self.pipeline.node.find_all():
             if isinstance(node, iam.Policy):
-                acknowledge_wildcards(
+                acknowledge_policy_wildcards(
                     node,
                     "CDK Pipelines generates these policies: CodeBuild log groups and reports named per build, "
                     "artifact objects under the pipeline's own bucket and key, and the CDK bootstrap roles",
+                    actions=PIPELINE_WILDCARD_ACTIONS,
+                    resources=PIPELINE_WILDCARD_RESOURCES,
                 )
         artifact_bucket = self.pipeline.pipeline.artifact_bucket
         acknowledge(artifact_bucket, "AwsSolutions-S1",

@@ -268,3 +268,27 @@ def test_product_templates_are_cfn_lint_clean(platform, templates):
     for path in paths:
         matches = lint_file(path, config=ManualArgs(ignore_checks=["W3005"]))
         assert not matches, [str(m) for m in matches]
+
+
+@pytest.mark.policy
+def test_only_the_expected_wildcards_are_acknowledged(tmp_path):
+    """A wildcard the team construct did not declare (here s3:* on *) still fails the nag synth."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk import aws_iam as iam
+
+    from mlinfra.app import register_nag
+    from mlinfra.constructs.data_lake import DataLake
+
+    app = cdk.App(outdir=str(tmp_path))
+    register_nag(app)
+    stack = cdk.Stack(app, "Teams", env=cdk.Environment(account="123456789012", region="us-east-1"))
+    team = TeamEnvironment(stack, "Team", team_name="team-a", cost_centre="cc", lake=DataLake(stack, "Lake"),
+                           vpc=ec2.Vpc(stack, "Vpc", max_azs=2, restrict_default_security_group=False),
+                           write_prefixes=["curated/team-a/"])
+    team.team_role.add_to_policy(iam.PolicyStatement(actions=["s3:*"], resources=["*"]))
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = (tmp_path / "validation-report.json").read_text()
+    assert "AwsSolutions-IAM5[Action::s3:*]" in report
+    assert "Action::s3:GetObject*" not in report  # the declared grant wildcards stay acknowledged
