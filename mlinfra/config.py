@@ -16,7 +16,6 @@ and returns the list of problems (never raises), so that the loader can report a
 from __future__ import annotations
 
 import dataclasses
-import functools
 import ipaddress
 import json
 import re
@@ -422,6 +421,300 @@ class IngestionConfig:
         return errors
 
 
+# --- training (issue 4) ---
+
+#: Deep Learning Base AMI (OSS NVIDIA driver, Amazon Linux 2023) SSM parameter: the default node image.
+DLAMI_SSM_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmQueueConfig:
+    """One Slurm queue with one compute resource."""
+
+    #: Queue name: lowercase letters, digits, hyphens (ParallelCluster), starting with a letter.
+    name: str = "gpu"
+    #: EC2 instance type of the queue's nodes (EFA-capable when ``training.efa``).
+    instance_type: str = "p4d.24xlarge"
+    #: Nodes kept running (0: scale to zero). :default: 0
+    min_count: int = 0
+    #: Most nodes. :default: 4
+    max_count: int = 4
+    #: ONDEMAND, SPOT or CAPACITY_BLOCK. :default: ONDEMAND
+    capacity_type: Literal["ONDEMAND", "SPOT", "CAPACITY_BLOCK"] = "ONDEMAND"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """GPU training: the Lustre cache, a Batch cluster and a Slurm (ParallelCluster) cluster."""
+
+    #: Build the training stack. :default: True
+    enabled: bool = True
+    #: Lustre deployment type. :default: PERSISTENT_2
+    cache_deployment_type: Literal["SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"] = "PERSISTENT_2"
+    #: Explicit capacity (GiB); null sizes the cache from the three sizing_* fields. :default: None
+    cache_storage_capacity_gib: int | None = None
+    #: Explicit per-unit throughput (MB/s/TiB), with an explicit capacity only. :default: None
+    cache_per_unit_throughput: int | None = None
+    #: Sizing inputs: GPUs reading at once, MB/s each, dataset GiB. :default: 16 GPUs x 100 MB/s, 1000 GiB
+    sizing_gpus: int = 16
+    sizing_per_gpu_read_mbps: float = 100.0
+    sizing_dataset_gib: float = 1000.0
+    #: Lustre path -> lake ``zone`` or ``zone:prefix/`` (one data repository association each, at most 8).
+    cache_links: dict[str, str] = dataclasses.field(
+        default_factory=lambda: {"/raw": "raw", "/features": "features", "/checkpoints": "artifacts:checkpoints/"})
+    #: Lake prefixes (``zone`` or ``zone:prefix/``) the nodes and jobs read. :default: raw, curated, features
+    lake_read: list[str] = dataclasses.field(default_factory=lambda: ["raw", "curated", "features"])
+    #: Lake prefixes the jobs write. :default: artifacts:checkpoints/
+    lake_write: list[str] = dataclasses.field(default_factory=lambda: ["artifacts:checkpoints/"])
+    #: EFA interfaces on every node. :default: True
+    efa: bool = True
+    #: A literal AMI id for the nodes (the local emulator); null uses ``ami_ssm_parameter``. :default: None
+    ami_id: str | None = None
+    #: SSM parameter of the node AMI. :default: the Deep Learning Base AMI (AL2023)
+    ami_ssm_parameter: str = DLAMI_SSM_PARAMETER
+    #: Build the AWS Batch cluster. :default: True
+    batch_enabled: bool = True
+    #: Training container image. :default: an AWS Deep Learning Container (PyTorch, GPU)
+    batch_image: str = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311-cu124-ubuntu22.04-ec2"
+    #: Batch instance types (one EFA interface count). :default: p4d.24xlarge
+    batch_instance_types: list[str] = dataclasses.field(default_factory=lambda: ["p4d.24xlarge"])
+    #: Nodes of the multi-node parallel job definition. :default: 2
+    batch_nodes: int = 2
+    #: Compute environment ceiling; null: 4 nodes of the first type. :default: None
+    batch_max_vcpus: int | None = None
+    #: Spot capacity. :default: False
+    batch_spot: bool = False
+    #: Build the Slurm cluster (AWS ParallelCluster; needs ``slurm_service_token``). :default: False
+    slurm_enabled: bool = False
+    #: ServiceToken of the ParallelCluster provider stack: an ARN, or ``ssm:<parameter name>`` holding it.
+    slurm_service_token: str | None = None
+    #: ParallelCluster cluster name (immutable). :default: training
+    slurm_cluster_name: str = "training"
+    #: Head node type. :default: m6i.2xlarge
+    slurm_head_node_instance_type: str = "m6i.2xlarge"
+    #: Slurm queues. :default: one "gpu" queue of p4d.24xlarge, 0 to 4 nodes
+    slurm_queues: list[SlurmQueueConfig] = dataclasses.field(default_factory=lambda: [SlurmQueueConfig()])
+
+    def validate(self) -> list[str]:
+        from mlinfra import instances, lustre_sizing
+
+        errors: list[str] = []
+        p = "training"
+        if self.cache_storage_capacity_gib is not None:
+            errors += [f"{p}.cache_storage_capacity_gib: {e}"
+                       for e in lustre_sizing.capacity_errors(self.cache_deployment_type, self.cache_storage_capacity_gib)]
+        elif self.cache_per_unit_throughput is not None:
+            errors.append(f"{p}.cache_per_unit_throughput: set only with cache_storage_capacity_gib (otherwise the "
+                          f"sizing chooses it), got: {self.cache_per_unit_throughput}")
+        allowed = lustre_sizing.PER_UNIT_THROUGHPUT[self.cache_deployment_type]
+        if self.cache_per_unit_throughput is not None and self.cache_deployment_type != "SCRATCH_2" and \
+                self.cache_per_unit_throughput not in allowed:
+            errors.append(f"{p}.cache_per_unit_throughput: must be one of {list(allowed)} for "
+                          f"{self.cache_deployment_type}, got: {self.cache_per_unit_throughput}")
+        if self.sizing_gpus < 1 or self.sizing_per_gpu_read_mbps <= 0 or self.sizing_dataset_gib < 0:
+            errors.append(f"{p}.sizing_*: need gpus >= 1, per-GPU MB/s > 0 and dataset GiB >= 0, got: "
+                          f"{self.sizing_gpus}, {self.sizing_per_gpu_read_mbps}, {self.sizing_dataset_gib}")
+        if len(self.cache_links) > 8:
+            errors.append(f"{p}.cache_links: at most 8 data repository associations, got: {len(self.cache_links)}")
+        for path, target in self.cache_links.items():
+            if not path.startswith("/"):
+                errors.append(f"{p}.cache_links: file-system paths must start with '/', got: {path!r}")
+            errors += _lake_target_errors(f"{p}.cache_links.{path}", target)
+        for name in ("lake_read", "lake_write"):
+            for target in getattr(self, name):
+                errors += _lake_target_errors(f"{p}.{name}", target)
+        if self.ami_id is not None and not re.fullmatch(r"ami-[0-9a-f]{8,17}", self.ami_id):
+            errors.append(f"{p}.ami_id: must look like ami-0123456789abcdef0, got: {self.ami_id!r}")
+        if self.batch_enabled:
+            for t in self.batch_instance_types:
+                try:
+                    instances.validate_ec2_instance_type(t, require_efa=self.efa, require_nvidia=True)
+                except instances.InstanceTypeError as exc:
+                    errors.append(f"{p}.batch_instance_types: {exc}")
+            if not self.batch_instance_types:
+                errors.append(f"{p}.batch_instance_types: must list at least one type, got: []")
+            if self.batch_nodes < 1:
+                errors.append(f"{p}.batch_nodes: must be >= 1, got: {self.batch_nodes}")
+        if self.slurm_enabled:
+            if not self.slurm_service_token:
+                errors.append(f"{p}.slurm_service_token: the ParallelCluster provider's ServiceToken (an ARN or "
+                              f"'ssm:<parameter>') is required when slurm_enabled, got: None")
+            names = [q.name for q in self.slurm_queues]
+            if len(set(names)) != len(names) or not names:
+                errors.append(f"{p}.slurm_queues: need at least one queue and unique names, got: {names}")
+            for q in self.slurm_queues:
+                if q.min_count < 0 or q.max_count < 1 or q.min_count > q.max_count:
+                    errors.append(f"{p}.slurm_queues.{q.name}: need 0 <= min_count <= max_count, max_count >= 1, "
+                                  f"got: {q.min_count}, {q.max_count}")
+                try:
+                    instances.validate_ec2_instance_type(q.instance_type, require_efa=self.efa, require_nvidia=True)
+                except instances.InstanceTypeError as exc:
+                    errors.append(f"{p}.slurm_queues.{q.name}.instance_type: {exc}")
+        return errors
+
+
+def parse_lake_target(target: str) -> tuple[str, str]:
+    """``zone`` or ``zone:prefix/`` -> (zone, prefix)."""
+    zone, _, prefix = target.partition(":")
+    return zone, prefix
+
+
+def _lake_target_errors(path: str, target: str) -> list[str]:
+    zone, prefix = parse_lake_target(target)
+    errors = []
+    if zone not in ZONES:
+        errors.append(f"{path}: zone must be one of {list(ZONES)}, got: {target!r}")
+    if prefix and not re.fullmatch(r"([A-Za-z0-9!_.*'()=-]+/)+", prefix):
+        errors.append(f"{path}: prefix must be path segments each ending with '/', got: {target!r}")
+    return errors
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduledScalingConfig:
+    """A scheduled capacity change of the real-time endpoint (e.g. a smaller night floor)."""
+
+    #: Action name (letters, digits, hyphens).
+    name: str
+    #: Application Auto Scaling schedule: ``cron(...)``, ``rate(...)`` or ``at(...)``.
+    schedule: str
+    #: New minimum capacity. :default: None (unchanged)
+    min_capacity: int | None = None
+    #: New maximum capacity. :default: None (unchanged)
+    max_capacity: int | None = None
+    #: IANA time zone of the schedule. :default: None (UTC)
+    time_zone: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    """Serving (issue 6): one real-time endpoint with autoscaling, alarms and guarded rollout, plus an async
+    endpoint example. The retrain pipeline deploys new model versions to the real-time endpoint."""
+
+    #: Build the serving stack. :default: True
+    enabled: bool = True
+    #: Inference image of the initial model (the pipeline replaces the model on each approved version).
+    #: :default: the AWS PyTorch CPU inference image in us-east-1
+    image_uri: str = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3.0-cpu-py311-ubuntu20.04-sagemaker"
+    #: Key of the initial model archive in the lake's models zone. :default: serving/initial/model.tar.gz
+    model_data_key: str = "serving/initial/model.tar.gz"
+    #: Instance type of the real-time endpoint (``ml.*``). :default: ml.m5.large
+    instance_type: str = "ml.m5.large"
+    #: Instances at creation. :default: 1
+    initial_instance_count: int = 1
+    #: Autoscaling floor (>= 1 for real-time). :default: 1
+    min_capacity: int = 1
+    #: Autoscaling ceiling. :default: 4
+    max_capacity: int = 4
+    #: Target-tracking metric: invocations per instance (default), GPU or CPU utilization. :default: invocations
+    scaling_metric: Literal["invocations", "gpu", "cpu"] = "invocations"
+    #: Target value in the metric's unit (invocations/instance/minute or percent). :default: 100
+    target_value: float = 100.0
+    #: Seconds between scale-in activities. :default: 300
+    scale_in_cooldown_seconds: int = 300
+    #: Seconds between scale-out activities. :default: 60
+    scale_out_cooldown_seconds: int = 60
+    #: Never scale in by target tracking (scale-in protection). :default: False
+    protect_from_scale_in: bool = False
+    #: Scheduled capacity changes. :default: none
+    scheduled: list[ScheduledScalingConfig] = dataclasses.field(default_factory=list)
+    #: Percent of requests captured to the lake's artifacts zone (0 turns capture off). :default: 20
+    data_capture_percent: int = 20
+    #: Alarm threshold on ModelLatency p99, in milliseconds (converted to microseconds). :default: 500
+    latency_p99_ms: float = 500.0
+    #: Alarm threshold on 5XX errors, percent of invocations. :default: 1
+    error_5xx_rate_percent: float = 1.0
+    #: Alarm threshold on 4XX errors, percent of invocations. :default: 10
+    error_4xx_rate_percent: float = 10.0
+    #: Alarm when invocations drop to zero for 15 minutes. :default: False
+    invocations_zero_alarm: bool = False
+    #: Blue/green traffic shifting of the pipeline's updates. :default: canary
+    traffic_shifting: Literal["canary", "linear", "all_at_once"] = "canary"
+    #: Canary size, percent of capacity (1-50). :default: 10
+    canary_percent: int = 10
+    #: Linear step, percent of capacity (10-50). :default: 20
+    linear_step_percent: int = 20
+    #: Bake time between traffic shifts, minutes (0-60). :default: 5
+    bake_minutes: int = 5
+    #: Build the async endpoint example (scales to zero on an empty backlog). :default: True
+    async_enabled: bool = True
+    #: Instance type of the async endpoint. :default: ml.m5.large
+    async_instance_type: str = "ml.m5.large"
+    #: Async autoscaling ceiling. :default: 2
+    async_max_capacity: int = 2
+    #: Async target backlog per instance. :default: 5
+    async_backlog_target: float = 5.0
+    #: EventBridge schedule of a batch transform with the real-time model (curated zone
+    #: ``batch-inference/input/`` -> artifacts zone ``batch-inference/output/<model>/<version>/``). :default: None (off)
+    batch_transform_schedule: str | None = None
+    #: Instance type of the batch transform. :default: ml.m5.xlarge
+    batch_transform_instance_type: str = "ml.m5.xlarge"
+
+    def validate(self) -> list[str]:
+        from mlinfra.hosting_instances import parse_instance_type
+
+        errors: list[str] = []
+        for name in ("instance_type", "async_instance_type", "batch_transform_instance_type"):
+            try:
+                parse_instance_type(getattr(self, name), name)
+            except ValueError as exc:
+                errors.append(f"serving.{exc}")
+        if not re.fullmatch(r"(?:[\w.!*'()=-]+/)*[\w.!*'()=-]+", self.model_data_key):
+            errors.append(f"serving.model_data_key: must be an S3 object key such as serving/initial/model.tar.gz, got: {self.model_data_key!r}")
+        if not self.image_uri:
+            errors.append("serving.image_uri: must name an inference image, got: ''")
+        if self.initial_instance_count < 1:
+            errors.append(f"serving.initial_instance_count: must be >= 1, got: {self.initial_instance_count}")
+        if self.min_capacity < 1:
+            errors.append(f"serving.min_capacity: must be >= 1 for a real-time endpoint (0 only for async), got: {self.min_capacity}")
+        if self.max_capacity < self.min_capacity:
+            errors.append(f"serving.max_capacity: must be >= min_capacity ({self.min_capacity}), got: {self.max_capacity}")
+        for name in ("target_value", "latency_p99_ms", "async_backlog_target"):
+            if not getattr(self, name) > 0:
+                errors.append(f"serving.{name}: must be > 0, got: {getattr(self, name)}")
+        for name in ("scale_in_cooldown_seconds", "scale_out_cooldown_seconds"):
+            if getattr(self, name) < 0:
+                errors.append(f"serving.{name}: must be >= 0, got: {getattr(self, name)}")
+        if self.scaling_metric == "gpu":
+            from mlinfra.hosting_instances import family_of
+
+            try:
+                if family_of(self.instance_type).accelerator != "gpu":
+                    errors.append(f"serving.scaling_metric: gpu needs a GPU instance_type, got: {self.instance_type!r}")
+            except ValueError:
+                pass
+        if not 0 <= self.data_capture_percent <= 100:
+            errors.append(f"serving.data_capture_percent: must be between 0 and 100, got: {self.data_capture_percent}")
+        for name in ("error_5xx_rate_percent", "error_4xx_rate_percent"):
+            if not 0 < getattr(self, name) <= 100:
+                errors.append(f"serving.{name}: must be in (0, 100], got: {getattr(self, name)}")
+        if not 1 <= self.canary_percent <= 50:
+            errors.append(f"serving.canary_percent: must be between 1 and 50, got: {self.canary_percent}")
+        if not 10 <= self.linear_step_percent <= 50:
+            errors.append(f"serving.linear_step_percent: must be between 10 and 50, got: {self.linear_step_percent}")
+        if not 0 <= self.bake_minutes <= 60:
+            errors.append(f"serving.bake_minutes: must be between 0 and 60, got: {self.bake_minutes}")
+        if self.batch_transform_schedule is not None and not re.fullmatch(r"(cron|rate)\(.+\)", self.batch_transform_schedule):
+            errors.append(f"serving.batch_transform_schedule: must be cron(...) or rate(...), got: {self.batch_transform_schedule!r}")
+        if self.async_max_capacity < 1:
+            errors.append(f"serving.async_max_capacity: must be >= 1, got: {self.async_max_capacity}")
+        names = [s.name for s in self.scheduled]
+        if len(set(names)) != len(names):
+            errors.append(f"serving.scheduled: names must be unique, got: {names}")
+        for i, s in enumerate(self.scheduled):
+            path = f"serving.scheduled[{i}]"
+            if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", s.name):
+                errors.append(f"{path}.name: 1-64 letters, digits or hyphens, got: {s.name!r}")
+            if not re.fullmatch(r"(cron|rate|at)\(.+\)", s.schedule):
+                errors.append(f"{path}.schedule: must be cron(...), rate(...) or at(...), got: {s.schedule!r}")
+            if s.min_capacity is None and s.max_capacity is None:
+                errors.append(f"{path}: set min_capacity, max_capacity or both")
+            if s.min_capacity is not None and s.min_capacity < 1:
+                errors.append(f"{path}.min_capacity: must be >= 1, got: {s.min_capacity}")
+            if s.min_capacity is not None and s.max_capacity is not None and s.min_capacity > s.max_capacity:
+                errors.append(f"{path}.max_capacity: must be >= min_capacity ({s.min_capacity}), got: {s.max_capacity}")
+        return errors
+
+
 # --- delivery and teams (issue 8) ---
 
 _CONNECTION_ARN_RE = re.compile(r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$")
@@ -532,23 +825,15 @@ def validate_prod_approval(stages: list[str], approval_before: list[str], prop: 
     return []
 
 
-@functools.lru_cache(maxsize=1)
-def accelerator_vcpus() -> dict[str, int]:
-    """Instance type -> vCPUs of the accelerator instances mlinfra knows (``mlinfra/data/accelerator-instances.csv``,
-    EC2 DescribeInstanceTypes). Read without importing aws_cdk."""
-    import csv
-
-    path = Path(__file__).resolve().parent / "data" / "accelerator-instances.csv"
-    with path.open(newline="") as fh:
-        return dict((row["instance_type"], int(row["vcpu"])) for row in csv.DictReader(fh))
-
-
 def family_min_vcpus() -> dict[str, int]:
-    """Instance family (``g5``, ``p4d``, ``trn1``...) -> vCPUs of its smallest size."""
+    """Instance family (``g5``, ``p4d``, ``trn1``...) -> vCPUs of its smallest size, from the accelerator
+    table of :mod:`mlinfra.instances` (no aws_cdk import)."""
+    from mlinfra import instances
+
     out: dict[str, int] = {}
-    for itype, vcpu in accelerator_vcpus().items():
-        family = itype.split(".", 1)[0]
-        out[family] = min(vcpu, out.get(family, vcpu))
+    for itype in instances.all_instance_types():
+        row = instances.get(itype)
+        out[row.family] = min(row.vcpu, out.get(row.family, row.vcpu))
     return out
 
 
@@ -688,6 +973,8 @@ class PlatformConfig:
     network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
     data_lake: DataLakeConfig = dataclasses.field(default_factory=DataLakeConfig)
     ingestion: IngestionConfig = dataclasses.field(default_factory=IngestionConfig)
+    serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
     vending: VendingConfig = dataclasses.field(default_factory=VendingConfig)
 

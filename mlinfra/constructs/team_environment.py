@@ -44,7 +44,7 @@ from constructs import Construct
 from mlinfra.config import ZONES, family_min_vcpus, prefixes_overlap
 from mlinfra.constructs.common import acknowledge, is_token
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix
-from mlinfra.constructs.nag_wildcards import acknowledge_policy_wildcards
+from mlinfra.constructs.policy_wildcards import acknowledge_policy_wildcards
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS
 
 __all__ = ["TeamEnvironment", "TeamPortfolio", "team_role_path", "STUDIO_VISIBILITY_TAG"]

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mlinfra.local_aws.emulator import SkippedResource, rewrite_template
+from mlinfra.local_aws.emulator import Rewrite, rewrite_template
 from mlinfra.local_aws.server import ACCOUNT, REGION, MotoServer, emulator_env
 
 WORKDIR_NAME = ".local-aws"
@@ -32,6 +32,7 @@ class ResourceReport:
     type: str
     status: str  # "created" or "skipped"
     detail: str  # physical id when created, the reason when skipped
+    note: str = ""  # when created: what the emulated resource lacks compared with the template
 
 
 @dataclass
@@ -165,16 +166,15 @@ class LocalDeploy:
                 stacks.append((props.get("stackName", artifact_id), assembly / props["templateFile"]))
         return stacks
 
-    def rewrite(self) -> dict[str, list[SkippedResource]]:
+    def rewrite(self) -> dict[str, Rewrite]:
         shutil.rmtree(self.local_assembly, ignore_errors=True)
         shutil.copytree(self.assembly, self.local_assembly)
-        skipped: dict[str, list[SkippedResource]] = {}
+        rewrites: dict[str, Rewrite] = {}
         for stack_name, template_path in self.stacks_in_assembly(self.local_assembly):
-            template = json.loads(template_path.read_text())
-            rewritten, removed = rewrite_template(template)
-            template_path.write_text(json.dumps(rewritten, indent=1))
-            skipped[stack_name] = removed
-        return skipped
+            rewrite = rewrite_template(json.loads(template_path.read_text()))
+            template_path.write_text(json.dumps(rewrite.template, indent=1))
+            rewrites[stack_name] = rewrite
+        return rewrites
 
     def bootstrap_and_deploy(self, server: MotoServer) -> None:
         env = self._node_env(emulator_env(server.port))
@@ -186,7 +186,7 @@ class LocalDeploy:
             "cdk deploy",
         )
 
-    def collect(self, server: MotoServer, skipped: dict[str, list[SkippedResource]]) -> list[StackReport]:
+    def collect(self, server: MotoServer, rewrites: dict[str, Rewrite]) -> list[StackReport]:
         import boto3
 
         cfn = boto3.client(
@@ -200,7 +200,9 @@ class LocalDeploy:
             for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_name):
                 for r in page["StackResourceSummaries"]:
                     live[r["LogicalResourceId"]] = r
-            removed = {s.logical_id: s for s in skipped.get(stack_name, [])}
+            rewrite = rewrites.get(stack_name)
+            removed = {s.logical_id: s for s in (rewrite.skipped if rewrite else [])}
+            adjusted = rewrite.adjusted if rewrite else {}
             report = StackReport(name=stack_name)
             for logical_id, resource in template.get("Resources", {}).items():
                 if logical_id in removed:
@@ -209,7 +211,8 @@ class LocalDeploy:
                     )
                 elif logical_id in live and live[logical_id]["ResourceStatus"].endswith("_COMPLETE"):
                     report.resources.append(
-                        ResourceReport(logical_id, resource["Type"], "created", live[logical_id].get("PhysicalResourceId", ""))
+                        ResourceReport(logical_id, resource["Type"], "created",
+                                       live[logical_id].get("PhysicalResourceId", ""), adjusted.get(logical_id, ""))
                     )
                 else:
                     status = live.get(logical_id, {}).get("ResourceStatus", "absent from the emulator")
@@ -251,13 +254,13 @@ class LocalDeploy:
         self.cdk_log.write_text("")
         total = 6
         self._step(1, total, f"synthesize the '{self.env_name}' environment (cdk synth)", self.synth)
-        skipped = self._step(2, total, "rewrite templates for the emulator", self.rewrite)
+        rewrites = self._step(2, total, "rewrite templates for the emulator", self.rewrite)
         server = self._step(3, total, "start the local AWS (moto server)", lambda: MotoServer.start(self.workdir))
         ok = False
         try:
             self._step(4, total, f"bootstrap and deploy every stack (cdk deploy) on {server.endpoint_url}",
                        lambda: self.bootstrap_and_deploy(server))
-            stacks = self._step(5, total, "read back what the emulator created", lambda: self.collect(server, skipped))
+            stacks = self._step(5, total, "read back what the emulator created", lambda: self.collect(server, rewrites))
             smoke = self._step(6, total, "smoke checks against the emulator", lambda: self.smoke(server, stacks))
             ok = True
         finally:

@@ -9,6 +9,7 @@ string, so each stack deploys and the report can say exactly what was skipped an
 from __future__ import annotations
 
 import copy
+import json
 import functools
 import re
 from dataclasses import dataclass
@@ -36,8 +37,22 @@ def supported_types() -> frozenset[str]:
     return frozenset(get_model_map())
 
 
-def unsupported_reason(resource_type: str) -> str | None:
-    """Why the emulator cannot create ``resource_type``, or None when it can."""
+#: Resources of a supported type that moto still cannot create in this shape: (type, predicate, reason).
+UNSUPPORTED_SHAPES: list[tuple[str, Any, str]] = [
+    (
+        "AWS::Batch::JobDefinition",
+        lambda props: props.get("Type") == "multinode",
+        "moto's CloudFormation JobDefinition registers every definition as type 'container'; a multi-node one "
+        "cannot be created",
+    ),
+]
+
+
+def unsupported_reason(resource_type: str, properties: dict[str, Any] | None = None) -> str | None:
+    """Why the emulator cannot create ``resource_type`` (with these properties), or None when it can."""
+    for type_, predicate, reason in UNSUPPORTED_SHAPES:
+        if resource_type == type_ and predicate(properties or {}):
+            return reason
     if resource_type in REMOVED_TYPES:
         return REMOVED_TYPES[resource_type]
     if resource_type.startswith("Custom::"):
@@ -50,16 +65,55 @@ def unsupported_reason(resource_type: str) -> str | None:
 PLACEHOLDER = "emulator-skipped-{}"
 
 
-def _kms_key_tags(props: dict[str, Any]) -> None:
+def _kms_key_tags(props: dict[str, Any], resources: dict[str, Any]) -> str | None:
     # moto 5.2.5 reads AWS::KMS::Key tags as TagKey/TagValue (the KMS API's shape) instead of CloudFormation's
     # Key/Value and fails the whole stack with KeyError 'TagKey'. Same tags, the shape moto reads.
-    if "Tags" in props:
-        props["Tags"] = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in props["Tags"]]
+    if "Tags" not in props:
+        return None
+    props["Tags"] = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in props["Tags"]]
+    return None  # the same tags: nothing is lost, nothing to report
 
 
-#: Property rewrites for moto quirks on types it does create: (what, fix). Listed in the deploy report.
-FIXUPS: dict[str, tuple[str, Any]] = {
-    "AWS::KMS::Key": ("tags passed as TagKey/TagValue (moto reads the KMS API shape)", _kms_key_tags),
+#: Target types moto's EventBridge delivers to; any other target makes PutEvents fail with HTTP 500
+#: ("Expr not defined") once a matching event arrives.
+_DELIVERABLE_TARGET_TYPES = {"AWS::SQS::Queue": "sqs", "AWS::Logs::LogGroup": "logs", "AWS::Events::EventBus": "events"}
+
+
+def _target_service(arn: Any, resources: dict[str, Any]) -> str:
+    if isinstance(arn, dict) and len(arn) == 1:
+        (fn, value), = arn.items()
+        ref = value if fn == "Ref" else value[0] if fn == "Fn::GetAtt" and isinstance(value, list) else None
+        if isinstance(ref, str) and ref in resources:
+            type_ = resources[ref]["Type"]
+            return _DELIVERABLE_TARGET_TYPES.get(type_, type_)
+    text = json.dumps(arn)
+    for service in ("sqs", "logs", "events"):
+        if f":{service}:" in text:
+            return service
+    return text
+
+
+def _event_rule_targets(props: dict[str, Any], resources: dict[str, Any]) -> str | None:
+    targets = props.get("Targets") or []
+    kept = [t for t in targets if _target_service(t.get("Arn"), resources) in ("sqs", "logs", "events")]
+    dropped = [_target_service(t.get("Arn"), resources) for t in targets if t not in kept]
+    if not dropped:
+        return None
+    if kept:
+        props["Targets"] = kept
+    else:
+        props.pop("Targets")
+    return (
+        f"rule created without its {', '.join(sorted(set(dropped)))} target(s): moto's EventBridge delivers only "
+        "to SQS, CloudWatch Logs and event buses"
+    )
+
+
+#: Property rewrites for moto quirks on types it does create. A fix returns a note when the emulated
+#: resource does less than the template asks; notes are shown in the deploy report.
+FIXUPS: dict[str, Any] = {
+    "AWS::KMS::Key": _kms_key_tags,
+    "AWS::Events::Rule": _event_rule_targets,
 }
 
 
@@ -99,8 +153,17 @@ def _replace_refs(node: Any, removed: set[str]) -> Any:
     return node
 
 
-def rewrite_template(template: dict[str, Any]) -> tuple[dict[str, Any], list[SkippedResource]]:
-    """A copy of ``template`` the emulator can deploy, and the resources removed from it (with reasons).
+@dataclass(frozen=True)
+class Rewrite:
+    template: dict[str, Any]
+    skipped: list[SkippedResource]
+    #: logical id -> what the emulated resource lacks compared with the template
+    adjusted: dict[str, str]
+
+
+def rewrite_template(template: dict[str, Any]) -> Rewrite:
+    """A copy of ``template`` the emulator can deploy, the resources removed from it (with reasons) and the
+    resources it deploys with less than the template asks (with notes).
 
     Removing a resource can orphan another that only makes sense with it (a policy attached to nothing):
     such dependents still deploy, holding a placeholder string where the removed resource's id was.
@@ -110,7 +173,7 @@ def rewrite_template(template: dict[str, Any]) -> tuple[dict[str, Any], list[Ski
     skipped = [
         SkippedResource(lid, res["Type"], reason)
         for lid, res in resources.items()
-        if (reason := unsupported_reason(res["Type"])) is not None
+        if (reason := unsupported_reason(res["Type"], res.get("Properties"))) is not None
     ]
     removed = {s.logical_id for s in skipped}
     for lid in removed:
@@ -125,10 +188,13 @@ def rewrite_template(template: dict[str, Any]) -> tuple[dict[str, Any], list[Ski
                 res["DependsOn"] = kept
             else:
                 res.pop("DependsOn", None)
-    for res in resources.values():
+    adjusted: dict[str, str] = {}
+    for lid, res in resources.items():
         if res.get("Type") in FIXUPS and "Properties" in res:
-            FIXUPS[res["Type"]][1](res["Properties"])
+            note = FIXUPS[res["Type"]](res["Properties"], resources)
+            if note:
+                adjusted[lid] = note
     for section in ("Resources", "Outputs", "Conditions"):
         if section in out:
             out[section] = _replace_refs(out[section], removed)
-    return out, skipped
+    return Rewrite(out, skipped, adjusted)

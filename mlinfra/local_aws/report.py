@@ -18,6 +18,8 @@ def render(report: DeployReport) -> str:
         for r in sorted(stack.resources, key=lambda r: (r.status, r.type, r.logical_id)):
             detail = r.detail if len(r.detail) <= 70 else r.detail[:67] + "..."
             out.append(f"  {r.logical_id.ljust(width)}  {r.type.ljust(type_width)}  {r.status.ljust(7)}  {detail}")
+            if r.note:
+                out.append(f"  {''.ljust(width)}  {''.ljust(type_width)}  {'note'.ljust(7)}  {r.note}")
         outputs = {k: v for k, v in stack.outputs.items() if not k.startswith("ExportsOutput")}
         exports = len(stack.outputs) - len(outputs)
         if outputs or exports:
@@ -33,6 +35,10 @@ def render(report: DeployReport) -> str:
     if skipped_types:
         out.append("Skipped types: " + ", ".join(f"{t} x{n}" for t, n in sorted(skipped_types.items())))
     from mlinfra.local_aws.emulator import PARTIAL_TYPES
+
+    adjusted = [r for s in report.stacks for r in s.resources if r.note]
+    if adjusted:
+        out.append(f"Created with less than the template asks: {len(adjusted)} (see the 'note' lines above).")
 
     created_types = {r.type for s in report.stacks for r in s.resources if r.status == "created"}
     for type_, note in sorted(PARTIAL_TYPES.items()):

@@ -31,7 +31,7 @@ from constructs import Construct
 from mlinfra.config import DeliveryConfig, PlatformConfig, validate_prod_approval
 from mlinfra.constructs.common import acknowledge
 from mlinfra.constructs.github_oidc import GithubOidcDeployRole
-from mlinfra.constructs.nag_wildcards import acknowledge_policy_wildcards
+from mlinfra.constructs.policy_wildcards import acknowledge_policy_wildcards
 from mlinfra.stacks.base import PlatformStack
 
 __all__ = ["DeliveryPipelineStack", "GithubDeployStack", "PlatformStage", "bootstrap_commands"]

@@ -50,8 +50,20 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
         )
 
     # --- training (issue 4) ---
+    if config.training.enabled:
+        from mlinfra.stacks.training import TrainingStack
+
+        platform.extra["training"] = TrainingStack(
+            scope, config=config, network=network.network, lake=data_lake.lake
+        )
 
     # --- serving (issue 6) ---
+    if config.serving.enabled:
+        from mlinfra.stacks.serving import ServingStack
+
+        platform.extra["serving"] = ServingStack(
+            scope, config=config, lake=data_lake.lake, network=network.network
+        )
 
     # --- retrain pipeline (issue 5) ---
 

@@ -12,6 +12,8 @@ def test_support_is_read_from_moto():
     assert "no CloudFormation support" in unsupported_reason("AWS::FSx::FileSystem")
     assert "custom resource" in unsupported_reason("Custom::PclusterCluster")
     assert unsupported_reason("AWS::CDK::Metadata") == "CDK bookkeeping, not a cloud resource"
+    assert unsupported_reason("AWS::Batch::JobDefinition", {"Type": "container"}) is None
+    assert "multi-node" in unsupported_reason("AWS::Batch::JobDefinition", {"Type": "multinode"})
 
 
 def test_rewrite_removes_and_replaces_references():
@@ -32,7 +34,9 @@ def test_rewrite_removes_and_replaces_references():
         },
         "Outputs": {"FsId": {"Value": {"Ref": "Fs"}}, "BucketName": {"Value": {"Ref": "Bucket"}}},
     }
-    out, skipped = rewrite_template(template)
+    rewrite = rewrite_template(template)
+    out, skipped = rewrite.template, rewrite.skipped
+    assert rewrite.adjusted == {}
     assert [(s.logical_id, s.type) for s in skipped] == [("Fs", "AWS::FSx::FileSystem")]
     assert "Fs" not in out["Resources"] and "Fs" in template["Resources"]  # the input is not modified
     param = out["Resources"]["Param"]
@@ -44,3 +48,23 @@ def test_rewrite_removes_and_replaces_references():
     assert out["Outputs"]["FsId"]["Value"] == PLACEHOLDER.format("Fs")
     assert out["Outputs"]["BucketName"]["Value"] == {"Ref": "Bucket"}
     assert out["Resources"]["Key"]["Properties"]["Tags"] == [{"TagKey": "a", "TagValue": "b"}]
+
+
+def test_event_rule_targets_moto_cannot_deliver_are_dropped_and_noted():
+    template = {
+        "Resources": {
+            "Queue": {"Type": "AWS::SQS::Queue", "Properties": {}},
+            "Machine": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {}},
+            "Rule": {"Type": "AWS::Events::Rule", "Properties": {"Targets": [
+                {"Id": "q", "Arn": {"Fn::GetAtt": ["Queue", "Arn"]}},
+                {"Id": "m", "Arn": {"Ref": "Machine"}},
+            ]}},
+            "OnlyMachine": {"Type": "AWS::Events::Rule", "Properties": {"Targets": [{"Id": "m", "Arn": {"Ref": "Machine"}}]}},
+        }
+    }
+    rewrite = rewrite_template(template)
+    rule = rewrite.template["Resources"]["Rule"]["Properties"]
+    assert [t["Id"] for t in rule["Targets"]] == ["q"]
+    assert "Targets" not in rewrite.template["Resources"]["OnlyMachine"]["Properties"]
+    assert "AWS::StepFunctions::StateMachine target(s)" in rewrite.adjusted["Rule"]
+    assert set(rewrite.adjusted) == {"Rule", "OnlyMachine"}

@@ -33,6 +33,14 @@ def test_public_constructs_import_from_the_package():
     assert "TeamEnvironment" in dir(mlinfra) and "TeamEnvironment" in mlinfra.__all__
 
 
+def test_every_export_of_an_installed_module_resolves():
+    import importlib.util
+
+    for name, module in mlinfra._EXPORTS.items():
+        if importlib.util.find_spec(module) is not None:
+            assert getattr(mlinfra, name).__name__ == name, name
+
+
 def test_a_capability_not_installed_says_which_module_is_missing(monkeypatch):
     monkeypatch.setitem(mlinfra._EXPORTS, "Imaginary", "mlinfra.constructs.imaginary")
     with pytest.raises(AttributeError, match="mlinfra.Imaginary is not available: its module mlinfra.constructs.imaginary"):

@@ -1,0 +1,399 @@
+"""LustreCache: an FSx for Lustre file system in the training subnet, linked to lake prefixes.
+
+Why L1 (``fsx.CfnFileSystem``) rather than ``aws_fsx.LustreFileSystem``: the L2 has no log configuration,
+metadata configuration or data repository associations, and its ``connections`` opens TCP 988-1023, while
+Lustre needs exactly TCP 988 and 1018-1023 (FACTS.md, AWS docs). Everything else follows the L2's style.
+
+Links to the lake: one data repository association (DRA) per (file-system path, bucket prefix), at most 8
+(``fsx.CfnDataRepositoryAssociation``, no L2 exists), with auto import (NEW/CHANGED/DELETED) and auto export
+policies. DRAs work on every Lustre 2.12/2.15 file system except SCRATCH_1 and are the only link
+PERSISTENT_2 accepts; SCRATCH_2 and PERSISTENT_1 may instead use the older import/export paths
+(``use_import_export_paths=True``, one link at ``/``), which exclude DRAs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from typing import Sequence
+
+import aws_cdk as cdk
+import jsii
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_fsx as fsx
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from mlinfra.constructs.common import data_removal_policy, is_token, log_retention
+from mlinfra.constructs.data_lake import validate_prefix
+from mlinfra.lustre_sizing import PER_UNIT_THROUGHPUT, CachePlan, capacity_errors
+
+__all__ = [
+    "LustreCache",
+    "LustreDeploymentType",
+    "LustreLink",
+    "RepositoryEvent",
+    "LustreConnections",
+    "LUSTRE_PORTS",
+    "MAX_DATA_REPOSITORY_ASSOCIATIONS",
+]
+
+#: TCP ports between Lustre clients and servers (AWS FSx for Lustre docs, "File system access control").
+LUSTRE_PORTS: tuple[ec2.Port, ...] = (ec2.Port.tcp(988), ec2.Port.tcp_range(1018, 1023))
+
+MAX_DATA_REPOSITORY_ASSOCIATIONS = 8
+
+#: Metadata IOPS PERSISTENT_2 accepts in USER_PROVISIONED mode (FACTS.md).
+METADATA_IOPS: tuple[int, ...] = (1500, 3000, 6000, 12000, *range(24000, 192001, 12000))
+
+_FS_PATH_RE = re.compile(r"^/([A-Za-z0-9_.-]+/?)*$")
+
+
+class LustreDeploymentType(enum.Enum):
+    """Deployment types this construct supports (SCRATCH_1 is the previous generation)."""
+
+    SCRATCH_2 = "SCRATCH_2"
+    PERSISTENT_1 = "PERSISTENT_1"
+    PERSISTENT_2 = "PERSISTENT_2"
+
+    @property
+    def is_persistent(self) -> bool:
+        return self is not LustreDeploymentType.SCRATCH_2
+
+
+class RepositoryEvent(enum.Enum):
+    """Object events a DRA imports from S3 or exports to S3."""
+
+    NEW = "NEW"
+    CHANGED = "CHANGED"
+    DELETED = "DELETED"
+
+
+ALL_EVENTS: tuple[RepositoryEvent, ...] = (RepositoryEvent.NEW, RepositoryEvent.CHANGED, RepositoryEvent.DELETED)
+
+
+@dataclasses.dataclass(frozen=True)
+class LustreLink:
+    """One link of a file-system path to a bucket prefix.
+
+    :param file_system_path: where the data appears in Lustre, e.g. ``/raw``. :default: required
+    :param bucket: the S3 bucket (a lake zone). :default: required
+    :param prefix: key prefix in the bucket, ``""`` or ending with ``/``. :default: "" (whole bucket)
+    :param auto_import: S3 events imported into Lustre's metadata. :default: NEW, CHANGED, DELETED
+    :param auto_export: Lustre changes exported to S3 (training data is read-only). :default: none
+    :param batch_import_metadata: import the prefix's metadata when the link is created. :default: True
+    """
+
+    file_system_path: str
+    bucket: s3.IBucket
+    prefix: str = ""
+    auto_import: Sequence[RepositoryEvent] = ALL_EVENTS
+    auto_export: Sequence[RepositoryEvent] = ()
+    batch_import_metadata: bool = True
+
+    @property
+    def data_repository_path(self) -> str:
+        return f"s3://{self.bucket.bucket_name}/{self.prefix}"
+
+
+@jsii.implements(ec2.IConnectable)
+class LustreConnections(ec2.Connections):
+    """``ec2.Connections`` whose default port is the Lustre port set (TCP 988 and 1018-1023), not one range."""
+
+    def allow_default_port_from(self, other: ec2.IConnectable, description: str | None = None) -> None:
+        for port in LUSTRE_PORTS:
+            self.allow_from(_peer(other), port, description or "Lustre client to file system")
+
+    def allow_default_port_to(self, other: ec2.IConnectable, description: str | None = None) -> None:
+        for port in LUSTRE_PORTS:
+            self.allow_to(_peer(other), port, description or "Lustre file system to peer")
+
+
+def _peer(other: ec2.IConnectable) -> ec2.IConnectable:
+    """The peer's own ``Connections`` (a Python construct's ``connections`` attribute is not visible to jsii)."""
+    return getattr(other, "connections", other)
+
+
+class LustreCache(Construct):
+    """An FSx for Lustre file system caching lake prefixes for GPU clusters.
+
+    :param vpc: the VPC. :default: required
+    :param subnet: the one subnet (training subnet) of the file system. :default: required
+    :param plan: a sizing plan from :func:`mlinfra.lustre_sizing.plan_cache` (deployment type, capacity and
+        throughput); not together with the three props below. :default: None
+    :param deployment_type: :default: PERSISTENT_2
+    :param storage_capacity_gib: 1200, then multiples of 2400 (SCRATCH_2, PERSISTENT_1 SSD, PERSISTENT_2).
+        :default: 1200
+    :param per_unit_storage_throughput: MB/s/TiB: PERSISTENT_2 125/250/500/1000, PERSISTENT_1 50/100/200,
+        SCRATCH_2 none (200 baseline). :default: 250 for PERSISTENT_2, 200 for PERSISTENT_1, None for scratch
+    :param links: lake links (DRAs, or import/export paths). At most 8. :default: none
+    :param use_import_export_paths: link with import/export paths instead of DRAs (SCRATCH_2, PERSISTENT_1; one
+        link at ``/``). :default: False
+    :param compression: LZ4 data compression (new files only). :default: True
+    :param metadata_iops: PERSISTENT_2 only: USER_PROVISIONED metadata IOPS; None gives AUTOMATIC mode.
+        :default: None
+    :param backup_retention: automatic daily backups of persistent types (``Duration.days(0)`` turns them
+        off; scratch types take none). :default: 7 days for persistent types
+    :param kms_key: key of a persistent file system (scratch types always use FSx-managed keys). :default: a new
+        rotated key for persistent types
+    :param log_retention_days: days to keep the Lustre event logs. :default: 90
+    :param security_group: an existing group; not created then (its rules are yours). :default: a new group
+        with exactly the Lustre ports
+    :param destroy_data_on_delete: delete the file system with the stack; needs the app context flag
+        ``mlinfra:allowDataDestruction=true`` too. :default: False (RETAIN)
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        vpc: ec2.IVpc,
+        subnet: ec2.ISubnet,
+        plan: CachePlan | None = None,
+        deployment_type: LustreDeploymentType | None = None,
+        storage_capacity_gib: int | None = None,
+        per_unit_storage_throughput: int | None = None,
+        links: Sequence[LustreLink] = (),
+        use_import_export_paths: bool = False,
+        compression: bool = True,
+        metadata_iops: int | None = None,
+        backup_retention: cdk.Duration | None = None,
+        kms_key: kms.IKey | None = None,
+        log_retention_days: int = 90,
+        security_group: ec2.ISecurityGroup | None = None,
+        destroy_data_on_delete: bool = False,
+    ) -> None:
+        super().__init__(scope, id)
+        dtype, capacity, per_unit = _resolve_sizing(plan, deployment_type, storage_capacity_gib,
+                                                    per_unit_storage_throughput)
+        _validate_capacity(dtype, capacity)
+        _validate_throughput(dtype, per_unit)
+        _validate_metadata(dtype, metadata_iops)
+        _validate_backups(dtype, backup_retention)
+        _validate_kms(dtype, kms_key)
+        _validate_links(dtype, links, use_import_export_paths)
+        self.deployment_type = dtype
+        self.storage_capacity_gib = capacity
+        self.per_unit_storage_throughput = per_unit
+        removal = data_removal_policy(self, destroy_data_on_delete, "The Lustre cache")
+
+        if security_group is None:
+            security_group = ec2.SecurityGroup(
+                self, "SecurityGroup", vpc=vpc, allow_all_outbound=False,
+                description="FSx for Lustre: TCP 988 and 1018-1023 between servers and clients",
+            )
+            for port in LUSTRE_PORTS:
+                security_group.add_ingress_rule(security_group, port, "Lustre servers to each other")
+                security_group.add_egress_rule(security_group, port, "Lustre servers to each other")
+        self.security_group = security_group
+        self.connections = LustreConnections(security_groups=[security_group])
+
+        if dtype.is_persistent and kms_key is None:
+            kms_key = kms.Key(self, "Key", enable_key_rotation=True, removal_policy=removal,
+                              description="Encrypts the FSx for Lustre cache")
+        self.kms_key = kms_key
+        self.log_group = logs.LogGroup(
+            self, "Logs",
+            # FSx delivers Lustre logs only to log groups named /aws/fsx/...
+            log_group_name=f"/aws/fsx/lustre/{cdk.Names.unique_id(self)}",
+            retention=log_retention(log_retention_days, "log_retention_days"),
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+
+        lustre = fsx.CfnFileSystem.LustreConfigurationProperty(
+            deployment_type=dtype.value,
+            per_unit_storage_throughput=per_unit,
+            data_compression_type="LZ4" if compression else "NONE",
+            automatic_backup_retention_days=_backup_days(dtype, backup_retention),
+            copy_tags_to_backups=True if dtype.is_persistent else None,
+            metadata_configuration=(
+                fsx.CfnFileSystem.MetadataConfigurationProperty(
+                    mode="USER_PROVISIONED" if metadata_iops else "AUTOMATIC", iops=metadata_iops)
+                if dtype is LustreDeploymentType.PERSISTENT_2 else None
+            ),
+            log_configuration=fsx.CfnFileSystem.LogConfigurationProperty(
+                level="WARN_ERROR", destination=self.log_group.log_group_arn),
+            import_path=links[0].data_repository_path if use_import_export_paths and links else None,
+            export_path=(links[0].data_repository_path if use_import_export_paths and links and links[0].auto_export
+                         else None),
+            auto_import_policy=(_import_policy(links[0].auto_import) if use_import_export_paths and links else None),
+        )
+        self.file_system = fsx.CfnFileSystem(
+            self, "FileSystem",
+            file_system_type="LUSTRE",
+            file_system_type_version="2.15",
+            storage_type="SSD",
+            storage_capacity=capacity,
+            subnet_ids=[subnet.subnet_id],
+            security_group_ids=[security_group.security_group_id],
+            kms_key_id=kms_key.key_id if kms_key is not None else None,
+            lustre_configuration=lustre,
+        )
+        self.file_system.apply_removal_policy(removal)
+
+        self.associations: list[fsx.CfnDataRepositoryAssociation] = []
+        if not use_import_export_paths:
+            for i, link in enumerate(links):
+                dra = fsx.CfnDataRepositoryAssociation(
+                    self, f"Link{i}",
+                    file_system_id=self.file_system.ref,
+                    file_system_path=link.file_system_path,
+                    data_repository_path=link.data_repository_path,
+                    batch_import_meta_data_on_create=link.batch_import_metadata,
+                    s3=fsx.CfnDataRepositoryAssociation.S3Property(
+                        auto_import_policy=(fsx.CfnDataRepositoryAssociation.AutoImportPolicyProperty(
+                            events=[e.value for e in link.auto_import]) if link.auto_import else None),
+                        auto_export_policy=(fsx.CfnDataRepositoryAssociation.AutoExportPolicyProperty(
+                            events=[e.value for e in link.auto_export]) if link.auto_export else None),
+                    ),
+                )
+                dra.apply_removal_policy(removal)
+                self.associations.append(dra)
+
+    # ------------------------------------------------------------------------------------------ handles
+
+    @property
+    def file_system_id(self) -> str:
+        return self.file_system.ref
+
+    @property
+    def dns_name(self) -> str:
+        return self.file_system.attr_dns_name
+
+    @property
+    def mount_name(self) -> str:
+        return self.file_system.attr_lustre_mount_name
+
+    def mount_command(self, mount_point: str = "/fsx") -> str:
+        """The client mount command (the Lustre client must be installed)."""
+        return f"sudo mount -t lustre -o relatime,flock {self.dns_name}@tcp:/{self.mount_name} {mount_point}"
+
+    @property
+    def aggregate_throughput_mbps(self) -> float:
+        per_unit = self.per_unit_storage_throughput or PER_UNIT_THROUGHPUT[self.deployment_type.value][0]
+        return self.storage_capacity_gib / 1024 * per_unit
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation: one rule per function
+# --------------------------------------------------------------------------------------------------
+
+
+def _resolve_sizing(plan, deployment_type, capacity, per_unit) -> tuple[LustreDeploymentType, int, int | None]:
+    if plan is not None:
+        if any(v is not None for v in (deployment_type, capacity, per_unit)):
+            raise ValueError(
+                "LustreCache: pass either plan or deployment_type/storage_capacity_gib/per_unit_storage_throughput, "
+                "not both"
+            )
+        dtype = LustreDeploymentType(plan.deployment_type)
+        return dtype, plan.storage_capacity_gib, (None if dtype is LustreDeploymentType.SCRATCH_2
+                                                  else plan.per_unit_storage_throughput)
+    dtype = deployment_type or LustreDeploymentType.PERSISTENT_2
+    if not isinstance(dtype, LustreDeploymentType):
+        raise ValueError(f"deployment_type must be a LustreDeploymentType ({[t.value for t in LustreDeploymentType]}), "
+                         f"got: {dtype!r}")
+    if per_unit is None and dtype is not LustreDeploymentType.SCRATCH_2:
+        per_unit = {LustreDeploymentType.PERSISTENT_2: 250, LustreDeploymentType.PERSISTENT_1: 200}[dtype]
+    return dtype, 1200 if capacity is None else capacity, per_unit
+
+
+def _validate_capacity(dtype: LustreDeploymentType, capacity) -> None:
+    if is_token(capacity):
+        return
+    errors = capacity_errors(dtype.value, capacity)
+    if errors:
+        raise ValueError(errors[0])
+
+
+def _validate_throughput(dtype: LustreDeploymentType, per_unit) -> None:
+    if is_token(per_unit):
+        return
+    if dtype is LustreDeploymentType.SCRATCH_2:
+        if per_unit is not None:
+            raise ValueError(
+                f"per_unit_storage_throughput is not set for SCRATCH_2 (200 MB/s/TiB baseline), got: {per_unit}")
+        return
+    allowed = PER_UNIT_THROUGHPUT[dtype.value]
+    if per_unit not in allowed:
+        listed = ", ".join(str(a) for a in allowed[:-1]) + f" or {allowed[-1]}"
+        raise ValueError(f"per_unit_storage_throughput must be {listed} MB/s/TiB for {dtype.value}, got: {per_unit}")
+
+
+def _validate_metadata(dtype: LustreDeploymentType, iops) -> None:
+    if iops is None or is_token(iops):
+        return
+    if dtype is not LustreDeploymentType.PERSISTENT_2:
+        raise ValueError(f"metadata_iops is for PERSISTENT_2 only, got: {iops} with {dtype.value}")
+    if iops not in METADATA_IOPS:
+        raise ValueError(
+            f"metadata_iops must be 1500, 3000, 6000, 12000 or a multiple of 12000 up to 192000, got: {iops}")
+
+
+def _validate_backups(dtype: LustreDeploymentType, retention: cdk.Duration | None) -> None:
+    if retention is None:
+        return
+    days = retention.to_days()
+    if not dtype.is_persistent and days > 0:
+        raise ValueError(f"backup_retention: SCRATCH_2 file systems take no automatic backups, got: {days} days")
+    if not 0 <= days <= 90:
+        raise ValueError(f"backup_retention must be 0 to 90 days, got: {days} days")
+
+
+def _backup_days(dtype: LustreDeploymentType, retention: cdk.Duration | None) -> int | None:
+    if not dtype.is_persistent:
+        return None
+    return 7 if retention is None else int(retention.to_days())
+
+
+def _validate_kms(dtype: LustreDeploymentType, key) -> None:
+    if key is not None and not dtype.is_persistent:
+        raise ValueError("kms_key: SCRATCH_2 file systems are encrypted with FSx-managed keys only, got: a key")
+
+
+def _validate_links(dtype: LustreDeploymentType, links: Sequence[LustreLink], import_export: bool) -> None:
+    if import_export:
+        if dtype is LustreDeploymentType.PERSISTENT_2:
+            raise ValueError("use_import_export_paths: PERSISTENT_2 accepts only data repository associations, got: True")
+        if len(links) != 1 or links[0].file_system_path != "/":
+            raise ValueError(
+                "links: import/export paths link exactly one bucket prefix at file_system_path '/', got: "
+                f"{[link.file_system_path for link in links]}")
+        if links[0].auto_import and set(links[0].auto_import) not in ({RepositoryEvent.NEW},
+                                                                        {RepositoryEvent.NEW, RepositoryEvent.CHANGED},
+                                                                        set(ALL_EVENTS)):
+            raise ValueError("auto_import: import paths support NEW, NEW+CHANGED or NEW+CHANGED+DELETED, got: "
+                             f"{sorted(e.value for e in links[0].auto_import)}")
+    if len(links) > MAX_DATA_REPOSITORY_ASSOCIATIONS:
+        raise ValueError(f"links: at most {MAX_DATA_REPOSITORY_ASSOCIATIONS} data repository associations per file "
+                         f"system, got: {len(links)}")
+    paths: list[str] = []
+    for link in links:
+        path = link.file_system_path
+        if not _FS_PATH_RE.fullmatch(path) or len(path) > 4096:
+            raise ValueError(f"file_system_path must be an absolute path such as '/raw', got: {path!r}")
+        validate_prefix(link.prefix or None, "LustreLink prefix")
+        for event in (*link.auto_import, *link.auto_export):
+            if not isinstance(event, RepositoryEvent):
+                raise ValueError(f"auto_import/auto_export take RepositoryEvent members, got: {event!r}")
+        paths.append(path.rstrip("/") + "/")
+    for i, a in enumerate(paths):
+        for b in paths[i + 1:]:
+            if a.startswith(b) or b.startswith(a):
+                raise ValueError(f"file_system_path values must not overlap (one inside another), got: "
+                                 f"{a.rstrip('/') or '/'!r} and {b.rstrip('/') or '/'!r}")
+
+
+def _import_policy(events: Sequence[RepositoryEvent]) -> str | None:
+    chosen = set(events)
+    if not chosen:
+        return "NONE"
+    if chosen == {RepositoryEvent.NEW}:
+        return "NEW"
+    if chosen == {RepositoryEvent.NEW, RepositoryEvent.CHANGED}:
+        return "NEW_CHANGED"
+    return "NEW_CHANGED_DELETED"
