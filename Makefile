@@ -14,7 +14,7 @@ ENV ?= local
 CDK := $(CURDIR)/node_modules/.bin/cdk
 PYTEST_WORKERS ?= 2
 
-.PHONY: help setup synth lint test test-fast deploy-local destroy-local bench clean
+.PHONY: help setup synth lint test test-fast deploy-local destroy-local bench clean docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -58,3 +58,6 @@ bench: setup ## measure synth, template size, test and local deploy times; write
 
 clean: ## remove build outputs (keeps the toolchain)
 	rm -rf cdk.out cdk.out.* .local-aws .pytest_cache build dist *.egg-info
+
+docs: setup ## API reference from the docstrings into docs/api (pdoc)
+	$(PY) scripts/docs.py

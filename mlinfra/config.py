@@ -716,6 +716,241 @@ class ServingConfig:
         return errors
 
 
+# --- delivery and teams (issue 8) ---
+
+_CONNECTION_ARN_RE = re.compile(r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$")
+_REPOSITORY_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PRINCIPAL_ARN_RE = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+|assumed-role/[\w+=,.@/-]+)$")
+_TEAM_PREFIX_RE = re.compile(r"^([a-z]+)/((?:[A-Za-z0-9!_.*'()=-]+/)+)$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class GithubDeployConfig:
+    """GitHub Actions deploys through OIDC (``GithubOidcDeployRole``), one role per environment."""
+
+    #: ``owner/name`` of the repository whose workflows may deploy.
+    repository: str
+    #: Branch whose workflow runs may deploy (``refs/heads/<branch>``). :default: main
+    branch: str = "main"
+    #: GitHub deployment environment the job must run in (trusts ``environment:<name>`` too). :default: None
+    environment: str | None = None
+    #: ARN of an existing GitHub OIDC provider in the account (one per account). :default: None (create one)
+    provider_arn: str | None = None
+
+    def validate(self, path: str) -> list[str]:
+        errors: list[str] = []
+        if not _REPOSITORY_RE.fullmatch(self.repository):
+            errors.append(f"{path}.repository: must be owner/name, got: {self.repository!r}")
+        if not self.branch or any(c in self.branch for c in " *?[~^:\\"):
+            errors.append(f"{path}.branch: must be a plain branch name, got: {self.branch!r}")
+        if self.provider_arn is not None and not re.fullmatch(
+            r"arn:aws[a-z-]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com", self.provider_arn
+        ):
+            errors.append(
+                f"{path}.provider_arn: must be arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com, "
+                f"got: {self.provider_arn!r}"
+            )
+        return errors
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryConfig:
+    """Continuous delivery: a self-mutating CDK pipeline deploying ``stages`` in order, built in the
+    environment(s) where ``enabled`` is true (a tooling or the dev account)."""
+
+    #: Build the delivery pipeline in this environment. :default: False
+    enabled: bool = False
+    #: Where the pipeline reads the app's source: a CodeConnections connection or an S3 object. :default: codeconnections
+    source: Literal["codeconnections", "s3"] = "codeconnections"
+    #: ARN of the CodeConnections (GitHub, GitLab, Bitbucket) connection. :default: None
+    connection_arn: str | None = None
+    #: ``owner/name`` of the repository read through the connection. :default: None
+    repository: str | None = None
+    #: Branch that triggers the pipeline. :default: main
+    branch: str = "main"
+    #: Source bucket (versioned) when ``source`` is s3. :default: None
+    source_bucket: str | None = None
+    #: Object key of the zipped source in ``source_bucket``. :default: source.zip
+    source_object_key: str = "source.zip"
+    #: Environments the pipeline deploys, in order; each is an environment of the same configuration file.
+    #: :default: dev, prod
+    stages: list[str] = dataclasses.field(default_factory=lambda: ["dev", "prod"])
+    #: Stages preceded by a manual approval (every production stage must be listed). :default: prod
+    approval_before: list[str] = dataclasses.field(default_factory=lambda: ["prod"])
+    #: The configuration file (relative to the app directory) the stages' environments are read from.
+    #: :default: config/platform.yaml
+    config_file: str = "config/platform.yaml"
+    #: Commands the synth step runs before ``cdk synth`` (install, tests, cfn-lint). :default: see below
+    install_commands: list[str] = dataclasses.field(
+        default_factory=lambda: ["npm ci", "python -m pip install -e '.[dev]'"]
+    )
+    #: Test commands the synth step runs before synthesizing. :default: the unit and policy tests (cdk-nag)
+    test_commands: list[str] = dataclasses.field(
+        default_factory=lambda: ["python -m pytest -q -m 'not deploy'"]
+    )
+    #: GitHub Actions deploys through OIDC into this environment. :default: None (no role)
+    github: GithubDeployConfig | None = None
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if self.enabled and self.source == "codeconnections":
+            if not self.connection_arn or not _CONNECTION_ARN_RE.fullmatch(self.connection_arn):
+                errors.append(
+                    "delivery.connection_arn: must be a CodeConnections connection ARN "
+                    f"(arn:aws:codeconnections:<region>:<account>:connection/<uuid>), got: {self.connection_arn!r}"
+                )
+            if not self.repository or not _REPOSITORY_RE.fullmatch(self.repository):
+                errors.append(f"delivery.repository: must be owner/name, got: {self.repository!r}")
+        if self.enabled and self.source == "s3" and (not self.source_bucket or not _BUCKET_RE.fullmatch(self.source_bucket)):
+            errors.append(f"delivery.source_bucket: must be an S3 bucket name when source is s3, got: {self.source_bucket!r}")
+        if self.enabled and not self.stages:
+            errors.append("delivery.stages: must list at least one environment, got: []")
+        if len(set(self.stages)) != len(self.stages):
+            errors.append(f"delivery.stages: must be unique, got: {self.stages}")
+        unknown = [s for s in self.approval_before if s not in self.stages]
+        if unknown:
+            errors.append(f"delivery.approval_before: not in delivery.stages {self.stages}, got: {unknown}")
+        errors.extend(validate_prod_approval(self.stages, self.approval_before, "delivery.approval_before"))
+        if self.github is not None:
+            errors.extend(self.github.validate("delivery.github"))
+        return errors
+
+
+def validate_prod_approval(stages: list[str], approval_before: list[str], prop: str) -> list[str]:
+    """Every production stage (a name starting with ``prod``) is preceded by a manual approval."""
+    missing = [s for s in stages if s.startswith("prod") and s not in approval_before]
+    if missing:
+        return [f"{prop}: production stage(s) {missing} need a manual approval before them, got: {approval_before}"]
+    return []
+
+
+def family_min_vcpus() -> dict[str, int]:
+    """Instance family (``g5``, ``p4d``, ``trn1``...) -> vCPUs of its smallest size, from the accelerator
+    table of :mod:`mlinfra.instances` (no aws_cdk import)."""
+    from mlinfra import instances
+
+    out: dict[str, int] = {}
+    for itype in instances.all_instance_types():
+        row = instances.get(itype)
+        out[row.family] = min(row.vcpu, out.get(row.family, row.vcpu))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class TeamConfig:
+    """One vended team environment. Prefixes are ``<zone>/<prefix>/`` (e.g. ``curated/vision/``)."""
+
+    #: Team name: lowercase letters, digits and hyphens (3-22 characters).
+    name: str
+    #: Cost centre, tagged on every resource of the team (``team-cost-centre``).
+    cost_centre: str
+    #: IAM principals (role, user or account root ARNs) that administer the team and see its products.
+    admin_principals: list[str] = dataclasses.field(default_factory=list)
+    #: Lake prefixes the team may read, as ``<zone>/<prefix>/``. :default: none
+    read_prefixes: list[str] = dataclasses.field(default_factory=list)
+    #: Lake prefixes the team may write (and read), as ``<zone>/<prefix>/``; never shared with another team.
+    write_prefixes: list[str] = dataclasses.field(default_factory=list)
+    #: GPU instance families the team's compute may launch (``g5``, ``p4d``...). :default: g5
+    instance_families: list[str] = dataclasses.field(default_factory=lambda: ["g5"])
+    #: vCPU quota of the team's Batch compute environment. :default: 64
+    max_vcpus: int = 64
+    #: Monthly cost budget in USD. :default: 1000
+    monthly_budget_usd: float = 1000.0
+    #: Budget alert thresholds, percent of the budget (actual spend; 100 also forecast). :default: 50, 80, 100
+    budget_thresholds_percent: list[int] = dataclasses.field(default_factory=lambda: [50, 80, 100])
+    #: E-mail addresses subscribed to the team's budget topic. :default: none
+    alert_emails: list[str] = dataclasses.field(default_factory=list)
+
+    def validate(self, path: str) -> list[str]:
+        errors: list[str] = []
+        if not _NAME_RE.fullmatch(self.name):
+            errors.append(f"{path}.name: must be 3-22 lowercase letters, digits or hyphens, starting with a letter, got: {self.name!r}")
+        if not self.cost_centre or len(self.cost_centre) > 256:
+            errors.append(f"{path}.cost_centre: must be 1-256 characters, got: {self.cost_centre!r}")
+        bad = [p for p in self.admin_principals if not _PRINCIPAL_ARN_RE.fullmatch(p)]
+        if bad:
+            errors.append(f"{path}.admin_principals: must be IAM role, user or account root ARNs, got: {bad}")
+        for field in ("read_prefixes", "write_prefixes"):
+            for prefix in getattr(self, field):
+                m = _TEAM_PREFIX_RE.fullmatch(prefix)
+                if not m or m.group(1) not in ZONES:
+                    errors.append(
+                        f"{path}.{field}: must be <zone>/<prefix>/ with a zone of {list(ZONES)} (e.g. 'curated/vision/'), "
+                        f"got: {prefix!r}"
+                    )
+        families = family_min_vcpus()
+        unknown = [f for f in self.instance_families if f not in families]
+        if unknown:
+            errors.append(f"{path}.instance_families: unknown instance family {unknown}; allowed: {sorted(families)}")
+        if not self.instance_families:
+            errors.append(f"{path}.instance_families: must list at least one family, got: []")
+        too_small = {f: families[f] for f in self.instance_families if f in families and families[f] > self.max_vcpus}
+        if too_small:
+            errors.append(
+                f"{path}.max_vcpus: below one instance of an allowed family (smallest size's vCPUs: {too_small}), "
+                f"got: {self.max_vcpus}"
+            )
+        if self.monthly_budget_usd <= 0:
+            errors.append(f"{path}.monthly_budget_usd: must be positive, got: {self.monthly_budget_usd}")
+        bad_t = [t for t in self.budget_thresholds_percent if not 1 <= t <= 1000]
+        if bad_t or not self.budget_thresholds_percent:
+            errors.append(f"{path}.budget_thresholds_percent: must be 1-5 values between 1 and 1000, got: {self.budget_thresholds_percent}")
+        if len(self.budget_thresholds_percent) > 5:
+            errors.append(f"{path}.budget_thresholds_percent: AWS Budgets allows at most 5 notifications, got: {len(self.budget_thresholds_percent)}")
+        bad = [e for e in self.alert_emails if not _EMAIL_RE.fullmatch(e)]
+        if bad:
+            errors.append(f"{path}.alert_emails: not e-mail addresses: {bad}")
+        return errors
+
+    @staticmethod
+    def split_prefix(value: str) -> tuple[str, str]:
+        """``"curated/vision/"`` -> ``("curated", "vision/")``."""
+        zone, _, prefix = value.partition("/")
+        return zone, prefix
+
+
+def prefixes_overlap(a: str, b: str) -> bool:
+    """Two ``<zone>/<prefix>/`` values overlap when one contains the other."""
+    return a.startswith(b) or b.startswith(a)
+
+
+@dataclasses.dataclass(frozen=True)
+class VendingConfig:
+    """Self-service team environments, one stack per team, and the Service Catalog portfolio they share."""
+
+    #: The teams to vend. Removing one deletes its compute but RETAINS its data. :default: none
+    teams: list[TeamConfig] = dataclasses.field(default_factory=list)
+    #: Publish the Service Catalog portfolio of self-service products to the teams. :default: True
+    service_catalog: bool = True
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        for i, team in enumerate(self.teams):
+            errors.extend(team.validate(f"vending.teams[{i}]"))
+        errors.extend(validate_teams(self.teams))
+        return errors
+
+
+def validate_teams(teams: list[TeamConfig]) -> list[str]:
+    """Rules across teams: unique names, no write prefix overlapping another team's."""
+    errors: list[str] = []
+    names = [t.name for t in teams]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        errors.append(f"vending.teams: duplicate team name(s) {dupes}, got: {names}")
+    for i, a in enumerate(teams):
+        for b in teams[i + 1:]:
+            for pa in a.write_prefixes:
+                for pb in b.write_prefixes:
+                    if prefixes_overlap(pa, pb):
+                        errors.append(
+                            f"vending.teams: write prefixes of {a.name!r} and {b.name!r} overlap, got: {pa!r} and {pb!r}"
+                        )
+    return errors
+
+
 _SCHEDULE_RE = re.compile(r"^(rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)|cron\((\S+ ){5}\S+\))$")
 _DATASET_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -835,6 +1070,8 @@ class PlatformConfig:
     ingestion: IngestionConfig = dataclasses.field(default_factory=IngestionConfig)
     serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
+    vending: VendingConfig = dataclasses.field(default_factory=VendingConfig)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
 
     @property

@@ -19,6 +19,9 @@ class PlatformStack(cdk.Stack):
         super().__init__(
             scope,
             config.stack_name(suffix),
+            # Explicit, so a stack keeps its name inside a pipeline Stage (which would prefix the stage's name):
+            # a laptop deploy and the pipeline's deploy target the same CloudFormation stack.
+            stack_name=config.stack_name(suffix),
             env=env,
             description=f"mlinfra {config.env_name}: {description}",
             termination_protection=config.is_production,

@@ -75,6 +75,21 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
         platform.extra["pipeline"] = PipelineStack(scope, config=config, lake=data_lake.lake, deploy_target=target)
 
     # --- delivery and teams (issue 8) ---
+    from mlinfra.stacks.teams import build_teams
+
+    platform.extra.update(build_teams(scope, config, data_lake.lake, network.network))
+    if config.delivery.github is not None:
+        from mlinfra.stacks.delivery import GithubDeployStack
+
+        platform.extra["github-deploy"] = GithubDeployStack(scope, config=config)
+    # The pipeline is built at the app level only: its stages call build_platform again (no pipeline inside),
+    # and never for the local emulator (CodePipeline and CodeBuild are not emulated).
+    if config.delivery.enabled and config.target == "aws" and cdk.App.is_app(scope):
+        from mlinfra.stacks.delivery import DeliveryPipelineStack, load_stage_configs
+
+        platform.extra["delivery"] = DeliveryPipelineStack(
+            scope, config=config, stage_configs=load_stage_configs(scope, config)
+        )
 
     apply_platform_tags(scope, config.all_tags)
     return platform
