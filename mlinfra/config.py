@@ -32,6 +32,7 @@ __all__ = [
     "NetworkConfig",
     "DataLakeConfig",
     "LifecycleConfig",
+    "PipelineConfig",
     "load_config",
     "load_config_file",
     "ZONES",
@@ -950,6 +951,100 @@ def validate_teams(teams: list[TeamConfig]) -> list[str]:
     return errors
 
 
+_SCHEDULE_RE = re.compile(r"^(rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)|cron\((\S+ ){5}\S+\))$")
+_DATASET_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """The retrain pipeline (issue 5): new dataset version -> train -> evaluate -> gate -> register -> deploy."""
+
+    #: Build the pipeline stack. :default: True
+    enabled: bool = True
+    #: Datasets the pipeline retrains on (the ingestion ready-event filter). :default: ["images"]
+    datasets: list[str] = dataclasses.field(default_factory=lambda: ["images"])
+    #: Also retrain on this EventBridge schedule (``rate(7 days)``, ``cron(...)``); null: events and manual only.
+    #: :default: "rate(7 days)"
+    schedule: str | None = "rate(7 days)"
+    #: Training image (pin a digest for exact lineage). :default: an AWS PyTorch training image
+    training_image: str = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311-cu124-ubuntu22.04-sagemaker"
+    #: Serving image of the registered model. :default: None (the training image)
+    inference_image: str | None = None
+    #: ``ml.*`` training instance type. :default: ml.g5.xlarge
+    training_instance_type: str = "ml.g5.xlarge"
+    #: :default: 1
+    training_instance_count: int = 1
+    #: :default: 100
+    training_volume_gb: int = 100
+    #: MaxRuntimeInSeconds, in hours (at most 28 days). :default: 24
+    max_runtime_hours: int = 24
+    #: Managed spot training with checkpoints. :default: True
+    use_spot: bool = True
+    #: MaxWaitTimeInSeconds, in hours (spot only, >= max_runtime_hours). :default: None (2 x max_runtime_hours)
+    max_wait_hours: int | None = None
+    #: Attempts per run, each resuming from the run's checkpoints. :default: 2
+    max_training_attempts: int = 2
+    #: Default hyperparameters (strings). :default: none
+    hyperparameters: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: The gate's metric in the evaluation report. :default: "accuracy"
+    metric_name: str = "accuracy"
+    #: Which way the metric is better. :default: "higher"
+    direction: Literal["higher", "lower"] = "higher"
+    #: Absolute threshold the metric must reach. :default: None
+    threshold: float | None = None
+    #: Required improvement over the production model. :default: 0.0
+    min_improvement: float = 0.0
+    #: Wait for a reviewer (task token) before deploying. :default: False
+    manual_approval: bool = False
+    #: An unanswered approval rejects after this many hours. :default: 72
+    approval_timeout_hours: int = 72
+    #: Interval of the pipeline's describe loops, seconds. :default: 60
+    poll_interval_seconds: int = 60
+    #: Days to keep the execution logs. :default: 90
+    log_retention_days: int = 90
+    #: Image of an optional preprocessing Processing job. :default: None
+    preprocessing_image: str | None = None
+    #: Image of an optional evaluation Processing job (writes evaluation.json). :default: None
+    evaluation_image: str | None = None
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        p = "pipeline"
+        if not self.datasets:
+            errors.append(f"{p}.datasets: must name at least one dataset, got: []")
+        bad = [d for d in self.datasets if not _DATASET_RE.fullmatch(d)]
+        if bad:
+            errors.append(f"{p}.datasets: names must be 1-63 lowercase letters, digits, '_' or '-', got: {bad}")
+        if self.schedule is not None and not _SCHEDULE_RE.fullmatch(self.schedule):
+            errors.append(f"{p}.schedule: must be rate(N minutes|hours|days) or cron(6 fields), got: {self.schedule!r}")
+        if not self.training_instance_type.startswith("ml."):
+            errors.append(f"{p}.training_instance_type: must start with 'ml.', got: {self.training_instance_type!r}")
+        if self.training_instance_count < 1:
+            errors.append(f"{p}.training_instance_count: must be >= 1, got: {self.training_instance_count}")
+        if not 1 <= self.training_volume_gb <= 16384:
+            errors.append(f"{p}.training_volume_gb: must be between 1 and 16384, got: {self.training_volume_gb}")
+        if not 1 <= self.max_runtime_hours <= 28 * 24:
+            errors.append(f"{p}.max_runtime_hours: must be between 1 and 672 (28 days), got: {self.max_runtime_hours}")
+        if self.max_wait_hours is not None:
+            if not self.use_spot:
+                errors.append(f"{p}.max_wait_hours: applies to spot training only (use_spot is false), got: {self.max_wait_hours}")
+            elif not self.max_runtime_hours <= self.max_wait_hours <= 28 * 24:
+                errors.append(f"{p}.max_wait_hours: must be >= max_runtime_hours ({self.max_runtime_hours}) and <= 672, got: {self.max_wait_hours}")
+        if not 1 <= self.max_training_attempts <= 5:
+            errors.append(f"{p}.max_training_attempts: must be between 1 and 5, got: {self.max_training_attempts}")
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", self.metric_name):
+            errors.append(f"{p}.metric_name: must be 1-64 letters, digits or _.:-, got: {self.metric_name!r}")
+        if self.min_improvement < 0:
+            errors.append(f"{p}.min_improvement: must be >= 0, got: {self.min_improvement}")
+        if not 1 <= self.approval_timeout_hours <= 365 * 24:
+            errors.append(f"{p}.approval_timeout_hours: must be between 1 and 8760, got: {self.approval_timeout_hours}")
+        if not 1 <= self.poll_interval_seconds <= 3600:
+            errors.append(f"{p}.poll_interval_seconds: must be between 1 and 3600, got: {self.poll_interval_seconds}")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            errors.append(f"{p}.log_retention_days: must be one of {LOG_RETENTION_DAYS}, got: {self.log_retention_days}")
+        return errors
+
+
 @dataclasses.dataclass(frozen=True)
 class PlatformConfig:
     """The whole platform for one environment."""
@@ -977,6 +1072,7 @@ class PlatformConfig:
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
     vending: VendingConfig = dataclasses.field(default_factory=VendingConfig)
+    pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
 
     @property
     def is_production(self) -> bool:

@@ -66,6 +66,13 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
         )
 
     # --- retrain pipeline (issue 5) ---
+    if config.pipeline.enabled:
+        from mlinfra.stacks.pipeline import PipelineStack
+
+        serving = platform.extra.get("serving")
+        endpoint = getattr(serving, "realtime_endpoint", None)
+        target = endpoint.deploy_target if endpoint is not None else None
+        platform.extra["pipeline"] = PipelineStack(scope, config=config, lake=data_lake.lake, deploy_target=target)
 
     # --- delivery and teams (issue 8) ---
     from mlinfra.stacks.teams import build_teams

@@ -1,0 +1,148 @@
+"""Retrain pipeline: the gate. Compare the candidate's metric with a threshold AND with the production model.
+
+Event::
+
+    {"metric_name": "accuracy", "direction": "higher", "threshold": 0.9, "min_improvement": 0.005,
+     "candidate": 0.93, "model_package_group": "my-group", "manual_approval": false,
+     "lineage": {"dataset": ..., "dataset_version": ..., "code_version": ..., "image_digest": ...,
+                 "training_job_arn": ..., "hyperparameters": {...}, "report_uri": ...}}
+
+The production model is the newest *Approved* package of the Model Package Group (the pipeline marks a
+package Approved only once it is deployed); its metric is read from the package's customer metadata
+``metric:<name>``. With no production model, only the threshold applies.
+
+Returns ``{"passed", "approval_status", "reasons", "candidate", "baseline", "baseline_model_package_arn",
+"customer_metadata", "approval_description"}``: ``approval_status`` is ``PendingManualApproval`` when the
+candidate passes (the pipeline approves it after approval and deployment) and ``Rejected`` otherwise;
+``customer_metadata`` is the lineage to attach to the model package (strings, at most 256 characters each).
+Read-only, so retries are safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+
+logger = Logger()
+tracer = Tracer()
+DIRECTIONS = ("higher", "lower")
+_clients: dict[str, Any] = {}
+
+
+def sagemaker():
+    if "sagemaker" not in _clients:
+        _clients["sagemaker"] = boto3.client("sagemaker")
+    return _clients["sagemaker"]
+
+
+class GateConfigurationError(ValueError):
+    """The gate event is malformed (missing metric, bad direction, non-numeric values)."""
+
+
+def _num(event: dict[str, Any], key: str, required: bool = True) -> float | None:
+    value = event.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GateConfigurationError(f"{key} must be a finite number, got: {value!r}")
+    return float(value)
+
+
+def decide(candidate: float, baseline: float | None, direction: str, threshold: float | None, min_improvement: float) -> tuple[bool, list[str]]:
+    """(passed, reasons). ``higher``: candidate >= threshold and candidate - baseline >= min_improvement;
+    ``lower``: candidate <= threshold and baseline - candidate >= min_improvement."""
+    reasons: list[str] = []
+    better_sign = 1.0 if direction == "higher" else -1.0
+    if threshold is not None:
+        ok = candidate >= threshold if direction == "higher" else candidate <= threshold
+        op = ">=" if direction == "higher" else "<="
+        reasons.append(f"threshold: {candidate} {op} {threshold}: {'pass' if ok else 'FAIL'}")
+    else:
+        ok = True
+    if baseline is None:
+        reasons.append("baseline: no production model in the registry; threshold only")
+    else:
+        improvement = (candidate - baseline) * better_sign
+        improved = improvement >= min_improvement - 1e-12
+        reasons.append(
+            f"baseline: improvement {improvement:.6g} over production {baseline} (minimum {min_improvement}): "
+            f"{'pass' if improved else 'FAIL'}"
+        )
+        ok = ok and improved
+    return ok, reasons
+
+
+@tracer.capture_method
+def production_model(group: str, metric_name: str) -> tuple[float | None, str | None]:
+    """(metric, arn) of the newest Approved package of ``group``; (None, None) when there is none."""
+    resp = sagemaker().list_model_packages(
+        ModelPackageGroupName=group, ModelApprovalStatus="Approved", SortBy="CreationTime", SortOrder="Descending", MaxResults=10
+    )
+    summaries = sorted(resp.get("ModelPackageSummaryList", []), key=lambda s: s.get("CreationTime", 0), reverse=True)
+    for summary in summaries:
+        arn = summary["ModelPackageArn"]
+        desc = sagemaker().describe_model_package(ModelPackageName=arn)
+        raw = (desc.get("CustomerMetadataProperties") or {}).get(f"metric:{metric_name}")
+        try:
+            return float(raw), arn
+        except (TypeError, ValueError):
+            logger.warning("approved package lacks the metric; looking at older ones", extra={"arn": arn})
+    return None, None
+
+
+def customer_metadata(lineage: dict[str, Any], metric_name: str, candidate: float) -> dict[str, str]:
+    hps = json.dumps(lineage.get("hyperparameters") or {}, sort_keys=True, separators=(",", ":"))
+    if len(hps) > 256:  # the full set is in the lineage table; the registry keeps a verifiable digest
+        hps = "sha256:" + hashlib.sha256(hps.encode()).hexdigest()
+    meta = {
+        f"metric:{metric_name}": repr(candidate),
+        "dataset": lineage.get("dataset"),
+        "dataset_version": lineage.get("dataset_version"),
+        "code_version": lineage.get("code_version"),
+        "image_digest": lineage.get("image_digest"),
+        "training_job_arn": lineage.get("training_job_arn"),
+        "hyperparameters": hps,
+        "run_id": lineage.get("run_id"),
+    }
+    return {k: str(v)[:256] for k, v in meta.items() if v not in (None, "")}
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if not isinstance(event, dict):
+        raise GateConfigurationError(f"event must be an object, got: {type(event).__name__}")
+    metric_name = event.get("metric_name")
+    if not isinstance(metric_name, str) or not metric_name:
+        raise GateConfigurationError(f"metric_name must be a non-empty string, got: {metric_name!r}")
+    direction = event.get("direction")
+    if direction not in DIRECTIONS:
+        raise GateConfigurationError(f"direction must be one of {list(DIRECTIONS)}, got: {direction!r}")
+    candidate = _num(event, "candidate")
+    threshold = _num(event, "threshold", required=False)
+    min_improvement = _num(event, "min_improvement", required=False) or 0.0
+    if min_improvement < 0:
+        raise GateConfigurationError(f"min_improvement must be >= 0, got: {min_improvement}")
+    group = event.get("model_package_group")
+    if not isinstance(group, str) or not group:
+        raise GateConfigurationError(f"model_package_group must be a non-empty string, got: {group!r}")
+    baseline, baseline_arn = production_model(group, metric_name)
+    passed, reasons = decide(candidate, baseline, direction, threshold, min_improvement)
+    status = "PendingManualApproval" if passed else "Rejected"
+    description = f"gate {'passed' if passed else 'failed'} on {metric_name} ({direction} is better): " + "; ".join(reasons)
+    logger.info("gate decided", extra={"passed": passed, "candidate": candidate, "baseline": baseline})
+    return {
+        "passed": passed,
+        "approval_status": status,
+        "reasons": reasons,
+        "candidate": candidate,
+        "baseline": baseline,
+        "baseline_model_package_arn": baseline_arn,
+        "customer_metadata": customer_metadata(event.get("lineage") or {}, metric_name, candidate),
+        "approval_description": description[:1000],
+    }

@@ -1,0 +1,109 @@
+"""Retrain pipeline trigger: start one execution per dataset version, idempotently.
+
+Invoked by two EventBridge rules:
+
+- the ingestion capability's ``Dataset Version Ready`` event (source ``mlinfra.ingestion``), whose detail
+  names ``dataset`` and ``version`` (``dataset_version`` is accepted too);
+- a schedule, with input ``{"trigger": "schedule", "dataset": "<name>", "time": "<event time>"}``: the run
+  trains on the newest version found in the raw zone (``dataset=<name>/version=<v>/``, highest ``v``).
+
+The execution name is derived from dataset and version (and the schedule's minute), so a duplicate event
+maps to the same name and Step Functions refuses a second run (``ExecutionAlreadyExists``): the handler
+reports ``{"started": false, "reason": "duplicate"}``. Concurrent runs on one dataset are prevented by the
+state machine's lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+
+logger = Logger()
+tracer = Tracer()
+READY_DETAIL_TYPE = "Dataset Version Ready"
+_clients: dict[str, Any] = {}
+
+
+def client(name: str):
+    if name not in _clients:
+        _clients[name] = boto3.client(name)
+    return _clients[name]
+
+
+class MalformedTriggerError(ValueError):
+    """The event is neither a dataset-version-ready event nor a schedule input."""
+
+
+def execution_name(dataset: str, version: str, suffix: str = "") -> str:
+    """1-80 characters of ``[A-Za-z0-9-_]``, unique per (dataset, version, suffix) through a hash."""
+    digest = hashlib.sha256(f"{dataset}\n{version}\n{suffix}".encode()).hexdigest()[:8]
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{dataset}-{version}").strip("-")[:56]
+    tail = f"-{re.sub(r'[^0-9A-Za-z]', '', suffix)[:12]}" if suffix else ""
+    return f"{slug}{tail}-{digest}"[:80]
+
+
+def latest_version(bucket: str, dataset: str) -> str | None:
+    prefix = f"dataset={dataset}/version="
+    versions: list[str] = []
+    for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        versions += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+    return max(versions) if versions else None
+
+
+def run_request(event: Any) -> dict[str, str]:
+    """``{"dataset", "version", "trigger", "name", "event_id"}`` of the run an event asks for."""
+    if not isinstance(event, dict):
+        raise MalformedTriggerError(f"event must be an object, got: {type(event).__name__}")
+    if event.get("detail-type") == READY_DETAIL_TYPE:
+        detail = event.get("detail") or {}
+        dataset, version = detail.get("dataset"), detail.get("version", detail.get("dataset_version"))
+        if not isinstance(dataset, str) or not dataset or not isinstance(version, str) or not version:
+            raise MalformedTriggerError(f"detail must name 'dataset' and 'version' (strings), got: {json.dumps(detail)[:300]}")
+        return {"dataset": dataset, "version": version, "trigger": "dataset-ready",
+                "event_id": str(event.get("id", "")), "name": execution_name(dataset, version)}
+    if event.get("trigger") == "schedule":
+        dataset = event.get("dataset")
+        if not isinstance(dataset, str) or not dataset:
+            raise MalformedTriggerError(f"a schedule input must name 'dataset', got: {dataset!r}")
+        bucket = os.environ.get("RAW_BUCKET", "")
+        version = latest_version(bucket, dataset)
+        if version is None:
+            raise MalformedTriggerError(f"schedule: no version of dataset {dataset!r} in s3://{bucket}/dataset={dataset}/")
+        minute = re.sub(r"[^0-9]", "", str(event.get("time", "")))[:12]
+        return {"dataset": dataset, "version": version, "trigger": "schedule", "event_id": minute,
+                "name": execution_name(dataset, version, f"s{minute}")}
+    raise MalformedTriggerError(
+        f"expected detail-type {READY_DETAIL_TYPE!r} or a schedule input {{'trigger': 'schedule'}}, "
+        f"got keys: {sorted(event)[:10]}"
+    )
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    req = run_request(event)
+    arn = os.environ.get("STATE_MACHINE_ARN")
+    if not arn:
+        raise RuntimeError("STATE_MACHINE_ARN environment variable is not set")
+    body = {"dataset": req["dataset"], "version": req["version"], "trigger": req["trigger"], "event_id": req["event_id"]}
+    sfn = client("stepfunctions")
+    existing = arn.replace(":stateMachine:", ":execution:", 1) + ":" + req["name"]
+    try:  # StartExecution is idempotent for a RUNNING execution with the same input: check first
+        sfn.describe_execution(executionArn=existing)
+        logger.info("duplicate trigger: execution exists", extra={"execution_name": req["name"]})
+        return {"started": False, "reason": "duplicate", "name": req["name"]}
+    except sfn.exceptions.ExecutionDoesNotExist:
+        pass
+    try:
+        resp = sfn.start_execution(stateMachineArn=arn, name=req["name"], input=json.dumps(body))
+    except sfn.exceptions.ExecutionAlreadyExists:
+        logger.info("duplicate trigger: execution exists", extra={"execution_name": req["name"]})
+        return {"started": False, "reason": "duplicate", "name": req["name"]}
+    logger.info("execution started", extra={"execution_name": req["name"], "dataset": req["dataset"], "version": req["version"]})
+    return {"started": True, "name": req["name"], "execution_arn": resp["executionArn"]}

@@ -1,0 +1,567 @@
+"""The retrain pipeline's Amazon States Language definition, built as plain data (no CDK import).
+
+:func:`build_definition` returns the ASL document of :class:`mlinfra.constructs.retrain_pipeline.RetrainPipeline`
+from a :class:`DefinitionSettings` whose values are literals or ``${Placeholder}`` strings (the construct
+resolves placeholders through ``DefinitionSubstitutions``). The same document runs in AWS and in moto's
+Step Functions interpreter: every long wait is a create -> describe -> Choice -> Wait loop with a poll
+counter (no ``.sync`` integrations), every Task has a Retry on transient errors and a Catch that sends the
+run to the failure path (record the outcome, notify SNS, release the lock, fail).
+
+State data, as it flows::
+
+    $.plan          from ValidateInput: dataset, version, run id, names, URIs, hyperparameters, lock
+    $.preprocessing / $.training / $.evaluation_job   the jobs' create and describe responses
+    $.evaluation    from ReadEvaluationReport: metric_name, metric_value, metrics, report_uri
+    $.gate          from CompareMetrics: passed, approval_status, reasons, baseline, customer_metadata
+    $.registration  CreateModelPackage's response (ModelPackageArn)
+    $.approval      the reviewer's decision (manual approval only)
+    $.deploy        endpoint name, model, endpoint config, describe response
+    $.error         {Error, Cause} of whatever failed
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any, Mapping
+
+LAMBDA_TRANSIENT = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException"]
+#: aws-sdk integrations name errors ``SageMaker.<exception>``; SageMaker reports throttling and most service
+#: errors as the generic ``AmazonSageMakerException`` (retried a few times: a validation error then fails).
+SAGEMAKER_TRANSIENT = [
+    "SageMaker.ThrottlingException", "SageMaker.InternalFailure", "SageMaker.ServiceUnavailable",
+    "SageMaker.AmazonSageMakerException",
+]
+DYNAMODB_TRANSIENT = [
+    "DynamoDB.ProvisionedThroughputExceededException", "DynamoDB.ThrottlingException",
+    "DynamoDB.InternalServerErrorException", "DynamoDB.RequestLimitExceeded", "DynamoDB.AmazonDynamoDBException",
+]
+SNS_TRANSIENT = ["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException", "SNS.AmazonSnsException"]
+
+FAILURE_PATH_START = "RecordFailure"
+END_FAILED = "ExecutionFailed"
+
+
+@dataclasses.dataclass(frozen=True)
+class PollSettings:
+    """How a create -> describe -> Wait loop polls: every ``interval_seconds``, at most ``max_polls`` times."""
+
+    interval_seconds: int
+    max_polls: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DefinitionSettings:
+    """Everything the definition needs, as literals or ``${...}`` placeholders.
+
+    ``training_request`` / ``preprocessing_request`` / ``evaluation_request`` are the static parts of the
+    CreateTrainingJob / CreateProcessingJob requests; the run-specific fields (names, URIs, hyperparameters,
+    checkpoint URI) are added here from ``$.plan``.
+    """
+
+    pipeline_name: str
+    validate_function: str
+    lineage_function: str
+    evaluation_function: str
+    gate_function: str
+    table_name: str
+    topic_arn: str
+    model_package_group: str
+    validate_settings: Mapping[str, Any]
+    training_request: Mapping[str, Any]
+    training_poll: PollSettings
+    max_training_attempts: int
+    metric_name: str
+    direction: str
+    threshold: float | None
+    min_improvement: float
+    inference_image: str
+    preprocessing_request: Mapping[str, Any] | None = None
+    evaluation_request: Mapping[str, Any] | None = None
+    processing_poll: PollSettings = PollSettings(60, 24 * 60)
+    manual_approval: bool = False
+    approval_timeout_seconds: int = 7 * 24 * 3600
+    approval_function_name: str = ""
+    deploy: Mapping[str, Any] | None = None
+    endpoint_poll: PollSettings = PollSettings(60, 180)
+    timeout_seconds: int = 10 * 24 * 3600
+
+
+def _retry(errors: list[str], interval: int = 2, attempts: int = 5) -> list[dict[str, Any]]:
+    return [{"ErrorEquals": list(errors), "IntervalSeconds": interval, "MaxAttempts": attempts, "BackoffRate": 2.0}]
+
+
+def _catch(next_state: str = FAILURE_PATH_START, result_path: str = "$.error") -> list[dict[str, Any]]:
+    return [{"ErrorEquals": ["States.ALL"], "ResultPath": result_path, "Next": next_state}]
+
+
+def _lambda(function: str, payload: Mapping[str, Any], *, result_path: str | None, next_state: str,
+            result_selector: Mapping[str, Any] | None = None, output_payload: bool = False, comment: str = "") -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "Type": "Task",
+        "Comment": comment,
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": function, "Payload": dict(payload)},
+        "Retry": _retry(LAMBDA_TRANSIENT),
+        "Catch": _catch(),
+        "Next": next_state,
+    }
+    if output_payload:
+        state["OutputPath"] = "$.Payload"
+    else:
+        state["ResultSelector"] = dict(result_selector or {"value.$": "$.Payload"})
+        state["ResultPath"] = result_path
+    if not comment:
+        del state["Comment"]
+    return state
+
+
+def _sagemaker(action: str, parameters: Mapping[str, Any], *, result_path: str | None, next_state: str,
+               result_selector: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "Type": "Task",
+        "Resource": f"arn:aws:states:::aws-sdk:sagemaker:{action}",
+        "Parameters": dict(parameters),
+        "ResultPath": result_path,
+        "Retry": _retry(SAGEMAKER_TRANSIENT, interval=5, attempts=4),
+        "Catch": _catch(),
+        "Next": next_state,
+    }
+    if result_selector:
+        state["ResultSelector"] = dict(result_selector)
+    return state
+
+
+def _poll_loop(states: dict[str, Any], *, name: str, data_path: str, describe_action: str, describe_params: Mapping[str, Any],
+               selector: Mapping[str, Any], status_field: str, done: list[dict[str, Any]], failed_next: str, stopped_next: str,
+               poll: PollSettings, failed_statuses: tuple[str, ...] = ("Failed",), stopped_statuses: tuple[str, ...] = ("Stopped",)) -> None:
+    """``Describe<name>`` -> ``<name>Status`` (Choice) -> ``Count<name>Poll`` -> ``<name>PollLimit`` -> ``Wait<name>``.
+
+    The describe keeps only ``selector``'s fields (always present in the response). ``done``: Choice rules
+    tried first; ``Failed`` -> ``Get<name>Failure`` (describe again for ``FailureReason``, present only then)
+    -> ``failed_next``; ``Stopped`` -> ``stopped_next``; any other status waits ``poll.interval_seconds`` and
+    describes again, at most ``poll.max_polls`` times (then ``<name>PollTimedOut`` fails the run).
+    """
+    describe, status, count, limit, wait = f"Describe{name}", f"{name}Status", f"Count{name}Poll", f"{name}PollLimit", f"Wait{name}"
+    states[describe] = _sagemaker(describe_action, describe_params, result_path=f"{data_path}.describe", next_state=status,
+                                  result_selector=selector)
+    states[status] = {
+        "Type": "Choice",
+        "Choices": [*done,
+                    *({"Variable": f"{data_path}.describe.{status_field}", "StringEquals": st, "Next": f"Get{name}Failure"} for st in failed_statuses),
+                    *({"Variable": f"{data_path}.describe.{status_field}", "StringEquals": st, "Next": stopped_next} for st in stopped_statuses)],
+        "Default": count,
+    }
+    states[f"Get{name}Failure"] = _sagemaker(describe_action, describe_params, result_path=f"{data_path}.failure", next_state=failed_next,
+                                             result_selector={"FailureReason.$": "$.FailureReason"})
+    states[count] = {
+        "Type": "Pass",
+        "Parameters": {"n.$": f"States.MathAdd({data_path}.polls.n, 1)"},
+        "ResultPath": f"{data_path}.polls",
+        "Next": limit,
+    }
+    states[limit] = {
+        "Type": "Choice",
+        "Choices": [{"Variable": f"{data_path}.polls.n", "NumericGreaterThan": poll.max_polls, "Next": f"{name}PollTimedOut"}],
+        "Default": wait,
+    }
+    states[f"{name}PollTimedOut"] = {
+        "Type": "Pass",
+        "Parameters": {"Error": f"{name}TimedOut", "Cause": f"{name} still not finished after {poll.max_polls} polls every {poll.interval_seconds} s"},
+        "ResultPath": "$.error",
+        "Next": FAILURE_PATH_START,
+    }
+    states[wait] = {"Type": "Wait", "Seconds": poll.interval_seconds, "Next": describe}
+
+
+def _processing_request(static: Mapping[str, Any], name_path: str, inputs: list[tuple[str, str]], output_path: str) -> dict[str, Any]:
+    request = copy.deepcopy(dict(static))
+    request["ProcessingJobName.$"] = name_path
+    request["ProcessingInputs"] = [
+        {"InputName": input_name, "S3Input": {"S3Uri.$": uri_path, "LocalPath": f"/opt/ml/processing/input/{input_name}",
+                                              "S3DataType": "S3Prefix", "S3InputMode": "File"}}
+        for input_name, uri_path in inputs
+    ]
+    outputs: dict[str, Any] = {"Outputs": [{"OutputName": "output", "S3Output": {
+        "S3Uri.$": output_path, "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]}
+    if "OutputKmsKeyId" in request:
+        outputs["KmsKeyId"] = request.pop("OutputKmsKeyId")
+    request["ProcessingOutputConfig"] = outputs
+    return request
+
+
+PROCESSING_SELECTOR = {"ProcessingJobName.$": "$.ProcessingJobName", "ProcessingJobStatus.$": "$.ProcessingJobStatus"}
+
+
+def _job_failed(states: dict[str, Any], name: str, data_path: str) -> None:
+    states[f"{name}Failed"] = {
+        "Type": "Pass",
+        "Parameters": {"Error": f"{name}JobFailed",
+                       "Cause.$": f"States.Format('{name} job {{}} failed: {{}}', {data_path}.describe.ProcessingJobName, {data_path}.failure.FailureReason)"},
+        "ResultPath": "$.error", "Next": FAILURE_PATH_START,
+    }
+    states[f"{name}Stopped"] = {
+        "Type": "Pass",
+        "Parameters": {"Error": f"{name}JobStopped", "Cause.$": f"States.Format('{name} job {{}} was stopped', {data_path}.describe.ProcessingJobName)"},
+        "ResultPath": "$.error", "Next": FAILURE_PATH_START,
+    }
+
+
+def training_request(static: Mapping[str, Any]) -> dict[str, Any]:
+    """The CreateTrainingJob request: the static part plus the run's name, data, hyperparameters, checkpoints."""
+    request = copy.deepcopy(dict(static))
+    request["TrainingJobName.$"] = "States.Format('{}-{}', $.plan.names.training_job_base, $.training.attempt)"
+    request["HyperParameters.$"] = "$.plan.hyperparameters"
+    request["InputDataConfig"] = [{
+        "ChannelName": "train",
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": "$.plan.uris.train_input", "S3DataDistributionType": "FullyReplicated"}},
+    }]
+    output = dict(request.get("OutputDataConfig", {}))
+    output["S3OutputPath.$"] = "$.plan.uris.output"
+    request["OutputDataConfig"] = output
+    # The SAME checkpoint URI for every attempt of a run: a retried job resumes from the last checkpoint.
+    request["CheckpointConfig"] = {"S3Uri.$": "$.plan.uris.checkpoints", "LocalPath": "/opt/ml/checkpoints"}
+    request["Tags"] = [{"Key": "mlinfra:pipeline", "Value": "retrain"}, {"Key": "mlinfra:dataset", "Value.$": "$.plan.dataset"},
+                       {"Key": "mlinfra:dataset-version", "Value.$": "$.plan.version"}]
+    return request
+
+
+def build_definition(s: DefinitionSettings) -> dict[str, Any]:
+    states: dict[str, Any] = {}
+    first_job = "PreparePreprocessing" if s.preprocessing_request else "PrepareTraining"
+
+    # 1. Validate and plan, take the dataset's lock, record the run's lineage.
+    states["ValidateInput"] = _lambda(
+        s.validate_function,
+        {"input.$": "$", "settings": dict(s.validate_settings),
+         "execution": {"name.$": "$$.Execution.Name", "id.$": "$$.Execution.Id", "start_time.$": "$$.Execution.StartTime"}},
+        result_path=None, next_state="AcquireLock", output_payload=True,
+        comment="Validate the input (dataset, version, hyperparameters) and plan every name and URI of the run.",
+    )
+    states["AcquireLock"] = {
+        "Type": "Task",
+        "Comment": "One run per dataset: a conditional put that succeeds when the lock is free, expired or already ours.",
+        "Resource": "arn:aws:states:::dynamodb:putItem",
+        "Parameters": {
+            "TableName": s.table_name,
+            "Item": {"pk": {"S.$": "$.plan.lock.key"}, "sk": {"S": "lock"}, "owner": {"S.$": "$$.Execution.Id"},
+                     "expires_at": {"N.$": "$.plan.lock.expires_at"}, "version": {"S.$": "$.plan.version"}},
+            "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now OR #owner = :me",
+            "ExpressionAttributeNames": {"#owner": "owner"},
+            "ExpressionAttributeValues": {":now": {"N.$": "$.plan.lock.now"}, ":me": {"S.$": "$$.Execution.Id"}},
+        },
+        "ResultPath": None,
+        "Retry": _retry(DYNAMODB_TRANSIENT),
+        "Catch": [
+            {"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": "$.error", "Next": "AlreadyRunning"},
+            *_catch(),
+        ],
+        "Next": "RecordRunStart",
+    }
+    states["AlreadyRunning"] = {"Type": "Succeed", "Comment": "Another run holds this dataset's lock: nothing to do."}
+    states["RecordRunStart"] = _lambda(
+        s.lineage_function, {"action": "start", "plan.$": "$.plan"}, result_path="$.lineage", next_state=first_job,
+        result_selector={"key.$": "$.Payload"},
+    )
+
+    # 2. Optional preprocessing (SageMaker Processing): raw zone -> curated zone.
+    if s.preprocessing_request:
+        states["PreparePreprocessing"] = {"Type": "Pass", "Result": {"polls": {"n": 0}}, "ResultPath": "$.preprocessing", "Next": "StartPreprocessingJob"}
+        states["StartPreprocessingJob"] = _sagemaker(
+            "createProcessingJob",
+            _processing_request(s.preprocessing_request, "$.plan.names.preprocessing_job", [("raw", "$.plan.uris.raw_input")], "$.plan.uris.preprocessed"),
+            result_path="$.preprocessing.create", next_state="DescribePreprocessing",
+        )
+        _poll_loop(states, name="Preprocessing", data_path="$.preprocessing", describe_action="describeProcessingJob",
+                   describe_params={"ProcessingJobName.$": "$.plan.names.preprocessing_job"}, selector=PROCESSING_SELECTOR,
+                   status_field="ProcessingJobStatus",
+                   done=[{"Variable": "$.preprocessing.describe.ProcessingJobStatus", "StringEquals": "Completed", "Next": "PrepareTraining"}],
+                   failed_next="PreprocessingFailed", stopped_next="PreprocessingStopped", poll=s.processing_poll)
+        _job_failed(states, "Preprocessing", "$.preprocessing")
+
+    # 3. Training: managed spot with checkpoints; a failed attempt is retried from the same checkpoint URI.
+    states["PrepareTraining"] = {"Type": "Pass", "Result": {"attempt": 1, "polls": {"n": 0}}, "ResultPath": "$.training", "Next": "StartTrainingJob"}
+    states["StartTrainingJob"] = _sagemaker("createTrainingJob", training_request(s.training_request), result_path="$.training.create", next_state="DescribeTraining")
+    after_training = "PrepareEvaluationJob" if s.evaluation_request else "ReadEvaluationReport"
+    _poll_loop(states, name="Training", data_path="$.training", describe_action="describeTrainingJob",
+               describe_params={"TrainingJobName.$": "States.Format('{}-{}', $.plan.names.training_job_base, $.training.attempt)"},
+               selector={"TrainingJobName.$": "$.TrainingJobName", "TrainingJobArn.$": "$.TrainingJobArn",
+                         "TrainingJobStatus.$": "$.TrainingJobStatus", "SecondaryStatus.$": "$.SecondaryStatus"},
+               status_field="TrainingJobStatus",
+               done=[{"Variable": "$.training.describe.TrainingJobStatus", "StringEquals": "Completed", "Next": "GetTrainingResult"}],
+               failed_next="TrainingAttemptFailed", stopped_next="TrainingAttemptFailed", poll=s.training_poll)
+    states["GetTrainingResult"] = _sagemaker(
+        "describeTrainingJob", {"TrainingJobName.$": "$.training.describe.TrainingJobName"}, result_path="$.training.result",
+        next_state=after_training, result_selector={"model_data.$": "$.ModelArtifacts.S3ModelArtifacts"})
+    states["TrainingAttemptFailed"] = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.training.attempt", "NumericLessThan": s.max_training_attempts, "Next": "RetryTraining"},
+                    {"Variable": "$.training.failure.FailureReason", "IsPresent": True, "Next": "TrainingFailed"}],
+        "Default": "TrainingStopped",
+    }
+    states["RetryTraining"] = {
+        "Type": "Pass",
+        "Comment": "A new job name, the same checkpoint URI: the next attempt resumes from the last checkpoint.",
+        "Parameters": {"attempt.$": "States.MathAdd($.training.attempt, 1)", "polls": {"n": 0},
+                       "previous_job.$": "$.training.describe.TrainingJobName"},
+        "ResultPath": "$.training",
+        "Next": "StartTrainingJob",
+    }
+    states["TrainingFailed"] = {
+        "Type": "Pass",
+        "Parameters": {"Error": "TrainingJobFailed",
+                       "Cause.$": "States.Format('Training job {} failed after {} attempt(s): {}', $.training.describe.TrainingJobName, $.training.attempt, $.training.failure.FailureReason)"},
+        "ResultPath": "$.error", "Next": FAILURE_PATH_START,
+    }
+    states["TrainingStopped"] = {
+        "Type": "Pass",
+        "Parameters": {"Error": "TrainingJobStopped",
+                       "Cause.$": "States.Format('Training job {} ended {} (secondary status {})', $.training.describe.TrainingJobName, $.training.describe.TrainingJobStatus, $.training.describe.SecondaryStatus)"},
+        "ResultPath": "$.error", "Next": FAILURE_PATH_START,
+    }
+
+    # 4. Evaluation: an optional Processing job writes the report; a Lambda reads it.
+    if s.evaluation_request:
+        states["PrepareEvaluationJob"] = {"Type": "Pass", "Result": {"polls": {"n": 0}}, "ResultPath": "$.evaluation_job", "Next": "StartEvaluationJob"}
+        states["StartEvaluationJob"] = _sagemaker(
+            "createProcessingJob",
+            _processing_request(s.evaluation_request, "$.plan.names.evaluation_job",
+                                [("model", "$.training.result.model_data"), ("data", "$.plan.uris.train_input")],
+                                "$.plan.uris.evaluation_output"),
+            result_path="$.evaluation_job.create", next_state="DescribeEvaluation",
+        )
+        _poll_loop(states, name="Evaluation", data_path="$.evaluation_job", describe_action="describeProcessingJob",
+                   describe_params={"ProcessingJobName.$": "$.plan.names.evaluation_job"}, selector=PROCESSING_SELECTOR,
+                   status_field="ProcessingJobStatus",
+                   done=[{"Variable": "$.evaluation_job.describe.ProcessingJobStatus", "StringEquals": "Completed", "Next": "ReadEvaluationReport"}],
+                   failed_next="EvaluationFailed", stopped_next="EvaluationStopped", poll=s.processing_poll)
+        _job_failed(states, "Evaluation", "$.evaluation_job")
+    states["ReadEvaluationReport"] = _lambda(
+        s.evaluation_function, {"report_uri.$": "$.plan.uris.evaluation_report", "metric_name": s.metric_name},
+        result_path="$.evaluation", next_state="CompareMetrics",
+        result_selector={"metric_name.$": "$.Payload.metric_name", "metric_value.$": "$.Payload.metric_value",
+                         "metrics.$": "$.Payload.metrics", "report_uri.$": "$.Payload.report_uri"},
+    )
+
+    # 5. Gate: threshold AND the production model's metric from the registry.
+    gate_payload: dict[str, Any] = {
+        "metric_name": s.metric_name, "direction": s.direction, "min_improvement": s.min_improvement,
+        "candidate.$": "$.evaluation.metric_value", "model_package_group": s.model_package_group,
+        "lineage": {"dataset.$": "$.plan.dataset", "dataset_version.$": "$.plan.version", "code_version.$": "$.plan.code_version",
+                    "image_digest.$": "$.plan.image_digest", "training_job_arn.$": "$.training.describe.TrainingJobArn",
+                    "hyperparameters.$": "$.plan.hyperparameters", "run_id.$": "$.plan.run_id"},
+    }
+    if s.threshold is not None:
+        gate_payload["threshold"] = s.threshold
+    states["CompareMetrics"] = _lambda(
+        s.gate_function, gate_payload, result_path="$.gate", next_state="RegisterModelPackage",
+        result_selector={"passed.$": "$.Payload.passed", "approval_status.$": "$.Payload.approval_status",
+                         "reasons.$": "$.Payload.reasons", "candidate.$": "$.Payload.candidate", "baseline.$": "$.Payload.baseline",
+                         "customer_metadata.$": "$.Payload.customer_metadata", "approval_description.$": "$.Payload.approval_description"},
+    )
+
+    # 6. Register: every evaluated model is registered with its metrics and lineage (Rejected when the gate failed).
+    states["RegisterModelPackage"] = _sagemaker(
+        "createModelPackage",
+        {
+            "ModelPackageGroupName": s.model_package_group,
+            "ModelPackageDescription.$": "$.gate.approval_description",
+            "ModelApprovalStatus.$": "$.gate.approval_status",
+            "ClientToken.$": "$.plan.names.client_token",
+            "InferenceSpecification": {
+                "Containers": [{"Image": s.inference_image, "ModelDataUrl.$": "$.training.result.model_data"}],
+                "SupportedContentTypes": ["application/json"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
+            "ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri.$": "$.evaluation.report_uri"}}},
+            "CustomerMetadataProperties.$": "$.gate.customer_metadata",
+            "MetadataProperties": {"CommitId.$": "$.plan.code_version", "GeneratedBy.$": "$.training.describe.TrainingJobArn"},
+        },
+        result_path="$.registration", next_state="GateDecision",
+        result_selector={"ModelPackageArn.$": "$.ModelPackageArn"},
+    )
+    after_approval = "PrepareDeploy" if s.deploy else "ApproveModelPackage"
+    states["GateDecision"] = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.gate.passed", "BooleanEquals": False, "Next": "RecordRejected"}],
+        "Default": "RequestApproval" if s.manual_approval else after_approval,
+    }
+
+    # 7. Optional manual approval: an SNS message carrying the task token; a timeout rejects.
+    if s.manual_approval:
+        states["RequestApproval"] = {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::sns:publish.waitForTaskToken",
+            "Parameters": {
+                "TopicArn": s.topic_arn,
+                "Subject": "Model approval requested",
+                "Message": {
+                    "type": "approval-request",
+                    "pipeline": s.pipeline_name,
+                    "execution.$": "$$.Execution.Id",
+                    "model_package_arn.$": "$.registration.ModelPackageArn",
+                    "dataset.$": "$.plan.dataset",
+                    "dataset_version.$": "$.plan.version",
+                    "metric.$": "$.evaluation.metric_name",
+                    "value.$": "$.evaluation.metric_value",
+                    "gate.$": "$.gate.reasons",
+                    "token.$": "$$.Task.Token",
+                    "decide_with": f"aws lambda invoke --function-name {s.approval_function_name} --cli-binary-format raw-in-base64-out "
+                                   "--payload '{\"token\": \"<token>\", \"decision\": \"approve|reject\", \"reviewer\": \"<you>\", \"reason\": \"...\"}' out.json",
+                },
+            },
+            "TimeoutSeconds": s.approval_timeout_seconds,
+            "ResultPath": "$.approval",
+            "Retry": _retry(SNS_TRANSIENT),
+            "Catch": [{"ErrorEquals": ["States.Timeout", "ModelRejected"], "ResultPath": "$.approval_error", "Next": "RejectModelPackage"},
+                      *_catch()],
+            "Next": after_approval,
+        }
+        states["RejectModelPackage"] = _sagemaker(
+            "updateModelPackage",
+            {"ModelPackageArn.$": "$.registration.ModelPackageArn", "ModelApprovalStatus": "Rejected",
+             "ApprovalDescription.$": "States.Format('manual approval not granted: {}', $.approval_error.Error)",
+             "CustomerMetadataProperties.$": "$.gate.customer_metadata"},
+            result_path=None, next_state="RecordRejected",
+        )
+
+    # 8. Deploy: model + endpoint config, then update the endpoint (blue/green) or create it; wait until InService.
+    if s.deploy:
+        d = s.deploy
+        states["PrepareDeploy"] = {"Type": "Pass", "Result": {"endpoint_name": d["endpoint_name"], "polls": {"n": 0}}, "ResultPath": "$.deploy", "Next": "CreateModel"}
+        model = {"ModelName.$": "$.plan.names.model", "ExecutionRoleArn": d["model_role_arn"],
+                 "PrimaryContainer": {"Image": s.inference_image, "ModelDataUrl.$": "$.training.result.model_data"},
+                 "EnableNetworkIsolation": bool(d.get("enable_network_isolation", True))}
+        if d.get("vpc_config"):
+            model["VpcConfig"] = dict(d["vpc_config"])
+        states["CreateModel"] = _sagemaker("createModel", model, result_path="$.deploy.model", next_state="CreateEndpointConfig")
+        config = {"EndpointConfigName.$": "$.plan.names.endpoint_config",
+                  "ProductionVariants": [{"VariantName": d["variant_name"], "ModelName.$": "$.plan.names.model",
+                                          "InstanceType": d["instance_type"], "InitialInstanceCount": d["initial_instance_count"]}]}
+        if d.get("kms_key_id"):
+            config["KmsKeyId"] = d["kms_key_id"]
+        states["CreateEndpointConfig"] = _sagemaker("createEndpointConfig", config, result_path="$.deploy.endpoint_config", next_state="FindEndpoint")
+        find = _sagemaker("describeEndpoint", {"EndpointName": d["endpoint_name"]}, result_path="$.deploy.existing", next_state="UpdateEndpoint",
+                          result_selector={"EndpointStatus.$": "$.EndpointStatus", "EndpointConfigName.$": "$.EndpointConfigName"})
+        # Not found -> create it. Transient errors were retried first; a real error makes CreateEndpoint fail.
+        find["Catch"] = [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.deploy.lookup", "Next": "CreateEndpoint"}, *_catch()]
+        states["FindEndpoint"] = find
+        update = {"EndpointName": d["endpoint_name"], "EndpointConfigName.$": "$.plan.names.endpoint_config", "RetainAllVariantProperties": False}
+        if d.get("deployment_config"):
+            update["DeploymentConfig"] = dict(d["deployment_config"])
+        states["UpdateEndpoint"] = _sagemaker("updateEndpoint", update, result_path="$.deploy.update", next_state="DescribeEndpoint")
+        states["CreateEndpoint"] = _sagemaker("createEndpoint", {"EndpointName": d["endpoint_name"], "EndpointConfigName.$": "$.plan.names.endpoint_config"},
+                                              result_path="$.deploy.create", next_state="DescribeEndpoint")
+        _poll_loop(states, name="Endpoint", data_path="$.deploy", describe_action="describeEndpoint",
+                   describe_params={"EndpointName": d["endpoint_name"]}, status_field="EndpointStatus",
+                   selector={"EndpointName.$": "$.EndpointName", "EndpointStatus.$": "$.EndpointStatus", "EndpointConfigName.$": "$.EndpointConfigName"},
+                   done=[{"And": [{"Variable": "$.deploy.describe.EndpointStatus", "StringEquals": "InService"},
+                                  {"Variable": "$.deploy.describe.EndpointConfigName", "StringEqualsPath": "$.plan.names.endpoint_config"}],
+                          "Next": "ApproveModelPackage"},
+                         {"Variable": "$.deploy.describe.EndpointStatus", "StringEquals": "InService", "Next": "DeploymentRolledBack"}],
+                   failed_next="DeploymentFailed", stopped_next="EndpointOutOfService", poll=s.endpoint_poll,
+                   failed_statuses=("Failed", "UpdateRollbackFailed"), stopped_statuses=("OutOfService",))
+        states["EndpointOutOfService"] = {
+            "Type": "Pass",
+            "Parameters": {"Error": "EndpointOutOfService", "Cause.$": "States.Format('Endpoint {} is OutOfService', $.deploy.describe.EndpointName)"},
+            "ResultPath": "$.error", "Next": FAILURE_PATH_START,
+        }
+        states["DeploymentFailed"] = {
+            "Type": "Pass",
+            "Parameters": {"Error": "EndpointFailed", "Cause.$": "States.Format('Endpoint {} failed: {}', $.deploy.describe.EndpointName, $.deploy.failure.FailureReason)"},
+            "ResultPath": "$.error", "Next": FAILURE_PATH_START,
+        }
+        states["DeploymentRolledBack"] = {
+            "Type": "Pass",
+            "Parameters": {"Error": "DeploymentRolledBack",
+                           "Cause.$": "States.Format('Endpoint {} is InService on {} instead of {}: the blue/green update rolled back', $.deploy.describe.EndpointName, $.deploy.describe.EndpointConfigName, $.plan.names.endpoint_config)"},
+            "ResultPath": "$.error", "Next": FAILURE_PATH_START,
+        }
+
+    # 9. Approved = in production: approve the package, record, notify, release the lock.
+    states["ApproveModelPackage"] = _sagemaker(
+        "updateModelPackage",
+        {"ModelPackageArn.$": "$.registration.ModelPackageArn", "ModelApprovalStatus": "Approved",
+         "ApprovalDescription": "deployed by the retrain pipeline" if s.deploy else "approved by the retrain pipeline",
+         # Re-stating the metadata is a no-op in AWS; moto's UpdateModelPackage would otherwise drop it.
+         "CustomerMetadataProperties.$": "$.gate.customer_metadata"},
+        result_path=None, next_state="RecordSuccess",
+    )
+    _finish(states, s, "Success", "Succeeded", "Succeeded")
+    _finish(states, s, "Rejected", "Rejected", "ModelRejected")
+
+    # Failure path: record (with the SageMaker FailureReason), notify, release the lock, fail.
+    states[FAILURE_PATH_START] = _lambda(
+        s.lineage_function,
+        {"action": "outcome", "status": "Failed", "state.$": "$", "execution": {"name.$": "$$.Execution.Name", "id.$": "$$.Execution.Id"}},
+        result_path="$.outcome", next_state="NotifyFailure", result_selector={"message.$": "$.Payload.message"},
+    )
+    states[FAILURE_PATH_START]["Catch"] = _catch("NotifyFailureFallback", "$.failure_path_error")
+    states["NotifyFailure"] = _sns(s, "Retrain run failed", {"message.$": "$.outcome.message"}, "LockTaken")
+    states["NotifyFailureFallback"] = _sns(
+        s, "Retrain run failed", {"status": "Failed", "execution.$": "$$.Execution.Id", "error.$": "$.error",
+                                  "note": "the lineage record of this failure could not be written"}, "LockTaken")
+    states["LockTaken"] = {
+        "Type": "Choice",
+        "Comment": "Runs that failed before planning hold no lock.",
+        "Choices": [{"Variable": "$.plan.lock.key", "IsPresent": True, "Next": "ReleaseLockAfterFailure"}],
+        "Default": END_FAILED,
+    }
+    states["ReleaseLockAfterFailure"] = _release(s, END_FAILED, "$.failure_path_error", END_FAILED)
+    states[END_FAILED] = {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
+
+    return {
+        "Comment": f"{s.pipeline_name}: retrain, evaluate, gate, register, approve and deploy a model (mlinfra RetrainPipeline)",
+        "StartAt": "ValidateInput",
+        "TimeoutSeconds": s.timeout_seconds,
+        "States": states,
+    }
+
+
+def _sns(s: DefinitionSettings, subject: str, message: Mapping[str, Any], next_state: str) -> dict[str, Any]:
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sns:publish",
+        "Parameters": {"TopicArn": s.topic_arn, "Subject": subject, "Message": dict(message)},
+        "ResultPath": None,
+        "Retry": _retry(SNS_TRANSIENT),
+        "Catch": _catch(next_state, "$.failure_path_error") if next_state != FAILURE_PATH_START else _catch(),
+        "Next": next_state,
+    }
+
+
+def _release(s: DefinitionSettings, next_state: str, error_path: str, on_error: str) -> dict[str, Any]:
+    """Delete the dataset's lock if this execution holds it (a no-op otherwise)."""
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::dynamodb:deleteItem",
+        "Parameters": {
+            "TableName": s.table_name,
+            "Key": {"pk": {"S.$": "States.Format('lock#{}', $.plan.dataset)"}, "sk": {"S": "lock"}},
+            "ConditionExpression": "#owner = :me",
+            "ExpressionAttributeNames": {"#owner": "owner"},
+            "ExpressionAttributeValues": {":me": {"S.$": "$$.Execution.Id"}},
+        },
+        "ResultPath": None,
+        "Retry": _retry(DYNAMODB_TRANSIENT),
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": error_path, "Next": on_error}],
+        "Next": next_state,
+    }
+
+
+def _finish(states: dict[str, Any], s: DefinitionSettings, name: str, status: str, end: str) -> None:
+    """Record<name> -> Notify<name> -> ReleaseLock<name> -> <end> (Succeed)."""
+    states[f"Record{name}"] = _lambda(
+        s.lineage_function,
+        {"action": "outcome", "status": status, "state.$": "$", "execution": {"name.$": "$$.Execution.Name", "id.$": "$$.Execution.Id"}},
+        result_path="$.outcome", next_state=f"Notify{name}", result_selector={"message.$": "$.Payload.message"},
+    )
+    states[f"Notify{name}"] = _sns(s, f"Retrain run {status.lower()}", {"message.$": "$.outcome.message"}, FAILURE_PATH_START)
+    states[f"ReleaseLock{name}"] = _release(s, end, "$.error", FAILURE_PATH_START)
+    states[f"Notify{name}"]["Next"] = f"ReleaseLock{name}"
+    states[end] = {"Type": "Succeed"}
+
+
+def task_states(definition: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every Task state of a definition (for assertions and docs)."""
+    return {n: st for n, st in definition["States"].items() if st["Type"] == "Task"}

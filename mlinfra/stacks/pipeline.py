@@ -1,0 +1,82 @@
+"""PipelineStack: the retrain pipeline (issue 5), stateless except its lineage table (RETAINED)."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from mlinfra.config import PlatformConfig
+from mlinfra.constructs.common import acknowledge
+from mlinfra.constructs.data_lake import DataLake
+from mlinfra.constructs.endpoint_target import EndpointTarget
+from mlinfra.constructs.retrain_pipeline import MetricDirection, ProcessingProps, RetrainPipeline, TrainingProps
+from mlinfra.stacks.base import PlatformStack
+
+
+class PipelineStack(PlatformStack):
+    """The reference platform's retrain pipeline, from ``config.pipeline``.
+
+    :param lake: the data lake (input, checkpoints, reports, models).
+    :param deploy_target: the endpoint new models roll out to. :default: None (register and approve only)
+    """
+
+    def __init__(self, scope: Construct, *, config: PlatformConfig, lake: DataLake, deploy_target: EndpointTarget | None = None) -> None:
+        super().__init__(scope, "pipeline", config=config, description="Retrain pipeline (Step Functions, SageMaker, registry)")
+        cfg = config.pipeline
+        training = TrainingProps(
+            image_uri=cfg.training_image,
+            instance_type=cfg.training_instance_type,
+            instance_count=cfg.training_instance_count,
+            volume_size_gb=cfg.training_volume_gb,
+            max_runtime=cdk.Duration.hours(cfg.max_runtime_hours),
+            use_spot=cfg.use_spot,
+            max_wait=cdk.Duration.hours(cfg.max_wait_hours) if cfg.max_wait_hours else None,
+            hyperparameters=dict(cfg.hyperparameters),
+            max_attempts=cfg.max_training_attempts,
+        )
+        # Production logs errors only (execution data can hold dataset names and metrics); elsewhere everything.
+        log_level = sfn.LogLevel.ERROR if config.is_production else sfn.LogLevel.ALL
+        self.pipeline = RetrainPipeline(
+            self,
+            "RetrainPipeline",
+            lake=lake,
+            training=training,
+            datasets=cfg.datasets,
+            metric_name=cfg.metric_name,
+            direction=MetricDirection(cfg.direction),
+            threshold=cfg.threshold,
+            min_improvement=cfg.min_improvement,
+            schedule=events.Schedule.expression(cfg.schedule) if cfg.schedule else None,
+            inference_image_uri=cfg.inference_image,
+            preprocessing=ProcessingProps(image_uri=cfg.preprocessing_image) if cfg.preprocessing_image else None,
+            evaluation=ProcessingProps(image_uri=cfg.evaluation_image) if cfg.evaluation_image else None,
+            manual_approval=cfg.manual_approval,
+            approval_timeout=cdk.Duration.hours(cfg.approval_timeout_hours),
+            deploy_target=deploy_target,
+            model_package_group_name=f"{config.prefix}-{config.env_name}-models",
+            state_machine_name=f"{config.prefix}-{config.env_name}-retrain",
+            poll_interval=cdk.Duration.seconds(cfg.poll_interval_seconds),
+            log_level=log_level,
+            log_retention_days=cfg.log_retention_days,
+            job_prefix=f"{config.prefix}-{config.env_name}"[:20].rstrip("-"),
+            destroy_data_on_delete=config.data_lake.destroy_data_on_delete and not config.is_production,
+        )
+        if log_level != sfn.LogLevel.ALL:
+            acknowledge(self.pipeline.state_machine, "AwsSolutions-SF1",
+                        "Production logs ERROR level only (issue 5): execution data of every state would copy dataset "
+                        "names, metrics and task tokens into logs; X-Ray tracing and the lineage table record each run.")
+        p = self.pipeline
+        outputs = {
+            "StateMachineArn": p.state_machine.state_machine_arn,
+            "StateMachineName": p.state_machine_name,
+            "LineageTableName": p.lineage_table.table_name,
+            "NotificationTopicArn": p.topic.topic_arn,
+            "ModelPackageGroupName": p.model_package_group_name,
+            "ApprovalFunctionName": p.approval_fn.function.function_name,
+            "TriggerFunctionName": p.trigger_fn.function.function_name,
+            "ExecutionLogGroup": p.log_group.log_group_name,
+        }
+        for name, value in outputs.items():
+            cdk.CfnOutput(self, name, value=value)

@@ -1,0 +1,273 @@
+"""The retrain pipeline's handlers against moto in-process: good events and malformed ones."""
+
+from __future__ import annotations
+
+import json
+import os
+from unittest import mock
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.workflow.sfn_harness import _Context, load_handler
+
+CTX = _Context("test")
+SETTINGS = {"raw_bucket": "raw", "curated_bucket": "curated", "artifacts_bucket": "art", "models_bucket": "models",
+            "job_prefix": "mlinfra-dev", "training_image": "img", "datasets": ["images"], "default_hyperparameters": {"lr": "0.1"}}
+EXECUTION = {"name": "run-1", "id": "arn:aws:states:us-east-1:123456789012:execution:sm:run-1", "start_time": "2026-11-24T00:00:00Z"}
+
+
+@pytest.fixture()
+def aws():
+    with mock_aws():
+        s3 = boto3.client("s3")
+        for bucket in ("raw", "art"):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket="raw", Key="dataset=images/version=v1/a.csv", Body=b"x")
+        s3.put_object(Bucket="raw", Key="dataset=images/version=v2/a.csv", Body=b"x")
+        yield s3
+
+
+# --- validate -------------------------------------------------------------------------------------------
+
+def test_validate_plans_a_run(aws):
+    h = load_handler("pipeline_validate")
+    out = h.handler({"input": {"dataset": "images", "version": "v1", "hyperparameters": {"epochs": 3, "amp": True}},
+                     "execution": EXECUTION, "settings": SETTINGS}, CTX)["plan"]
+    assert out["hyperparameters"]["epochs"] == "3" and out["hyperparameters"]["amp"] == "true" and out["hyperparameters"]["lr"] == "0.1"
+    assert out["uris"]["train_input"] == "s3://raw/dataset=images/version=v1/"
+    assert out["uris"]["checkpoints"] == "s3://art/checkpoints/images/v1/run-1/"
+    assert out["names"]["training_job_base"].startswith("mlinfra-dev-") and len(out["names"]["training_job_base"]) + 2 <= 63
+    assert int(out["lock"]["expires_at"]) > int(out["lock"]["now"])
+    assert out["image_digest"] == "unresolved"
+    again = h.handler({"input": {"dataset": "images", "version": "v1", "hyperparameters": {"epochs": 3, "amp": True}},
+                       "execution": EXECUTION, "settings": SETTINGS}, CTX)["plan"]
+    assert again["names"] == out["names"]  # deterministic: a retried state plans the same run
+
+
+def test_validate_resolves_the_image_digest_from_ecr(aws):
+    ecr = boto3.client("ecr")
+    ecr.create_repository(repositoryName="train")
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {"digest": "sha256:" + "1" * 64, "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"},
+                           "layers": []})
+    ecr.put_image(repositoryName="train", imageManifest=manifest, imageTag="1")
+    h = load_handler("pipeline_validate")
+    settings = {**SETTINGS, "training_image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1"}
+    plan = h.handler({"input": {"dataset": "images", "version": "v1"}, "execution": EXECUTION, "settings": settings}, CTX)["plan"]
+    assert plan["image_digest"].startswith("sha256:")
+
+
+@pytest.mark.parametrize("data, message", [
+    ("not an object", "input: must be a JSON object"),
+    ({"version": "v1"}, "dataset: must be 1-63 lowercase letters"),
+    ({"dataset": "other", "version": "v1"}, "dataset: this pipeline trains on ['images']"),
+    ({"dataset": "images", "version": "v 1"}, "version: must be 1-63 letters"),
+    ({"dataset": "images", "version": "v1", "hyperparameters": {"a": {"b": 1}}}, "hyperparameters.a: must be a string, number or boolean"),
+    ({"dataset": "images", "version": "v1", "hyperparameters": [1]}, "hyperparameters: must be an object"),
+    ({"dataset": "images", "version": "v1", "extra": 1}, "input: unknown field(s) ['extra']"),
+    ({"dataset": "images", "version": "v9"}, "dataset: no objects under s3://raw/dataset=images/version=v9/"),
+])
+def test_validate_rejects_malformed_input(aws, data, message):
+    h = load_handler("pipeline_validate")
+    with pytest.raises(h.InvalidInputError) as err:
+        h.handler({"input": data, "execution": EXECUTION, "settings": SETTINGS}, CTX)
+    assert message in str(err.value)
+
+
+def test_validate_rejects_an_event_without_settings(aws):
+    h = load_handler("pipeline_validate")
+    with pytest.raises(h.InvalidInputError, match="event must be"):
+        h.handler({"input": {}}, CTX)
+
+
+# --- lineage -------------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def table(aws):
+    ddb = boto3.resource("dynamodb")
+    t = ddb.create_table(TableName="lineage", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")
+    with mock.patch.dict(os.environ, {"LINEAGE_TABLE": "lineage"}):
+        yield t
+
+
+def _plan(aws_ok=True):
+    h = load_handler("pipeline_validate")
+    return h.handler({"input": {"dataset": "images", "version": "v1", "code_version": "abc"}, "execution": EXECUTION, "settings": SETTINGS}, CTX)["plan"]
+
+
+def test_lineage_start_is_idempotent_and_outcome_recorded(table):
+    h = load_handler("pipeline_lineage")
+    plan = _plan()
+    key = h.handler({"action": "start", "plan": plan}, CTX)
+    assert key == {"pk": "dataset#images", "sk": "version#v1#run#run-1"}
+    state = {"plan": plan, "training": {"describe": {"TrainingJobArn": "arn:job"}}, "error": {"Error": "TrainingJobFailed", "Cause": "OOM"}}
+    out = h.handler({"action": "outcome", "status": "Failed", "state": state, "execution": EXECUTION}, CTX)
+    assert out["message"]["cause"] == "OOM" and out["message"]["training_job_arn"] == "arn:job"
+    h.handler({"action": "start", "plan": plan}, CTX)  # a late retry of start does not erase the outcome
+    item = table.get_item(Key=key)["Item"]
+    assert item["outcome"] == "Failed" and item["code_version"] == "abc" and json.loads(item["hyperparameters"])["lr"] == "0.1"
+
+
+def test_lineage_outcome_without_a_plan_and_lambda_error_cause(table):
+    h = load_handler("pipeline_lineage")
+    cause = json.dumps({"errorType": "InvalidInputError", "errorMessage": "dataset: bad"})
+    out = h.handler({"action": "outcome", "status": "Failed", "state": {"error": {"Error": "InvalidInputError", "Cause": cause}},
+                     "execution": {"name": "run-x", "id": "arn:x"}}, CTX)
+    assert out["message"]["cause"] == "InvalidInputError: dataset: bad"
+    assert table.get_item(Key={"pk": "run#run-x", "sk": "run"})["Item"]["outcome"] == "Failed"
+
+
+@pytest.mark.parametrize("event, message", [
+    ([], "event must be an object"),
+    ({"action": "delete"}, "action must be 'start' or 'outcome'"),
+    ({"action": "start"}, "action 'start' needs 'plan'"),
+    ({"action": "start", "plan": {"dataset": "x"}}, "plan.version is required"),
+    ({"action": "outcome", "status": "Done", "state": {}}, "status must be one of"),
+    ({"action": "outcome", "status": "Failed", "state": "x"}, "needs 'state'"),
+])
+def test_lineage_rejects_malformed_events(table, event, message):
+    h = load_handler("pipeline_lineage")
+    with pytest.raises(h.MalformedEventError, match=message.replace("(", r"\(").replace(")", r"\)").replace("'", "'")):
+        h.handler(event, CTX)
+
+
+# --- evaluation report ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("report, value", [
+    ({"metrics": {"accuracy": 0.9, "loss": 0.2}}, 0.9),
+    ({"multiclass_classification_metrics": {"accuracy": {"value": 0.8, "standard_deviation": 0.01}}}, 0.8),
+    ({"accuracy": 0.7}, 0.7),
+])
+def test_evaluation_reads_report_shapes(aws, report, value):
+    aws.put_object(Bucket="art", Key="evaluation/r.json", Body=json.dumps(report))
+    out = load_handler("pipeline_evaluation").handler({"report_uri": "s3://art/evaluation/r.json", "metric_name": "accuracy"}, CTX)
+    assert out["metric_value"] == value
+
+
+@pytest.mark.parametrize("body, event, message", [
+    (None, {"report_uri": "s3://art/evaluation/missing.json", "metric_name": "accuracy"}, "no evaluation report at"),
+    (b"{not json", {"report_uri": "s3://art/evaluation/r.json", "metric_name": "accuracy"}, "is not valid JSON"),
+    (b'{"metrics": {"accuracy": "high"}}', {"report_uri": "s3://art/evaluation/r.json", "metric_name": "accuracy"}, "is not a number"),
+    (b"[1, 2]", {"report_uri": "s3://art/evaluation/r.json", "metric_name": "accuracy"}, "must be a JSON object"),
+    (None, {"report_uri": "art/r.json", "metric_name": "accuracy"}, "report_uri must be s3://bucket/key"),
+    (None, {"report_uri": "s3://art/r.json"}, "metric_name must be a non-empty string"),
+])
+def test_evaluation_rejects_bad_reports(aws, body, event, message):
+    if body is not None:
+        aws.put_object(Bucket="art", Key="evaluation/r.json", Body=body)
+    h = load_handler("pipeline_evaluation")
+    with pytest.raises(h.EvaluationReportError, match=message):
+        h.handler(event, CTX)
+
+
+# --- gate ---------------------------------------------------------------------------------------------------------
+
+def _register(sm, group, status, metric):
+    return sm.create_model_package(
+        ModelPackageGroupName=group, ModelApprovalStatus=status, CustomerMetadataProperties={"metric:rmse": str(metric)},
+        InferenceSpecification={"Containers": [{"Image": "img"}], "SupportedContentTypes": ["a"], "SupportedResponseMIMETypes": ["a"]},
+    )["ModelPackageArn"]
+
+
+def test_gate_threshold_only_without_production_model(aws):
+    boto3.client("sagemaker").create_model_package_group(ModelPackageGroupName="g")
+    h = load_handler("pipeline_gate")
+    out = h.handler({"metric_name": "rmse", "direction": "lower", "threshold": 2.0, "candidate": 1.5, "model_package_group": "g",
+                     "lineage": {"dataset": "images", "hyperparameters": {"x": "1" * 300}}}, CTX)
+    assert out["passed"] is True and out["approval_status"] == "PendingManualApproval" and out["baseline"] is None
+    assert out["customer_metadata"]["metric:rmse"] == "1.5"
+    assert out["customer_metadata"]["hyperparameters"].startswith("sha256:")  # too long for the registry: a digest
+
+
+def test_gate_compares_with_the_newest_approved_package(aws):
+    sm = boto3.client("sagemaker")
+    sm.create_model_package_group(ModelPackageGroupName="g")
+    _register(sm, "g", "Rejected", 0.5)
+    prod = _register(sm, "g", "Approved", 1.2)
+    h = load_handler("pipeline_gate")
+    event = {"metric_name": "rmse", "direction": "lower", "threshold": 2.0, "min_improvement": 0.1, "model_package_group": "g"}
+    worse = h.handler({**event, "candidate": 1.15}, CTX)
+    assert worse["passed"] is False and worse["approval_status"] == "Rejected"
+    assert worse["baseline"] == 1.2 and worse["baseline_model_package_arn"] == prod
+    better = h.handler({**event, "candidate": 1.0}, CTX)
+    assert better["passed"] is True
+
+
+def test_gate_decide_directions():
+    h = load_handler("pipeline_gate")
+    assert h.decide(0.9, 0.8, "higher", 0.85, 0.05)[0] is True
+    assert h.decide(0.84, None, "higher", 0.85, 0.0)[0] is False
+    assert h.decide(0.82, 0.8, "higher", None, 0.05)[0] is False
+    assert h.decide(0.2, 0.3, "lower", 0.25, 0.05)[0] is True
+
+
+@pytest.mark.parametrize("event, message", [
+    ({"direction": "higher", "candidate": 1, "model_package_group": "g"}, "metric_name must be a non-empty string"),
+    ({"metric_name": "a", "direction": "up", "candidate": 1, "model_package_group": "g"}, "direction must be one of"),
+    ({"metric_name": "a", "direction": "higher", "candidate": "1", "model_package_group": "g"}, "candidate must be a finite number"),
+    ({"metric_name": "a", "direction": "higher", "candidate": 1, "threshold": float("nan"), "model_package_group": "g"}, "threshold must be a finite number"),
+    ({"metric_name": "a", "direction": "higher", "candidate": 1, "min_improvement": -1, "model_package_group": "g"}, "min_improvement must be >= 0"),
+    ({"metric_name": "a", "direction": "higher", "candidate": 1}, "model_package_group must be a non-empty string"),
+])
+def test_gate_rejects_malformed_events(aws, event, message):
+    h = load_handler("pipeline_gate")
+    with pytest.raises(h.GateConfigurationError, match=message):
+        h.handler(event, CTX)
+
+
+# --- approval ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("event, message", [
+    ({"decision": "approve", "reviewer": "a"}, "token: the task token"),
+    ({"token": "t", "decision": "maybe", "reviewer": "a"}, "decision: must be one of"),
+    ({"token": "t", "decision": "approve"}, "reviewer: who decides is required"),
+    ({"body": "{bad"}, "body must be JSON"),
+    ("x", "event must be an object"),
+])
+def test_approval_rejects_malformed_requests(event, message):
+    h = load_handler("pipeline_approval")
+    with pytest.raises(h.MalformedApprovalError, match=message):
+        h.handler(event, CTX)
+
+
+def test_approval_sends_the_decision_and_tolerates_a_closed_token():
+    h = load_handler("pipeline_approval")
+    client = mock.MagicMock()
+    client.exceptions.TaskTimedOut = type("TaskTimedOut", (Exception,), {})
+    client.exceptions.TaskDoesNotExist = type("TaskDoesNotExist", (Exception,), {})
+    client.exceptions.InvalidToken = type("InvalidToken", (Exception,), {})
+    h._clients["sfn"] = client
+    assert h.handler({"token": "t", "decision": "reject", "reviewer": "bob", "reason": "drift"}, CTX) == {"status": "sent", "decision": "reject"}
+    client.send_task_failure.assert_called_once_with(taskToken="t", error="ModelRejected", cause="rejected by bob: drift")
+    client.send_task_success.side_effect = client.exceptions.TaskTimedOut("expired")
+    out = h.handler({"body": json.dumps({"token": "t", "decision": "approve", "reviewer": "bob"})}, CTX)
+    assert out["status"] == "closed"
+
+
+# --- trigger -------------------------------------------------------------------------------------------------------
+
+def test_trigger_names_executions_deterministically_and_picks_the_newest_version(aws):
+    h = load_handler("pipeline_trigger")
+    a = h.run_request({"detail-type": "Dataset Version Ready", "detail": {"dataset": "images", "dataset_version": "v1"}})
+    b = h.run_request({"detail-type": "Dataset Version Ready", "detail": {"dataset": "images", "version": "v1"}})
+    assert a["name"] == b["name"] and len(a["name"]) <= 80 and set(a["name"]) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+    with mock.patch.dict(os.environ, {"RAW_BUCKET": "raw"}):
+        s = h.run_request({"trigger": "schedule", "dataset": "images", "time": "2026-11-24T10:00:00Z"})
+    assert s["version"] == "v2" and s["trigger"] == "schedule" and s["name"] != a["name"]
+
+
+@pytest.mark.parametrize("event, message", [
+    ({"detail-type": "Dataset Version Ready", "detail": {"dataset": "images"}}, "detail must name 'dataset' and 'version'"),
+    ({"trigger": "schedule"}, "a schedule input must name 'dataset'"),
+    ({"trigger": "schedule", "dataset": "nothing"}, "schedule: no version of dataset 'nothing'"),
+    ({"source": "aws.s3"}, "expected detail-type 'Dataset Version Ready'"),
+    (None, "event must be an object"),
+])
+def test_trigger_rejects_malformed_events(aws, event, message):
+    h = load_handler("pipeline_trigger")
+    with mock.patch.dict(os.environ, {"RAW_BUCKET": "raw"}), pytest.raises(h.MalformedTriggerError, match=message):
+        h.handler(event, CTX)

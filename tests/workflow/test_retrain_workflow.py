@@ -1,0 +1,375 @@
+"""Workflow tests: the RetrainPipeline definition AS SYNTHESIZED (substitutions resolved against resources
+created in moto) executed by moto's Step Functions interpreter, with the real handler code in-process.
+
+moto's limits, and what covers them instead:
+- SageMaker jobs complete at once: the describe loops run one iteration; a failed training job is simulated
+  by patching moto's DescribeTrainingJob to report ``Failed`` with a FailureReason.
+- ``sagemaker:UpdateEndpoint`` is not implemented in moto: most runs take the CREATE path (the endpoint does
+  not exist yet); the UPDATE path runs against a test stub of UpdateEndpoint (last two tests: the blue/green
+  request reaches it; an auto-rollback fails the run), and tests/unit/test_retrain_pipeline.py asserts the
+  template's UpdateEndpoint request and IAM.
+"""
+
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import boto3
+import pytest
+from aws_cdk import aws_iam as iam
+from aws_cdk.assertions import Template
+from moto import mock_aws
+
+import aws_cdk as cdk
+from mlinfra.constructs.data_lake import DataLake
+from mlinfra.constructs.endpoint_target import EndpointTarget
+from mlinfra.constructs.retrain_pipeline import ProcessingProps, RetrainPipeline, TrainingProps
+from tests.helpers import new_stack
+from tests.workflow.sfn_harness import TemplateResolver, load_handler, real_lambdas, run_execution, state_machine_definition
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/train@sha256:" + "ab" * 32
+DATASET, VERSION = "images", "2026-11-24"
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    stack = new_stack()
+    lake = DataLake(stack, "Lake")
+    model_role = iam.Role(stack, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+    target = EndpointTarget(
+        endpoint_name="prod-endpoint", endpoint_arn="arn:aws:sagemaker:us-east-1:123456789012:endpoint/prod-endpoint",
+        variant_name="AllTraffic", instance_type="ml.m5.large", initial_instance_count=1, model_execution_role=model_role,
+        deployment_config={"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE"}}},
+    )
+    common = dict(lake=lake, metric_name="accuracy", datasets=[DATASET], threshold=0.8, min_improvement=0.01,
+                  poll_interval=cdk.Duration.seconds(1), deploy_target=target)
+    RetrainPipeline(stack, "Auto", training=TrainingProps(image_uri=IMAGE, hyperparameters={"epochs": "3"}, max_attempts=2),
+                    preprocessing=ProcessingProps(image_uri=IMAGE), state_machine_name="auto", **common)
+    RetrainPipeline(stack, "Manual", training=TrainingProps(image_uri=IMAGE), manual_approval=True,
+                    approval_timeout=cdk.Duration.seconds(2), state_machine_name="manual", **common)
+    RetrainPipeline(stack, "Reviewed", training=TrainingProps(image_uri=IMAGE), manual_approval=True,
+                    approval_timeout=cdk.Duration.minutes(5), state_machine_name="reviewed", **common)
+    return Template.from_stack(stack).to_json()
+
+
+class _Machines(dict):
+    """State machine name -> ARN, each created (from the synthesized definition) on first use."""
+
+    def __init__(self, env: "Env") -> None:
+        super().__init__()
+        self.env = env
+
+    def __missing__(self, name: str) -> str:
+        resolver = self.env.resolver
+        logical = next(k for k in resolver.logical_ids("AWS::StepFunctions::StateMachine")
+                       if resolver.resources[k]["Properties"]["StateMachineName"] == name)
+        group = next(k for k in resolver.logical_ids("AWS::SageMaker::ModelPackageGroup") if k.split("ModelPackageGroup")[0] == logical.split("StateMachine")[0])
+        resolver.ensure(group)
+        arn = self.env.sfn.create_state_machine(name=name, definition=state_machine_definition(resolver, logical),
+                                                roleArn=resolver.role_arn())["stateMachineArn"]
+        self[name] = arn
+        return arn
+
+
+class Env:
+    def __init__(self, template: dict) -> None:
+        self.resolver = TemplateResolver(template)
+        self.sfn, self.s3, self.sm = boto3.client("stepfunctions"), boto3.client("sagemaker"), boto3.client("sagemaker")
+        self.s3 = boto3.client("s3")
+        self.machines = _Machines(self)
+        self.buckets = {zone: self.bucket(zone) for zone in ("Raw", "Artifacts")}
+        # Every pipeline topic delivers to one queue, so a test reads what was notified.
+        sqs = boto3.client("sqs")
+        self.queue = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for logical in self.resolver.logical_ids("AWS::SNS::Topic"):
+            # (creating the topics first: a few resources, but every pipeline's notifications are captured)
+            boto3.client("sns").subscribe(TopicArn=self.resolver.ensure(logical)["Ref"], Protocol="sqs", Endpoint=queue_arn,
+                                          Attributes={"RawMessageDelivery": "true"})
+        self.s3.put_object(Bucket=self.buckets["Raw"], Key=f"dataset={DATASET}/version={VERSION}/part-0.parquet", Body=b"rows")
+
+    def bucket(self, zone: str) -> str:
+        logical = next(k for k in self.resolver.logical_ids("AWS::S3::Bucket") if k.startswith(f"Lake{zone}Bucket"))
+        return self.resolver.ensure(logical)["Ref"]
+
+    def group(self, pipeline: str) -> str:
+        logical = next(k for k in self.resolver.logical_ids("AWS::SageMaker::ModelPackageGroup") if k.startswith(pipeline))
+        return self.resolver.ensure(logical)["Ref"]
+
+    def table(self, pipeline: str):
+        logical = next(k for k in self.resolver.logical_ids("AWS::DynamoDB::Table") if k.startswith(pipeline))
+        return boto3.resource("dynamodb").Table(self.resolver.ensure(logical)["Ref"])
+
+    def report(self, run: str, accuracy: float) -> None:
+        key = f"evaluation/{DATASET}/{VERSION}/{run}/evaluation.json"
+        self.s3.put_object(Bucket=self.buckets["Artifacts"], Key=key, Body=json.dumps({"metrics": {"accuracy": accuracy}}))
+
+    def run(self, machine: str, name: str, payload: dict | None = None, timeout: float = 60) -> dict:
+        return run_execution(self.sfn, self.machines[machine], name, payload or {"dataset": DATASET, "version": VERSION,
+                                                                                "code_version": "abc1234"}, timeout)
+
+    def messages(self) -> list[dict]:
+        out = []
+        sqs = boto3.client("sqs")
+        while batch := sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages", []):
+            for m in batch:
+                out.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=m["ReceiptHandle"])
+        return out
+
+    def packages(self, pipeline: str) -> list[dict]:
+        return self.sm.list_model_packages(ModelPackageGroupName=self.group(pipeline))["ModelPackageSummaryList"]
+
+
+@pytest.fixture()
+def env(template):
+    with mock_aws(config=MOTO_CONFIG):
+        e = Env(template)
+        with real_lambdas(e.resolver) as calls:
+            e.calls = calls
+            yield e
+
+
+def test_happy_path_trains_registers_and_deploys(env):
+    env.report("run-1", 0.91)
+    result = env.run("auto", "run-1")
+    assert result["status"] == "SUCCEEDED", result
+    states = result["states"]
+    for state in ("ValidateInput", "AcquireLock", "RecordRunStart", "StartPreprocessingJob", "StartTrainingJob", "GetTrainingResult",
+                  "ReadEvaluationReport", "CompareMetrics", "RegisterModelPackage", "CreateModel", "CreateEndpointConfig",
+                  "FindEndpoint", "CreateEndpoint", "DescribeEndpoint", "ApproveModelPackage", "RecordSuccess", "NotifySuccess",
+                  "ReleaseLockSuccess", "Succeeded"):
+        assert state in states, f"{state} not in {states}"
+    assert "UpdateEndpoint" not in states  # moto lacks UpdateEndpoint: the endpoint did not exist, so it was created
+
+    plan = json.loads(result["output"])["plan"]
+    job = env.sm.describe_training_job(TrainingJobName=f"{plan['names']['training_job_base']}-1")
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["CheckpointConfig"]["S3Uri"] == plan["uris"]["checkpoints"]
+    assert job["StoppingCondition"]["MaxWaitTimeInSeconds"] >= job["StoppingCondition"]["MaxRuntimeInSeconds"]
+    assert job["HyperParameters"]["epochs"] == "3"
+    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"].startswith(f"s3://{env.bucket('Curated')}/")
+
+    endpoint = env.sm.describe_endpoint(EndpointName="prod-endpoint")
+    assert endpoint["EndpointStatus"] == "InService"
+    assert endpoint["EndpointConfigName"] == plan["names"]["endpoint_config"]
+
+    (package,) = env.packages("Auto")
+    assert package["ModelApprovalStatus"] == "Approved"
+    meta = env.sm.describe_model_package(ModelPackageName=package["ModelPackageArn"])["CustomerMetadataProperties"]
+    assert meta["metric:accuracy"] == "0.91"
+    assert meta["dataset_version"] == VERSION and meta["code_version"] == "abc1234"
+    assert meta["image_digest"] == "sha256:" + "ab" * 32
+    assert meta["training_job_arn"].endswith(f"training-job/{plan['names']['training_job_base']}-1")
+    assert json.loads(meta["hyperparameters"])["epochs"] == "3"
+
+    table = env.table("Auto")
+    item = table.get_item(Key={"pk": f"dataset#{DATASET}", "sk": f"version#{VERSION}#run#run-1"})["Item"]
+    assert item["outcome"] == "Succeeded" and item["model_package_arn"] == package["ModelPackageArn"]
+    assert "Item" not in table.get_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"})  # released
+    (message,) = env.messages()
+    assert message["message"]["status"] == "Succeeded" and message["message"]["endpoint"] == "prod-endpoint"
+
+
+def test_worse_model_is_rejected_and_not_approved(env):
+    group = env.group("Auto")
+    baseline = env.sm.create_model_package(
+        ModelPackageGroupName=group, ModelApprovalStatus="Approved", CustomerMetadataProperties={"metric:accuracy": "0.95"},
+        InferenceSpecification={"Containers": [{"Image": IMAGE}], "SupportedContentTypes": ["application/json"],
+                                "SupportedResponseMIMETypes": ["application/json"]},
+    )["ModelPackageArn"]
+    env.report("run-worse", 0.93)  # above the 0.8 threshold, below production's 0.95
+    result = env.run("auto", "run-worse")
+    assert result["status"] == "SUCCEEDED"
+    assert result["states"][-1] == "ModelRejected"
+    assert "CreateModel" not in result["states"] and "ApproveModelPackage" not in result["states"]
+    statuses = {p["ModelPackageArn"]: p["ModelApprovalStatus"] for p in env.packages("Auto")}
+    assert statuses.pop(baseline) == "Approved"
+    assert list(statuses.values()) == ["Rejected"]
+    gate = next(c for c in env.calls if c["function"] == "pipeline_gate")
+    assert gate["event"]["metric_name"] == "accuracy" and gate["result"]["baseline"] == 0.95
+    with pytest.raises(env.sm.exceptions.ClientError):
+        env.sm.describe_endpoint(EndpointName="prod-endpoint")
+    (message,) = env.messages()
+    assert message["message"]["status"] == "Rejected"
+    assert any("FAIL" in r for r in message["message"]["gate_reasons"])
+
+
+def test_training_failure_reaches_failure_notification_with_reason(env):
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    original = SageMakerModelBackend.describe_training_job
+
+    def failed(self, name):
+        response = dict(original(self, name))
+        response.update(TrainingJobStatus="Failed", SecondaryStatus="Failed", FailureReason="AlgorithmError: CUDA out of memory")
+        return response
+
+    env.report("run-fail", 0.99)
+    with mock.patch.object(SageMakerModelBackend, "describe_training_job", failed):
+        result = env.run("auto", "run-fail")
+    assert result["status"] == "FAILED"
+    assert result["error"] == "TrainingJobFailed"
+    assert "CUDA out of memory" in result["cause"]
+    states = result["states"]
+    assert states.count("StartTrainingJob") == 2 and "RetryTraining" in states  # max_attempts=2
+    assert states[-4:] == ["NotifyFailure", "LockTaken", "ReleaseLockAfterFailure", "ExecutionFailed"]
+    # Both attempts resume from the same checkpoint URI.
+    jobs = [j["TrainingJobName"] for j in env.sm.list_training_jobs()["TrainingJobSummaries"]]
+    assert len(jobs) == 2
+    uris = {original(_backend(), j)["CheckpointConfig"]["S3Uri"] for j in jobs}
+    assert len(uris) == 1
+    (message,) = env.messages()
+    assert message["message"]["status"] == "Failed" and message["message"]["error"] == "TrainingJobFailed"
+    assert "CUDA out of memory" in message["message"]["cause"]
+    assert env.packages("Auto") == []
+    assert "Item" not in env.table("Auto").get_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"})
+
+
+def _backend():
+    from moto.sagemaker.models import sagemaker_backends
+
+    return sagemaker_backends["123456789012"]["us-east-1"]
+
+
+def test_approval_timeout_rejects(env):
+    env.report("run-timeout", 0.9)
+    result = env.run("manual", "run-timeout")
+    assert result["status"] == "SUCCEEDED"
+    assert "RequestApproval" in result["states"] and "RejectModelPackage" in result["states"]
+    assert result["states"][-1] == "ModelRejected" and "CreateModel" not in result["states"]
+    (package,) = env.packages("Manual")
+    assert package["ModelApprovalStatus"] == "Rejected"
+    request, outcome = env.messages()
+    assert request["type"] == "approval-request" and request["token"]
+    assert outcome["message"]["status"] == "Rejected" and outcome["message"]["approval"] == "States.Timeout"
+
+
+def test_manual_approval_through_the_callback_deploys(env):
+    import threading
+    import time
+
+    env.report("run-reviewed", 0.9)
+    box: dict = {}
+    runner = threading.Thread(target=lambda: box.update(result=env.run("reviewed", "run-reviewed")))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while not (requests := [m for m in env.messages() if m.get("type") == "approval-request"]):
+        assert time.monotonic() < deadline, "no approval request was published"
+        time.sleep(0.2)
+    approval = load_handler("pipeline_approval")
+    from tests.workflow.sfn_harness import _Context
+
+    sent = approval.handler({"token": requests[0]["token"], "decision": "approve", "reviewer": "alice", "reason": "ok"}, _Context("a"))
+    assert sent == {"status": "sent", "decision": "approve"}
+    runner.join(60)
+    result = box["result"]
+    assert result["status"] == "SUCCEEDED", result
+    assert "ApproveModelPackage" in result["states"] and "CreateEndpoint" in result["states"]
+    assert json.loads(result["output"])["approval"]["reviewer"] == "alice"
+    (package,) = env.packages("Reviewed")
+    assert package["ModelApprovalStatus"] == "Approved"
+
+
+def test_duplicate_trigger_does_not_start_a_second_run(env):
+    trigger = load_handler("pipeline_trigger")
+    event = {"id": "e-1", "source": "mlinfra.ingestion", "detail-type": "Dataset Version Ready",
+             "detail": {"dataset": DATASET, "version": VERSION}}
+    from tests.workflow.sfn_harness import _Context
+
+    with mock.patch.dict("os.environ", {"STATE_MACHINE_ARN": env.machines["auto"], "RAW_BUCKET": env.buckets["Raw"]}):
+        first = trigger.handler(event, _Context("t"))
+        second = trigger.handler(event, _Context("t"))
+    assert first["started"] is True
+    assert second == {"started": False, "reason": "duplicate", "name": first["name"]}
+    (execution,) = env.sfn.list_executions(stateMachineArn=env.machines["auto"])["executions"]
+    assert execution["name"] == first["name"]
+    # Let the started run finish while the real handlers are still patched in (it fails: no evaluation report).
+    import time
+
+    deadline = time.monotonic() + 60
+    while env.sfn.describe_execution(executionArn=execution["executionArn"])["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_concurrent_run_on_the_same_dataset_is_skipped(env):
+    import time
+
+    env.table("Auto").put_item(Item={"pk": f"lock#{DATASET}", "sk": "lock", "owner": "arn:other-execution",
+                                     "expires_at": int(time.time()) + 3600})
+    result = env.run("auto", "run-concurrent")
+    assert result["status"] == "SUCCEEDED"
+    assert result["states"] == ["ValidateInput", "AcquireLock", "AlreadyRunning"]
+    assert env.sm.list_training_jobs()["TrainingJobSummaries"] == []
+    assert env.table("Auto").get_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"})["Item"]["owner"] == "arn:other-execution"
+
+
+def test_invalid_input_fails_with_a_clear_error_and_notifies(env):
+    result = env.run("auto", "run-bad", {"dataset": "Images!", "hyperparameters": {"lr": [1]}})
+    assert result["status"] == "FAILED"
+    assert result["error"] == "InvalidInputError"
+    assert "dataset: must be" in result["cause"] and "version: must be" in result["cause"] and "hyperparameters.lr" in result["cause"]
+    assert result["states"][-3:] == ["NotifyFailure", "LockTaken", "ExecutionFailed"]
+    (message,) = env.messages()
+    assert message["message"]["status"] == "Failed" and message["message"]["error"] == "InvalidInputError"
+
+
+# --- the UPDATE path, with a stub for the UpdateEndpoint moto lacks -------------------------------------------
+
+@pytest.fixture()
+def update_endpoint_stub():
+    """Give moto an UpdateEndpoint: record the request; switch the endpoint to the new config, or (rollback=True)
+    leave it on the old one as SageMaker does after an auto-rollback."""
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.responses import SageMakerResponse
+
+    stub = {"requests": [], "rollback": False}
+
+    def update_endpoint(self):
+        request = json.loads(self.body)
+        stub["requests"].append(request)
+        endpoint = self.sagemaker_backend.endpoints[request["EndpointName"]]
+        if not stub["rollback"]:
+            endpoint.endpoint_config_name = request["EndpointConfigName"]
+        return ActionResult({"EndpointArn": endpoint.arn})
+
+    with mock.patch.object(SageMakerResponse, "update_endpoint", update_endpoint, create=True):
+        yield stub
+
+
+def _existing_endpoint(env) -> None:
+    env.sm.create_model(ModelName="old-model", ExecutionRoleArn=env.resolver.role_arn(), PrimaryContainer={"Image": IMAGE})
+    env.sm.create_endpoint_config(EndpointConfigName="old-config", ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": "old-model", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
+    env.sm.create_endpoint(EndpointName="prod-endpoint", EndpointConfigName="old-config")
+
+
+def test_existing_endpoint_is_updated_blue_green(env, update_endpoint_stub):
+    _existing_endpoint(env)
+    env.report("run-update", 0.92)
+    result = env.run("auto", "run-update")
+    assert result["status"] == "SUCCEEDED", result
+    assert "UpdateEndpoint" in result["states"] and "CreateEndpoint" not in result["states"]
+    (request,) = update_endpoint_stub["requests"]
+    plan = json.loads(result["output"])["plan"]
+    assert request["EndpointConfigName"] == plan["names"]["endpoint_config"]
+    assert request["DeploymentConfig"] == {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE"}}}
+    assert env.sm.describe_endpoint(EndpointName="prod-endpoint")["EndpointConfigName"] == plan["names"]["endpoint_config"]
+    (package,) = env.packages("Auto")
+    assert package["ModelApprovalStatus"] == "Approved"
+
+
+def test_rolled_back_update_fails_and_is_not_approved(env, update_endpoint_stub):
+    update_endpoint_stub["rollback"] = True
+    _existing_endpoint(env)
+    env.report("run-rollback", 0.92)
+    result = env.run("auto", "run-rollback")
+    assert result["status"] == "FAILED" and result["error"] == "DeploymentRolledBack"
+    assert "old-config" in result["cause"]
+    (package,) = env.packages("Auto")
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"  # never Approved: production is the old model
+    (message,) = env.messages()
+    assert message["message"]["error"] == "DeploymentRolledBack"
