@@ -14,7 +14,7 @@ ENV ?= local
 CDK := $(CURDIR)/node_modules/.bin/cdk
 PYTEST_WORKERS ?= 2
 
-.PHONY: help setup synth lint test test-fast deploy-local destroy-local bench clean docs
+.PHONY: help setup synth lint deploy test test-fast deploy-local destroy-local bench clean docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ synth: setup ## synthesize every stack of ENV (default local) into cdk.out with 
 
 lint: synth ## cfn-lint every template of ENV
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
+
+deploy: setup ## cdk deploy every stack of ENV=dev|prod to its AWS account (ENV=local: use deploy-local)
+	@test "$(ENV)" != local || { echo "ENV=local is the embedded emulator: use make deploy-local"; exit 2; }
+	$(CDK) deploy --all -c mlinfra:env=$(ENV)
 
 test: setup ## run every test: unit, handlers, workflow, policy and the local deploy
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
