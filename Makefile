@@ -49,7 +49,7 @@ test: setup ## run every test: unit, handlers, workflow, policy and the local de
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
 
 test-fast: setup ## unit and handler tests only (no full validation, no local deploy)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -q -m "not policy and not deploy"
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -q -m "not policy and not deploy and not slow"
 
 deploy-local: setup ## deploy every stack into the embedded local AWS (moto) and print what was created
 	$(PY) -m mlinfra.local_aws deploy $(if $(KEEP),--keep,)
