@@ -11,12 +11,13 @@ import pytest
 from mlinfra.local_aws.deploy import LocalDeploy
 from mlinfra.local_aws.server import MotoServer
 
-pytestmark = [pytest.mark.deploy, pytest.mark.slow, pytest.mark.xdist_group("deploy")]
+pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
+# Session scope: one deploy per test run even when xdist interleaves this module with others on its worker.
+@pytest.fixture(scope="session")
 def deployed(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("local-aws")
     lines: list[str] = []

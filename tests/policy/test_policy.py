@@ -12,10 +12,10 @@ import pytest
 
 from mlinfra.app import create_app
 
-pytestmark = [pytest.mark.policy, pytest.mark.xdist_group("policy")]
+pytestmark = [pytest.mark.policy]
 
 
-@pytest.fixture(scope="module", params=["prod", "local"])
+@pytest.fixture(scope="session", params=["prod", "local"])
 def assembly(request, tmp_path_factory, config_file):
     from mlinfra.config import load_config_file
 
