@@ -38,8 +38,8 @@ synth: setup ## synthesize every stack of ENV (default local) into cdk.out with 
 	rm -rf cdk.out
 	$(CDK) synth --quiet -c mlinfra:env=$(ENV) -o cdk.out
 
-lint: synth ## cfn-lint every template of ENV
-	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
+lint: synth ## cfn-lint every template of ENV (pipeline stage assemblies included)
+	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- $$(find cdk.out -name '*.template.json' | sort)
 
 deploy: setup ## cdk deploy every stack of ENV=dev|prod to its AWS account (ENV=local: use deploy-local)
 	@test "$(ENV)" != local || { echo "ENV=local is the embedded emulator: use make deploy-local"; exit 2; }

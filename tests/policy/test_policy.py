@@ -15,7 +15,8 @@ from mlinfra.app import create_app
 pytestmark = [pytest.mark.policy]
 
 
-@pytest.fixture(scope="session", params=["prod", "local"])
+# prod: every production setting; local: what the emulator deploys; dev: the delivery pipeline and its stages.
+@pytest.fixture(scope="session", params=["prod", "local", "dev"])
 def assembly(request, tmp_path_factory, config_file):
     from mlinfra.config import load_config_file
 
@@ -49,7 +50,7 @@ def test_every_stack_synthesized(assembly):
 
 def test_cfn_lint_clean(assembly):
     outdir, _ = assembly
-    templates = sorted(str(p) for p in Path(outdir).glob("*.template.json"))
+    templates = sorted(str(p) for p in Path(outdir).rglob("*.template.json"))  # pipeline stage assemblies too
     result = subprocess.run(
         [str(Path(sys.executable).parent / "cfn-lint"), "--ignore-checks", "W3005", "--", *templates],
         capture_output=True, text=True,
