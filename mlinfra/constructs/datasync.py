@@ -38,7 +38,7 @@ from constructs import Construct
 
 from mlinfra.constructs.common import is_token, log_retention
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix, validate_zone
-from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 
 __all__ = [
     "DataSyncTask", "DataSyncEndpoint", "NfsSource", "SmbSource", "HdfsSource", "S3Source", "EfsSource",
@@ -555,7 +555,7 @@ class DataSyncTask(Construct):
             role,
             "Object actions are scoped to this task's one bucket prefix (<prefix>*), the narrowest resource DataSync "
             "can use; KMS data-key actions are scoped to the lake key.",
-            actions=KMS_WILDCARD_ACTIONS, resource_suffixes=(f"/{prefix}*",),
+            actions=KMS_WILDCARD_ACTIONS, resources=(ending(f"/{prefix}*"),),
         )
         return role
 

@@ -19,7 +19,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from mlinfra.constructs.common import log_retention
-from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.constructs.data_lake import _LakeBase, validate_zone
 
 __all__ = ["RawDeliveryStream"]
@@ -87,7 +87,7 @@ class RawDeliveryStream(Construct):
         self.log_group.grant_write(self.role)
         acknowledge_wildcards(
             self.role, f"Writes are limited to {prefix}* and errors/{prefix}* of one bucket; KMS data-key actions to the keys.",
-            actions=(*KMS_WILDCARD_ACTIONS, "s3:Abort*"), resource_suffixes=(f"/{prefix}*", f"/errors/{prefix}*"),
+            actions=(*KMS_WILDCARD_ACTIONS, "s3:Abort*"), resources=(ending(f"/{prefix}*"), ending(f"/errors/{prefix}*")),
         )
 
         date = f"!{{partitionKeyFromQuery:date}}" if date_field else "!{timestamp:yyyy-MM-dd}"

@@ -31,7 +31,7 @@ from constructs import Construct
 from mlinfra.constructs.common import acknowledge, log_retention
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix, validate_zone
 from mlinfra.constructs.lambda_function import HandlerFunction
-from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 
 __all__ = ["SftpServer", "SftpUser", "IdentityProvider", "Protocol", "CURRENT_SECURITY_POLICIES", "session_policy"]
 
@@ -274,7 +274,7 @@ class SftpServer(Construct):
             self.user_role,
             "The session role covers the zone's objects; each user's session policy (and logical home directory) "
             "narrows it to that user's own prefix at login. No delete action is granted.",
-            actions=KMS_WILDCARD_ACTIONS, resource_suffixes=("/*",),
+            actions=KMS_WILDCARD_ACTIONS, resources=(ending("/*"),),
         )
 
         self.identity_function: HandlerFunction | None = None
@@ -300,7 +300,7 @@ class SftpServer(Construct):
             acknowledge_wildcards(
                 self.identity_function.role,
                 "Users are looked up by name under one secret prefix; the set of users is not known at synth time.",
-                resource_suffixes=(f":secret:{secret_prefix}*",),
+                resources=(ending(f":secret:{secret_prefix}*"),),
             )
             idp_details = transfer.CfnServer.IdentityProviderDetailsProperty(
                 function=self.identity_function.function.function_arn,

@@ -31,7 +31,7 @@ from constructs import Construct
 from mlinfra.config import DeliveryConfig, PlatformConfig, validate_prod_approval
 from mlinfra.constructs.common import acknowledge
 from mlinfra.constructs.github_oidc import GithubOidcDeployRole
-from mlinfra.constructs.policy_wildcards import acknowledge_policy_wildcards
+from mlinfra.constructs.wildcards import acknowledge_wildcards
 from mlinfra.stacks.base import PlatformStack
 
 __all__ = ["DeliveryPipelineStack", "GithubDeployStack", "PlatformStage", "bootstrap_commands"]
@@ -154,7 +154,7 @@ class DeliveryPipelineStack(PlatformStack):
     def _acknowledge(self) -> None:
         for node in self.pipeline.node.find_all():
             if isinstance(node, iam.Policy):
-                acknowledge_policy_wildcards(
+                acknowledge_wildcards(
                     node,
                     "CDK Pipelines generates these policies: CodeBuild log groups and reports named per build, "
                     "artifact objects under the pipeline's own bucket and key, and the CDK bootstrap roles",

@@ -38,7 +38,7 @@ from mlinfra.constructs.data_lake import DataLake
 from mlinfra.constructs.firehose import RawDeliveryStream
 from mlinfra.constructs.lambda_function import HandlerFunction
 from mlinfra.constructs.network import Network
-from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.constructs.transfer import IdentityProvider, SftpServer, SftpUser
 from mlinfra.stacks.base import PlatformStack
 
@@ -145,8 +145,8 @@ class IngestionStack(PlatformStack):
             fn.role,
             "S3 grants are scoped to landing (read and tag; write only under _quarantine/) and raw objects under "
             "dataset=*; KMS data-key and S3 Get*/List*/Abort* wildcards are aws-cdk-lib's grant forms on those ARNs.",
-            actions=(*KMS_WILDCARD_ACTIONS, "s3:GetBucket*", "s3:GetObject*", "s3:List*", "s3:Abort*"),
-            resource_suffixes=("/*", "/_quarantine/*", "/dataset=*"),
+            actions=(*KMS_WILDCARD_ACTIONS, *S3_GRANT_WILDCARD_ACTIONS),
+            resources=(ending("/*"), ending("/_quarantine/*"), ending("/dataset=*")),
         )
 
         # --- SFTP (Transfer Family) -------------------------------------------------------------------
