@@ -38,7 +38,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from mlinfra.constructs.common import data_removal_policy, is_token, log_retention
+from mlinfra.constructs.common import data_removal_policy, encrypted_table, is_token, log_retention
 from mlinfra.constructs.data_lake import DataLake, ImportedDataLake, dataset_prefix
 from mlinfra.constructs.endpoint_target import EndpointTarget
 from mlinfra.constructs.lambda_function import HandlerFunction
@@ -310,14 +310,8 @@ class RetrainPipeline(Construct):
 
         # --- lineage (and lock) table ------------------------------------------------------------------
         if lineage_table is None:
-            table = dynamodb.Table(
-                self, "LineageTable",
-                partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-                sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
-                billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-                encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-                encryption_key=self.key,
-                point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
+            table = encrypted_table(
+                self, "LineageTable", partition_key="pk", key=self.key,
                 removal_policy=data_removal_policy(self, destroy_data_on_delete, "The retrain pipeline's lineage table"),
             )
             self.lineage_table: dynamodb.ITable = table
