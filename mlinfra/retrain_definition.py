@@ -193,18 +193,15 @@ def _processing_request(static: Mapping[str, Any], name_path: str, inputs: list[
 PROCESSING_SELECTOR = {"ProcessingJobName.$": "$.ProcessingJobName", "ProcessingJobStatus.$": "$.ProcessingJobStatus"}
 
 
+def _failure(error: str, cause: str) -> dict[str, Any]:
+    """A ``Pass`` state that records ``{"Error": error, "Cause": <cause, a States.Format path>}`` in ``$.error``
+    and goes down the failure path."""
+    return {"Type": "Pass", "Parameters": {"Error": error, "Cause.$": cause}, "ResultPath": "$.error", "Next": FAILURE_PATH_START}
+
+
 def _job_failed(states: dict[str, Any], name: str, data_path: str) -> None:
-    states[f"{name}Failed"] = {
-        "Type": "Pass",
-        "Parameters": {"Error": f"{name}JobFailed",
-                       "Cause.$": f"States.Format('{name} job {{}} failed: {{}}', {data_path}.describe.ProcessingJobName, {data_path}.failure.FailureReason)"},
-        "ResultPath": "$.error", "Next": FAILURE_PATH_START,
-    }
-    states[f"{name}Stopped"] = {
-        "Type": "Pass",
-        "Parameters": {"Error": f"{name}JobStopped", "Cause.$": f"States.Format('{name} job {{}} was stopped', {data_path}.describe.ProcessingJobName)"},
-        "ResultPath": "$.error", "Next": FAILURE_PATH_START,
-    }
+    states[f"{name}Failed"] = _failure(f"{name}JobFailed", f"States.Format('{name} job {{}} failed: {{}}', {data_path}.describe.ProcessingJobName, {data_path}.failure.FailureReason)")
+    states[f"{name}Stopped"] = _failure(f"{name}JobStopped", f"States.Format('{name} job {{}} was stopped', {data_path}.describe.ProcessingJobName)")
 
 
 def _processing_stage(states: dict[str, Any], *, name: str, prepare_state: str, data_path: str, request: Mapping[str, Any],
@@ -317,18 +314,8 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
         "ResultPath": "$.training",
         "Next": "StartTrainingJob",
     }
-    states["TrainingFailed"] = {
-        "Type": "Pass",
-        "Parameters": {"Error": "TrainingJobFailed",
-                       "Cause.$": "States.Format('Training job {} failed after {} attempt(s): {}', $.training.describe.TrainingJobName, $.training.attempt, $.training.failure.FailureReason)"},
-        "ResultPath": "$.error", "Next": FAILURE_PATH_START,
-    }
-    states["TrainingStopped"] = {
-        "Type": "Pass",
-        "Parameters": {"Error": "TrainingJobStopped",
-                       "Cause.$": "States.Format('Training job {} ended {} (secondary status {})', $.training.describe.TrainingJobName, $.training.describe.TrainingJobStatus, $.training.describe.SecondaryStatus)"},
-        "ResultPath": "$.error", "Next": FAILURE_PATH_START,
-    }
+    states["TrainingFailed"] = _failure("TrainingJobFailed", "States.Format('Training job {} failed after {} attempt(s): {}', $.training.describe.TrainingJobName, $.training.attempt, $.training.failure.FailureReason)")
+    states["TrainingStopped"] = _failure("TrainingJobStopped", "States.Format('Training job {} ended {} (secondary status {})', $.training.describe.TrainingJobName, $.training.describe.TrainingJobStatus, $.training.describe.SecondaryStatus)")
 
     # 4. Evaluation: an optional Processing job writes the report; a Lambda reads it.
     if s.evaluation_request:
@@ -461,22 +448,9 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
                          {"Variable": "$.deploy.describe.EndpointStatus", "StringEquals": "InService", "Next": "DeploymentRolledBack"}],
                    failed_next="DeploymentFailed", stopped_next="EndpointOutOfService", poll=s.endpoint_poll,
                    failed_statuses=("Failed", "UpdateRollbackFailed"), stopped_statuses=("OutOfService",))
-        states["EndpointOutOfService"] = {
-            "Type": "Pass",
-            "Parameters": {"Error": "EndpointOutOfService", "Cause.$": "States.Format('Endpoint {} is OutOfService', $.deploy.describe.EndpointName)"},
-            "ResultPath": "$.error", "Next": FAILURE_PATH_START,
-        }
-        states["DeploymentFailed"] = {
-            "Type": "Pass",
-            "Parameters": {"Error": "EndpointFailed", "Cause.$": "States.Format('Endpoint {} failed: {}', $.deploy.describe.EndpointName, $.deploy.failure.FailureReason)"},
-            "ResultPath": "$.error", "Next": FAILURE_PATH_START,
-        }
-        states["DeploymentRolledBack"] = {
-            "Type": "Pass",
-            "Parameters": {"Error": "DeploymentRolledBack",
-                           "Cause.$": "States.Format('Endpoint {} is InService on {} instead of {}: the blue/green update rolled back', $.deploy.describe.EndpointName, $.deploy.describe.EndpointConfigName, $.plan.names.endpoint_config)"},
-            "ResultPath": "$.error", "Next": FAILURE_PATH_START,
-        }
+        states["EndpointOutOfService"] = _failure("EndpointOutOfService", "States.Format('Endpoint {} is OutOfService', $.deploy.describe.EndpointName)")
+        states["DeploymentFailed"] = _failure("EndpointFailed", "States.Format('Endpoint {} failed: {}', $.deploy.describe.EndpointName, $.deploy.failure.FailureReason)")
+        states["DeploymentRolledBack"] = _failure("DeploymentRolledBack", "States.Format('Endpoint {} is InService on {} instead of {}: the blue/green update rolled back', $.deploy.describe.EndpointName, $.deploy.describe.EndpointConfigName, $.plan.names.endpoint_config)")
 
     # 9. Approved = in production: approve the package, record, notify, release the lock.
     states["ApproveModelPackage"] = _sagemaker(

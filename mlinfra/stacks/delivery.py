@@ -117,7 +117,7 @@ class DeliveryPipelineStack(PlatformStack):
         self.pipeline = pipelines.CodePipeline(
             self,
             "Pipeline",
-            pipeline_name=f"{config.prefix}-{config.env_name}-delivery",
+            pipeline_name=config.resource_name("delivery"),
             synth=self.synth_step,
             self_mutation=True,
             pipeline_type=codepipeline.PipelineType.V2,
@@ -185,9 +185,9 @@ class GithubDeployStack(PlatformStack):
             branch=gh.branch,
             environment=gh.environment,
             provider_arn=gh.provider_arn,
-            role_name=f"{config.prefix}-{config.env_name}-github-deploy",
+            role_name=config.resource_name("github-deploy"),
             pull_request_diff=True,
-            diff_role_name=f"{config.prefix}-{config.env_name}-github-diff",
+            diff_role_name=config.resource_name("github-diff"),
         )
         cdk.CfnOutput(self, "DeployRoleArn", value=self.deploy_role.role.role_arn)
         if self.deploy_role.diff_role is not None:
