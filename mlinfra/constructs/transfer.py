@@ -28,7 +28,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_transfer as transfer
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, log_retention
+from mlinfra.constructs.common import acknowledge, encrypted_log_group, log_retention
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix, validate_zone
 from mlinfra.constructs.lambda_function import HandlerFunction
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
@@ -212,11 +212,8 @@ class SftpServer(Construct):
         self.lake, self.zone = lake, zone
         self.bucket = lake.bucket(zone)
         self.key = encryption_key or kms.Key(self, "Key", enable_key_rotation=True, description="Transfer Family logs")
-        self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=log_retention(log_retention_days, "log_retention_days"),
-            encryption_key=self.key, removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
+        self.log_group = encrypted_log_group(self, "Logs", key=self.key, removal_policy=cdk.RemovalPolicy.RETAIN,
+                                             retention=log_retention(log_retention_days, "log_retention_days"))
 
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=vpc, allow_all_outbound=False,
