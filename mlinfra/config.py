@@ -1079,12 +1079,22 @@ class PlatformConfig:
         return self.env_name.startswith("prod")
 
     @property
+    def destroy_data_on_delete(self) -> bool:
+        """Whether stateful resources may be deleted with their stack: asked by ``data_lake.destroy_data_on_delete``
+        and never in production."""
+        return self.data_lake.destroy_data_on_delete and not self.is_production
+
+    @property
     def all_tags(self) -> dict[str, str]:
         """Tags for every resource: project, environment, cost centre, then the configured extras."""
         return {"project": self.prefix, "environment": self.env_name, "cost-centre": self.cost_centre, **self.tags}
 
     def stack_name(self, suffix: str) -> str:
         """``<prefix>-<env>-<suffix>``: the CloudFormation stack name of one of the platform's stacks."""
+        return self.resource_name(suffix)
+
+    def resource_name(self, suffix: str) -> str:
+        """``<prefix>-<env>-<suffix>``: the name of a named resource of this environment (role, pipeline, group)."""
         return f"{self.prefix}-{self.env_name}-{suffix}"
 
     def validate(self) -> list[str]:

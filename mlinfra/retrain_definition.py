@@ -193,18 +193,33 @@ def _processing_request(static: Mapping[str, Any], name_path: str, inputs: list[
 PROCESSING_SELECTOR = {"ProcessingJobName.$": "$.ProcessingJobName", "ProcessingJobStatus.$": "$.ProcessingJobStatus"}
 
 
+def _failure(error: str, cause: str) -> dict[str, Any]:
+    """A ``Pass`` state that records ``{"Error": error, "Cause": <cause, a States.Format path>}`` in ``$.error``
+    and goes down the failure path."""
+    return {"Type": "Pass", "Parameters": {"Error": error, "Cause.$": cause}, "ResultPath": "$.error", "Next": FAILURE_PATH_START}
+
+
 def _job_failed(states: dict[str, Any], name: str, data_path: str) -> None:
-    states[f"{name}Failed"] = {
-        "Type": "Pass",
-        "Parameters": {"Error": f"{name}JobFailed",
-                       "Cause.$": f"States.Format('{name} job {{}} failed: {{}}', {data_path}.describe.ProcessingJobName, {data_path}.failure.FailureReason)"},
-        "ResultPath": "$.error", "Next": FAILURE_PATH_START,
-    }
-    states[f"{name}Stopped"] = {
-        "Type": "Pass",
-        "Parameters": {"Error": f"{name}JobStopped", "Cause.$": f"States.Format('{name} job {{}} was stopped', {data_path}.describe.ProcessingJobName)"},
-        "ResultPath": "$.error", "Next": FAILURE_PATH_START,
-    }
+    states[f"{name}Failed"] = _failure(f"{name}JobFailed", f"States.Format('{name} job {{}} failed: {{}}', {data_path}.describe.ProcessingJobName, {data_path}.failure.FailureReason)")
+    states[f"{name}Stopped"] = _failure(f"{name}JobStopped", f"States.Format('{name} job {{}} was stopped', {data_path}.describe.ProcessingJobName)")
+
+
+def _processing_stage(states: dict[str, Any], *, name: str, prepare_state: str, data_path: str, request: Mapping[str, Any],
+                      job_name_path: str, inputs: list[tuple[str, str]], output_path: str, done_next: str,
+                      poll: PollSettings) -> None:
+    """One SageMaker Processing job: ``prepare_state`` (reset the poll count) -> ``Start<name>Job`` -> the poll loop
+    of :func:`_poll_loop` (``done_next`` once ``Completed``) -> ``<name>Failed`` / ``<name>Stopped``."""
+    states[prepare_state] = {"Type": "Pass", "Result": {"polls": {"n": 0}}, "ResultPath": data_path, "Next": f"Start{name}Job"}
+    states[f"Start{name}Job"] = _sagemaker(
+        "createProcessingJob", _processing_request(request, job_name_path, inputs, output_path),
+        result_path=f"{data_path}.create", next_state=f"Describe{name}",
+    )
+    _poll_loop(states, name=name, data_path=data_path, describe_action="describeProcessingJob",
+               describe_params={"ProcessingJobName.$": job_name_path}, selector=PROCESSING_SELECTOR,
+               status_field="ProcessingJobStatus",
+               done=[{"Variable": f"{data_path}.describe.ProcessingJobStatus", "StringEquals": "Completed", "Next": done_next}],
+               failed_next=f"{name}Failed", stopped_next=f"{name}Stopped", poll=poll)
+    _job_failed(states, name, data_path)
 
 
 def training_request(static: Mapping[str, Any]) -> dict[str, Any]:
@@ -266,18 +281,10 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
 
     # 2. Optional preprocessing (SageMaker Processing): raw zone -> curated zone.
     if s.preprocessing_request:
-        states["PreparePreprocessing"] = {"Type": "Pass", "Result": {"polls": {"n": 0}}, "ResultPath": "$.preprocessing", "Next": "StartPreprocessingJob"}
-        states["StartPreprocessingJob"] = _sagemaker(
-            "createProcessingJob",
-            _processing_request(s.preprocessing_request, "$.plan.names.preprocessing_job", [("raw", "$.plan.uris.raw_input")], "$.plan.uris.preprocessed"),
-            result_path="$.preprocessing.create", next_state="DescribePreprocessing",
-        )
-        _poll_loop(states, name="Preprocessing", data_path="$.preprocessing", describe_action="describeProcessingJob",
-                   describe_params={"ProcessingJobName.$": "$.plan.names.preprocessing_job"}, selector=PROCESSING_SELECTOR,
-                   status_field="ProcessingJobStatus",
-                   done=[{"Variable": "$.preprocessing.describe.ProcessingJobStatus", "StringEquals": "Completed", "Next": "PrepareTraining"}],
-                   failed_next="PreprocessingFailed", stopped_next="PreprocessingStopped", poll=s.processing_poll)
-        _job_failed(states, "Preprocessing", "$.preprocessing")
+        _processing_stage(states, name="Preprocessing", prepare_state="PreparePreprocessing", data_path="$.preprocessing",
+                          request=s.preprocessing_request, job_name_path="$.plan.names.preprocessing_job",
+                          inputs=[("raw", "$.plan.uris.raw_input")], output_path="$.plan.uris.preprocessed",
+                          done_next="PrepareTraining", poll=s.processing_poll)
 
     # 3. Training: managed spot with checkpoints; a failed attempt is retried from the same checkpoint URI.
     states["PrepareTraining"] = {"Type": "Pass", "Result": {"attempt": 1, "polls": {"n": 0}}, "ResultPath": "$.training", "Next": "StartTrainingJob"}
@@ -307,35 +314,15 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
         "ResultPath": "$.training",
         "Next": "StartTrainingJob",
     }
-    states["TrainingFailed"] = {
-        "Type": "Pass",
-        "Parameters": {"Error": "TrainingJobFailed",
-                       "Cause.$": "States.Format('Training job {} failed after {} attempt(s): {}', $.training.describe.TrainingJobName, $.training.attempt, $.training.failure.FailureReason)"},
-        "ResultPath": "$.error", "Next": FAILURE_PATH_START,
-    }
-    states["TrainingStopped"] = {
-        "Type": "Pass",
-        "Parameters": {"Error": "TrainingJobStopped",
-                       "Cause.$": "States.Format('Training job {} ended {} (secondary status {})', $.training.describe.TrainingJobName, $.training.describe.TrainingJobStatus, $.training.describe.SecondaryStatus)"},
-        "ResultPath": "$.error", "Next": FAILURE_PATH_START,
-    }
+    states["TrainingFailed"] = _failure("TrainingJobFailed", "States.Format('Training job {} failed after {} attempt(s): {}', $.training.describe.TrainingJobName, $.training.attempt, $.training.failure.FailureReason)")
+    states["TrainingStopped"] = _failure("TrainingJobStopped", "States.Format('Training job {} ended {} (secondary status {})', $.training.describe.TrainingJobName, $.training.describe.TrainingJobStatus, $.training.describe.SecondaryStatus)")
 
     # 4. Evaluation: an optional Processing job writes the report; a Lambda reads it.
     if s.evaluation_request:
-        states["PrepareEvaluationJob"] = {"Type": "Pass", "Result": {"polls": {"n": 0}}, "ResultPath": "$.evaluation_job", "Next": "StartEvaluationJob"}
-        states["StartEvaluationJob"] = _sagemaker(
-            "createProcessingJob",
-            _processing_request(s.evaluation_request, "$.plan.names.evaluation_job",
-                                [("model", "$.training.result.model_data"), ("data", "$.plan.uris.train_input")],
-                                "$.plan.uris.evaluation_output"),
-            result_path="$.evaluation_job.create", next_state="DescribeEvaluation",
-        )
-        _poll_loop(states, name="Evaluation", data_path="$.evaluation_job", describe_action="describeProcessingJob",
-                   describe_params={"ProcessingJobName.$": "$.plan.names.evaluation_job"}, selector=PROCESSING_SELECTOR,
-                   status_field="ProcessingJobStatus",
-                   done=[{"Variable": "$.evaluation_job.describe.ProcessingJobStatus", "StringEquals": "Completed", "Next": "ReadEvaluationReport"}],
-                   failed_next="EvaluationFailed", stopped_next="EvaluationStopped", poll=s.processing_poll)
-        _job_failed(states, "Evaluation", "$.evaluation_job")
+        _processing_stage(states, name="Evaluation", prepare_state="PrepareEvaluationJob", data_path="$.evaluation_job",
+                          request=s.evaluation_request, job_name_path="$.plan.names.evaluation_job",
+                          inputs=[("model", "$.training.result.model_data"), ("data", "$.plan.uris.train_input")],
+                          output_path="$.plan.uris.evaluation_output", done_next="ReadEvaluationReport", poll=s.processing_poll)
     states["ReadEvaluationReport"] = _lambda(
         s.evaluation_function, {"report_uri.$": "$.plan.uris.evaluation_report", "metric_name": s.metric_name},
         result_path="$.evaluation", next_state="CompareMetrics",
@@ -461,22 +448,9 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
                          {"Variable": "$.deploy.describe.EndpointStatus", "StringEquals": "InService", "Next": "DeploymentRolledBack"}],
                    failed_next="DeploymentFailed", stopped_next="EndpointOutOfService", poll=s.endpoint_poll,
                    failed_statuses=("Failed", "UpdateRollbackFailed"), stopped_statuses=("OutOfService",))
-        states["EndpointOutOfService"] = {
-            "Type": "Pass",
-            "Parameters": {"Error": "EndpointOutOfService", "Cause.$": "States.Format('Endpoint {} is OutOfService', $.deploy.describe.EndpointName)"},
-            "ResultPath": "$.error", "Next": FAILURE_PATH_START,
-        }
-        states["DeploymentFailed"] = {
-            "Type": "Pass",
-            "Parameters": {"Error": "EndpointFailed", "Cause.$": "States.Format('Endpoint {} failed: {}', $.deploy.describe.EndpointName, $.deploy.failure.FailureReason)"},
-            "ResultPath": "$.error", "Next": FAILURE_PATH_START,
-        }
-        states["DeploymentRolledBack"] = {
-            "Type": "Pass",
-            "Parameters": {"Error": "DeploymentRolledBack",
-                           "Cause.$": "States.Format('Endpoint {} is InService on {} instead of {}: the blue/green update rolled back', $.deploy.describe.EndpointName, $.deploy.describe.EndpointConfigName, $.plan.names.endpoint_config)"},
-            "ResultPath": "$.error", "Next": FAILURE_PATH_START,
-        }
+        states["EndpointOutOfService"] = _failure("EndpointOutOfService", "States.Format('Endpoint {} is OutOfService', $.deploy.describe.EndpointName)")
+        states["DeploymentFailed"] = _failure("EndpointFailed", "States.Format('Endpoint {} failed: {}', $.deploy.describe.EndpointName, $.deploy.failure.FailureReason)")
+        states["DeploymentRolledBack"] = _failure("DeploymentRolledBack", "States.Format('Endpoint {} is InService on {} instead of {}: the blue/green update rolled back', $.deploy.describe.EndpointName, $.deploy.describe.EndpointConfigName, $.plan.names.endpoint_config)")
 
     # 9. Approved = in production: approve the package, record, notify, release the lock.
     states["ApproveModelPackage"] = _sagemaker(

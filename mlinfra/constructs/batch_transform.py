@@ -35,9 +35,9 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, is_token, log_retention
+from mlinfra.constructs.common import is_token, log_retention
 from mlinfra.constructs.data_lake import validate_prefix
-from mlinfra.constructs.nag_wildcards import acknowledge_wildcards
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.hosting_instances import family_of
 
 __all__ = ["BatchTransform", "SplitType", "BatchStrategy", "ProcessingStep", "MAX_PAYLOAD_MB"]
@@ -167,6 +167,14 @@ class BatchTransform(Construct):
             self.encryption_key.grant_encrypt_decrypt(model_role)
             if processing is not None:
                 output_bucket.grant_read(model_role, f"{processing.output_prefix}*")
+            acknowledge_wildcards(
+                model_role,
+                "Batch transform runs as the model's role: it reads the input prefix (and the processed prefix) and "
+                "writes the output prefix only, with aws-cdk-lib's grant action groups and the workflow key.",
+                actions=(*S3_GRANT_WILDCARD_ACTIONS, *KMS_WILDCARD_ACTIONS),
+                resources=[input_bucket.arn_for_objects(f"{input_prefix}*"),
+                           output_bucket.arn_for_objects(f"{output_prefix}*"),
+                           *([output_bucket.arn_for_objects(f"{processing.output_prefix}*")] if processing else [])])
 
         job_prefix = "bt"
         transform_arn = stack.format_arn(service="sagemaker", resource="transform-job", resource_name="*")
@@ -332,9 +340,12 @@ class BatchTransform(Construct):
             self.state_machine.role,
             "Step Functions' own log delivery and X-Ray actions (logs:*LogDelivery*, xray:*) are the service's "
             "documented wildcard grants; KMS grant_* defaults on the workflow key only",
+            actions=KMS_WILDCARD_ACTIONS)
+        acknowledge_wildcards(
+            self.state_machine.role,
             "log delivery and X-Ray take no resource; SageMaker job ARNs are limited to transform-job/* and "
             "processing-job/* of this account and region (names are generated per run)",
-        )
+            resources=("*", ending(":transform-job/*"), ending(":processing-job/*")))
 
         # ---- triggers -----------------------------------------------------------------------------------
         self.rules: list[events.Rule] = []
@@ -391,9 +402,14 @@ class BatchTransform(Construct):
             resources=[stack.format_arn(service="ecr", resource="repository", resource_name="*")]))
         acknowledge_wildcards(
             role, "grant_* defaults scoped to the input and processed prefixes and the workflow key",
+            actions=(*S3_GRANT_WILDCARD_ACTIONS, *KMS_WILDCARD_ACTIONS))
+        acknowledge_wildcards(
+            role,
             "ecr:GetAuthorizationToken takes no resource; image pulls from this account's repositories; logs "
             "limited to /aws/sagemaker/ProcessingJobs; S3 limited to the input and processed prefixes",
-        )
+            resources=("*", ending(":repository/*"), ending(":log-group:/aws/sagemaker/ProcessingJobs*"),
+                       input_bucket.arn_for_objects(f"{input_prefix}*"),
+                       output_bucket.arn_for_objects(f"{processing.output_prefix}*")))
         return role
 
     def metric_executions_failed(self, **kw) -> cloudwatch.Metric:

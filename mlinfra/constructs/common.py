@@ -59,6 +59,34 @@ class PlatformTags:
                 manager.set_tag(key, value, 100, True)
 
 
+def encrypted_log_group(scope: Construct, id: str, *, key: "cdk.aws_kms.IKey", retention: "cdk.aws_logs.RetentionDays",
+                        removal_policy: cdk.RemovalPolicy) -> "cdk.aws_logs.LogGroup":
+    """A CloudWatch Logs group encrypted with ``key``, after granting ``key`` to this region's CloudWatch Logs."""
+    from aws_cdk import aws_iam, aws_logs
+
+    key.grant_encrypt_decrypt(aws_iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
+    return aws_logs.LogGroup(scope, id, retention=retention, encryption_key=key, removal_policy=removal_policy)
+
+
+def encrypted_table(scope: Construct, id: str, *, partition_key: str, key: "cdk.aws_kms.IKey",
+                    removal_policy: cdk.RemovalPolicy, deletion_protection: bool | None = None) -> "cdk.aws_dynamodb.Table":
+    """The platform's DynamoDB table: string ``partition_key`` and ``sk`` keys, on demand, encrypted with ``key``,
+    point-in-time recovery on."""
+    from aws_cdk import aws_dynamodb as dynamodb
+
+    return dynamodb.Table(
+        scope, id,
+        partition_key=dynamodb.Attribute(name=partition_key, type=dynamodb.AttributeType.STRING),
+        sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+        encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+        encryption_key=key,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
+        deletion_protection=deletion_protection,
+        removal_policy=removal_policy,
+    )
+
+
 def apply_platform_tags(scope: IConstruct, tags: Mapping[str, str]) -> None:
     cdk.Aspects.of(scope).add(PlatformTags(tags))
 

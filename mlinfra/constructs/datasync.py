@@ -36,9 +36,9 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mlinfra.constructs.common import is_token, log_retention
+from mlinfra.constructs.common import encrypted_log_group, is_token, log_retention
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix, validate_zone
-from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 
 __all__ = [
     "DataSyncTask", "DataSyncEndpoint", "NfsSource", "SmbSource", "HdfsSource", "S3Source", "EfsSource",
@@ -440,11 +440,8 @@ class DataSyncTask(Construct):
         posix = preserve_posix and not windows_like and not isinstance(source, S3Source)
 
         self.log_key = log_key or kms.Key(self, "LogKey", enable_key_rotation=True, description="DataSync task logs")
-        self.log_key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=log_retention(log_retention_days, "log_retention_days"),
-            encryption_key=self.log_key, removal_policy=cdk.RemovalPolicy.DESTROY,
-        )
+        self.log_group = encrypted_log_group(self, "Logs", key=self.log_key, removal_policy=cdk.RemovalPolicy.DESTROY,
+                                             retention=log_retention(log_retention_days, "log_retention_days"))
         self.log_group.add_to_resource_policy(iam.PolicyStatement(
             principals=[iam.ServicePrincipal("datasync.amazonaws.com")],
             actions=["logs:PutLogEvents", "logs:CreateLogStream"],
@@ -555,7 +552,7 @@ class DataSyncTask(Construct):
             role,
             "Object actions are scoped to this task's one bucket prefix (<prefix>*), the narrowest resource DataSync "
             "can use; KMS data-key actions are scoped to the lake key.",
-            actions=KMS_WILDCARD_ACTIONS, resource_suffixes=(f"/{prefix}*",),
+            actions=KMS_WILDCARD_ACTIONS, resources=(ending(f"/{prefix}*"),),
         )
         return role
 

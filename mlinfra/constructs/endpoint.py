@@ -46,9 +46,9 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, is_token
+from mlinfra.constructs.common import is_token
 from mlinfra.constructs.endpoint_target import EndpointTarget
-from mlinfra.constructs.nag_wildcards import WildcardAcknowledger
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.hosting_instances import family_of
 
 __all__ = [
@@ -438,6 +438,7 @@ class Endpoint(Construct):
         else:
             self._own_role = False
         self.role = role
+        self._object_arns: list[str] = []  # the object wildcards granted to the role (see _objects)
         self._grant_runtime(role)
 
         self.vpc_config: dict[str, Any] | None = None
@@ -702,7 +703,8 @@ class Endpoint(Construct):
     def _container(self, c: ModelContainer, multi_model: bool) -> sagemaker.CfnModel.ContainerDefinitionProperty:
         if c.model_data is not None and c.model_data.bucket is not None:
             key = c.model_data.key or ""
-            c.model_data.bucket.grant_read(self.role, f"{key}*" if key.endswith("/") or multi_model else key)
+            c.model_data.bucket.grant_read(self.role, self._objects(c.model_data.bucket, f"{key}*")
+                                           if key.endswith("/") or multi_model else key)
         if c.image_uri:
             self._grant_image_pull(c.image_uri)
         if c.model_package_arn:
@@ -736,7 +738,7 @@ class Endpoint(Construct):
     def _data_capture(self, dc: DataCapture | None, role: iam.IRole):
         if dc is None:
             return None
-        dc.bucket.grant_put(role, f"{dc.prefix}*")
+        dc.bucket.grant_put(role, self._objects(dc.bucket, f"{dc.prefix}*"))
         key = dc.kms_key or dc.bucket.encryption_key
         options = [sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode=m)
                    for m, on in (("Input", dc.capture_request), ("Output", dc.capture_response)) if on]
@@ -751,9 +753,9 @@ class Endpoint(Construct):
     def _async_config(self, a: AsyncInference, role: iam.IRole):
         bucket = a.output_bucket
         assert bucket is not None  # validated
-        bucket.grant_put(role, f"{a.output_prefix}*")
-        bucket.grant_put(role, f"{a.failure_prefix}*")
-        bucket.grant_read(role, f"{a.input_prefix}*")
+        bucket.grant_put(role, self._objects(bucket, f"{a.output_prefix}*"))
+        bucket.grant_put(role, self._objects(bucket, f"{a.failure_prefix}*"))
+        bucket.grant_read(role, self._objects(bucket, f"{a.input_prefix}*"))
         self.encryption_key.grant_encrypt_decrypt(role)
         notification = None
         if a.success_topic or a.error_topic:
@@ -976,19 +978,27 @@ class Endpoint(Construct):
             resources=[arn],
         ))
 
+    def _objects(self, bucket: s3.IBucket, pattern: str) -> str:
+        """``pattern`` (an object key pattern of ``bucket`` granted to the role), remembered as an expected
+        wildcard of the role's policy."""
+        self._object_arns.append(bucket.arn_for_objects(pattern))
+        return pattern
+
     def _acknowledge(self) -> None:
         if not self._own_role:
             return
-        # cdk-nag's IAM5 findings are granular (one id per wildcard action or resource) and resource ids
-        # embed cross-stack export names known only after references are resolved: acknowledge them from a
-        # validation hook, which runs after that and before the synthesis plugins read acknowledgments.
-        self.node.add_validation(WildcardAcknowledger(self.role, {
-            "Action": "grant_* defaults on the named buckets/keys (s3:GetObject*, s3:List*, s3:Abort*, kms:ReEncrypt*, "
-                      "kms:GenerateDataKey*) - scoped to the model, capture and async prefixes and the named keys only",
-            "Resource": "SageMaker model role: ecr:GetAuthorizationToken, cloudwatch:PutMetricData (namespace-conditioned) "
-                        "and VPC ENI management take no resource; logs are limited to /aws/sagemaker/Endpoints/*; S3 "
-                        "access is limited to the model artifacts, data-capture and async-inference prefixes",
-        }))
+        acknowledge_wildcards(
+            self.role,
+            "grant_* defaults on the named buckets/keys (s3:GetObject*, s3:List*, s3:Abort*, kms:ReEncrypt*, "
+            "kms:GenerateDataKey*) - scoped to the model, capture and async prefixes and the named keys only",
+            actions=(*S3_GRANT_WILDCARD_ACTIONS, *KMS_WILDCARD_ACTIONS))
+        acknowledge_wildcards(
+            self.role,
+            "SageMaker model role: ecr:GetAuthorizationToken, cloudwatch:PutMetricData (namespace-conditioned) "
+            "and VPC ENI management take no resource; logs are limited to /aws/sagemaker/Endpoints/*; S3 "
+            "access is limited to the model artifacts, data-capture and async-inference prefixes",
+            resources=("*", ending(":log-group:/aws/sagemaker/Endpoints/*"), ending(":repository/*"),
+                       *self._object_arns))
 
 
 # --------------------------------------------------------------------------------------------------

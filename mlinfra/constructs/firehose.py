@@ -15,11 +15,10 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from mlinfra.constructs.common import log_retention
-from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards
+from mlinfra.constructs.common import encrypted_log_group, log_retention
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.constructs.data_lake import _LakeBase, validate_zone
 
 __all__ = ["RawDeliveryStream"]
@@ -71,9 +70,8 @@ class RawDeliveryStream(Construct):
 
         bucket = lake.bucket(zone)
         self.key = stream_key or kms.Key(self, "Key", enable_key_rotation=True, description=f"Firehose stream {name}")
-        self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention(90), encryption_key=self.key,
-                                       removal_policy=cdk.RemovalPolicy.DESTROY)
+        self.log_group = encrypted_log_group(self, "Logs", key=self.key, retention=log_retention(90),
+                                             removal_policy=cdk.RemovalPolicy.DESTROY)
         log_stream = self.log_group.add_stream("S3Delivery")
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("firehose.amazonaws.com").with_conditions(
             {"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}}))
@@ -87,7 +85,7 @@ class RawDeliveryStream(Construct):
         self.log_group.grant_write(self.role)
         acknowledge_wildcards(
             self.role, f"Writes are limited to {prefix}* and errors/{prefix}* of one bucket; KMS data-key actions to the keys.",
-            actions=(*KMS_WILDCARD_ACTIONS, "s3:Abort*"), resource_suffixes=(f"/{prefix}*", f"/errors/{prefix}*"),
+            actions=(*KMS_WILDCARD_ACTIONS, "s3:Abort*"), resources=(ending(f"/{prefix}*"), ending(f"/errors/{prefix}*")),
         )
 
         date = f"!{{partitionKeyFromQuery:date}}" if date_field else "!{timestamp:yyyy-MM-dd}"

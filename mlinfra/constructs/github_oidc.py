@@ -19,7 +19,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from mlinfra.constructs.common import is_token
-from mlinfra.constructs.wildcards import acknowledge_wildcards
+from mlinfra.constructs.wildcards import acknowledge_wildcards, ending
 
 __all__ = ["GithubOidcDeployRole", "GITHUB_OIDC_URL", "GITHUB_AUDIENCE", "DEFAULT_QUALIFIER"]
 
@@ -98,8 +98,8 @@ class GithubOidcDeployRole(Construct):
         acknowledge_wildcards(
             self.role,
             "The wildcard names the CDK bootstrap roles of this account and region (deploy, publishing, lookup) only",
-            resource_suffixes=[f"role/cdk-{qualifier}-*-role-{_rendered(stack.account, 'AWS::AccountId')}-"
-                               f"{_rendered(stack.region, 'AWS::Region')}"],
+            resources=[ending(f"role/cdk-{qualifier}-*-role-{_rendered(stack.account, 'AWS::AccountId')}-"
+                                 f"{_rendered(stack.region, 'AWS::Region')}")],
         )
 
         self.diff_role: iam.Role | None = None

@@ -17,11 +17,10 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, log_retention
+from mlinfra.constructs.common import acknowledge, encrypted_log_group, log_retention
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
 
@@ -85,14 +84,8 @@ class HandlerFunction(Construct):
         self.key = encryption_key or kms.Key(
             self, "Key", enable_key_rotation=True, description=f"{handler}: logs and dead-letter queue"
         )
-        self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention(log_retention_days, "log_retention_days"),
-            encryption_key=self.key,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-        )
+        self.log_group = encrypted_log_group(self, "Logs", key=self.key, removal_policy=cdk.RemovalPolicy.DESTROY,
+                                             retention=log_retention(log_retention_days, "log_retention_days"))
         self.role = iam.Role(
             self,
             "Role",

@@ -14,11 +14,10 @@ from typing import Sequence
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from mlinfra.config import INTERFACE_ENDPOINT_NAMES, LOG_RETENTION_DAYS
-from mlinfra.constructs.common import log_retention
+from mlinfra.constructs.common import encrypted_log_group, log_retention
 
 DEFAULT_INTERFACE_ENDPOINTS: tuple[str, ...] = (
     "SAGEMAKER_API", "SAGEMAKER_RUNTIME", "STS", "ECR", "ECR_DOCKER", "CLOUDWATCH_LOGS",
@@ -90,14 +89,8 @@ class Network(Construct):
                 description="Encrypts the VPC flow log group",
                 removal_policy=cdk.RemovalPolicy.RETAIN,
             )
-            key.grant_encrypt_decrypt(cdk.aws_iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
-            log_group = logs.LogGroup(
-                self,
-                "FlowLogs",
-                retention=log_retention(flow_log_retention_days, "flow_log_retention_days"),
-                encryption_key=key,
-                removal_policy=cdk.RemovalPolicy.RETAIN,
-            )
+            log_group = encrypted_log_group(self, "FlowLogs", key=key, removal_policy=cdk.RemovalPolicy.RETAIN,
+                                            retention=log_retention(flow_log_retention_days, "flow_log_retention_days"))
             self.vpc.add_flow_log(
                 "FlowLog",
                 destination=ec2.FlowLogDestination.to_cloud_watch_logs(log_group),

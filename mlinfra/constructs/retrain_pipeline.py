@@ -25,8 +25,6 @@ import re
 from typing import Any, Mapping, Sequence
 
 import aws_cdk as cdk
-import constructs
-import jsii
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
@@ -40,10 +38,11 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, data_removal_policy, is_token, log_retention
+from mlinfra.constructs.common import data_removal_policy, encrypted_table, is_token, log_retention
 from mlinfra.constructs.data_lake import DataLake, ImportedDataLake, dataset_prefix
 from mlinfra.constructs.endpoint_target import EndpointTarget
 from mlinfra.constructs.lambda_function import HandlerFunction
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.retrain_definition import DefinitionSettings, PollSettings, build_definition
 
 __all__ = ["RetrainPipeline", "TrainingProps", "ProcessingProps", "MetricDirection", "INPUT_SCHEMA", "READY_EVENT"]
@@ -311,14 +310,8 @@ class RetrainPipeline(Construct):
 
         # --- lineage (and lock) table ------------------------------------------------------------------
         if lineage_table is None:
-            table = dynamodb.Table(
-                self, "LineageTable",
-                partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-                sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
-                billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-                encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-                encryption_key=self.key,
-                point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
+            table = encrypted_table(
+                self, "LineageTable", partition_key="pk", key=self.key,
                 removal_policy=data_removal_policy(self, destroy_data_on_delete, "The retrain pipeline's lineage table"),
             )
             self.lineage_table: dynamodb.ITable = table
@@ -365,6 +358,11 @@ class RetrainPipeline(Construct):
         self.deploy_target = deploy_target
         if deploy_target is not None:
             lake.grant_read("models", deploy_target.model_execution_role)
+            acknowledge_wildcards(
+                deploy_target.model_execution_role,
+                "The endpoint's model role reads the model artifacts the pipeline registers in the lake's models "
+                "zone (any dataset's prefix), with aws-cdk-lib's read action groups.",
+                actions=S3_GRANT_WILDCARD_ACTIONS, resources=[lake.bucket("models").arn_for_objects("*")])
 
         # --- handlers --------------------------------------------------------------------------------
         common = {"encryption_key": self.key}
@@ -479,7 +477,7 @@ class RetrainPipeline(Construct):
                                         arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)]))
         for dataset in self.datasets:
             lake.bucket("raw").grant_read(self.trigger_fn.role, f"dataset={dataset}/*")
-        self.node.add_validation(_WildcardAcknowledgments(self, _wildcard_rules(job_prefix, group_name, sm_name, self.datasets)))
+        _acknowledge_wildcards(self, job_prefix, group_name, sm_name, self.datasets)
         self.ready_rule = events.Rule(
             self, "DatasetReadyRule",
             description="Retrain when ingestion reports a new version of one of the pipeline's datasets",
@@ -604,69 +602,6 @@ class RetrainPipeline(Construct):
         self.key.grant(role, "kms:CreateGrant", "kms:DescribeKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey*")
 
 
-def _flatten(node: Any) -> str:
-    """cdk-nag's rendering of a CloudFormation reference (``Ref`` -> ``<X>``, ``GetAtt`` -> ``<X.Attr>``)."""
-    if node is None:
-        return ""
-    if isinstance(node, str):
-        return node.replace("${", "<").replace("}", ">")
-    if isinstance(node, dict):
-        if "Fn::Join" in node:
-            sep, items = node["Fn::Join"]
-            return sep.join(_flatten(i) for i in items)
-        if "Fn::Sub" in node:
-            return _flatten(node["Fn::Sub"])
-        if "Fn::GetAtt" in node:
-            res, attr = node["Fn::GetAtt"]
-            return f"<{_flatten(res)}.{_flatten(attr)}>"
-        if "Fn::ImportValue" in node:
-            return _flatten(node["Fn::ImportValue"])
-        if "Ref" in node:
-            return f"<{_flatten(node['Ref'])}>"
-    return json.dumps(node, separators=(",", ":"))
-
-
-@jsii.implements(constructs.IValidation)
-class _WildcardAcknowledgments:
-    """Acknowledge the cdk-nag IAM5 findings of ``scope``'s policies that match an expected pattern, each with
-    its reason. cdk-nag reports one granular finding per wildcard action or resource (``IAM5[Resource::...]``),
-    whose text depends on token rendering; this computes them the way cdk-nag does, once references are
-    resolved, and leaves every finding that matches NO pattern to fail the synth."""
-
-    def __init__(self, scope: Construct, rules: Sequence[tuple[str, str]]) -> None:
-        self.scope = scope
-        self.rules = [(re.compile(p), r) for p, r in rules]
-
-    def validate(self) -> list[str]:
-        for child in self.scope.node.find_all():
-            if not isinstance(child, iam.CfnPolicy):
-                continue
-            doc = cdk.Stack.of(child).resolve(child.policy_document)
-            for finding in _iam5_findings(doc):
-                for pattern, reason in self.rules:
-                    if pattern.fullmatch(finding):
-                        acknowledge(child, f"AwsSolutions-IAM5[{finding}]", reason)
-                        break
-        return []
-
-
-def _iam5_findings(doc: Mapping[str, Any]) -> list[str]:
-    out: list[str] = []
-    for st in doc.get("Statement", []):
-        if st.get("Effect") != "Allow":
-            continue
-        actions = st.get("Action", [])
-        for a in actions if isinstance(actions, list) else [actions]:
-            if "*" in a:
-                out.append(f"Action::{a}")
-        resources = st.get("Resource", [])
-        for r in resources if isinstance(resources, list) else [resources]:
-            flat = _flatten(r)
-            if "*" in flat:
-                out.append(f"Resource::{flat}")
-    return out
-
-
 class _Substitutions:
     """Collects the tokens the definition references, by name (for the docs and tests).
 
@@ -695,31 +630,32 @@ def _resolve_tokens(value: Any, subs: _Substitutions, name: str) -> Any:
     return value
 
 
-def _wildcard_rules(prefix: str, group: str, sm_name: str, datasets: Sequence[str]) -> list[tuple[str, str]]:
-    """The wildcards this construct's policies are expected to hold, each with why it is needed."""
-    ds = "|".join(re.escape(d) for d in datasets)
-    return [
-        (r"Action::s3:(GetBucket|GetObject|List|Abort|DeleteObject|PutObject)\*",
-         "aws-cdk-lib's bucket grants (grant_read/grant_put) use these action groups; the resources are prefix-scoped."),
-        (r"Action::kms:(GenerateDataKey|ReEncrypt)\*",
-         "Standard data-key actions of the grants on the pipeline and lake keys (no other key is reachable)."),
-        (rf"Resource::.+/(dataset=({ds})|{ds}|checkpoints|evaluation)/\*",
-         "Objects under the pipeline's own dataset, checkpoints/ and evaluation/ prefixes of the lake zones."),
-        (rf"Resource::.+/dataset=({ds})/version=\*/",
-         "Listing the versions of the pipeline's own datasets in the raw zone."),
-        (rf"Resource::arn:<AWS::Partition>:sagemaker:[^:]+:[^:]+:(training-job|processing-job|model|endpoint-config)/{re.escape(prefix)}-\*",
-         "SageMaker jobs, models and endpoint configs are created per run under the pipeline's name prefix."),
-        (rf"Resource::arn:<AWS::Partition>:sagemaker:[^:]+:[^:]+:model-package/{re.escape(group)}/\*",
-         "Model package versions of the pipeline's own Model Package Group (the version is the last segment)."),
-        (r"Resource::arn:<AWS::Partition>:logs:[^:]+:[^:]+:log-group:/aws/sagemaker/\*",
-         "SageMaker jobs write their logs under /aws/sagemaker/<job type>/ with per-job streams."),
-        (rf"Resource::arn:<AWS::Partition>:states:[^:]+:[^:]+:execution:{re.escape(sm_name)}:\*",
-         "The trigger checks whether this state machine's execution of a dataset version already exists."),
-        (r"Resource::\*",
-         "Actions without resource-level permissions: X-Ray PutTraceSegments/PutTelemetryRecords, CloudWatch Logs "
+def _acknowledge_wildcards(scope: Construct, prefix: str, group: str, sm_name: str, datasets: Sequence[str]) -> None:
+    """Acknowledge the wildcards this construct's policies are expected to hold, each with why it is needed."""
+    sagemaker_arn, own = "arn:<AWS::Partition>:sagemaker:", [*datasets, "checkpoints", "evaluation"]
+    for reason, actions, resources in [
+        ("aws-cdk-lib's bucket grants (grant_read/grant_put) use these action groups; the resources are prefix-scoped.",
+         [f"s3:{a}*" for a in ("GetBucket", "GetObject", "List", "Abort", "DeleteObject", "PutObject")], []),
+        ("Standard data-key actions of the grants on the pipeline and lake keys (no other key is reachable).",
+         KMS_WILDCARD_ACTIONS, []),
+        ("Objects under the pipeline's own dataset, checkpoints/ and evaluation/ prefixes of the lake zones.",
+         [], [ending(f"/{p}/*") for p in [*(f"dataset={d}" for d in datasets), *own]]),
+        ("Listing the versions of the pipeline's own datasets in the raw zone.",
+         [], [ending(f"/dataset={d}/version=*/") for d in datasets]),
+        ("SageMaker jobs, models and endpoint configs are created per run under the pipeline's name prefix.",
+         [], [sagemaker_arn + ending(f":{kind}/{prefix}-*")
+              for kind in ("training-job", "processing-job", "model", "endpoint-config")]),
+        ("Model package versions of the pipeline's own Model Package Group (the version is the last segment).",
+         [], [sagemaker_arn + ending(f":model-package/{group}/*")]),
+        ("SageMaker jobs write their logs under /aws/sagemaker/<job type>/ with per-job streams.",
+         [], ["arn:<AWS::Partition>:logs:" + ending(":log-group:/aws/sagemaker/*")]),
+        ("The trigger checks whether this state machine's execution of a dataset version already exists.",
+         [], ["arn:<AWS::Partition>:states:" + ending(f":execution:{sm_name}:*")]),
+        ("Actions without resource-level permissions: X-Ray PutTraceSegments/PutTelemetryRecords, CloudWatch Logs "
          "log delivery (Step Functions logging), ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited by a "
-         "namespace condition) and sagemaker:ListModelPackages."),
-    ]
+         "namespace condition) and sagemaker:ListModelPackages.", [], ["*"]),
+    ]:
+        acknowledge_wildcards(scope, reason, actions=actions, resources=resources)
 
 
 def _poll(interval: cdk.Duration, total_seconds: int) -> PollSettings:

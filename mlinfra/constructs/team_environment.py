@@ -44,8 +44,7 @@ from constructs import Construct
 from mlinfra.config import ZONES, family_min_vcpus, prefixes_overlap
 from mlinfra.constructs.common import acknowledge, is_token
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix
-from mlinfra.constructs.policy_wildcards import acknowledge_policy_wildcards
-from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards
 
 __all__ = ["TeamEnvironment", "TeamPortfolio", "team_role_path", "STUDIO_VISIBILITY_TAG"]
 
@@ -54,7 +53,6 @@ STUDIO_VISIBILITY_TAG = ("sagemaker:studio-visibility", "true")
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,20}[a-z0-9]$")
 #: The wildcard action groups of ``IBucket.grant_read`` / ``grant_put``.
-_S3_GRANT_ACTIONS = ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*")
 _TAG_PRIORITY = 300  # above the platform-wide tag aspect (100)
 
 
@@ -211,11 +209,11 @@ class TeamEnvironment(Construct):
 
         own_objects = [f"*/{prefix}*" for _, prefix in [*reads, *writes]]
         for role in self.roles:
-            acknowledge_policy_wildcards(
+            acknowledge_wildcards(
                 role,
                 "Wildcards are object keys under the team's own lake prefixes, its own model packages and job "
                 "definitions, and the S3/KMS action groups of the lake's prefix-scoped grants",
-                actions=[*_S3_GRANT_ACTIONS, *KMS_WILDCARD_ACTIONS],
+                actions=[*S3_GRANT_WILDCARD_ACTIONS, *KMS_WILDCARD_ACTIONS],
                 resources=[*own_objects, f"*:model-package/{self.model_package_group.model_package_group_name}/*",
                            f"*:job-definition/{team_name}-*"],
             )
@@ -357,7 +355,7 @@ class TeamEnvironment(Construct):
                 resources=["*"],
             ),
         )
-        acknowledge_policy_wildcards(
+        acknowledge_wildcards(
             b,
             "A permissions boundary is a ceiling, not a grant: wildcards bound the team's SageMaker, Batch and "
             "logging work and its lake prefixes; the roles' own policies are prefix and resource scoped",
@@ -461,7 +459,7 @@ class TeamPortfolio(Construct):
                 actions=["iam:PassRole"], resources=[team.execution_role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             ))
-        acknowledge_policy_wildcards(
+        acknowledge_wildcards(
             self.launch_role,
             "The launch role creates the products' SageMaker, Batch and CloudFormation resources, whose names "
             "and ARNs are chosen at launch; iam:PassRole names each team's execution role",

@@ -36,13 +36,13 @@ from aws_cdk import aws_batch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
-from constructs import Construct, IValidation
+from constructs import Construct
 
 from mlinfra import instances
 from mlinfra.config import DLAMI_SSM_PARAMETER  # AWS Deep Learning Base AMI (OSS NVIDIA driver, AL2023)
 from mlinfra.constructs.common import acknowledge
 from mlinfra.constructs.data_lake import DataLake, ImportedDataLake, validate_prefix
-from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, render
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.constructs.lustre_cache import LustreCache
 from mlinfra.userdata import OnFailure, render_gpu_node_script
 
@@ -230,10 +230,11 @@ class GpuTrainingCluster(Construct):
             statements=_lake_read_statements(lake, instance_read) or [
                 iam.PolicyStatement(actions=["ec2:DescribeInstanceTypes"], resources=["*"])],
         )
-        self.instance_policy.node.add_validation(_AcknowledgePrefixWildcards(
-            self.instance_policy, _prefix_suffixes(instance_read) + (("*",) if not instance_read else ()),
+        acknowledge_wildcards(
+            self.instance_policy,
             "Read-only access to objects under the lake prefixes given ('<prefix>*'); without prefixes only "
-            "ec2:DescribeInstanceTypes, which has no resource-level permissions."))
+            "ec2:DescribeInstanceTypes, which has no resource-level permissions.",
+            resources=_prefix_globs(instance_read) + (("*",) if not instance_read else ()))
 
         self.job_queue: aws_batch.CfnJobQueue | None = None
         self.job_definition: aws_batch.MultiNodeJobDefinition | None = None
@@ -349,7 +350,7 @@ class GpuTrainingCluster(Construct):
                       "GetBucket*, List*, Abort* and KMS GenerateDataKey*/ReEncrypt* wildcards are aws-cdk-lib's grant "
                       "actions on the lake's own buckets and key only.",
             actions=(*S3_GRANT_WILDCARD_ACTIONS, *KMS_WILDCARD_ACTIONS),
-            resource_suffixes=_prefix_suffixes((*opts.job_read, *opts.job_write)))
+            resources=_prefix_globs((*opts.job_read, *opts.job_write)))
         self.job_role = job_role
 
         linux = aws_batch.LinuxParameters(self, "LinuxParameters",
@@ -381,7 +382,7 @@ class GpuTrainingCluster(Construct):
         acknowledge_wildcards(
             container.execution_role, "The execution role writes the job's logs to the /aws/batch/job log group: "
                                       "log stream names are made by Batch at run time.",
-            resource_suffixes=(":log-group:/aws/batch/job:*",))
+            resources=(ending(":log-group:/aws/batch/job:*"),))
         self.job_definition = aws_batch.MultiNodeJobDefinition(
             self, "JobDefinition",
             containers=[aws_batch.MultiNodeContainer(container=container, start_node=0, end_node=opts.nodes - 1)],
@@ -459,33 +460,9 @@ class GpuTrainingCluster(Construct):
 # --------------------------------------------------------------------------------------------------
 
 
-#: Wildcard actions of aws-cdk-lib's bucket grant_read / grant_put.
-S3_GRANT_WILDCARD_ACTIONS = ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*")
-
-
-def _prefix_suffixes(accesses: Sequence[LakeAccess]) -> tuple[str, ...]:
-    """How the object wildcards of these lake prefixes end in a cdk-nag finding id (``/<prefix>*``)."""
-    return tuple(sorted({f"/{a.prefix}*" for a in accesses}))
-
-
-@jsii.implements(IValidation)
-class _AcknowledgePrefixWildcards:
-    """:func:`mlinfra.constructs.wildcards.acknowledge_wildcards` for a managed policy (that helper reads a
-    role's inline policies): acknowledges only wildcard resources ending with the suffixes given."""
-
-    def __init__(self, policy: iam.ManagedPolicy, suffixes: tuple[str, ...], reason: str) -> None:
-        self._policy, self._suffixes, self._reason = policy, suffixes, reason
-
-    def validate(self) -> list[str]:
-        cfn = self._policy.node.default_child
-        document = cdk.Stack.of(cfn).resolve(cfn.policy_document) or {}
-        for st in document.get("Statement", []):
-            resources = st.get("Resource", [])
-            for value in resources if isinstance(resources, list) else [resources]:
-                text = render(value)
-                if "*" in text and text.endswith(self._suffixes):
-                    acknowledge(cfn, f"AwsSolutions-IAM5[Resource::{text}]", self._reason)
-        return []
+def _prefix_globs(accesses: Sequence[LakeAccess]) -> tuple[str, ...]:
+    """The globs of the object wildcards of these lake prefixes in a cdk-nag finding id (ending ``/<prefix>*``)."""
+    return tuple(sorted({ending(f"/{a.prefix}*") for a in accesses}))
 
 
 def _layout(instance_type: str, efa: bool) -> list[instances.InterfaceSlot]:

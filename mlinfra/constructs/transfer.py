@@ -28,10 +28,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_transfer as transfer
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, log_retention
+from mlinfra.constructs.common import acknowledge, encrypted_log_group, log_retention
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix, validate_zone
 from mlinfra.constructs.lambda_function import HandlerFunction
-from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 
 __all__ = ["SftpServer", "SftpUser", "IdentityProvider", "Protocol", "CURRENT_SECURITY_POLICIES", "session_policy"]
 
@@ -212,11 +212,8 @@ class SftpServer(Construct):
         self.lake, self.zone = lake, zone
         self.bucket = lake.bucket(zone)
         self.key = encryption_key or kms.Key(self, "Key", enable_key_rotation=True, description="Transfer Family logs")
-        self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=log_retention(log_retention_days, "log_retention_days"),
-            encryption_key=self.key, removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
+        self.log_group = encrypted_log_group(self, "Logs", key=self.key, removal_policy=cdk.RemovalPolicy.RETAIN,
+                                             retention=log_retention(log_retention_days, "log_retention_days"))
 
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=vpc, allow_all_outbound=False,
@@ -274,7 +271,7 @@ class SftpServer(Construct):
             self.user_role,
             "The session role covers the zone's objects; each user's session policy (and logical home directory) "
             "narrows it to that user's own prefix at login. No delete action is granted.",
-            actions=KMS_WILDCARD_ACTIONS, resource_suffixes=("/*",),
+            actions=KMS_WILDCARD_ACTIONS, resources=(ending("/*"),),
         )
 
         self.identity_function: HandlerFunction | None = None
@@ -300,7 +297,7 @@ class SftpServer(Construct):
             acknowledge_wildcards(
                 self.identity_function.role,
                 "Users are looked up by name under one secret prefix; the set of users is not known at synth time.",
-                resource_suffixes=(f":secret:{secret_prefix}*",),
+                resources=(ending(f":secret:{secret_prefix}*"),),
             )
             idp_details = transfer.CfnServer.IdentityProviderDetailsProperty(
                 function=self.identity_function.function.function_arn,

@@ -14,7 +14,7 @@ class DataLakeStack(PlatformStack):
     def __init__(self, scope: Construct, *, config: PlatformConfig) -> None:
         super().__init__(scope, "data-lake", config=config, description="Data lake zones, key and Glue catalog")
         lake_cfg = config.data_lake
-        destroy = lake_cfg.destroy_data_on_delete and not config.is_production
+        destroy = config.destroy_data_on_delete
         self.lake = DataLake(
             self,
             "DataLake",

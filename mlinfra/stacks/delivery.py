@@ -31,7 +31,7 @@ from constructs import Construct
 from mlinfra.config import DeliveryConfig, PlatformConfig, validate_prod_approval
 from mlinfra.constructs.common import acknowledge
 from mlinfra.constructs.github_oidc import GithubOidcDeployRole
-from mlinfra.constructs.policy_wildcards import acknowledge_policy_wildcards
+from mlinfra.constructs.wildcards import acknowledge_wildcards
 from mlinfra.stacks.base import PlatformStack
 
 __all__ = ["DeliveryPipelineStack", "GithubDeployStack", "PlatformStage", "bootstrap_commands"]
@@ -117,7 +117,7 @@ class DeliveryPipelineStack(PlatformStack):
         self.pipeline = pipelines.CodePipeline(
             self,
             "Pipeline",
-            pipeline_name=f"{config.prefix}-{config.env_name}-delivery",
+            pipeline_name=config.resource_name("delivery"),
             synth=self.synth_step,
             self_mutation=True,
             pipeline_type=codepipeline.PipelineType.V2,
@@ -154,7 +154,7 @@ class DeliveryPipelineStack(PlatformStack):
     def _acknowledge(self) -> None:
         for node in self.pipeline.node.find_all():
             if isinstance(node, iam.Policy):
-                acknowledge_policy_wildcards(
+                acknowledge_wildcards(
                     node,
                     "CDK Pipelines generates these policies: CodeBuild log groups and reports named per build, "
                     "artifact objects under the pipeline's own bucket and key, and the CDK bootstrap roles",
@@ -185,9 +185,9 @@ class GithubDeployStack(PlatformStack):
             branch=gh.branch,
             environment=gh.environment,
             provider_arn=gh.provider_arn,
-            role_name=f"{config.prefix}-{config.env_name}-github-deploy",
+            role_name=config.resource_name("github-deploy"),
             pull_request_diff=True,
-            diff_role_name=f"{config.prefix}-{config.env_name}-github-diff",
+            diff_role_name=config.resource_name("github-diff"),
         )
         cdk.CfnOutput(self, "DeployRoleArn", value=self.deploy_role.role.role_arn)
         if self.deploy_role.diff_role is not None:

@@ -18,7 +18,6 @@ import json
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -33,12 +32,12 @@ from constructs import Construct
 
 from mlinfra.config import DataSyncTaskConfig, PlatformConfig
 from mlinfra.constructs import datasync as ds
-from mlinfra.constructs.common import acknowledge
+from mlinfra.constructs.common import acknowledge, encrypted_table
 from mlinfra.constructs.data_lake import DataLake
 from mlinfra.constructs.firehose import RawDeliveryStream
 from mlinfra.constructs.lambda_function import HandlerFunction
 from mlinfra.constructs.network import Network
-from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards
+from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.constructs.transfer import IdentityProvider, SftpServer, SftpUser
 from mlinfra.stacks.base import PlatformStack
 
@@ -68,17 +67,8 @@ class IngestionStack(PlatformStack):
         alarm_action = cw_actions.SnsAction(self.alarm_topic)
 
         # --- dataset catalog ----------------------------------------------------------------------
-        self.catalog = dynamodb.Table(
-            self, "DatasetCatalog",
-            partition_key=dynamodb.Attribute(name="dataset", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=self.key,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
-            deletion_protection=config.is_production,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
+        self.catalog = encrypted_table(self, "DatasetCatalog", partition_key="dataset", key=self.key,
+                                       deletion_protection=config.is_production, removal_policy=cdk.RemovalPolicy.RETAIN)
 
         # --- landing glue -------------------------------------------------------------------------
         timeout = cdk.Duration.seconds(cfg.handler_timeout_seconds)
@@ -145,8 +135,8 @@ class IngestionStack(PlatformStack):
             fn.role,
             "S3 grants are scoped to landing (read and tag; write only under _quarantine/) and raw objects under "
             "dataset=*; KMS data-key and S3 Get*/List*/Abort* wildcards are aws-cdk-lib's grant forms on those ARNs.",
-            actions=(*KMS_WILDCARD_ACTIONS, "s3:GetBucket*", "s3:GetObject*", "s3:List*", "s3:Abort*"),
-            resource_suffixes=("/*", "/_quarantine/*", "/dataset=*"),
+            actions=(*KMS_WILDCARD_ACTIONS, *S3_GRANT_WILDCARD_ACTIONS),
+            resources=(ending("/*"), ending("/_quarantine/*"), ending("/dataset=*")),
         )
 
         # --- SFTP (Transfer Family) -------------------------------------------------------------------

@@ -55,13 +55,13 @@ class PipelineStack(PlatformStack):
             manual_approval=cfg.manual_approval,
             approval_timeout=cdk.Duration.hours(cfg.approval_timeout_hours),
             deploy_target=deploy_target,
-            model_package_group_name=f"{config.prefix}-{config.env_name}-models",
-            state_machine_name=f"{config.prefix}-{config.env_name}-retrain",
+            model_package_group_name=config.resource_name("models"),
+            state_machine_name=config.resource_name("retrain"),
             poll_interval=cdk.Duration.seconds(cfg.poll_interval_seconds),
             log_level=log_level,
             log_retention_days=cfg.log_retention_days,
             job_prefix=f"{config.prefix}-{config.env_name}"[:20].rstrip("-"),
-            destroy_data_on_delete=config.data_lake.destroy_data_on_delete and not config.is_production,
+            destroy_data_on_delete=config.destroy_data_on_delete,
         )
         if log_level != sfn.LogLevel.ALL:
             acknowledge(self.pipeline.state_machine, "AwsSolutions-SF1",

@@ -46,7 +46,7 @@ class TeamStack(PlatformStack):
             monthly_budget_usd=team.monthly_budget_usd,
             budget_thresholds_percent=team.budget_thresholds_percent,
             alert_emails=team.alert_emails,
-            model_package_group_name=f"{config.prefix}-{config.env_name}-{team.name}",
+            model_package_group_name=config.resource_name(team.name),
         )
         cdk.CfnOutput(self, "TeamRoleArn", value=self.team.team_role.role_arn)
         cdk.CfnOutput(self, "ExecutionRoleArn", value=self.team.execution_role.role_arn)

@@ -63,7 +63,7 @@ class TrainingStack(PlatformStack):
                       "per_unit_storage_throughput": cfg.cache_per_unit_throughput}
         self.cache = LustreCache(
             self, "Cache", vpc=vpc, subnet=subnet, links=links,
-            destroy_data_on_delete=config.data_lake.destroy_data_on_delete and not config.is_production, **sizing,
+            destroy_data_on_delete=config.destroy_data_on_delete, **sizing,
         )
 
         read = [LakeAccess(*parse_lake_target(t)) for t in cfg.lake_read]
@@ -99,11 +99,11 @@ class TrainingStack(PlatformStack):
             self.slurm_cluster = GpuTrainingCluster(
                 self, "SlurmCluster", vpc=vpc, subnet=subnet, engine=TrainingEngine.SLURM,
                 lustre=self.cache, lake=lake, instance_read=read, efa=cfg.efa,
-                slurm=SlurmOptions(service_token=token, cluster_name=f"{config.prefix}-{config.env_name}-"
-                                   f"{cfg.slurm_cluster_name}", queues=queues,
+                slurm=SlurmOptions(service_token=token, cluster_name=config.resource_name(cfg.slurm_cluster_name),
+                                   queues=queues,
                                    head_node_instance_type=cfg.slurm_head_node_instance_type),
             )
-            cdk.CfnOutput(self, "SlurmClusterName", value=f"{config.prefix}-{config.env_name}-{cfg.slurm_cluster_name}")
+            cdk.CfnOutput(self, "SlurmClusterName", value=config.resource_name(cfg.slurm_cluster_name))
 
         # --- SageMaker training jobs: placement in the training subnet --------------------------------
         self.sagemaker_security_group = ec2.SecurityGroup(
