@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -28,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         return destroy(args.app_dir)
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
     try:
-        report = LocalDeploy(app_dir=args.app_dir, env_name=args.env, keep=args.keep, say=say).run()
+        # With --json, stdout carries the JSON report alone: anything else printed meanwhile (handler logs of
+        # the smoke checks, say) goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            report = LocalDeploy(app_dir=args.app_dir, env_name=args.env, keep=args.keep, say=say).run()
     except LocalDeployError as exc:
         print(f"local deploy failed: {exc}", file=sys.stderr)
         return 1
