@@ -135,6 +135,10 @@ class DataLake(_LakeBase):
         :default: False
     :param transfer_acceleration: turn on S3 Transfer Acceleration on the landing bucket. :default: False
     :param request_metrics: publish per-request CloudWatch metrics for every zone (paid). :default: False
+    :param allow_lustre_repository_access: let this account's FSx for Lustre data repository associations use
+        the lake key through S3 (the key policy names FSx's per-file-system service-linked roles,
+        ``AWSServiceRoleForFSxS3Access_fs-*``, which IAM policies cannot grant a customer managed key to).
+        Only with a key this construct creates. :default: True
     :param name_prefix: prefix of the Glue database names. :default: "mlinfra"
     """
 
@@ -153,6 +157,7 @@ class DataLake(_LakeBase):
         auto_delete_objects: bool = False,
         transfer_acceleration: bool = False,
         request_metrics: bool = False,
+        allow_lustre_repository_access: bool = True,
         name_prefix: str = "mlinfra",
     ) -> None:
         super().__init__(scope, id)
@@ -177,6 +182,8 @@ class DataLake(_LakeBase):
                 description=f"{name_prefix} data lake: encrypts every zone bucket",
                 removal_policy=removal,
             )
+            if encryption_key is None and allow_lustre_repository_access:
+                self._allow_lustre_repository_access(self.encryption_key)
         else:
             self.encryption_key = None
 
@@ -251,6 +258,29 @@ class DataLake(_LakeBase):
             )
             db.apply_removal_policy(removal)
             self.glue_databases[zone] = db
+
+    @staticmethod
+    def _allow_lustre_repository_access(key: kms.Key) -> None:
+        # The FSx S3-access service-linked role is named per file system, so it cannot be a Principal: any
+        # principal, narrowed to this account's FSx S3-access roles calling through S3 in this region.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowFsxLustreRepositoryAccessThroughS3",
+                principals=[iam.AnyPrincipal()],
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:DescribeKey"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {
+                        "aws:PrincipalAccount": cdk.Aws.ACCOUNT_ID,
+                        "kms:ViaService": f"s3.{cdk.Aws.REGION}.amazonaws.com",
+                    },
+                    "ArnLike": {
+                        "aws:PrincipalArn": f"arn:{cdk.Aws.PARTITION}:iam::{cdk.Aws.ACCOUNT_ID}:role/aws-service-role/"
+                        "s3.data-source.lustre.fsx.amazonaws.com/AWSServiceRoleForFSxS3Access_fs-*"
+                    },
+                },
+            )
+        )
 
     def glue_database_name(self, zone: str) -> str:
         return self.glue_databases[validate_zone(zone, tuple(self.glue_databases))].ref

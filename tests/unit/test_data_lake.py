@@ -222,3 +222,25 @@ def test_storage_metrics(stack_template):
     metric = lake.metric_bucket_size_bytes("raw")
     assert metric.metric_name == "BucketSizeBytes" and metric.namespace == "AWS/S3"
     assert lake.metric_number_of_objects("models").metric_name == "NumberOfObjects"
+
+
+def test_lake_key_lets_only_fsx_s3_access_roles_through_s3(stack_template):
+    _, t = stack_template
+    key = next(iter(t.find_resources("AWS::KMS::Key").values()))
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    fsx = [s for s in statements if s.get("Sid") == "AllowFsxLustreRepositoryAccessThroughS3"]
+    assert len(fsx) == 1
+    st = fsx[0]
+    assert st["Principal"] == {"AWS": "*"}
+    assert "kms:Decrypt" in st["Action"] and "kms:CreateGrant" not in st["Action"]
+    assert st["Condition"]["StringEquals"]["aws:PrincipalAccount"] == {"Ref": "AWS::AccountId"}
+    assert st["Condition"]["StringEquals"]["kms:ViaService"] == {"Fn::Join": ["", ["s3.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+    arn = json.dumps(st["Condition"]["ArnLike"]["aws:PrincipalArn"])
+    assert "s3.data-source.lustre.fsx.amazonaws.com/AWSServiceRoleForFSxS3Access_fs-*" in arn
+
+
+def test_lustre_key_access_can_be_turned_off():
+    stack = new_stack()
+    DataLake(stack, "Lake", allow_lustre_repository_access=False, zones=["raw"], glue_zones=())
+    key = next(iter(Template.from_stack(stack).find_resources("AWS::KMS::Key").values()))
+    assert not [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid", "").startswith("AllowFsx")]
