@@ -6,6 +6,7 @@
     mlinfra destroy-local [--app-dir DIR]
     mlinfra plan-transfer ...      (from mlinfra.transfer_planner, when installed)
     mlinfra size-cache ...         (from mlinfra.lustre_sizing, when installed)
+    mlinfra approve --function F --token T --decision approve|reject --reviewer R   (mlinfra.approvals)
 
 Exit codes: 0 success, 1 a command failed (deploy error, missing optional module), 2 usage or
 configuration errors (every configuration error is printed at once).
@@ -37,6 +38,7 @@ EXIT_USAGE = 2
 PLUGINS: tuple[tuple[str, str], ...] = (
     ("plan-transfer", "mlinfra.transfer_planner"),
     ("size-cache", "mlinfra.lustre_sizing"),
+    ("approve", "mlinfra.approvals"),
 )
 
 #: Stacks every environment deploys, before the capability sections add theirs.
