@@ -8,6 +8,7 @@ with a clear message. A plug-in whose stack is not deployed returns ``[]`` (``ct
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import traceback
 from dataclasses import dataclass, field
@@ -48,7 +49,22 @@ def plugins() -> list[Any]:
 
 
 def run_all(ctx: SmokeContext, say: Callable[[str], None] | None = print) -> list[dict[str, Any]]:
-    """Run every plug-in; a failure is recorded (with its message) and the others still run."""
+    """Run every plug-in; a failure is recorded (with its message) and the others still run.
+
+    Handlers that plug-ins run in-process log through Powertools; their INFO/WARNING lines would bury the
+    report, so plug-ins run with ``POWERTOOLS_LOG_LEVEL=ERROR`` (errors still show)."""
+    previous = os.environ.get("POWERTOOLS_LOG_LEVEL")
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"
+    try:
+        return _run_all(ctx, say)
+    finally:
+        if previous is None:
+            os.environ.pop("POWERTOOLS_LOG_LEVEL", None)
+        else:
+            os.environ["POWERTOOLS_LOG_LEVEL"] = previous
+
+
+def _run_all(ctx: SmokeContext, say: Callable[[str], None] | None) -> list[dict[str, Any]]:
     results = []
     for module in plugins():
         name = module.__name__.rsplit(".", 1)[-1]
