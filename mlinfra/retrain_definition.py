@@ -393,8 +393,9 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
                     "value.$": "$.evaluation.metric_value",
                     "gate.$": "$.gate.reasons",
                     "token.$": "$$.Task.Token",
-                    "decide_with": f"aws lambda invoke --function-name {s.approval_function_name} --cli-binary-format raw-in-base64-out "
-                                   "--payload '{\"token\": \"<token>\", \"decision\": \"approve|reject\", \"reviewer\": \"<you>\", \"reason\": \"...\"}' out.json",
+                    "decide_with.$": "States.Format('mlinfra approve --function "
+                                     f"{s.approval_function_name} --decision approve|reject --reviewer <you> "
+                                     "--reason <why> --token {}', $$.Task.Token)",
                 },
             },
             "TimeoutSeconds": s.approval_timeout_seconds,

@@ -244,6 +244,9 @@ def test_approval_timeout_rejects(env):
     assert package["ModelApprovalStatus"] == "Rejected"
     request, outcome = env.messages()
     assert request["type"] == "approval-request" and request["token"]
+    # The message gives the reviewer the exact command, with this run's token filled in.
+    assert request["decide_with"].startswith("mlinfra approve --function ")
+    assert request["decide_with"].endswith(f"--token {request['token']}")
     assert outcome["message"]["status"] == "Rejected" and outcome["message"]["approval"] == "States.Timeout"
 
 
