@@ -6,6 +6,7 @@
   passive range 8192-8200 are opened to those CIDRs only.
 - A current security policy (``TransferSecurityPolicy-2024-01`` by default; legacy policies are refused).
 - Structured JSON logging to an encrypted CloudWatch log group.
+- Storage: the lake's zone (S3, the default) or an EFS file system (``file_system``), never both.
 - Users: service-managed users with SSH public keys, each confined to their own landing prefix by a LOGICAL
   home directory (``/`` maps to ``/<bucket>/<prefix>``) AND a session policy allowing only that prefix; read-only
   users get no write action. Or a custom identity provider: the ``transfer_idp`` Lambda authenticates
@@ -22,6 +23,7 @@ from typing import Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_efs as efs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -72,6 +74,8 @@ class SftpUser:
     :param read_only: list and download only. :default: False
     :param extra_mappings: more logical directories ``(entry, prefix)``, each under the user's own prefix.
         :default: none
+    :param posix_uid / posix_gid: the POSIX identity the user's files get on an EFS backend (required there,
+        refused on S3). :default: None
     """
 
     name: str
@@ -79,6 +83,8 @@ class SftpUser:
     ssh_public_keys: Sequence[str]
     read_only: bool = False
     extra_mappings: Sequence[tuple[str, str]] = ()
+    posix_uid: int | None = None
+    posix_gid: int | None = None
 
 
 def session_policy(bucket_arn: str, prefix: str, *, read_only: bool) -> dict:
@@ -132,6 +138,31 @@ def validate_home_mappings(user: SftpUser) -> list[tuple[str, str]]:
     return mappings
 
 
+_POSIX_ID_MAX = 4294967295
+
+
+def validate_backend(lake, file_system, protocols, identity_provider, users: Sequence[SftpUser]) -> None:
+    """Exactly one backend: the lake's S3 zone or an EFS file system. EFS needs every user's POSIX profile and
+    works with SFTP/FTPS and service-managed users (AS2 and the Lambda identity provider are S3-only here)."""
+    if (lake is None) == (file_system is None):
+        raise ValueError("SftpServer: pass either lake (the S3 backend) or file_system (the EFS backend), not both "
+                         f"and not neither; got lake={'set' if lake else None}, file_system={'set' if file_system else None}")
+    if file_system is None:
+        posix = [u.name for u in users if u.posix_uid is not None or u.posix_gid is not None]
+        if posix:
+            raise ValueError(f"users {posix}: posix_uid/posix_gid apply to the EFS backend only, got them with the S3 backend")
+        return
+    if Protocol.AS2 in protocols:
+        raise ValueError("protocols: AS2 stores messages in S3 only, got: AS2 with the EFS backend")
+    if identity_provider != IdentityProvider.SERVICE_MANAGED:
+        raise ValueError("identity_provider: the EFS backend takes service-managed users here, got: AWS_LAMBDA")
+    for u in users:
+        for name, value in (("posix_uid", u.posix_uid), ("posix_gid", u.posix_gid)):
+            if value is None or not 0 <= value <= _POSIX_ID_MAX:
+                raise ValueError(f"users[{u.name}].{name} must be an integer between 0 and {_POSIX_ID_MAX} on the EFS "
+                                 f"backend (files are owned by it), got: {value!r}")
+
+
 def validate_security_policy(name: str) -> None:
     if name not in CURRENT_SECURITY_POLICIES:
         raise ValueError(f"security_policy must be a current policy {list(CURRENT_SECURITY_POLICIES)}, got: {name!r}")
@@ -152,7 +183,10 @@ def validate_public_endpoint(allow_public: bool, allowed_cidrs: Sequence[str]) -
 class SftpServer(Construct):
     """A Transfer Family server writing into ``lake``'s ``zone``.
 
-    :param lake: the lake. :param zone: :default: "landing"
+    :param lake: the lake: users land in its ``zone`` (the S3 backend). :param zone: :default: "landing"
+    :param file_system: an EFS file system instead of the lake (the EFS backend, for partners who need POSIX
+        semantics; users then need ``posix_uid``/``posix_gid``, and DataSync can move their files to the lake).
+        Exactly one of ``lake`` and ``file_system``. :default: None
     :param vpc: the VPC of the endpoint. :param subnets: private subnets of the internal endpoint.
         :default: the VPC's private subnets
     :param allow_public_endpoint: an internet-facing endpoint (Elastic IPs in public subnets). :default: False
@@ -174,7 +208,7 @@ class SftpServer(Construct):
         scope: Construct,
         id: str,
         *,
-        lake: _LakeBase,
+        lake: _LakeBase | None = None,
         vpc: ec2.IVpc,
         zone: str = "landing",
         subnets: ec2.SubnetSelection | None = None,
@@ -188,9 +222,11 @@ class SftpServer(Construct):
         secret_prefix: str = "mlinfra/transfer/",
         log_retention_days: int = 365,
         encryption_key: kms.IKey | None = None,
+        file_system: efs.IFileSystem | None = None,
     ) -> None:
         super().__init__(scope, id)
-        validate_zone(zone, lake.zones)
+        if lake is not None:
+            validate_zone(zone, lake.zones)
         validate_security_policy(security_policy)
         validate_public_endpoint(allow_public_endpoint, allowed_cidrs)
         protocols = [Protocol(p) for p in protocols]
@@ -208,9 +244,10 @@ class SftpServer(Construct):
         names = [u.name for u in users]
         if len(set(names)) != len(names):
             raise ValueError(f"users: names must be unique, got: {names}")
+        validate_backend(lake, file_system, protocols, identity_provider, users)
 
-        self.lake, self.zone = lake, zone
-        self.bucket = lake.bucket(zone)
+        self.lake, self.zone, self.file_system = lake, zone, file_system
+        self.bucket = lake.bucket(zone) if lake is not None else None
         self.key = encryption_key or kms.Key(self, "Key", enable_key_rotation=True, description="Transfer Family logs")
         self.log_group = encrypted_log_group(self, "Logs", key=self.key, removal_policy=cdk.RemovalPolicy.RETAIN,
                                              retention=log_retention(log_retention_days, "log_retention_days"))
@@ -252,27 +289,17 @@ class SftpServer(Construct):
             )
 
         # The one role every user session assumes; sessions are scoped down to one prefix by their session policy.
-        self.user_role = iam.Role(
-            self, "UserRole",
-            assumed_by=iam.ServicePrincipal("transfer.amazonaws.com").with_conditions(
-                {"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}}
-            ),
-            description="Transfer Family user sessions (each scoped to its prefix by a session policy)",
-        )
-        self.user_role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket", "s3:GetBucketLocation"], resources=[self.bucket.bucket_arn]))
-        self.user_role.add_to_policy(iam.PolicyStatement(
-            actions=["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging",
-                     "s3:AbortMultipartUpload"],
-            resources=[self.bucket.arn_for_objects("*")],
-        ))
-        if lake.encryption_key is not None:
-            lake.encryption_key.grant_encrypt_decrypt(self.user_role)
-        acknowledge_wildcards(
-            self.user_role,
-            "The session role covers the zone's objects; each user's session policy (and logical home directory) "
-            "narrows it to that user's own prefix at login. No delete action is granted.",
-            actions=KMS_WILDCARD_ACTIONS, resources=(ending("/*"),),
-        )
+        self.user_role = self._session_role("UserRole", "Transfer Family user sessions (each scoped to its prefix by a session policy)")
+        self.read_only_role: iam.Role | None = None
+        if file_system is None:
+            self._grant_s3(lake)
+        else:
+            # EFS has no session policies: each user's logical home directory confines the session, POSIX
+            # permissions (the user's uid/gid) do the rest, and read-only users get a role that cannot write.
+            file_system.grant(self.user_role, "elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite")
+            if any(u.read_only for u in users):
+                self.read_only_role = self._session_role("ReadOnlyRole", "Transfer Family read-only sessions (EFS)")
+                file_system.grant(self.read_only_role, "elasticfilesystem:ClientMount")
 
         self.identity_function: HandlerFunction | None = None
         idp_details = None
@@ -306,7 +333,7 @@ class SftpServer(Construct):
 
         self.server = transfer.CfnServer(
             self, "Server",
-            domain="S3",
+            domain="S3" if file_system is None else "EFS",
             endpoint_type="VPC",
             endpoint_details=endpoint,
             protocols=[p.value for p in protocols],
@@ -315,7 +342,10 @@ class SftpServer(Construct):
             identity_provider_type=identity_provider.value,
             identity_provider_details=idp_details,
             structured_log_destinations=[_log_arn(self.log_group)],
-            s3_storage_options=transfer.CfnServer.S3StorageOptionsProperty(directory_listing_optimization="ENABLED"),
+            s3_storage_options=(
+                transfer.CfnServer.S3StorageOptionsProperty(directory_listing_optimization="ENABLED")
+                if file_system is None else None
+            ),
             pre_authentication_login_banner="Authorized use only. Activity is logged.",
         )
         if self.identity_function is not None:
@@ -331,11 +361,53 @@ class SftpServer(Construct):
     def server_id(self) -> str:
         return self.server.attr_server_id
 
+    def _session_role(self, id: str, description: str) -> iam.Role:
+        return iam.Role(
+            self, id,
+            assumed_by=iam.ServicePrincipal("transfer.amazonaws.com").with_conditions(
+                {"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}}
+            ),
+            description=description,
+        )
+
+    def _grant_s3(self, lake: _LakeBase) -> None:
+        self.user_role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket", "s3:GetBucketLocation"], resources=[self.bucket.bucket_arn]))
+        self.user_role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging",
+                     "s3:AbortMultipartUpload"],
+            resources=[self.bucket.arn_for_objects("*")],
+        ))
+        if lake.encryption_key is not None:
+            lake.encryption_key.grant_encrypt_decrypt(self.user_role)
+        acknowledge_wildcards(
+            self.user_role,
+            "The session role covers the zone's objects; each user's session policy (and logical home directory) "
+            "narrows it to that user's own prefix at login. No delete action is granted.",
+            actions=KMS_WILDCARD_ACTIONS, resources=(ending("/*"),),
+        )
+
     def _user(self, user: SftpUser) -> transfer.CfnUser:
         mappings = validate_home_mappings(user)
+        user_id = f"User{re.sub(r'[^A-Za-z0-9]', '', user.name.title())}"
+        if self.file_system is not None:
+            root = self.file_system.file_system_id
+            role = self.read_only_role if user.read_only else self.user_role
+            return transfer.CfnUser(
+                self, user_id,
+                server_id=self.server.attr_server_id,
+                user_name=user.name,
+                role=role.role_arn,
+                home_directory_type="LOGICAL",
+                home_directory_mappings=[
+                    transfer.CfnUser.HomeDirectoryMapEntryProperty(entry=entry, target=f"/{root}/{target}", type="DIRECTORY")
+                    for entry, target in mappings
+                ],
+                posix_profile=transfer.CfnUser.PosixProfileProperty(uid=user.posix_uid, gid=user.posix_gid),
+                ssh_public_keys=[k.strip() for k in user.ssh_public_keys],
+            )
         bucket_name = self.bucket.bucket_name
         return transfer.CfnUser(
-            self, f"User{re.sub(r'[^A-Za-z0-9]', '', user.name.title())}",
+            self, user_id,
             server_id=self.server.attr_server_id,
             user_name=user.name,
             role=self.user_role.role_arn,
