@@ -487,8 +487,11 @@ class TrainingConfig:
     batch_spot: bool = False
     #: Build the Slurm cluster (AWS ParallelCluster; needs ``slurm_service_token``). :default: False
     slurm_enabled: bool = False
-    #: ServiceToken of the ParallelCluster provider stack: an ARN, or ``ssm:<parameter name>`` holding it.
+    #: ServiceToken of the ParallelCluster provider stack: an ARN, ``ssm:<parameter name>`` holding it, or
+    #: ``provider`` to deploy AWS's provider stack (nested, release ``slurm_provider_version``) with the cluster.
     slurm_service_token: str | None = None
+    #: ParallelCluster release of a ``provider`` deployed with the cluster (3.6.0 or later). :default: 3.16.1
+    slurm_provider_version: str = "3.16.1"
     #: ParallelCluster cluster name (immutable). :default: training
     slurm_cluster_name: str = "training"
     #: Head node type. :default: m6i.2xlarge
@@ -538,8 +541,12 @@ class TrainingConfig:
                 errors.append(f"{p}.batch_nodes: must be >= 1, got: {self.batch_nodes}")
         if self.slurm_enabled:
             if not self.slurm_service_token:
-                errors.append(f"{p}.slurm_service_token: the ParallelCluster provider's ServiceToken (an ARN or "
-                              f"'ssm:<parameter>') is required when slurm_enabled, got: None")
+                errors.append(f"{p}.slurm_service_token: the ParallelCluster provider's ServiceToken (an ARN, "
+                              f"'ssm:<parameter>' or 'provider') is required when slurm_enabled, got: None")
+            release = re.fullmatch(r"3\.(\d+)\.\d+", self.slurm_provider_version)
+            if self.slurm_service_token == "provider" and (release is None or int(release.group(1)) < 6):
+                errors.append(f"{p}.slurm_provider_version: must be a ParallelCluster release 3.6.0 or later, got: "
+                              f"{self.slurm_provider_version!r}")
             names = [q.name for q in self.slurm_queues]
             if len(set(names)) != len(names) or not names:
                 errors.append(f"{p}.slurm_queues: need at least one queue and unique names, got: {names}")

@@ -40,6 +40,12 @@ def supported_types() -> frozenset[str]:
 #: Resources of a supported type that moto still cannot create in this shape: (type, predicate, reason).
 UNSUPPORTED_SHAPES: list[tuple[str, Any, str]] = [
     (
+        "AWS::CloudFormation::Stack",
+        lambda props: "cdk-" not in json.dumps(props.get("TemplateURL", "")),
+        "a nested stack whose template is hosted outside the app's CDK assets (such as AWS's ParallelCluster "
+        "provider): the emulator cannot fetch it offline",
+    ),
+    (
         "AWS::Batch::JobDefinition",
         lambda props: props.get("Type") == "multinode",
         "moto's CloudFormation JobDefinition registers every definition as type 'container'; a multi-node one "

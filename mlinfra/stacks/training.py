@@ -23,6 +23,7 @@ from mlinfra.constructs.network import Network
 from mlinfra.constructs.training_cluster import (
     BatchOptions,
     GpuTrainingCluster,
+    ParallelClusterProvider,
     LakeAccess,
     SlurmComputeResource,
     SlurmOptions,
@@ -88,7 +89,12 @@ class TrainingStack(PlatformStack):
         self.slurm_cluster: GpuTrainingCluster | None = None
         if cfg.slurm_enabled:
             token = cfg.slurm_service_token or ""
-            if token.startswith("ssm:"):
+            self.pcluster_provider: ParallelClusterProvider | None = None
+            if token == "provider":
+                self.pcluster_provider = ParallelClusterProvider(
+                    self, "ParallelClusterProvider", version=cfg.slurm_provider_version)
+                token = self.pcluster_provider.service_token
+            elif token.startswith("ssm:"):
                 token = ssm.StringParameter.value_for_string_parameter(self, token[len("ssm:"):])
             queues = [
                 SlurmQueue(name=q.name, capacity_type=q.capacity_type, compute_resources=[SlurmComputeResource(
