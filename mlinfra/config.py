@@ -425,6 +425,17 @@ class IngestionConfig:
 # --- training (issue 4) ---
 
 #: Deep Learning Base AMI (OSS NVIDIA driver, Amazon Linux 2023) SSM parameter: the default node image.
+#: The ParallelCluster CloudFormation custom resource exists from release 3.6.0 on.
+PCLUSTER_MIN_MINOR = 6
+DEFAULT_PCLUSTER_VERSION = "3.16.1"
+
+
+def is_pcluster_release(version: str) -> bool:
+    """``3.<minor>.<patch>`` with minor >= 6: a ParallelCluster release with the CloudFormation custom resource."""
+    m = re.fullmatch(r"3\.(\d+)\.\d+", version or "")
+    return m is not None and int(m.group(1)) >= PCLUSTER_MIN_MINOR
+
+
 DLAMI_SSM_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
 
 
@@ -491,7 +502,7 @@ class TrainingConfig:
     #: ``provider`` to deploy AWS's provider stack (nested, release ``slurm_provider_version``) with the cluster.
     slurm_service_token: str | None = None
     #: ParallelCluster release of a ``provider`` deployed with the cluster (3.6.0 or later). :default: 3.16.1
-    slurm_provider_version: str = "3.16.1"
+    slurm_provider_version: str = DEFAULT_PCLUSTER_VERSION
     #: ParallelCluster cluster name (immutable). :default: training
     slurm_cluster_name: str = "training"
     #: Head node type. :default: m6i.2xlarge
@@ -543,8 +554,7 @@ class TrainingConfig:
             if not self.slurm_service_token:
                 errors.append(f"{p}.slurm_service_token: the ParallelCluster provider's ServiceToken (an ARN, "
                               f"'ssm:<parameter>' or 'provider') is required when slurm_enabled, got: None")
-            release = re.fullmatch(r"3\.(\d+)\.\d+", self.slurm_provider_version)
-            if self.slurm_service_token == "provider" and (release is None or int(release.group(1)) < 6):
+            if self.slurm_service_token == "provider" and not is_pcluster_release(self.slurm_provider_version):
                 errors.append(f"{p}.slurm_provider_version: must be a ParallelCluster release 3.6.0 or later, got: "
                               f"{self.slurm_provider_version!r}")
             names = [q.name for q in self.slurm_queues]

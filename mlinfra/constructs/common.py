@@ -29,10 +29,15 @@ def is_token(value: Any) -> bool:
     return value is not None and cdk.Token.is_unresolved(value)
 
 
+def data_destruction_allowed(scope: IConstruct) -> bool:
+    """The app-wide key of data destruction: the context flag ``mlinfra:allowDataDestruction`` is true."""
+    return str(scope.node.try_get_context(ALLOW_DATA_DESTRUCTION_CONTEXT)).lower() == "true"
+
+
 def data_removal_policy(scope: Construct, destroy_requested: bool, what: str) -> cdk.RemovalPolicy:
     """RETAIN unless BOTH the prop asks for destruction AND the app context flag
     ``mlinfra:allowDataDestruction`` is true; with one key alone, RETAIN and a synth warning."""
-    flag = str(scope.node.try_get_context(ALLOW_DATA_DESTRUCTION_CONTEXT)).lower() == "true"
+    flag = data_destruction_allowed(scope)
     if destroy_requested and flag:
         return cdk.RemovalPolicy.DESTROY
     if destroy_requested != flag:

@@ -39,7 +39,8 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from mlinfra import instances
-from mlinfra.config import DLAMI_SSM_PARAMETER  # AWS Deep Learning Base AMI (OSS NVIDIA driver, AL2023)
+# DLAMI_SSM_PARAMETER: the AWS Deep Learning Base AMI (OSS NVIDIA driver, AL2023)
+from mlinfra.config import DEFAULT_PCLUSTER_VERSION, DLAMI_SSM_PARAMETER, PCLUSTER_MIN_MINOR, is_pcluster_release
 from mlinfra.constructs.common import acknowledge
 from mlinfra.constructs.data_lake import DataLake, ImportedDataLake, validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
@@ -155,14 +156,8 @@ PCLUSTER_PROVIDER_TEMPLATE = (
     "https://${AWS::Region}-aws-parallelcluster.s3.${AWS::Region}.${AWS::URLSuffix}"
     "/parallelcluster/${Version}/templates/custom_resource/cluster.yaml"
 )
-#: The CloudFormation custom resource exists from ParallelCluster 3.6.0 on.
-PCLUSTER_MIN_MINOR = 6
-DEFAULT_PCLUSTER_VERSION = "3.16.1"
-
-
 def validate_pcluster_version(version: str, prop: str = "version") -> str:
-    m = re.fullmatch(r"3\.(\d+)\.(\d+)", version or "")
-    if not m or int(m.group(1)) < PCLUSTER_MIN_MINOR:
+    if not is_pcluster_release(version):
         raise ValueError(f"{prop} must be a ParallelCluster release 3.{PCLUSTER_MIN_MINOR}.0 or later (the CloudFormation "
                          f"custom resource's first), such as {DEFAULT_PCLUSTER_VERSION}, got: {version!r}")
     return version

@@ -101,8 +101,9 @@ def _target_service(arn: Any, resources: dict[str, Any]) -> str:
 
 def _event_rule_targets(props: dict[str, Any], resources: dict[str, Any]) -> str | None:
     targets = props.get("Targets") or []
-    kept = [t for t in targets if _target_service(t.get("Arn"), resources) in ("sqs", "logs", "events")]
-    dropped = [_target_service(t.get("Arn"), resources) for t in targets if t not in kept]
+    services = [_target_service(t.get("Arn"), resources) for t in targets]
+    kept = [t for t, service in zip(targets, services) if service in ("sqs", "logs", "events")]
+    dropped = [service for service in services if service not in ("sqs", "logs", "events")]
     if not dropped:
         return None
     if kept:

@@ -6,6 +6,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from mlinfra.config import ZONES, PlatformConfig
+from mlinfra.constructs.common import data_destruction_allowed
 from mlinfra.constructs.data_lake import DataLake
 from mlinfra.stacks.base import PlatformStack
 
@@ -25,7 +26,7 @@ class DataLakeStack(PlatformStack):
             destroy_data_on_delete=destroy,
             # Emptying buckets on delete is a Lambda-backed custom resource: the local emulator cannot run it
             # (no Docker), and its in-memory state disappears with the server anyway.
-            auto_delete_objects=destroy and config.target == "aws" and _destruction_allowed(self),
+            auto_delete_objects=destroy and config.target == "aws" and data_destruction_allowed(self),
             transfer_acceleration=lake_cfg.landing_transfer_acceleration,
             name_prefix=f"{config.prefix}_{config.env_name}",
         )
@@ -34,8 +35,3 @@ class DataLakeStack(PlatformStack):
         if self.lake.encryption_key is not None:
             cdk.CfnOutput(self, "LakeKeyArn", value=self.lake.encryption_key.key_arn)
 
-
-def _destruction_allowed(scope: Construct) -> bool:
-    from mlinfra.constructs.common import ALLOW_DATA_DESTRUCTION_CONTEXT
-
-    return str(scope.node.try_get_context(ALLOW_DATA_DESTRUCTION_CONTEXT)).lower() == "true"
