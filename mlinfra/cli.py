@@ -4,8 +4,8 @@
     mlinfra init my-platform [--ci github|pipelines] [--prefix NAME]
     mlinfra deploy-local [--app-dir DIR] [--env local] [--keep] [--json]
     mlinfra destroy-local [--app-dir DIR]
-    mlinfra plan-transfer ...      (from mlinfra.transfer_planner, when installed)
-    mlinfra size-cache ...         (from mlinfra.lustre_sizing, when installed)
+    mlinfra plan-transfer ...      (from mlinfra.domain.transfer_planner, when installed)
+    mlinfra size-cache ...         (from mlinfra.domain.lustre_sizing, when installed)
     mlinfra approve --function F --token T --decision approve|reject --reviewer R   (mlinfra.approvals)
 
 Exit codes: 0 success, 1 a command failed (deploy error, missing optional module), 2 usage or
@@ -36,8 +36,8 @@ EXIT_USAGE = 2
 
 #: Optional subcommands contributed by other modules: (subcommand, module).
 PLUGINS: tuple[tuple[str, str], ...] = (
-    ("plan-transfer", "mlinfra.transfer_planner"),
-    ("size-cache", "mlinfra.lustre_sizing"),
+    ("plan-transfer", "mlinfra.domain.transfer_planner"),
+    ("size-cache", "mlinfra.domain.lustre_sizing"),
     ("approve", "mlinfra.approvals"),
 )
 

@@ -511,7 +511,7 @@ class TrainingConfig:
     slurm_queues: list[SlurmQueueConfig] = dataclasses.field(default_factory=lambda: [SlurmQueueConfig()])
 
     def validate(self) -> list[str]:
-        from mlinfra import instances, lustre_sizing
+        from mlinfra.domain import instances, lustre_sizing
 
         errors: list[str] = []
         p = "training"
@@ -668,7 +668,7 @@ class ServingConfig:
     batch_transform_instance_type: str = "ml.m5.xlarge"
 
     def validate(self) -> list[str]:
-        from mlinfra.hosting_instances import parse_instance_type
+        from mlinfra.domain.hosting_instances import parse_instance_type
 
         errors: list[str] = []
         for name in ("instance_type", "async_instance_type", "batch_transform_instance_type"):
@@ -693,7 +693,7 @@ class ServingConfig:
             if getattr(self, name) < 0:
                 errors.append(f"serving.{name}: must be >= 0, got: {getattr(self, name)}")
         if self.scaling_metric == "gpu":
-            from mlinfra.hosting_instances import family_of
+            from mlinfra.domain.hosting_instances import family_of
 
             try:
                 if family_of(self.instance_type).accelerator != "gpu":
@@ -845,8 +845,8 @@ def validate_prod_approval(stages: list[str], approval_before: list[str], prop: 
 
 def family_min_vcpus() -> dict[str, int]:
     """Instance family (``g5``, ``p4d``, ``trn1``...) -> vCPUs of its smallest size, from the accelerator
-    table of :mod:`mlinfra.instances` (no aws_cdk import)."""
-    from mlinfra import instances
+    table of :mod:`mlinfra.domain.instances` (no aws_cdk import)."""
+    from mlinfra.domain import instances
 
     out: dict[str, int] = {}
     for itype in instances.all_instance_types():

@@ -37,9 +37,9 @@ MODULES = [
     "mlinfra.stacks.platform",
     "mlinfra.stacks.delivery",
     "mlinfra.stacks.teams",
-    "mlinfra.transfer_planner",
-    "mlinfra.lustre_sizing",
-    "mlinfra.instances",
+    "mlinfra.domain.transfer_planner",
+    "mlinfra.domain.lustre_sizing",
+    "mlinfra.domain.instances",
 ]
 
 

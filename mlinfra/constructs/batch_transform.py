@@ -38,7 +38,7 @@ from constructs import Construct
 from mlinfra.constructs.common import is_token, log_retention
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
-from mlinfra.hosting_instances import family_of
+from mlinfra.domain.hosting_instances import family_of
 
 __all__ = ["BatchTransform", "SplitType", "BatchStrategy", "ProcessingStep", "MAX_PAYLOAD_MB"]
 

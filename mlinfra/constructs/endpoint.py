@@ -49,7 +49,7 @@ from constructs import Construct
 from mlinfra.constructs.common import is_token
 from mlinfra.constructs.endpoint_target import EndpointTarget
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
-from mlinfra.hosting_instances import family_of
+from mlinfra.domain.hosting_instances import family_of
 
 __all__ = [
     "Endpoint",

@@ -29,7 +29,7 @@ from constructs import Construct
 
 from mlinfra.constructs.common import data_removal_policy, is_token, log_retention
 from mlinfra.constructs.data_lake import validate_prefix
-from mlinfra.lustre_sizing import PER_UNIT_THROUGHPUT, CachePlan, capacity_errors
+from mlinfra.domain.lustre_sizing import PER_UNIT_THROUGHPUT, CachePlan, capacity_errors
 
 __all__ = [
     "LustreCache",
@@ -122,7 +122,7 @@ class LustreCache(Construct):
 
     :param vpc: the VPC. :default: required
     :param subnet: the one subnet (training subnet) of the file system. :default: required
-    :param plan: a sizing plan from :func:`mlinfra.lustre_sizing.plan_cache` (deployment type, capacity and
+    :param plan: a sizing plan from :func:`mlinfra.domain.lustre_sizing.plan_cache` (deployment type, capacity and
         throughput); not together with the three props below. :default: None
     :param deployment_type: :default: PERSISTENT_2
     :param storage_capacity_gib: 1200, then multiples of 2400 (SCRATCH_2, PERSISTENT_1 SSD, PERSISTENT_2).

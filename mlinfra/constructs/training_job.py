@@ -23,7 +23,7 @@ import json
 import re
 from typing import Any, Mapping, Sequence
 
-from mlinfra.instances import validate_sagemaker_instance_type
+from mlinfra.domain.instances import validate_sagemaker_instance_type
 
 __all__ = [
     "InputMode",

@@ -31,7 +31,7 @@ from mlinfra.constructs.training_cluster import (
     TrainingEngine,
 )
 from mlinfra.constructs.training_job import TrainingJobSpec
-from mlinfra.lustre_sizing import plan_cache
+from mlinfra.domain.lustre_sizing import plan_cache
 from mlinfra.stacks.base import PlatformStack
 
 

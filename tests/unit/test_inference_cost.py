@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlinfra.inference_cost import cost_per_million, estimate, instances_needed
+from mlinfra.domain.inference_cost import cost_per_million, estimate, instances_needed
 
 
 def test_worked_example_0115_per_hour_at_329_per_minute():

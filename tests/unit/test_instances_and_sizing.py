@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlinfra import instances
-from mlinfra import lustre_sizing as ls
-from mlinfra.instances import InstanceTypeError
+from mlinfra.domain import instances
+from mlinfra.domain import lustre_sizing as ls
+from mlinfra.domain.instances import InstanceTypeError
 
 # ----------------------------------------------------------------------------------------------- instances
 

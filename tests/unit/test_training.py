@@ -27,7 +27,7 @@ from mlinfra.constructs.training_cluster import (
     SlurmQueue,
     TrainingEngine,
 )
-from mlinfra.lustre_sizing import plan_cache
+from mlinfra.domain.lustre_sizing import plan_cache
 from tests.helpers import new_stack, only, props
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1"

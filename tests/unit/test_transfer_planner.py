@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlinfra import transfer_planner as tp
+from mlinfra.domain import transfer_planner as tp
 
 
 def test_worked_example_40tib_over_1gbps_fits_two_weeks():

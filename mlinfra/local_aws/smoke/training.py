@@ -71,7 +71,7 @@ def _check_batch(ctx: Any, outputs: dict[str, str]) -> tuple[str | None, list[st
 
 
 def _check_fsx(ctx: Any, subnet: str | None, security_group: str | None) -> list[str]:
-    from mlinfra.lustre_sizing import plan_cache
+    from mlinfra.domain.lustre_sizing import plan_cache
 
     cfg = ctx.config.training
     if cfg.cache_storage_capacity_gib is None:
