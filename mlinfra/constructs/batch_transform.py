@@ -38,7 +38,7 @@ from constructs import Construct
 from mlinfra.constructs.common import is_token, log_retention
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
-from mlinfra.domain.hosting_instances import family_of
+from mlinfra.domain.hosting_instances import accepts_volume_kms_key, family_of
 
 __all__ = ["BatchTransform", "SplitType", "BatchStrategy", "ProcessingStep", "MAX_PAYLOAD_MB"]
 
@@ -221,7 +221,10 @@ class BatchTransform(Construct):
                     "AppSpecification": {"ImageUri": processing.image_uri, "ContainerEntrypoint": list(processing.entrypoint)},
                     "ProcessingResources": {"ClusterConfig": {
                         "InstanceType": processing.instance_type, "InstanceCount": processing.instance_count,
-                        "VolumeSizeInGB": 30, "VolumeKmsKeyId": self.encryption_key.key_arn}},
+                        "VolumeSizeInGB": 30,
+                        # Not on instance-storage types (rule sagemaker.no-volume-kms-with-instance-storage).
+                        **({"VolumeKmsKeyId": self.encryption_key.key_arn}
+                           if accepts_volume_kms_key(processing.instance_type, "processing.instance_type") else {})}},
                     "ProcessingInputs": [{"InputName": "input", "S3Input": {
                         "S3Uri.$": transform_input_uri, "LocalPath": "/opt/ml/processing/input",
                         "S3DataType": "S3Prefix", "S3InputMode": "File"}}],
@@ -276,9 +279,7 @@ class BatchTransform(Construct):
                 },
                 "TransformResources": {
                     "InstanceType": instance_type, "InstanceCount": instance_count,
-                    "VolumeKmsKeyId": self.encryption_key.key_arn,
-                } if not family_of(instance_type).local_storage else {
-                    "InstanceType": instance_type, "InstanceCount": instance_count,
+                    **({"VolumeKmsKeyId": self.encryption_key.key_arn} if accepts_volume_kms_key(instance_type) else {}),
                 },
                 "Tags": [{"Key": "mlinfra:model-version", "Value.$": "$.job.model_version"}],
             },

@@ -42,10 +42,12 @@ from mlinfra.constructs.common import data_removal_policy, encrypted_table, is_t
 from mlinfra.constructs.data_lake import DataLake, ImportedDataLake, dataset_prefix
 from mlinfra.constructs.endpoint_target import EndpointTarget
 from mlinfra.constructs.lambda_function import HandlerFunction
+from mlinfra.domain.hosting_instances import accepts_volume_kms_key
+from mlinfra.domain.rules import cite
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
-from mlinfra.retrain_definition import DefinitionSettings, PollSettings, build_definition
+from mlinfra.retrain_definition import DefinitionSettings, PollSettings, build_definition, worst_case_history_events
 
-__all__ = ["RetrainPipeline", "TrainingProps", "ProcessingProps", "MetricDirection", "INPUT_SCHEMA", "READY_EVENT"]
+__all__ = ["RetrainPipeline", "TrainingProps", "ProcessingProps", "MetricDirection", "JobWait", "INPUT_SCHEMA", "READY_EVENT"]
 
 #: The ingestion capability's event that a dataset version is ready in the raw zone.
 READY_EVENT = {"source": "mlinfra.ingestion", "detail-type": "Dataset Version Ready"}
@@ -67,9 +69,25 @@ INPUT_SCHEMA: dict[str, Any] = {
     },
 }
 
+ECR_PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
+_TRAINING_IMAGE_RE = re.compile(r"-training[:@/]|/[\w.-]*training[\w.-]*:")
 _JOB_PREFIX_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,19}$")
 _MAX_SAGEMAKER_RUNTIME_S = 28 * 24 * 3600
 _ECR_RE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/([^:@]+)")
+
+
+class JobWait(enum.Enum):
+    """How the state machine waits for SageMaker jobs."""
+
+    #: The optimized ``.sync`` integrations (AWS): no polling, a few history events per job.
+    SYNC = "sync"
+    #: create -> describe -> Wait loops (the local emulator: moto's interpreter cannot run ``.sync``). About 13
+    #: history events per poll: long jobs exceed a Standard execution's 25,000 events.
+    POLL = "poll"
+
+
+#: A Standard execution's history limit (Step Functions quotas); that end runs no Catch.
+HISTORY_EVENT_LIMIT = 25_000
 
 
 class MetricDirection(enum.Enum):
@@ -147,7 +165,8 @@ class TrainingProps:
                                      "VolumeSizeInGB": self.volume_size_gb}
         output: dict[str, Any] = {}
         if kms_key_id:
-            resources["VolumeKmsKeyId"] = kms_key_id
+            if _volume_key_allowed(self.instance_type, "training.instance_type"):
+                resources["VolumeKmsKeyId"] = kms_key_id
             output["KmsKeyId"] = kms_key_id
         return {
             "AlgorithmSpecification": {"TrainingImage": self.image_uri, "TrainingInputMode": self.input_mode},
@@ -211,11 +230,18 @@ class ProcessingProps:
             "StoppingCondition": {"MaxRuntimeInSeconds": int(self.max_runtime.to_seconds())},
         }
         if kms_key_id:
-            cluster["VolumeKmsKeyId"] = kms_key_id
+            if _volume_key_allowed(self.instance_type, "processing.instance_type"):
+                cluster["VolumeKmsKeyId"] = kms_key_id
             request["OutputKmsKeyId"] = kms_key_id
         if self.environment:
             request["Environment"] = dict(self.environment)
         return request
+
+
+def _volume_key_allowed(instance_type: str, prop: str) -> bool:
+    """SageMaker rejects ``VolumeKmsKeyId`` on instance types with local NVMe storage (hardware-encrypted):
+    rule ``sagemaker.no-volume-kms-with-instance-storage``. A token type gets no volume key (it cannot be checked)."""
+    return not is_token(instance_type) and accepts_volume_kms_key(instance_type, prop)
 
 
 def _check_instance(prop: str, value: str) -> None:
@@ -238,7 +264,8 @@ class RetrainPipeline(Construct):
     :param preprocessing: a Processing job from raw to curated before training. :default: None
     :param evaluation: a Processing job writing the evaluation report. :default: None (the training job writes
         it to the URI in the ``mlinfra_evaluation_report_uri`` hyperparameter)
-    :param inference_image_uri: the serving image of the model package. :default: the training image
+    :param inference_image_uri: the serving image of the model package (an inference image: training images do
+        not serve). Required with ``deploy_target``. :default: the training image (register only)
     :param manual_approval: wait for a reviewer (task token) before deploying. :default: False
     :param approval_timeout: an unanswered approval rejects after this. :default: 3 days
     :param deploy_target: the endpoint to roll the model out to (from the serving capability). :default: None
@@ -248,7 +275,9 @@ class RetrainPipeline(Construct):
     :param lineage_table: an existing lineage table (``pk``/``sk`` strings). :default: a new table (PITR, RETAIN)
     :param encryption_key: key of the table, topic, logs and jobs. :default: a new rotated key
     :param poll_interval: interval of the describe loops. :default: 1 minute
-    :param endpoint_timeout: longest wait for the endpoint to be InService. :default: 2 hours
+    :param endpoint_timeout: longest wait for the endpoint to be InService. :default: the target's guardrail
+        maximum execution time + 30 minutes (2 hours without guardrails)
+    :param job_wait: how SageMaker jobs are awaited. :default: JobWait.SYNC (the emulator uses POLL)
     :param execution_timeout: the whole run (also the lock's expiry). :default: max wait + 2 days
     :param log_level: execution log level. :default: sfn.LogLevel.ALL
     :param log_retention_days: :default: 90
@@ -290,11 +319,15 @@ class RetrainPipeline(Construct):
         code_version: str = "unknown",
         state_machine_name: str | None = None,
         destroy_data_on_delete: bool = False,
+        job_wait: JobWait = JobWait.SYNC,
     ) -> None:
         super().__init__(scope, id)
         approval_timeout = approval_timeout or cdk.Duration.days(3)
         poll_interval = poll_interval or cdk.Duration.minutes(1)
-        endpoint_timeout = endpoint_timeout or cdk.Duration.hours(2)
+        if endpoint_timeout is None:
+            guard = deploy_target.deployment_timeout_seconds if deploy_target is not None else None
+            endpoint_timeout = cdk.Duration.seconds(guard + 1800) if guard else cdk.Duration.hours(2)
+        _validate_inference_image(self, deploy_target, inference_image_uri, training.image_uri)
         _validate(training, preprocessing, evaluation, metric_name, datasets, threshold, min_improvement, job_prefix,
                   approval_timeout, poll_interval, endpoint_timeout)
         training_wait_s = training.max_wait_seconds or int(training.max_runtime.to_seconds())
@@ -358,6 +391,7 @@ class RetrainPipeline(Construct):
         self.deploy_target = deploy_target
         if deploy_target is not None:
             lake.grant_read("models", deploy_target.model_execution_role)
+            self._grant_model_role(deploy_target.model_execution_role, inference_image_uri or training.image_uri)
             acknowledge_wildcards(
                 deploy_target.model_execution_role,
                 "The endpoint's model role reads the model artifacts the pipeline registers in the lake's models "
@@ -381,6 +415,8 @@ class RetrainPipeline(Construct):
         self.evaluation_fn = HandlerFunction(self, "EvaluationFunction", handler="pipeline_evaluation",
                                              description="Retrain pipeline: read the evaluation report", **common)
         lake.grant_read("artifacts", self.evaluation_fn.role, "evaluation/")
+        # The evaluation job writes its report with the pipeline key (OutputKmsKeyId).
+        self.key.grant_decrypt(self.evaluation_fn.role)
         self.gate_fn = HandlerFunction(self, "GateFunction", handler="pipeline_gate",
                                        description="Retrain pipeline: compare the candidate with threshold and production", **common)
         self.gate_fn.role.add_to_policy(iam.PolicyStatement(
@@ -427,6 +463,10 @@ class RetrainPipeline(Construct):
             },
             training_request=training.static_request(role_arn=job_role_arn, kms_key_id=key_arn),
             training_poll=_poll(poll_interval, training_wait_s + 3600),
+            job_wait=job_wait.value,
+            create_missing_endpoint=job_wait is JobWait.POLL,
+            training_timeout_seconds=training_wait_s + 3600,
+            processing_timeout_seconds=int(max((p.max_runtime.to_seconds() for p in (preprocessing, evaluation) if p), default=3600)) + 3600,
             max_training_attempts=training.max_attempts,
             metric_name=metric_name,
             direction=direction.value,
@@ -444,6 +484,15 @@ class RetrainPipeline(Construct):
             timeout_seconds=int(execution_timeout.to_seconds()),
         )
         self.definition = build_definition(settings)
+        self.settings = settings
+        self.worst_case_history_events = worst_case_history_events(self.definition, settings)
+        if self.worst_case_history_events >= HISTORY_EVENT_LIMIT:
+            message = (f"{self.node.path}: the longest execution may write {self.worst_case_history_events} history "
+                       f"events, over the {HISTORY_EVENT_LIMIT} limit of a Standard execution (which ends it with no "
+                       f"Catch) {cite('stepfunctions.history-event-limit')}")
+            if job_wait is JobWait.SYNC:
+                raise ValueError(message + ": shorten the training wait or raise poll_interval")
+            cdk.Annotations.of(self).add_warning_v2("mlinfra:retrain-history-limit", message + " (emulator polling)")
         self.references = subs.values
 
         self.log_group = logs.LogGroup(
@@ -463,7 +512,7 @@ class RetrainPipeline(Construct):
             logs=sfn.LogOptions(destination=self.log_group, level=log_level, include_execution_data=True),
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
-        self._grant_state_machine(stack, group_name, job_prefix, deploy_target, manual_approval)
+        self._grant_state_machine(stack, group_name, job_prefix, deploy_target, manual_approval, job_wait)
 
         # --- triggers ------------------------------------------------------------------------------------
         self.trigger_fn = HandlerFunction(self, "TriggerFunction", handler="pipeline_trigger",
@@ -535,8 +584,7 @@ class RetrainPipeline(Construct):
     def _grant_image_pull(self, role: iam.IRole, images: Sequence[str]) -> None:
         repos = self._ecr_repositories(images)
         if repos:
-            role.add_to_principal_policy(iam.PolicyStatement(
-                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], resources=repos))
+            role.add_to_principal_policy(iam.PolicyStatement(actions=list(ECR_PULL_ACTIONS), resources=repos))
             role.add_to_principal_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
 
     def _grant_image_describe(self, role: iam.IRole, image: str) -> None:
@@ -555,6 +603,8 @@ class RetrainPipeline(Construct):
             "model_role_arn": subs.add("ModelRoleArn", target.model_execution_role.role_arn),
             "enable_network_isolation": target.enable_network_isolation,
         }
+        if target.model_parameters:
+            deploy["model_parameters"] = list(target.model_parameters)
         if target.deployment_config:
             deploy["deployment_config"] = _resolve_tokens(dict(target.deployment_config), subs, "DeploymentConfig")
         if target.kms_key is not None:
@@ -563,7 +613,21 @@ class RetrainPipeline(Construct):
             deploy["vpc_config"] = _resolve_tokens(dict(target.vpc_config), subs, "ModelVpc")
         return deploy
 
-    def _grant_state_machine(self, stack: cdk.Stack, group: str, prefix: str, target: EndpointTarget | None, manual: bool) -> None:
+    def _grant_model_role(self, role: iam.IRole, image: str) -> None:
+        """What the endpoint's model role needs to start the pipeline's model: decrypt the artifact (written with
+        the pipeline key) and pull the inference image. A Policy in THIS stack (the role's stack deploys first)."""
+        statements = [iam.PolicyStatement(sid="DecryptPipelineArtifacts", actions=["kms:Decrypt"], resources=[self.key.key_arn])]
+        repos = self._ecr_repositories([image]) or [cdk.Stack.of(self).format_arn(service="ecr", resource="repository", resource_name="*")]
+        statements += [
+            iam.PolicyStatement(sid="PullInferenceImage", actions=list(ECR_PULL_ACTIONS), resources=repos),
+            iam.PolicyStatement(sid="EcrAuth", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+        ]
+        self.model_role_policy = iam.Policy(self, "DeployedModelAccess", roles=[role], statements=statements)
+        acknowledge_wildcards(self.model_role_policy, "ecr:GetAuthorizationToken takes no resource; a token image "
+                              "URI is pulled from the account's repositories", resources=["*", ending(":repository/*")])
+
+    def _grant_state_machine(self, stack: cdk.Stack, group: str, prefix: str, target: EndpointTarget | None, manual: bool,
+                             job_wait: "JobWait") -> None:
         role = self.role
         for fn in (self.validate_fn, self.lineage_fn, self.evaluation_fn, self.gate_fn):
             role.add_to_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[fn.function.function_arn]))
@@ -576,9 +640,16 @@ class RetrainPipeline(Construct):
             return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)
 
         jobs = [arn("training-job", f"{prefix}-*"), arn("processing-job", f"{prefix}-*")]
-        role.add_to_policy(iam.PolicyStatement(
-            actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:CreateProcessingJob",
-                     "sagemaker:DescribeProcessingJob", "sagemaker:AddTags"], resources=jobs))
+        job_actions = ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:CreateProcessingJob",
+                       "sagemaker:DescribeProcessingJob", "sagemaker:AddTags"]
+        if job_wait is JobWait.SYNC:
+            # The .sync integrations stop the job when the execution stops, and wait through a managed rule.
+            job_actions += ["sagemaker:StopTrainingJob", "sagemaker:StopProcessingJob"]
+            role.add_to_policy(iam.PolicyStatement(
+                sid="SyncIntegrationRules", actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                resources=[stack.format_arn(service="events", resource="rule", resource_name=f"StepFunctionsGetEventsForSageMaker{kind}JobsRule")
+                           for kind in ("Training", "Processing")]))
+        role.add_to_policy(iam.PolicyStatement(actions=job_actions, resources=jobs))
         role.add_to_policy(iam.PolicyStatement(
             actions=["sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage", "sagemaker:AddTags"],
             resources=[arn("model-package-group", group), arn("model-package", f"{group}/*")]))
@@ -588,9 +659,15 @@ class RetrainPipeline(Construct):
             role.add_to_policy(iam.PolicyStatement(
                 actions=["sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:AddTags"],
                 resources=[arn("model", f"{prefix}-*"), arn("endpoint-config", f"{prefix}-*")]))
-            role.add_to_policy(iam.PolicyStatement(
-                actions=["sagemaker:DescribeEndpoint", "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint"],
-                resources=[endpoint, arn("endpoint-config", f"{prefix}-*")]))
+            # CreateEndpoint only in the emulator variant (moto has no UpdateEndpoint); in AWS the stack owns the endpoint.
+            endpoint_actions = ["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"] + (
+                ["sagemaker:CreateEndpoint"] if job_wait is JobWait.POLL else [])
+            role.add_to_policy(iam.PolicyStatement(actions=endpoint_actions, resources=[endpoint, arn("endpoint-config", f"{prefix}-*")]))
+            if target.rollback_alarm_arns:
+                # UpdateEndpoint with AutoRollbackConfiguration reads the alarms as the caller.
+                role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=list(target.rollback_alarm_arns)))
+            if target.model_parameter_arns:
+                role.add_to_policy(iam.PolicyStatement(actions=["ssm:PutParameter"], resources=list(target.model_parameter_arns)))
             passed.append(target.model_execution_role.role_arn)
             if target.kms_key is not None:
                 target.kms_key.grant(role, "kms:CreateGrant", "kms:DescribeKey")
@@ -656,6 +733,19 @@ def _acknowledge_wildcards(scope: Construct, prefix: str, group: str, sm_name: s
          "namespace condition) and sagemaker:ListModelPackages.", [], ["*"]),
     ]:
         acknowledge_wildcards(scope, reason, actions=actions, resources=resources)
+
+
+def _validate_inference_image(scope: Construct, target: EndpointTarget | None, inference_image: str | None, training_image: str) -> None:
+    """Hosting needs an inference image (rule sagemaker.inference-image-serves): the training image does not
+    implement the serving contract (``/ping``, ``/invocations`` on port 8080)."""
+    if target is None:
+        return
+    if inference_image is None:
+        raise ValueError(f"{scope.node.path}: inference_image_uri is required with deploy_target (the training image "
+                         f"{training_image!r} does not serve), got: None {cite('sagemaker.inference-image-serves')}")
+    if not is_token(inference_image) and (inference_image == training_image or _TRAINING_IMAGE_RE.search(inference_image)):
+        raise ValueError(f"{scope.node.path}: inference_image_uri must be a serving image, not a training image, got: "
+                         f"{inference_image!r} {cite('sagemaker.inference-image-serves')}")
 
 
 def _poll(interval: cdk.Duration, total_seconds: int) -> PollSettings:

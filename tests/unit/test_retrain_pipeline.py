@@ -19,6 +19,7 @@ from mlinfra.retrain_definition import task_states
 from tests.helpers import new_stack, only, props
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1"
+SERVE_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:1"
 
 
 def definition_of(template: dict) -> dict:
@@ -72,7 +73,7 @@ def deploying():
     pipeline = RetrainPipeline(stack, "P", lake=lake, training=TrainingProps(image_uri=IMAGE), metric_name="rmse",
                                direction=MetricDirection.LOWER, threshold=1.5, datasets=["sales"], deploy_target=target,
                                preprocessing=ProcessingProps(image_uri=IMAGE), evaluation=ProcessingProps(image_uri=IMAGE),
-                               manual_approval=True)
+                               manual_approval=True, inference_image_uri=SERVE_IMAGE)
     template = Template.from_stack(stack)
     return pipeline, template, definition_of(template.to_json())
 
@@ -148,21 +149,31 @@ def test_lock_is_taken_and_released_on_every_exit(local_definition):
     assert ends == {"Succeeded", "ModelRejected", "ExecutionFailed", "AlreadyRunning"}
 
 
-def test_deploy_updates_the_endpoint_blue_green_or_creates_it(deploying):
+def test_deploy_updates_only_an_in_service_endpoint_and_never_creates_one(deploying):
     pipeline, template, definition = deploying
     states = definition["States"]
     update = states["UpdateEndpoint"]
     assert update["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:updateEndpoint"
     assert update["Parameters"]["EndpointName"] == "prod-endpoint"
+    assert update["Parameters"]["RetainAllVariantProperties"] is True  # the rollout keeps the current capacity
     assert update["Parameters"]["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
     assert update["Parameters"]["DeploymentConfig"]["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": "latency"}]}
-    assert update["Next"] == "DescribeEndpoint"
-    assert states["FindEndpoint"]["Catch"][0]["Next"] == "CreateEndpoint"
-    assert states["CreateEndpoint"]["Next"] == "DescribeEndpoint"
+    assert update["Next"] == "ResetEndpointPolls" and states["ResetEndpointPolls"]["Next"] == "DescribeEndpoint"
+    # issue 12 item 8: UpdateEndpoint only from InService; a busy endpoint is waited for; only "not found" is not found
+    assert "CreateEndpoint" not in states
+    assert states["FindEndpoint"]["Next"] == "EndpointReady"
+    ready = states["EndpointReady"]
+    assert ready["Choices"][0] == {"Variable": "$.deploy.existing.EndpointStatus", "StringEquals": "InService", "Next": "UpdateEndpoint"}
+    assert ready["Default"] == "CountEndpointWait"
+    assert states["WaitForEndpointInService"]["Next"] == "FindEndpoint"
+    assert states["FindEndpoint"]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.deploy.lookup", "Next": "EndpointLookupFailed"}]
+    lookup = states["EndpointLookupFailed"]
+    assert lookup["Choices"][0]["StringMatches"] == "*Could not find endpoint*" and lookup["Choices"][0]["Next"] == "EndpointNotFound"
+    assert lookup["Default"] == "EndpointLookupError" and states["EndpointLookupError"]["Next"] == "RecordFailure"
     variant = states["CreateEndpointConfig"]["Parameters"]["ProductionVariants"][0]
     assert variant == {"VariantName": "AllTraffic", "ModelName.$": "$.plan.names.model", "InstanceType": "ml.g5.xlarge", "InitialInstanceCount": 2}
     done = states["EndpointStatus"]["Choices"]
-    assert done[0]["Next"] == "ApproveModelPackage" and done[1]["Next"] == "DeploymentRolledBack"
+    assert done[0]["Next"] == "ApproveModelPackage" and done[1]["Next"] == "DeploymentRolledBack"  # no pointer here
     assert states["RequestApproval"]["Resource"] == "arn:aws:states:::sns:publish.waitForTaskToken"
     assert states["RequestApproval"]["TimeoutSeconds"] == 3 * 86400
     assert {c["Next"] for c in states["RequestApproval"]["Catch"]} == {"RejectModelPackage", "RecordFailure"}
@@ -175,7 +186,7 @@ def test_deploy_updates_the_endpoint_blue_green_or_creates_it(deploying):
 def _statements(template: Template, role_prefix: str) -> list[dict]:
     out = []
     for logical, res in template.find_resources("AWS::IAM::Policy").items():
-        if any(r["Ref"].startswith(role_prefix) for r in res["Properties"]["Roles"]):
+        if any(isinstance(r, dict) and str(r.get("Ref", "")).startswith(role_prefix) for r in res["Properties"]["Roles"]):
             out += res["Properties"]["PolicyDocument"]["Statement"]
     return out
 

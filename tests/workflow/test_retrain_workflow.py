@@ -24,11 +24,12 @@ from moto import mock_aws
 import aws_cdk as cdk
 from mlinfra.constructs.data_lake import DataLake
 from mlinfra.constructs.endpoint_target import EndpointTarget
-from mlinfra.constructs.retrain_pipeline import ProcessingProps, RetrainPipeline, TrainingProps
+from mlinfra.constructs.retrain_pipeline import JobWait, ProcessingProps, RetrainPipeline, TrainingProps
 from tests.helpers import new_stack
 from tests.workflow.sfn_harness import TemplateResolver, load_handler, real_lambdas, run_execution, state_machine_definition
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/train@sha256:" + "ab" * 32
+SERVE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:1"
 DATASET, VERSION = "images", "2026-11-24"
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 
@@ -44,7 +45,8 @@ def template() -> dict:
         deployment_config={"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE"}}},
     )
     common = dict(lake=lake, metric_name="accuracy", datasets=[DATASET], threshold=0.8, min_improvement=0.01,
-                  poll_interval=cdk.Duration.seconds(1), deploy_target=target)
+                  poll_interval=cdk.Duration.seconds(1), deploy_target=target, inference_image_uri=SERVE,
+                  job_wait=JobWait.POLL)  # the emulator variant: moto's interpreter cannot run .sync
     RetrainPipeline(stack, "Auto", training=TrainingProps(image_uri=IMAGE, hyperparameters={"epochs": "3"}, max_attempts=2),
                     preprocessing=ProcessingProps(image_uri=IMAGE), state_machine_name="auto", **common)
     RetrainPipeline(stack, "Manual", training=TrainingProps(image_uri=IMAGE), manual_approval=True,

@@ -12,7 +12,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 
 from mlinfra.domain.hosting_instances import family_of
-from mlinfra.constructs.endpoint.props import ProductionVariant, EndpointAlarms
+from mlinfra.constructs.endpoint.props import ROLLBACK_ALARMS, EndpointAlarms, ProductionVariant
 
 
 class _AlarmsMixin:
@@ -61,6 +61,7 @@ class _AlarmsMixin:
         action = cw_actions.SnsAction(self.alarm_topic)
         for name, metric, threshold, desc in specs:
             alarm = cloudwatch.Alarm(self, f"{name}Alarm", metric=metric, threshold=threshold,
+                                     alarm_name=self._rollback_alarm_name(name),
                                      alarm_description=f"{desc} (variant {primary})", **common)
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
@@ -78,3 +79,10 @@ class _AlarmsMixin:
     @staticmethod
     def _is_gpu(v: ProductionVariant) -> bool:
         return v.instance_type is not None and family_of(v.instance_type).accelerator == "gpu"
+
+    def _rollback_alarm_name(self, name: str) -> str | None:
+        """A literal name for the alarms auto-rollback watches: the endpoint resource's own ``DeploymentConfig``
+        names them, and a ``Ref`` would make a cycle (the alarms' metrics name the endpoint)."""
+        if name not in ROLLBACK_ALARMS:
+            return None
+        return f"{cdk.Names.unique_resource_name(self, max_length=200, separator='-')}-{name}"

@@ -175,6 +175,7 @@ class Endpoint(_RolloutMixin, _MetricsMixin, _ModelsMixin, _ScalingMixin, _Alarm
             )
 
         # ---- models ---------------------------------------------------------------------------------------
+        self.model_pointer = None  # set by a pointer-based container (see ownership.py)
         self._models: dict[int, sagemaker.CfnModel] = {}
         self.models: list[sagemaker.CfnModel] = []
         default_model = None
@@ -236,6 +237,7 @@ class Endpoint(_RolloutMixin, _MetricsMixin, _ModelsMixin, _ScalingMixin, _Alarm
             self.alarm_topic = alarm_topic or self._make_topic()
             self._make_alarms(alarms)
         self.dashboard = self._make_dashboard() if dashboard else None
+        self._guard_stack_updates()
         self._acknowledge()
 
     # ---------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from typing import Sequence
 
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_ssm as ssm
 
 from mlinfra.constructs.endpoint.props import (
     ModelContainer,
@@ -55,6 +56,8 @@ class _ModelsMixin:
         )
 
     def _container(self, c: ModelContainer, multi_model: bool) -> sagemaker.CfnModel.ContainerDefinitionProperty:
+        if c.pointer is not None:
+            return self._pointer_container(c)
         if c.model_data is not None and c.model_data.bucket is not None:
             key = c.model_data.key or ""
             c.model_data.bucket.grant_read(self.role, self._objects(c.model_data.bucket, f"{key}*")
@@ -133,3 +136,16 @@ class _ModelsMixin:
                 max_concurrent_invocations_per_instance=a.max_concurrent_invocations_per_instance,
             ) if a.max_concurrent_invocations_per_instance else None,
         )
+
+    def _pointer_container(self, c: ModelContainer) -> sagemaker.CfnModel.ContainerDefinitionProperty:
+        """The pointer's image and artifact, resolved by CloudFormation at every deploy (SSM-typed parameters):
+        a deploy after a pipeline rollout keeps the rolled-out model (see ``ownership``)."""
+        p = c.pointer
+        self.model_pointer = p
+        image = ssm.StringParameter.value_for_string_parameter(self, p.image_parameter_name)
+        url = ssm.StringParameter.value_for_string_parameter(self, p.model_data_parameter_name)
+        # Any artifact of the model bucket may become the served one; any repository of the account its image.
+        p.model_bucket.grant_read(self.role, self._objects(p.model_bucket, "*"))
+        self._grant_image_pull(None)
+        return sagemaker.CfnModel.ContainerDefinitionProperty(
+            image=image, model_data_url=url, environment=dict(c.environment) if c.environment else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_applicationautoscaling as appscaling
@@ -25,6 +25,8 @@ SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 SERVERLESS_MAX_CONCURRENCY = 200
 PIPELINE_CONTAINERS = (2, 15)
 MAX_VARIANTS = 10
+#: The alarms a blue/green rollout watches for auto-rollback (keys of ``Endpoint.alarms``).
+ROLLBACK_ALARMS = ("Errors5xx", "LatencyP99")
 _NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _ECR_IMAGE_RE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([a-z0-9._/-]+?)(?::[\w.-]+|@sha256:[0-9a-f]{64})?$")
 _S3_URI_RE = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.*)$")
@@ -95,6 +97,8 @@ class ModelContainer:
     :param model_package_arn: a model package version from the registry (instead of image + data). :default: None
     :param environment: container environment variables. :default: none
     :param hostname: container hostname (serial pipelines). :default: None
+    :param pointer: a :class:`~mlinfra.constructs.endpoint.ownership.ModelPointer` naming the image and artifact
+        (instead of image + data): the model a retrain pipeline rolls out, kept by later deploys. :default: None
     """
 
     image_uri: str | None = None
@@ -102,6 +106,12 @@ class ModelContainer:
     model_package_arn: str | None = None
     environment: Mapping[str, str] | None = None
     hostname: str | None = None
+    pointer: Any = None
+
+    @staticmethod
+    def from_pointer(pointer: Any, *, environment: Mapping[str, str] | None = None) -> "ModelContainer":
+        """The model a :class:`~mlinfra.constructs.endpoint.ownership.ModelPointer` names (resolved at each deploy)."""
+        return ModelContainer(pointer=pointer, environment=environment)
 
 
 @dataclasses.dataclass(frozen=True)

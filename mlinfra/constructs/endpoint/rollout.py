@@ -6,7 +6,9 @@ from typing import Any
 
 
 from mlinfra.constructs.endpoint_target import EndpointTarget
-from mlinfra.constructs.endpoint.props import TrafficShifting
+from aws_cdk import aws_sagemaker as sagemaker
+
+from mlinfra.constructs.endpoint.props import ROLLBACK_ALARMS, TrafficShifting
 
 
 class _RolloutMixin:
@@ -18,6 +20,12 @@ class _RolloutMixin:
         v = self.primary_variant
         if v.instance_type is None:
             raise ValueError("deploy_target: serverless endpoints have no instance type; use an instance-backed mode")
+        pointer = self.model_pointer
+        if pointer is None or (v.model is not None and v.model.pointer is None):
+            raise ValueError(
+                f"{self.node.path}: deploy_target needs the primary variant's model from a ModelPointer "
+                "(ModelContainer.from_pointer): with a model declared in the stack, the next cdk deploy would roll the "
+                "pipeline's model back (one owner per model, see docs/serving.md)")
         return EndpointTarget(
             endpoint_name=self.endpoint_name,
             endpoint_arn=self.endpoint_arn,
@@ -29,6 +37,12 @@ class _RolloutMixin:
             kms_key=self.encryption_key if self.volume_key_applied else None,
             vpc_config=self.vpc_config,
             enable_network_isolation=self.network_isolation,
+            model_parameters=pointer.parameter_names,
+            model_parameter_arns=(pointer.image_parameter.parameter_arn, pointer.model_data_parameter.parameter_arn),
+            rollback_alarm_arns=tuple(self.alarms[k].alarm_arn for k in ROLLBACK_ALARMS if k in self.alarms)
+            if self.deployment_guardrails is not None and self.deployment_guardrails.rollback_on_alarms else (),
+            deployment_timeout_seconds=int(self.deployment_guardrails.maximum_execution_timeout.to_seconds())
+            if self.deployment_guardrails is not None else None,
         )
 
     @property
@@ -49,7 +63,19 @@ class _RolloutMixin:
                 "MaximumExecutionTimeoutInSeconds": int(g.maximum_execution_timeout.to_seconds()),
             }
         }
-        rollback = [self.alarms[k] for k in ("Errors5xx", "LatencyP99") if k in self.alarms]
+        rollback = [self._rollback_alarm_name(k) for k in ROLLBACK_ALARMS if k in self.alarms]
         if g.rollback_on_alarms and rollback:
-            config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a.alarm_name} for a in rollback]}
+            config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": n} for n in rollback]}
         return config
+
+    def _guard_stack_updates(self) -> None:
+        """CloudFormation-driven updates get the same guardrails as the pipeline's: the endpoint resource's
+        ``DeploymentConfig`` (blue/green, auto-rollback) and ``RetainAllVariantProperties`` (a stack update keeps
+        the current instance count and weights; data capture changes still apply)."""
+        config = self.deployment_config
+        if config is not None:
+            self.endpoint.add_property_override("DeploymentConfig", config)
+        if self.primary_variant.instance_type is not None:
+            self.endpoint.retain_all_variant_properties = True
+            self.endpoint.exclude_retained_variant_properties = [
+                sagemaker.CfnEndpoint.VariantPropertyProperty(variant_property_type="DataCaptureConfig")]

@@ -87,6 +87,11 @@ def _validate_model_source(model, containers, variants, multi_model, mode) -> No
 
 
 def _validate_container(c: ModelContainer) -> None:
+    if c.pointer is not None:
+        if c.image_uri is not None or c.model_data is not None or c.model_package_arn is not None:
+            raise ValueError("pointer: a model pointer names the image and the artifact; do not pass image_uri, "
+                             "model_data or model_package_arn too")
+        return
     if c.model_package_arn is not None:
         if c.image_uri is not None or c.model_data is not None:
             raise ValueError("model_package_arn: a model package names its image and data; do not pass image_uri or model_data too")
