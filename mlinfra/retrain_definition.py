@@ -94,6 +94,8 @@ class DefinitionSettings:
     #: The emulator variant only: a missing endpoint is created (moto has no UpdateEndpoint, so creating is the
     #: only rollout it can run). In AWS the stack owns the endpoint and a missing one fails the run.
     create_missing_endpoint: bool = False
+    #: How a run waits for a dataset lock another run holds (then it runs; at the limit it fails and notifies).
+    lock_poll: PollSettings = PollSettings(300, 600)
 
 
 def _retry(errors: list[str], interval: int = 2, attempts: int = 5) -> list[dict[str, Any]]:
@@ -294,9 +296,10 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
         s.validate_function,
         {"input.$": "$", "settings": dict(s.validate_settings),
          "execution": {"name.$": "$$.Execution.Name", "id.$": "$$.Execution.Id", "start_time.$": "$$.Execution.StartTime"}},
-        result_path=None, next_state="AcquireLock", output_payload=True,
+        result_path=None, next_state="PrepareLock", output_payload=True,
         comment="Validate the input (dataset, version, hyperparameters) and plan every name and URI of the run.",
     )
+    states["PrepareLock"] = {"Type": "Pass", "Result": {"n": 0}, "ResultPath": "$.lock_wait", "Next": "AcquireLock"}
     states["AcquireLock"] = {
         "Type": "Task",
         "Comment": "One run per dataset: a conditional put that succeeds when the lock is free, expired or already ours.",
@@ -312,12 +315,21 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
         "ResultPath": None,
         "Retry": _retry(DYNAMODB_TRANSIENT),
         "Catch": [
-            {"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": "$.error", "Next": "AlreadyRunning"},
+            {"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": "$.lock_wait.error", "Next": "CountLockWait"},
             *_catch(),
         ],
         "Next": "RecordRunStart",
     }
-    states["AlreadyRunning"] = {"Type": "Succeed", "Comment": "Another run holds this dataset's lock: nothing to do."}
+    # Another run holds the dataset: this version waits its turn (it is never dropped as a success). At the limit
+    # the run fails as DatasetLocked, which notifies (the failure path) so the version can be retried.
+    states["CountLockWait"] = {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.lock_wait.n, 1)"}, "ResultPath": "$.lock_wait", "Next": "LockWaitLimit"}
+    states["LockWaitLimit"] = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.lock_wait.n", "NumericGreaterThan": s.lock_poll.max_polls, "Next": "DatasetLocked"}],
+        "Default": "WaitForLock",
+    }
+    states["WaitForLock"] = {"Type": "Wait", "Seconds": s.lock_poll.interval_seconds, "Next": "AcquireLock"}
+    states["DatasetLocked"] = _failure("DatasetLocked", "States.Format('dataset {} is locked by another run: version {} was not trained (retry it when that run ends)', $.plan.dataset, $.plan.version)")
     states["RecordRunStart"] = _lambda(
         s.lineage_function, {"action": "start", "plan.$": "$.plan"}, result_path="$.lineage", next_state=first_job,
         result_selector={"key.$": "$.Payload"},
@@ -677,6 +689,8 @@ def visit_bounds(definition: Mapping[str, Any], s: DefinitionSettings) -> dict[s
     loop("Preprocessing", s.processing_poll)
     loop("Evaluation", s.processing_poll)
     loop("Endpoint", s.endpoint_poll)
+    for st in ("AcquireLock", "CountLockWait", "LockWaitLimit", "WaitForLock"):
+        visits[st] = s.lock_poll.max_polls + 1
     for st in ("FindEndpoint", "EndpointReady", "CountEndpointWait", "EndpointWaitLimit", "WaitForEndpointInService"):
         if st in visits:
             visits[st] = s.endpoint_poll.max_polls + 1

@@ -278,6 +278,8 @@ class RetrainPipeline(Construct):
     :param endpoint_timeout: longest wait for the endpoint to be InService. :default: the target's guardrail
         maximum execution time + 30 minutes (2 hours without guardrails)
     :param job_wait: how SageMaker jobs are awaited. :default: JobWait.SYNC (the emulator uses POLL)
+    :param lock_wait: how long a run waits for another run's lock on its dataset before it fails as
+        ``DatasetLocked`` (and notifies). :default: one training wait (max wait, or max runtime) + 1 hour
     :param execution_timeout: the whole run (also the lock's expiry). :default: max wait + 2 days
     :param log_level: execution log level. :default: sfn.LogLevel.ALL
     :param log_retention_days: :default: 90
@@ -320,6 +322,7 @@ class RetrainPipeline(Construct):
         state_machine_name: str | None = None,
         destroy_data_on_delete: bool = False,
         job_wait: JobWait = JobWait.SYNC,
+        lock_wait: cdk.Duration | None = None,
     ) -> None:
         super().__init__(scope, id)
         approval_timeout = approval_timeout or cdk.Duration.days(3)
@@ -331,7 +334,11 @@ class RetrainPipeline(Construct):
         _validate(training, preprocessing, evaluation, metric_name, datasets, threshold, min_improvement, job_prefix,
                   approval_timeout, poll_interval, endpoint_timeout)
         training_wait_s = training.max_wait_seconds or int(training.max_runtime.to_seconds())
-        execution_timeout = execution_timeout or cdk.Duration.seconds(training.max_attempts * training_wait_s + 2 * 86400)
+        # A run may first wait for another run's lock (up to one training wait), then train up to max_attempts times.
+        lock_wait_s = int(lock_wait.to_seconds()) if lock_wait is not None else training_wait_s + 3600
+        if lock_wait is not None and not 1 <= lock_wait_s <= _MAX_SAGEMAKER_RUNTIME_S:
+            raise ValueError(f"{self.node.path}: lock_wait must be between 1 second and 28 days, got: {lock_wait_s} s")
+        execution_timeout = execution_timeout or cdk.Duration.seconds(lock_wait_s + training.max_attempts * training_wait_s + 2 * 86400)
         self.lake = lake
         self.datasets = list(datasets)
         self.metric_name = metric_name
@@ -465,6 +472,8 @@ class RetrainPipeline(Construct):
             training_poll=_poll(poll_interval, training_wait_s + 3600),
             job_wait=job_wait.value,
             create_missing_endpoint=job_wait is JobWait.POLL,
+            # At most ~200 lock retries, whatever the wait: each costs about 13 history events (and more when retried).
+            lock_poll=_poll(cdk.Duration.seconds(max(min(5 * int(poll_interval.to_seconds()), 900), -(-lock_wait_s // 200))), lock_wait_s),
             training_timeout_seconds=training_wait_s + 3600,
             processing_timeout_seconds=int(max((p.max_runtime.to_seconds() for p in (preprocessing, evaluation) if p), default=3600)) + 3600,
             max_training_attempts=training.max_attempts,
@@ -543,6 +552,20 @@ class RetrainPipeline(Construct):
                         {"trigger": "schedule", "dataset": dataset, "time": events.EventField.time}))],
                 ))
 
+        # An execution that ends at execution level (timeout, abort, history limit) runs none of its exit states:
+        # the lineage function releases its dataset lock from the Step Functions status-change event.
+        self.execution_end_rule = events.Rule(
+            self, "ExecutionEndRule",
+            description="Release the dataset lock of a retrain execution that failed, timed out or was aborted",
+            event_pattern=events.EventPattern(source=["aws.states"], detail_type=["Step Functions Execution Status Change"],
+                                              detail={"status": ["FAILED", "TIMED_OUT", "ABORTED"],
+                                                      "stateMachineArn": [self.state_machine_arn]}),
+            targets=[targets.LambdaFunction(self.lineage_fn.function, retry_attempts=8, max_event_age=cdk.Duration.hours(6))],
+        )
+        # Delete lock items only (the partition key "lock#<dataset>"): lineage records are never deleted.
+        self.lineage_fn.role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["dynamodb:DeleteItem"], resources=[self.lineage_table.table_arn],
+            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["lock#*"]}}))
         # --- alarms --------------------------------------------------------------------------------------
         action = cw_actions.SnsAction(self.topic)
         self.alarms: dict[str, cloudwatch.Alarm] = {}

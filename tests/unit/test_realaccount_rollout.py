@@ -222,7 +222,7 @@ def test_aws_variant_waits_with_sync_integrations_and_their_iam():
     assert states["StartTrainingJob"]["Resource"] == "arn:aws:states:::sagemaker:createTrainingJob.sync"
     assert states["StartPreprocessingJob"]["Resource"] == "arn:aws:states:::sagemaker:createProcessingJob.sync"
     assert states["StartEvaluationJob"]["Resource"] == "arn:aws:states:::sagemaker:createProcessingJob.sync"
-    assert not any(n.startswith("Wait") for n in states), [n for n in states if n.startswith("Wait")]
+    assert [n for n in states if n.startswith("Wait")] == ["WaitForLock"]  # no job poll loop in AWS
     statements = _statements(Template.from_stack(stack), "PStateMachineRole")
     rules = [s for s in statements if "events:PutRule" in _actions(s)]
     assert rules and {"events:PutTargets", "events:PutRule", "events:DescribeRule"} <= set(_actions(rules[0]))
@@ -266,3 +266,30 @@ def test_state_machine_can_describe_the_rollback_alarms_and_waits_for_the_guardr
     assert endpoint.deploy_target.deployment_timeout_seconds == guard
     polls = p.settings.endpoint_poll
     assert polls.interval_seconds * polls.max_polls >= guard + 1800
+
+
+# --- item 7: no lock leak, no dropped version ------------------------------------------------------------
+
+def test_execution_level_ends_release_the_lock_through_an_event_rule():
+    stack = new_stack()
+    p = _pipeline(stack)
+    t = Template.from_stack(stack)
+    (rule,) = [r for k, r in t.find_resources("AWS::Events::Rule").items() if k.startswith("PExecutionEndRule")]
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.states"] and pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert pattern["detail"]["status"] == ["FAILED", "TIMED_OUT", "ABORTED"]
+    assert stack.resolve(p.state_machine_arn) == pattern["detail"]["stateMachineArn"][0]
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == stack.resolve(p.lineage_fn.function.function_arn)
+
+
+def test_lock_wait_is_counted_in_the_history_budget():
+    stack = new_stack()
+    p = _pipeline(stack)
+    from mlinfra.retrain_definition import visit_bounds
+
+    visits = visit_bounds(p.definition, p.settings)
+    assert visits["WaitForLock"] == p.settings.lock_poll.max_polls + 1
+    # the lock wait covers one full training wait of the holder
+    assert p.settings.lock_poll.interval_seconds * p.settings.lock_poll.max_polls >= 48 * 3600  # default spot wait
+    assert p.settings.lock_poll.max_polls <= 200

@@ -131,8 +131,9 @@ def test_training_uses_spot_checkpoints_and_max_wait(local_definition):
 def test_no_sync_integrations_and_bounded_polling(local_definition):
     for name, state in task_states(local_definition).items():
         assert not state["Resource"].endswith(".sync"), name
-    waits = [s for s in local_definition["States"].values() if s["Type"] == "Wait"]
-    assert waits and all(w["Seconds"] == 1 for w in waits)  # local config polls every second
+    waits = {n: s for n, s in local_definition["States"].items() if s["Type"] == "Wait"}
+    assert waits and all(w["Seconds"] == 1 for n, w in waits.items() if n != "WaitForLock")  # local config polls every second
+    assert waits["WaitForLock"]["Seconds"] >= 5  # a held lock is re-tried at most ~200 times over one training wait
     assert local_definition["States"]["TrainingPollLimit"]["Choices"][0]["Next"] == "TrainingPollTimedOut"
     assert local_definition["TimeoutSeconds"] > 2 * 48 * 3600
 
@@ -142,11 +143,12 @@ def test_lock_is_taken_and_released_on_every_exit(local_definition):
     lock = states["AcquireLock"]
     assert lock["Resource"] == "arn:aws:states:::dynamodb:putItem"
     assert "attribute_not_exists(pk)" in lock["Parameters"]["ConditionExpression"]
-    assert lock["Catch"][0] == {"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": "$.error", "Next": "AlreadyRunning"}
+    # issue 12 item 7: a version that meets a lock waits its turn (never a silent success)
+    assert lock["Catch"][0] == {"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": "$.lock_wait.error", "Next": "CountLockWait"}
     releases = {n for n, s in states.items() if s.get("Resource") == "arn:aws:states:::dynamodb:deleteItem"}
     assert releases == {"ReleaseLockSuccess", "ReleaseLockRejected", "ReleaseLockAfterFailure"}
     ends = {n for n, s in states.items() if s["Type"] in ("Succeed", "Fail")}
-    assert ends == {"Succeeded", "ModelRejected", "ExecutionFailed", "AlreadyRunning"}
+    assert ends == {"Succeeded", "ModelRejected", "ExecutionFailed"}
 
 
 def test_deploy_updates_only_an_in_service_endpoint_and_never_creates_one(deploying):
@@ -336,7 +338,9 @@ def test_lineage_writers_can_use_the_table_key(local):
         for st in _statements(local, role):
             actions |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
         assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= actions, role
-        assert "dynamodb:DeleteItem" not in actions or role.endswith("StateMachineRole")
+    # Deletes: the state machine (its own lock) and the lineage function on lock items only (execution-level ends).
+    (delete,) = [s for s in _statements(local, "RetrainPipelineLineageFunctionRole") if s["Action"] == "dynamodb:DeleteItem"]
+    assert delete["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["lock#*"]}}
 
 
 def test_platform_wires_the_serving_endpoint_as_deploy_target(local_definition):

@@ -53,6 +53,9 @@ def template() -> dict:
                     approval_timeout=cdk.Duration.seconds(2), state_machine_name="manual", **common)
     RetrainPipeline(stack, "Reviewed", training=TrainingProps(image_uri=IMAGE), manual_approval=True,
                     approval_timeout=cdk.Duration.minutes(5), state_machine_name="reviewed", **common)
+    # A short lock wait (two retries 5 s apart): issue 12 item 7, a version that meets a lock waits its turn.
+    RetrainPipeline(stack, "Queued", training=TrainingProps(image_uri=IMAGE), state_machine_name="queued",
+                    lock_wait=cdk.Duration.seconds(10), **common)
     return Template.from_stack(stack).to_json()
 
 
@@ -300,16 +303,89 @@ def test_duplicate_trigger_does_not_start_a_second_run(env):
         time.sleep(0.1)
 
 
-def test_concurrent_run_on_the_same_dataset_is_skipped(env):
+def _hold_lock(env, pipeline: str, owner: str = "arn:other-execution") -> None:
     import time
 
-    env.table("Auto").put_item(Item={"pk": f"lock#{DATASET}", "sk": "lock", "owner": "arn:other-execution",
-                                     "expires_at": int(time.time()) + 3600})
-    result = env.run("auto", "run-concurrent")
-    assert result["status"] == "SUCCEEDED"
-    assert result["states"] == ["ValidateInput", "AcquireLock", "AlreadyRunning"]
+    env.table(pipeline).put_item(Item={"pk": f"lock#{DATASET}", "sk": "lock", "owner": owner,
+                                       "expires_at": int(time.time()) + 3600})
+
+
+def test_a_version_that_meets_a_lock_waits_and_then_trains(env):
+    # issue 12 item 7: it used to end as a SUCCESSFUL "AlreadyRunning", never trained, its name used up.
+    import threading
+    import time
+
+    _hold_lock(env, "Queued")
+    env.report("run-queued", 0.91)
+    box: dict = {}
+    machine = env.machines["queued"]  # created here, not concurrently by the runner thread
+    runner = threading.Thread(target=lambda: box.update(result=env.run("queued", "run-queued")))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not (arns := [e["executionArn"] for e in env.sfn.list_executions(stateMachineArn=machine)["executions"]]) or \
+            not any(e.get("stateEnteredEventDetails", {}).get("name") == "WaitForLock"
+                    for e in env.sfn.get_execution_history(executionArn=arns[0], maxResults=1000)["events"]):
+        assert time.monotonic() < deadline, "the run never waited for the lock"
+        time.sleep(0.2)
+    env.table("Queued").delete_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"})  # the other run ends
+    runner.join(90)
+    result = box["result"]
+    assert result["status"] == "SUCCEEDED", result
+    states = result["states"]
+    assert states[:5] == ["ValidateInput", "PrepareLock", "AcquireLock", "CountLockWait", "LockWaitLimit"]
+    assert "WaitForLock" in states and "StartTrainingJob" in states and states[-1] == "Succeeded"
+
+
+def test_a_version_that_never_gets_the_lock_fails_and_notifies(env):
+    _hold_lock(env, "Queued")
+    result = env.run("queued", "run-locked", timeout=90)
+    assert result["status"] == "FAILED" and result["error"] == "DatasetLocked"
+    assert VERSION in result["cause"] and "not trained" in result["cause"]
+    assert result["states"].count("WaitForLock") == 2
     assert env.sm.list_training_jobs()["TrainingJobSummaries"] == []
-    assert env.table("Auto").get_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"})["Item"]["owner"] == "arn:other-execution"
+    # the other run's lock is untouched; the skip is notified
+    assert env.table("Queued").get_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"})["Item"]["owner"] == "arn:other-execution"
+    (message,) = env.messages()
+    assert message["message"]["status"] == "Failed" and message["message"]["error"] == "DatasetLocked"
+
+
+def test_an_aborted_execution_releases_its_lock_from_the_status_change_event(env):
+    # issue 12 item 7: an execution-level end (abort, timeout, history limit) runs no exit state. moto's
+    # EventBridge cannot invoke Lambda: the test delivers the event the ExecutionEndRule matches.
+    import time
+
+    env.report("run-aborted", 0.9)
+    arn = env.machines["reviewed"]
+    started = env.sfn.start_execution(stateMachineArn=arn, name="run-aborted",
+                                      input=json.dumps({"dataset": DATASET, "version": VERSION}))["executionArn"]
+    deadline = time.monotonic() + 30
+    while "Item" not in env.table("Reviewed").get_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"}):
+        assert time.monotonic() < deadline, "the run never took the lock"
+        time.sleep(0.2)
+    # (moto's executor does not stop a running execution: the event the rule would deliver on ABORTED is built here)
+    detail = env.sfn.describe_execution(executionArn=started)
+    assert "Item" in env.table("Reviewed").get_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"})  # held by the run
+    lineage = load_handler("pipeline_lineage")
+    from tests.workflow.sfn_harness import _Context
+
+    event = {"source": "aws.states", "detail-type": "Step Functions Execution Status Change",
+             "detail": {"executionArn": started, "stateMachineArn": arn, "status": "ABORTED", "input": detail["input"]}}
+    with mock.patch.dict("os.environ", {"LINEAGE_TABLE": env.table("Reviewed").name}):
+        lineage._clients.clear()
+        out = lineage.handler(event, _Context("l"))
+        lineage._clients.clear()
+    assert out == {"released": True, "lock": f"lock#{DATASET}", "status": "ABORTED"}
+    assert "Item" not in env.table("Reviewed").get_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"})
+    # end the waiting run (reject its approval) so no execution outlives the test
+    while not (requests := [m for m in env.messages() if m.get("type") == "approval-request"]):
+        assert time.monotonic() < deadline + 30, "no approval request was published"
+        time.sleep(0.2)
+    request = requests[0]
+    load_handler("pipeline_approval").handler({"token": request["token"], "decision": "reject", "reviewer": "t", "reason": "end"},
+                                              _Context("a"))
+    while env.sfn.describe_execution(executionArn=started)["status"] == "RUNNING":
+        assert time.monotonic() < deadline + 60
+        time.sleep(0.2)
 
 
 def test_invalid_input_fails_with_a_clear_error_and_notifies(env):
