@@ -26,17 +26,17 @@ import dataclasses
 from typing import Any, Mapping
 
 LAMBDA_TRANSIENT = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException"]
-#: aws-sdk integrations name errors ``SageMaker.<exception>``; SageMaker reports throttling and most service
-#: errors as the generic ``AmazonSageMakerException`` (retried a few times: a validation error then fails).
-SAGEMAKER_TRANSIENT = [
-    "SageMaker.ThrottlingException", "SageMaker.InternalFailure", "SageMaker.ServiceUnavailable",
-    "SageMaker.AmazonSageMakerException",
-]
+#: Error names are ``<Service>.<ErrorName>`` with the ``Exception`` suffix always added (Step Functions docs,
+#: "Learning to use AWS service SDK integrations"), and must be an error the service model lists, or the SDK's
+#: generic exception of the service, under which Step Functions reports the errors the model does not list
+#: (SageMaker throttling arrives as ``SageMaker.AmazonSageMakerException``; a validation error then fails after
+#: the few retries). tests/unit/test_aws_models.py checks every name against botocore's service models.
+SAGEMAKER_TRANSIENT = ["SageMaker.AmazonSageMakerException"]
 DYNAMODB_TRANSIENT = [
     "DynamoDB.ProvisionedThroughputExceededException", "DynamoDB.ThrottlingException",
-    "DynamoDB.InternalServerErrorException", "DynamoDB.RequestLimitExceeded", "DynamoDB.AmazonDynamoDBException",
+    "DynamoDB.InternalServerErrorException", "DynamoDB.RequestLimitExceededException", "DynamoDB.AmazonDynamoDBException",
 ]
-SNS_TRANSIENT = ["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException", "SNS.AmazonSnsException"]
+SNS_TRANSIENT = ["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException", "SNS.AmazonSNSException"]
 
 FAILURE_PATH_START = "RecordFailure"
 END_FAILED = "ExecutionFailed"
@@ -593,7 +593,7 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
     }
 
 
-SSM_TRANSIENT = ["SSM.ThrottlingException", "SSM.InternalServerErrorException", "SSM.TooManyUpdatesException"]
+SSM_TRANSIENT = ["SSM.InternalServerErrorException", "SSM.TooManyUpdatesException", "SSM.AWSSimpleSystemsManagementException"]
 
 
 def _ssm_put(name: str, value: Mapping[str, Any], next_state: str) -> dict[str, Any]:

@@ -202,8 +202,9 @@ class BatchTransform(Construct):
             result_path=sfn.JsonPath.DISCARD,
         ).next(failure)
 
-        retry = dict(errors=["SageMaker.ThrottlingException", "SageMaker.ResourceLimitExceeded",
-                             "SageMaker.ResourceLimitExceededException", "SageMaker.InternalFailure"],
+        # Error names checked against botocore's SageMaker model (tests/unit/test_aws_models.py): throttling and
+        # other unmodeled errors arrive as the SDK's generic SageMaker.AmazonSageMakerException.
+        retry = dict(errors=["SageMaker.AmazonSageMakerException", "SageMaker.ResourceLimitExceededException"],
                      interval=cdk.Duration.seconds(30), max_attempts=4, backoff_rate=2.0)
 
         transform_input_uri = "$.job.input_uri"
