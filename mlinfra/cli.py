@@ -39,6 +39,7 @@ PLUGINS: tuple[tuple[str, str], ...] = (
     ("plan-transfer", "mlinfra.domain.transfer_planner"),
     ("size-cache", "mlinfra.domain.lustre_sizing"),
     ("approve", "mlinfra.approvals"),
+    ("cost", "mlinfra.domain.cost.cli"),
 )
 
 #: Stacks every environment deploys, before the capability sections add theirs.
