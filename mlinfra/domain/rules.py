@@ -108,10 +108,11 @@ _HYPERPOD: tuple[ServiceRule, ...] = (
     ),
     ServiceRule(
         id="hyperpod.slurm-topology",
-        rule="Managed Slurm: one Controller group (a single node), at most one Login group, Compute groups each in "
-        "one partition (ClusterSlurmConfig.PartitionNames holds at most one name).",
-        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ClusterSlurmConfig.html and the "
-        "HyperPod Slurm guide (controller, login and compute node groups)",
+        rule="Managed Slurm: one Controller group, at most one Login group, Compute groups each in one partition "
+        "(ClusterSlurmConfig.PartitionNames holds at most one name); more than one controller node (multi-head) "
+        "needs an external Slurm accounting database (Orchestrator.Slurm.AccountingDatabase).",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ClusterSlurmConfig.html and "
+        "https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-hyperpod-multihead.html",
         enforced_by="mlinfra.domain.hyperpod.slurm_topology_errors",
     ),
 )

@@ -316,3 +316,36 @@ def test_node_recovery_none_is_passed_through() -> None:
     stack = new_stack()
     _cluster(stack, node_recovery=NodeRecovery.NONE)
     assert _cluster_props(Template.from_stack(stack).to_json())["NodeRecovery"] == "None"
+
+
+# ------------------------------------------------------------------ config section
+
+
+def _config_errors(hyperpod: dict) -> str:
+    import yaml
+
+    from mlinfra.config import ConfigError, load_config
+
+    document = yaml.safe_load((__import__("pathlib").Path(__file__).parents[2] / "config/platform.yaml").read_text())
+    document["defaults"]["training"]["hyperpod"] = hyperpod
+    with pytest.raises(ConfigError) as exc:
+        load_config(document, "dev")
+    return str(exc.value)
+
+
+def test_config_rejects_a_type_hyperpod_does_not_offer() -> None:
+    message = _config_errors({"enabled": True, "groups": [
+        {"name": "controller", "instance_type": "ml.t3.medium", "node_type": "Controller", "instance_count": 1},
+        {"name": "gpu", "instance_type": "ml.p3.2xlarge", "partition": "gpu"}]})
+    assert "training.hyperpod.groups[gpu].instance_type must be an instance type HyperPod offers" in message
+
+
+def test_config_rejects_a_cluster_without_controller() -> None:
+    message = _config_errors({"enabled": True, "groups": [
+        {"name": "gpu", "instance_type": "ml.p5.48xlarge", "partition": "gpu"}]})
+    assert "training.hyperpod.groups must have exactly one Controller group" in message
+
+
+def test_reference_app_has_hyperpod_at_zero_compute(prod_config) -> None:
+    hp = prod_config.training.hyperpod
+    assert hp.enabled and all(g.instance_count == 0 for g in hp.groups if g.node_type == "Compute")
