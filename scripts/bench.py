@@ -87,7 +87,7 @@ def cost_section() -> str:
     for env in report["environments"]:
         account = env["environment"].removeprefix("aws://").split("/")[0]
         items = sorted((r for s in env["stacks"] for r in s["resources"]), key=lambda r: -r["idle_usd_month"])
-        top = "; ".join(f"{r['type'].split('::')[-1]} ${r['idle_usd_month']:,.2f}" for r in items[:3])
+        top = "; ".join(f"{'::'.join(r['type'].split('::')[1:])} ${r['idle_usd_month']:,.2f}" for r in items[:3])
         rows.append(f"| {names.get(account, account)} ({env['environment']}) | ${env['idle_usd_month']:,.2f} | "
                     f"{env['unknown']} | {top} |")
     table = "\n".join(rows)

@@ -421,3 +421,31 @@ def test_cost_config_ceiling_is_the_baseline_plus_tolerance_or_the_acknowledged_
     assert CostConfig(idle_baseline_usd=1000.0).idle_ceiling_usd() == pytest.approx(1100.0)
     assert CostConfig(idle_baseline_usd=1000.0, idle_acknowledged_usd=1500.0,
                       idle_acknowledgment="x").idle_ceiling_usd() == 1500.0
+
+
+def test_hyperpod_groups_run_around_the_clock_and_a_group_at_zero_needs_no_price():
+    item = price({"Hp": {"Type": "AWS::SageMaker::Cluster", "Properties": {"InstanceGroups": [
+        {"InstanceGroupName": "controller", "InstanceType": "ml.t3.medium", "InstanceCount": 1},
+        {"InstanceGroupName": "gpu", "InstanceType": "ml.p5.48xlarge", "InstanceCount": 0}]}}})["Hp"]
+    assert item.idle_usd == pytest.approx(0.05 * H) and item.unknown is None  # 36.50
+    item = price({"Hp": {"Type": "AWS::SageMaker::Cluster", "Properties": {"InstanceGroups": [
+        {"InstanceGroupName": "gpu", "InstanceType": "ml.p5.48xlarge", "InstanceCount": 2}]}}})["Hp"]
+    assert "no price for 'sagemaker.hyperpod.ml.p5.48xlarge'" in item.unknown
+
+
+def test_nested_stacks_parallelcluster_provider_is_free_and_an_unknown_template_is_unknown():
+    provider = {"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": {"Fn::Sub": [
+        "https://${AWS::Region}-aws-parallelcluster.s3.${AWS::Region}.${AWS::URLSuffix}/parallelcluster/${Version}"
+        "/templates/custom_resource/cluster.yaml", {"Version": "3.16.1"}]}}}
+    other = {"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": "https://example.com/x.yaml"}}
+    items = price({"Provider": provider, "Other": other})
+    assert items["Provider"].idle_usd == 0 and items["Provider"].unknown is None
+    assert "nested stack whose template is not in the assembly" in items["Other"].unknown
+
+
+def test_nested_stack_in_the_assembly_is_priced_from_its_template(tmp_path):
+    (tmp_path / "child.nested.template.json").write_text(json.dumps(
+        {"Resources": {"Nat": {"Type": "AWS::EC2::NatGateway", "Properties": {}}}}))
+    items = price({"Child": {"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": "x"},
+                             "Metadata": {"aws:asset:path": "child.nested.template.json"}}}, directory=tmp_path)
+    assert items["Child"].idle_usd == pytest.approx(0.045 * H)

@@ -124,11 +124,11 @@ def test_dev_keeps_every_capability_with_the_always_on_parts_off_or_small(assemb
     assert of(p + "training", "AWS::FSx::FileSystem") == []
     assert of(p + "ingestion", "AWS::Transfer::Server") == []
     assert [e for e in of(p + "network", "AWS::EC2::VPCEndpoint") if e.get("VpcEndpointType") == "Interface"] == []
+    assert of(p + "training", "Custom::PclusterCluster") == []  # Slurm in dev is HyperPod's managed Slurm
     # still there, at zero or at the smallest size
-    (cluster,) = of(p + "training", "Custom::PclusterCluster")
-    assert cluster["ClusterConfiguration"]["HeadNode"]["InstanceType"] == "t3.medium"
-    assert all(cr["MinCount"] == 0 for q in cluster["ClusterConfiguration"]["Scheduling"]["SlurmQueues"]
-               for cr in q["ComputeResources"])
+    (hyperpod,) = of(p + "training", "AWS::SageMaker::Cluster")
+    assert sorted((g["InstanceType"], g["InstanceCount"]) for g in hyperpod["InstanceGroups"]) == [
+        ("ml.p5.48xlarge", 0), ("ml.t3.medium", 1)]
     (ce,) = of(p + "training", "AWS::Batch::ComputeEnvironment")
     assert ce["ComputeResources"]["MinvCpus"] == 0
     floors = sorted(t["MinCapacity"] for t in of(p + "serving", "AWS::ApplicationAutoScaling::ScalableTarget"))

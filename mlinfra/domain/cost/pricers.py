@@ -289,11 +289,15 @@ def sagemaker_cluster(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
     for group in _props(r).get("InstanceGroups") or []:
         itype = ctx.literal(group.get("InstanceType"), "InstanceGroups.InstanceType")
         count = ctx.literal(group.get("InstanceCount"), "InstanceGroups.InstanceCount")
-        hourly = ctx.price(f"sagemaker.hyperpod.{itype}")
-        out.idle_usd += hourly * HOURS_PER_MONTH * count
         parts.append(f"{group.get('InstanceGroupName', '?')}: {count} x {itype}")
+        # A group at 0 costs nothing idle: its price is only needed for the per-use rate.
+        hourly = ctx.price(f"sagemaker.hyperpod.{itype}") if count else \
+            ctx.optional_price(f"sagemaker.hyperpod.{itype}")
+        if hourly is None:
+            continue
+        out.idle_usd += hourly * HOURS_PER_MONTH * count
         out.per_use.append(Rate(f"HyperPod {itype} node (above the group's count)", hourly, "node-hour", "training"))
-    out.detail = "HyperPod, always on: " + "; ".join(parts)
+    out.detail = "HyperPod, every instance of every group runs: " + "; ".join(parts)
     return out
 
 
