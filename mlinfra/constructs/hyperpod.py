@@ -36,6 +36,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from mlinfra.constructs.common import acknowledge, is_token
@@ -190,6 +191,8 @@ class HyperPodCluster(Construct):
     :param node_recovery: ``NodeRecovery.AUTOMATIC`` or ``NodeRecovery.NONE``. :default: AUTOMATIC
     :param software_updates: scheduled rolling AMI updates of the compute groups. :default: None
     :param exporter_images: images of the ``node`` and ``dcgm`` exporters. :default: DEFAULT_EXPORTER_IMAGES
+    :param job_queue: an SQS queue and the Slurm job bridge on the controller, so state machines can run jobs
+        (:func:`mlinfra.domain.hyperpod_jobs.training_task_state`, :meth:`grant_submit_jobs`). :default: True
     """
 
     def __init__(
@@ -209,6 +212,7 @@ class HyperPodCluster(Construct):
         node_recovery: str = NodeRecovery.AUTOMATIC,
         software_updates: HyperPodSoftwareUpdates | None = None,
         exporter_images: dict[str, str] | None = None,
+        job_queue: bool = True,
     ) -> None:
         super().__init__(scope, id)
         name = cluster_name or cdk.Names.unique_resource_name(self, max_length=63, separator="-")
@@ -252,6 +256,25 @@ class HyperPodCluster(Construct):
                        "*:log-group:/aws/sagemaker/Clusters/*", "*:network-interface/*"),
         )
 
+        # --- the Slurm job bridge's queue: state machines hand jobs to the controller ---------------------
+        self.job_queue: sqs.Queue | None = None
+        if job_queue:
+            dead_letters = sqs.Queue(self, "JobDeadLetters", encryption=sqs.QueueEncryption.SQS_MANAGED,
+                                     enforce_ssl=True, retention_period=cdk.Duration.days(14))
+            acknowledge(dead_letters, "AwsSolutions-SQS3", "This queue is the dead-letter queue of the job queue; "
+                        "it has no dead-letter queue of its own.")
+            self.job_queue = sqs.Queue(
+                self, "JobQueue", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+                # The bridge deletes a request once its job is submitted; a request it cannot take returns here.
+                visibility_timeout=cdk.Duration.minutes(5),
+                dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=dead_letters),
+            )
+            self.job_queue.grant_consume_messages(self.role)
+            # Task-token callbacks have no resource-level permissions (the token identifies the task).
+            self.role.add_to_principal_policy(iam.PolicyStatement(
+                actions=["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"],
+                resources=["*"]))
+
         # --- lifecycle scripts -----------------------------------------------------------------------------
         self.lifecycle = lifecycle
         self.lifecycle_deployment: s3deploy.BucketDeployment | None = None
@@ -281,6 +304,12 @@ class HyperPodCluster(Construct):
     @property
     def cluster_arn(self) -> str:
         return self.cluster.attr_cluster_arn
+
+    def grant_submit_jobs(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Send job requests to the cluster's Slurm job bridge (a state machine's role)."""
+        if self.job_queue is None:
+            raise ValueError(f"{self.node.path}: grant_submit_jobs needs job_queue=True, got: job_queue=False")
+        return self.job_queue.grant_send_messages(grantee)
 
     def grant_describe(self, grantee: iam.IGrantable) -> iam.Grant:
         """Describe the cluster and list its nodes (what a scheduler client or a pipeline watcher needs)."""
@@ -334,6 +363,8 @@ class HyperPodCluster(Construct):
                                 "mount_lustre": g.mount_lustre and g.node_type is not SlurmNodeType.CONTROLLER}
                        for g in self.instance_groups},
             "exporters": {"node": exporters.get("node", ""), "dcgm": exporters.get("dcgm", "")},
+            "bridge": ({"queue_url": self.job_queue.queue_url, "region": cdk.Stack.of(self).region}
+                       if self.job_queue is not None else None),
             "enroot_version": ENROOT_VERSION,
             "pyxis_version": PYXIS_VERSION,
         }

@@ -137,6 +137,7 @@ class TrainingStack(PlatformStack):
             )
             cdk.CfnOutput(self, "HyperPodClusterName", value=self.hyperpod_cluster.cluster_name)
             cdk.CfnOutput(self, "HyperPodClusterArn", value=self.hyperpod_cluster.cluster_arn)
+            cdk.CfnOutput(self, "HyperPodJobQueueUrl", value=self.hyperpod_cluster.job_queue.queue_url)
 
         # --- SageMaker training jobs: placement in the training subnet --------------------------------
         self.sagemaker_security_group = ec2.SecurityGroup(

@@ -349,3 +349,24 @@ def test_config_rejects_a_cluster_without_controller() -> None:
 def test_reference_app_has_hyperpod_at_zero_compute(prod_config) -> None:
     hp = prod_config.training.hyperpod
     assert hp.enabled and all(g.instance_count == 0 for g in hp.groups if g.node_type == "Compute")
+
+
+def test_controller_bridge_can_take_jobs_and_end_tasks(template) -> None:
+    st = _role_statements(template)
+    assert _allows(st, "sqs:ReceiveMessage", "HyperPodJobQueue") and _allows(st, "sqs:DeleteMessage", "HyperPodJobQueue")
+    assert _allows(st, "states:SendTaskSuccess", "*") and _allows(st, "states:SendTaskHeartbeat", "*")
+
+
+def test_grant_submit_jobs_lets_a_state_machine_send_requests() -> None:
+    from aws_cdk import aws_iam as iam
+
+    stack = new_stack()
+    cluster = _cluster(stack)
+    role = iam.Role(stack, "Sfn", assumed_by=iam.ServicePrincipal("states.amazonaws.com"))
+    cluster.grant_submit_jobs(role)
+    statements = [s for p in Template.from_stack(stack).find_resources("AWS::IAM::Policy").values()
+                  if "Sfn" in json.dumps(p["Properties"]["Roles"]) for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    assert _allows(statements, "sqs:SendMessage", "HyperPodJobQueue")
+    no_queue = _cluster(new_stack(), job_queue=False)
+    with pytest.raises(ValueError, match="grant_submit_jobs needs job_queue=True"):
+        no_queue.grant_submit_jobs(role)

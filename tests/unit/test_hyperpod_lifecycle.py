@@ -29,6 +29,7 @@ CONFIG = {
     "exporters": {"node": "quay.io/prometheus/node-exporter:v1.9.1", "dcgm": "nvcr.io/nvidia/k8s/dcgm-exporter:x"},
     "enroot_version": "3.5.0",
     "pyxis_version": "0.20.0",
+    "bridge": {"queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs", "region": "us-east-1"},
 }
 RESOURCES = {"InstanceGroups": [
     {"Name": "controller", "Instances": [{"InstanceName": "c-1", "CustomerIpAddress": "10.0.0.10"}]},
@@ -41,7 +42,7 @@ RESOURCES = {"InstanceGroups": [
 
 
 @pytest.mark.parametrize(("group", "steps"), [
-    ("controller", ["exporters"]),
+    ("controller", ["exporters", "bridge"]),
     ("login", ["lustre", "containers"]),
     ("gpu", ["lustre", "containers", "exporters"]),
     ("cpu", ["containers", "exporters"]),
@@ -52,6 +53,10 @@ def test_plan_by_node_type(group, steps) -> None:
 
 def test_no_lustre_step_without_a_file_system() -> None:
     assert lifecycle.plan({**CONFIG, "lustre": None}, "gpu") == ["containers", "exporters"]
+
+
+def test_no_bridge_without_a_job_queue() -> None:
+    assert lifecycle.plan({**CONFIG, "bridge": None}, "controller") == ["exporters"]
 
 
 def test_own_group_by_address() -> None:
@@ -83,7 +88,7 @@ def test_bad_configuration_names_the_field(config, group, message) -> None:
 def test_scripts_are_shellcheck_clean() -> None:
     shellcheck = Path(sys.executable).parent / "shellcheck"
     scripts = [str(p) for p in sorted(scripts_dir().rglob("*.sh"))]
-    assert len(scripts) == 4
+    assert len(scripts) == 5
     result = subprocess.run([str(shellcheck), "--severity=style", *scripts], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
@@ -100,6 +105,7 @@ STUBS = {
     "curl": 'echo "curl $*" >> "$STATE/calls"; exit 1',
     "git": 'echo "git $*" >> "$STATE/calls"; exit 1',
     "sleep": "exit 0",
+    "systemctl": 'echo "systemctl $*" >> "$STATE/calls"',
     "docker": '''case "$1" in
   ps) cat "$STATE/containers" 2>/dev/null || true ;;
   rm) ;;
@@ -171,3 +177,16 @@ def test_mount_failure_fails_the_step(node) -> None:
     result = _run(node)
     assert result.returncode != 0
     assert "could not mount" in result.stdout
+
+
+def test_controller_installs_the_bridge_service_once(node) -> None:
+    node["env"]["MLINFRA_NODE_ADDRESSES"] = "10.0.0.10"
+    for _ in range(2):
+        result = _run(node)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert "steps for this node: exporters bridge" in result.stdout and "bridge: unit unchanged" in result.stdout
+    unit = (node["root"] / "etc/systemd/system/mlinfra-slurm-bridge.service").read_text()
+    assert "Environment=MLINFRA_JOB_QUEUE_URL=https://sqs.us-east-1.amazonaws.com/123456789012/jobs" in unit
+    assert (node["root"] / "opt/mlinfra/slurm_bridge.py").exists()
+    calls = (node["state"] / "calls").read_text().splitlines()
+    assert calls.count("systemctl restart mlinfra-slurm-bridge.service") == 1

@@ -22,9 +22,10 @@ CONFIG = Path(__file__).with_name("lifecycle-config.json")
 #: it (empty on a node; a scratch folder in the tests), as it prefixes every system path of the steps.
 RESOURCE_CONFIG = Path(os.environ.get("MLINFRA_ROOT", "") + "/opt/ml/config/resource_config.json")
 
-#: Steps by Slurm node type, in order. Compute nodes get the GPU exporter only when accelerated.
+#: Steps by Slurm node type, in order. Compute nodes get the GPU exporter only when accelerated; the controller
+#: runs the Slurm job bridge when the cluster has a job queue.
 STEPS: dict[str, tuple[str, ...]] = {
-    "Controller": ("exporters",),
+    "Controller": ("exporters", "bridge"),
     "Login": ("lustre", "containers"),
     "Compute": ("lustre", "containers", "exporters"),
 }
@@ -63,6 +64,8 @@ def plan(config: dict[str, Any], group: str) -> list[str]:
     steps = list(STEPS[settings["node_type"]])
     if "lustre" in steps and not (config.get("lustre") and settings.get("mount_lustre", True)):
         steps.remove("lustre")
+    if "bridge" in steps and not config.get("bridge"):
+        steps.remove("bridge")
     return steps
 
 
@@ -82,7 +85,14 @@ def step_env(config: dict[str, Any], group: str, step: str) -> dict[str, str]:
         exporters = config.get("exporters") or {}
         return {"NODE_EXPORTER_IMAGE": str(exporters.get("node", "")),
                 "DCGM_EXPORTER_IMAGE": str(exporters.get("dcgm", "")) if settings.get("accelerators", 0) else ""}
-    raise LifecycleError(f"unknown step {step!r}; known: lustre, containers, exporters")
+    if step == "bridge":
+        bridge = config.get("bridge") or {}
+        missing = [k for k in ("queue_url", "region") if not bridge.get(k)]
+        if missing:
+            raise LifecycleError(f"lifecycle-config.json: bridge needs {missing}")
+        return {"JOB_QUEUE_URL": bridge["queue_url"], "AWS_REGION": bridge["region"],
+                "MLINFRA_SCRIPTS_DIR": str(CONFIG.parent)}
+    raise LifecycleError(f"unknown step {step!r}; known: lustre, containers, exporters, bridge")
 
 
 def _addresses() -> list[str]:
