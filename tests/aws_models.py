@@ -15,14 +15,11 @@
 
 from __future__ import annotations
 
-import datetime
 import re
 from typing import Any, Iterator, Mapping
 
-import botocore.session
-from botocore.validate import ParamValidator
+from mlinfra.domain.api_model import operation_input, service_model, shape_errors
 
-_SESSION = botocore.session.get_session()
 #: Step Functions' service prefix -> botocore service name.
 SERVICES = {"SageMaker": "sagemaker", "DynamoDB": "dynamodb", "SNS": "sns", "SSM": "ssm", "Lambda": "lambda",
             "SQS": "sqs", "EventBridge": "events", "S3": "s3", "States": "stepfunctions"}
@@ -58,7 +55,7 @@ def operation_of(resource: str) -> tuple[str, str]:
     if not resource.startswith(prefix):
         raise ValueError(f"unknown integration {resource!r}")
     service, action = resource[len(prefix):].split(".")[0].split(":")
-    model = _SESSION.get_service_model(service)
+    model = service_model(service)
     name = action[:1].upper() + action[1:]
     if name not in model.operation_names:
         raise ValueError(f"{service} has no API action {name!r} (from {resource!r})")
@@ -66,7 +63,7 @@ def operation_of(resource: str) -> tuple[str, str]:
 
 
 def _sample(shape) -> Any:
-    """A minimal valid value of ``shape`` (stands in for a run-time path value)."""
+    """A minimal value of ``shape`` standing in for a run-time path value (its errors are ignored)."""
     t = shape.type_name
     if t == "structure":
         return {m: _sample(shape.members[m]) for m in shape.required_members}
@@ -82,56 +79,62 @@ def _sample(shape) -> Any:
         return float(shape.metadata.get("min", 1))
     if t == "boolean":
         return True
-    if t == "blob":
-        return b"x"
-    if t == "timestamp":
-        return datetime.datetime(2026, 1, 1)
-    raise TypeError(t)
+    return "x"  # blob, timestamp: accepted as given
 
 
-def _concrete(params: Any, shape, where: str, errors: list[str], skip: set[str]) -> Any:
-    """``params`` with every ``Key.$`` (and every unresolved CDK token) replaced by a sample of its member's shape;
-    unknown members and values outside a string enum are reported (botocore's validator checks neither enums)."""
+def _concrete(params: Any, shape, where: str, dynamic: set[str], skip: set[str] = frozenset()) -> Any:
+    """``params`` with every ``Key.$`` (a path or intrinsic) and every unresolved CDK token replaced by a sample of
+    its member's shape; the sampled paths go to ``dynamic`` (their values are known only at run time)."""
     if isinstance(params, str) and "${Token[" in params:
-        return _sample(shape) if shape.type_name != "string" or shape.enum else params.replace("${Token[", "tok").ljust(
-            int(shape.metadata.get("min", 0)), "x")
-    if shape.type_name == "string" and shape.enum and isinstance(params, str) and params not in shape.enum:
-        errors.append(f"{where}: {params!r} is not one of {shape.enum}")
+        dynamic.add(where)
+        return _sample(shape)
     if shape.type_name == "structure" and isinstance(params, Mapping):
         out = {}
         for key, value in params.items():
             name = key[:-2] if key.endswith(".$") else key
-            if name not in shape.members:
-                errors.append(f"{where}: {name!r} is not a member of {shape.name} (members: {sorted(shape.members)})")
-                continue
-            member = shape.members[name]
-            if key.endswith(".$") or name in skip:
+            member = shape.members.get(name)
+            if member is None:
+                out[name] = value  # reported by shape_errors as "not a member"
+            elif key.endswith(".$") or name in skip:
+                dynamic.add(f"{where}.{name}")
                 out[name] = _sample(member)
             else:
-                out[name] = _concrete(value, member, f"{where}.{name}", errors, set())
+                out[name] = _concrete(value, member, f"{where}.{name}", dynamic)
         return out
     if shape.type_name == "list" and isinstance(params, list):
-        return [_concrete(v, shape.member, f"{where}[{i}]", errors, set()) for i, v in enumerate(params)]
+        return [_concrete(v, shape.member, f"{where}[{i}]", dynamic) for i, v in enumerate(params)]
     if shape.type_name == "map" and isinstance(params, Mapping):
-        return {k[:-2] if k.endswith(".$") else k: (_sample(shape.value) if k.endswith(".$") else _concrete(v, shape.value, f"{where}.{k}", errors, set()))
-                for k, v in params.items()}
+        out = {}
+        for k, v in params.items():
+            name = k[:-2] if k.endswith(".$") else k
+            if k.endswith(".$"):
+                dynamic.add(f"{where}.{name}")
+                out[name] = _sample(shape.value)
+            else:
+                out[name] = _concrete(v, shape.value, f"{where}.{name}", dynamic)
+        return out
     return params
 
 
 def task_request_errors(name: str, state: Mapping[str, Any]) -> list[str]:
+    """Every way a Task's Parameters break its API's input shape (types, required, enums, lengths, ranges and
+    patterns, through mlinfra.domain.api_model), ignoring what only run-time values decide."""
     service, op = operation_of(state["Resource"])
-    shape = _SESSION.get_service_model(service).operation_model(op).input_shape
-    errors: list[str] = []
+    shape = operation_input(service, op)
+    dynamic: set[str] = set()
     skip = {m for (s, o, m) in SERIALISED if (s, o) == (service, op)}
-    request = _concrete(dict(state.get("Parameters", {})), shape, f"{name} ({service}:{op})", errors, skip)
-    report = ParamValidator().validate(request, shape)
-    if report.has_errors():
-        errors.append(f"{name} ({service}:{op}): {report.generate_report()}")
-    return errors
+    root = f"{name} ({service}:{op})"
+    request = _concrete(dict(state.get("Parameters", {})), shape, root, dynamic, skip)
+
+    def decided_at_run_time(error: str) -> bool:
+        path = error.split(": ", 1)[0]
+        return any(path == d or path.startswith((d + ".", d + "[", d + "<")) for d in dynamic)
+
+    return [e for e in shape_errors(shape, request, root) if not decided_at_run_time(e)]
 
 
 def _valid_error_names(service_prefix: str) -> set[str]:
-    model = _SESSION.get_service_model(SERVICES[service_prefix])
+    model = service_model(SERVICES[service_prefix])
     names = {e.name if e.name.endswith("Exception") else f"{e.name}Exception" for e in model.error_shapes}
     names.add(GENERIC.get(service_prefix, ""))
     return {f"{service_prefix}.{n}" for n in names if n}

@@ -72,14 +72,14 @@ def test_a_request_the_api_refuses_is_caught():
                             "DeploymentConfig": {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "FAST"}}},
                             "Guardrails": {}}}
     errors = " ".join(task_request_errors("U", state))
-    assert "'Guardrails' is not a member of UpdateEndpointInput" in errors
-    assert "RetainAllVariantProperties" in errors and "FAST" in errors
+    assert "Guardrails: is not a member of UpdateEndpointInput" in errors
+    assert "RetainAllVariantProperties: must be true or false" in errors and "'FAST'" in errors
 
 
 def test_a_missing_required_member_is_caught():
     state = {"Type": "Task", "Resource": "arn:aws:states:::sagemaker:createTrainingJob.sync",
              "Parameters": {"TrainingJobName.$": "$.n", "RoleArn": "arn:aws:iam::1:role/r"}}
-    assert "Missing required parameter" in " ".join(task_request_errors("T", state))
+    assert "OutputDataConfig: is required by CreateTrainingJobRequest" in " ".join(task_request_errors("T", state))
 
 
 @pytest.mark.parametrize("name", ["SageMaker.ThrottlingException", "SageMaker.InternalFailure", "SageMaker.ResourceLimitExceeded",
