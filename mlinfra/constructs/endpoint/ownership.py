@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 
+import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
@@ -66,7 +67,13 @@ class ModelPointer(Construct):
     def parameter_names(self) -> tuple[str, str]:
         return self.image_parameter_name, self.model_data_parameter_name
 
+    @property
+    def parameter_arns(self) -> tuple[str, str]:
+        """The parameters' ARNs, built from their literal names (no cross-stack export for a consumer)."""
+        stack = cdk.Stack.of(self)
+        return tuple(stack.format_arn(service="ssm", resource="parameter", resource_name=n.lstrip("/"))
+                     for n in self.parameter_names)  # type: ignore[return-value]
+
     def grant_update(self, grantee: iam.IGrantable) -> iam.Grant:
         """``ssm:PutParameter`` on exactly the two parameters (the retrain pipeline's state machine)."""
-        return iam.Grant.add_to_principal(grantee=grantee, actions=["ssm:PutParameter"], resource_arns=[
-            self.image_parameter.parameter_arn, self.model_data_parameter.parameter_arn])
+        return iam.Grant.add_to_principal(grantee=grantee, actions=["ssm:PutParameter"], resource_arns=list(self.parameter_arns))

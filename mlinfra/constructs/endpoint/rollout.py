@@ -38,7 +38,7 @@ class _RolloutMixin:
             vpc_config=self.vpc_config,
             enable_network_isolation=self.network_isolation,
             model_parameters=pointer.parameter_names,
-            model_parameter_arns=(pointer.image_parameter.parameter_arn, pointer.model_data_parameter.parameter_arn),
+            model_parameter_arns=pointer.parameter_arns,
             rollback_alarm_arns=tuple(self.alarms[k].alarm_arn for k in ROLLBACK_ALARMS if k in self.alarms)
             if self.deployment_guardrails is not None and self.deployment_guardrails.rollback_on_alarms else (),
             deployment_timeout_seconds=int(self.deployment_guardrails.maximum_execution_timeout.to_seconds())
