@@ -545,6 +545,16 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
         states["EndpointOutOfService"] = _failure("EndpointOutOfService", "States.Format('Endpoint {} is OutOfService', $.deploy.describe.EndpointName)")
         states["DeploymentFailed"] = _failure("EndpointFailed", "States.Format('Endpoint {} failed: {}', $.deploy.describe.EndpointName, $.deploy.failure.FailureReason)")
         states["DeploymentRolledBack"] = _failure("DeploymentRolledBack", "States.Format('Endpoint {} is InService on {} instead of {}: the blue/green update rolled back', $.deploy.describe.EndpointName, $.deploy.describe.EndpointConfigName, $.plan.names.endpoint_config)")
+        # A model that failed or rolled back is Rejected in the registry (never left for a later manual approval).
+        for failed in ("EndpointOutOfService", "DeploymentFailed", "DeploymentRolledBack"):
+            states[failed]["Next"] = "RejectUndeployedPackage"
+        states["RejectUndeployedPackage"] = _sagemaker(
+            "updateModelPackage",
+            {"ModelPackageArn.$": "$.registration.ModelPackageArn", "ModelApprovalStatus": "Rejected",
+             "ApprovalDescription.$": "States.Format('not deployed: {}', $.error.Error)",
+             "CustomerMetadataProperties.$": "$.gate.customer_metadata"},
+            result_path=None, next_state=FAILURE_PATH_START)
+        states["RejectUndeployedPackage"]["Catch"] = _catch(FAILURE_PATH_START, "$.reject_error")
 
         if d.get("model_parameters"):
             # The model pointer (see mlinfra.constructs.endpoint.ownership) records the served model, so the next

@@ -72,6 +72,15 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.retrain_definition.build_definition",
     ),
     ServiceRule(
+        id="sagemaker.rollout-fits-guardrails",
+        rule="A blue/green update's bake waits (WaitIntervalInSeconds per traffic step) and TerminationWaitInSeconds "
+        "run within MaximumExecutionTimeoutInSeconds; auto-rollback only acts on alarms that go to ALARM during the "
+        "update, so an alarm needing more datapoints than a bake holds never rolls back.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-blue-green.html and "
+        "deployment-guardrails-configuration.html (auto-rollback alarms)",
+        enforced_by="mlinfra.constructs.endpoint.validation._validate_rollout_timing",
+    ),
+    ServiceRule(
         id="sagemaker.auto-rollback-describe-alarms",
         rule="An UpdateEndpoint with AutoRollbackConfiguration needs cloudwatch:DescribeAlarms on the alarms.",
         source="https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html",

@@ -12,7 +12,14 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Annotations, Match, Template
 
 from mlinfra.constructs.data_lake import DataLake
-from mlinfra.constructs.endpoint import DeploymentGuardrails, Endpoint, ModelContainer, ModelPointer, ProductionVariant
+from mlinfra.constructs.endpoint import (
+    DeploymentGuardrails,
+    Endpoint,
+    ModelContainer,
+    ModelPointer,
+    ProductionVariant,
+    TrafficShifting,
+)
 from mlinfra.constructs.endpoint_target import EndpointTarget
 from mlinfra.constructs.retrain_pipeline import JobWait, ProcessingProps, RetrainPipeline, TrainingProps
 from mlinfra.retrain_definition import worst_case_history_events
@@ -293,3 +300,30 @@ def test_lock_wait_is_counted_in_the_history_budget():
     # the lock wait covers one full training wait of the holder
     assert p.settings.lock_poll.interval_seconds * p.settings.lock_poll.max_polls >= 48 * 3600  # default spot wait
     assert p.settings.lock_poll.max_polls <= 200
+
+
+@pytest.mark.parametrize(("guardrails", "message"), [
+    (DeploymentGuardrails(traffic_shifting=TrafficShifting.LINEAR, linear_step_percent=10, wait_interval=cdk.Duration.minutes(10),
+                          maximum_execution_timeout=cdk.Duration.hours(1)),
+     r"deployment_guardrails: 10 bake wait\(s\) of 600 s \+ termination_wait 300 s must fit maximum_execution_timeout, got: 6300 s > 3600 s"),
+    (DeploymentGuardrails(wait_interval=cdk.Duration.minutes(2)),
+     r"deployment_guardrails.wait_interval must be at least the rollback alarms' window \(datapoints_to_alarm 3 x period 60 s = 180 s\)"),
+])
+def test_rollout_timing_must_fit_the_guardrails_and_the_alarms(guardrails, message):
+    stack = new_stack()
+    with pytest.raises(ValueError, match=message + ".*sagemaker.rollout-fits-guardrails"):
+        Endpoint(stack, "E", model=ModelContainer(image_uri=SERVE), deployment_guardrails=guardrails)
+
+
+def test_without_rollback_alarms_a_short_bake_is_accepted():
+    stack = new_stack()
+    Endpoint(stack, "E", model=ModelContainer(image_uri=SERVE),
+             deployment_guardrails=DeploymentGuardrails(wait_interval=cdk.Duration.minutes(1), rollback_on_alarms=False))
+
+
+def test_a_failed_or_rolled_back_model_is_rejected_in_the_registry(owned):
+    states = owned["pipeline"].definition["States"]
+    for failed in ("EndpointOutOfService", "DeploymentFailed", "DeploymentRolledBack"):
+        assert states[failed]["Next"] == "RejectUndeployedPackage"
+    reject = states["RejectUndeployedPackage"]
+    assert reject["Parameters"]["ModelApprovalStatus"] == "Rejected" and reject["Next"] == "RecordFailure"

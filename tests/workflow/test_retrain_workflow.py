@@ -451,6 +451,8 @@ def test_rolled_back_update_fails_and_is_not_approved(env, update_endpoint_stub)
     assert result["status"] == "FAILED" and result["error"] == "DeploymentRolledBack"
     assert "old-config" in result["cause"]
     (package,) = env.packages("Auto")
-    assert package["ModelApprovalStatus"] == "PendingManualApproval"  # never Approved: production is the old model
+    # issue 12 item 9: a rolled-back model is Rejected (never Approved, never left for a later manual approval)
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert "RejectUndeployedPackage" in result["states"]
     (message,) = env.messages()
     assert message["message"]["error"] == "DeploymentRolledBack"

@@ -9,6 +9,7 @@ from aws_cdk import aws_ec2 as ec2
 
 from mlinfra.constructs.common import is_token
 from mlinfra.domain.hosting_instances import family_of
+from mlinfra.domain.rules import cite
 from mlinfra.constructs.endpoint.props import (
     DEFAULT_INSTANCE_TYPE,
     SERVERLESS_MEMORY_MB,
@@ -63,6 +64,8 @@ def _validate(*, mode, model, containers, multi_model, variants, shadow, serverl
         _validate_guardrails(guardrails)
     if alarms is not None:
         _validate_alarms(alarms)
+    if guardrails is not None:
+        _validate_rollout_timing(guardrails, alarms)
     if vpc is None and (vpc_subnets is not None or security_groups is not None):
         raise ValueError("vpc_subnets/security_groups need vpc: pass the VPC too")
     if endpoint_name is not None and not is_token(endpoint_name) and not _NAME_RE.fullmatch(endpoint_name):
@@ -259,3 +262,32 @@ def _validate_alarms(a: EndpointAlarms) -> None:
                          f"got: {a.datapoints_to_alarm}")
     if a.period.to_seconds() not in (10, 30) and a.period.to_seconds() % 60:
         raise ValueError(f"alarms.period must be 10 s, 30 s or a multiple of 60 s, got: {a.period.to_seconds()}")
+
+
+def _bake_steps(g: DeploymentGuardrails) -> int:
+    """How many bake waits a blue/green rollout makes: none all at once, one after the canary, one per linear step."""
+    if g.traffic_shifting is TrafficShifting.CANARY:
+        return 1
+    if g.traffic_shifting is TrafficShifting.LINEAR:
+        return -(-100 // g.linear_step_percent)
+    return 0
+
+
+def _validate_rollout_timing(g: DeploymentGuardrails, alarms: EndpointAlarms | None) -> None:
+    """The rollout must fit its own timeout, and an auto-rollback alarm must be able to fire within one bake
+    (rule sagemaker.rollout-fits-guardrails): a 3-of-5-minute alarm on a 1-minute bake never trips in time."""
+    steps = _bake_steps(g)
+    total = steps * g.wait_interval.to_seconds() + g.termination_wait.to_seconds()
+    if total > g.maximum_execution_timeout.to_seconds():
+        raise ValueError(
+            f"deployment_guardrails: {steps} bake wait(s) of {g.wait_interval.to_seconds():g} s + termination_wait "
+            f"{g.termination_wait.to_seconds():g} s must fit maximum_execution_timeout, got: {total:g} s > "
+            f"{g.maximum_execution_timeout.to_seconds():g} s {cite('sagemaker.rollout-fits-guardrails')}")
+    if alarms is None or not g.rollback_on_alarms or steps == 0:
+        return
+    window = alarms.datapoints_to_alarm * alarms.period.to_seconds()
+    if window > g.wait_interval.to_seconds():
+        raise ValueError(
+            f"deployment_guardrails.wait_interval must be at least the rollback alarms' window (datapoints_to_alarm "
+            f"{alarms.datapoints_to_alarm} x period {alarms.period.to_seconds():g} s = {window:g} s) so a bad model "
+            f"can trip them during a bake, got: {g.wait_interval.to_seconds():g} s {cite('sagemaker.rollout-fits-guardrails')}")
