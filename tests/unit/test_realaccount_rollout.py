@@ -4,6 +4,7 @@ ownership. Each test names the item it guards and fails on the code before the f
 from __future__ import annotations
 
 import json
+import re
 
 import aws_cdk as cdk
 import pytest
@@ -327,3 +328,32 @@ def test_a_failed_or_rolled_back_model_is_rejected_in_the_registry(owned):
         assert states[failed]["Next"] == "RejectUndeployedPackage"
     reject = states["RejectUndeployedPackage"]
     assert reject["Parameters"]["ModelApprovalStatus"] == "Rejected" and reject["Next"] == "RecordFailure"
+
+
+# --- issue 17: an existing endpoint, from its attributes ---------------------------------------------------
+
+def test_an_existing_endpoint_gives_metrics_and_the_invoke_grant():
+    stack = new_stack()
+    ep = Endpoint.from_endpoint_attributes(stack, "Ext", endpoint_name="Churn-Prod", variant_names=["Blue", "Green"])
+    assert stack.resolve(ep.endpoint_arn)["Fn::Join"][1][-1].endswith(":endpoint/churn-prod")  # ARNs carry the name in lower case
+    assert ep.metric_invocations().dimensions == {"EndpointName": "Churn-Prod", "VariantName": "Blue"}
+    role = iam.Role(stack, "Caller", assumed_by=iam.AccountRootPrincipal())
+    ep.grant_invoke(role)
+    statements = [s for p in Template.from_stack(stack).find_resources("AWS::IAM::Policy").values()
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    assert statements[0]["Action"][0] == "sagemaker:InvokeEndpoint"
+    by_arn = Endpoint.from_endpoint_attributes(stack, "ByArn",
+                                               endpoint_arn="arn:aws:sagemaker:us-east-1:123456789012:endpoint/churn-prod")
+    assert by_arn.endpoint_name == "churn-prod"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({}, "endpoint_name or endpoint_arn is required, got: neither"),
+    ({"endpoint_arn": "arn:aws:s3:::b"}, "endpoint_arn must be arn:aws:sagemaker"),
+    ({"endpoint_name": "a_b"}, "endpoint_name must be 1-63 letters, digits or hyphens, got: 'a_b'"),
+    ({"endpoint_name": "e", "variant_names": []}, "variant_names must name 1 or more variants"),
+])
+def test_an_existing_endpoint_validates_its_attributes(kwargs, message):
+    stack = new_stack()
+    with pytest.raises(ValueError, match=r"^TestStack/Ext: " + re.escape(message)):
+        Endpoint.from_endpoint_attributes(stack, "Ext", **kwargs)

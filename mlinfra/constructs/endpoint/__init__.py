@@ -28,6 +28,7 @@ uses with ``UpdateEndpoint``: the variant, the execution role, VPC and key, and 
 """
 
 from mlinfra.constructs.endpoint.construct import Endpoint
+from mlinfra.constructs.endpoint.imported import ImportedEndpoint
 from mlinfra.constructs.endpoint.ownership import ModelPointer
 from mlinfra.constructs.endpoint.props import (
     DEFAULT_INSTANCE_TYPE,
@@ -56,6 +57,7 @@ from mlinfra.constructs.endpoint.props import (
 __all__ = [
     "Endpoint",
     "ModelPointer",
+    "ImportedEndpoint",
     "EndpointMode",
     "ModelData",
     "ModelContainer",

@@ -30,6 +30,7 @@ from mlinfra.constructs.endpoint.props import (
 )
 from mlinfra.constructs.endpoint.alarms import _AlarmsMixin
 from mlinfra.constructs.endpoint.dashboard import _DashboardMixin
+from mlinfra.constructs.endpoint.imported import ImportedEndpoint
 from mlinfra.constructs.endpoint.metrics import _MetricsMixin
 from mlinfra.constructs.endpoint.models import _ModelsMixin
 from mlinfra.constructs.endpoint.permissions import _PermissionsMixin
@@ -243,6 +244,12 @@ class Endpoint(_RolloutMixin, _MetricsMixin, _ModelsMixin, _ScalingMixin, _Alarm
     # ---------------------------------------------------------------------------------------------------
     # Handles
     # ---------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def from_endpoint_attributes(scope: Construct, id: str, *, endpoint_name: str | None = None,
+                                 endpoint_arn: str | None = None, variant_names: Sequence[str] = ("AllTraffic",)) -> "ImportedEndpoint":
+        """An existing endpoint (built elsewhere): its metrics and ``grant_invoke``. See :class:`ImportedEndpoint`."""
+        return ImportedEndpoint(scope, id, endpoint_name=endpoint_name, endpoint_arn=endpoint_arn, variant_names=variant_names)
 
     @property
     def primary_variant(self) -> ProductionVariant:

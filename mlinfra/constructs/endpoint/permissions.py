@@ -11,8 +11,8 @@ from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD
 from mlinfra.constructs.endpoint.props import _ECR_IMAGE_RE
 
 
-class _PermissionsMixin:
-    """The execution role's permissions and the invoke grant."""
+class _InvokeMixin:
+    """The invoke grant, shared by a built endpoint and an imported one."""
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
         """``sagemaker:InvokeEndpoint`` (and the async/streaming variants) on this endpoint only."""
@@ -21,6 +21,10 @@ class _PermissionsMixin:
             actions=["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointAsync", "sagemaker:InvokeEndpointWithResponseStream"],
             resource_arns=[self.endpoint_arn],
         )
+
+
+class _PermissionsMixin(_InvokeMixin):
+    """The execution role's permissions and the invoke grant."""
 
     # ---- IAM ---------------------------------------------------------------------------------------------
 
