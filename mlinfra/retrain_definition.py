@@ -82,6 +82,7 @@ class DefinitionSettings:
     manual_approval: bool = False
     approval_timeout_seconds: int = 7 * 24 * 3600
     approval_function_name: str = ""
+    endpoint_config_function: str = ""
     deploy: Mapping[str, Any] | None = None
     endpoint_poll: PollSettings = PollSettings(60, 180)
     timeout_seconds: int = 10 * 24 * 3600
@@ -484,13 +485,24 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
                  "EnableNetworkIsolation": bool(d.get("enable_network_isolation", True))}
         if d.get("vpc_config"):
             model["VpcConfig"] = dict(d["vpc_config"])
-        states["CreateModel"] = _sagemaker("createModel", model, result_path="$.deploy.model", next_state="CreateEndpointConfig")
+        states["CreateModel"] = _sagemaker("createModel", model, result_path="$.deploy.model", next_state="FindEndpoint")
+        # The new config is the endpoint's CURRENT config with only the model swapped (variants, shadow, capture,
+        # async, key, current capacity): a function reads it when the endpoint is InService (item 4 of issue 12).
+        states["CreateEndpointConfig"] = _lambda(
+            s.endpoint_config_function,
+            {"endpoint_name": d["endpoint_name"], "variant_name": d["variant_name"], "model_name.$": "$.plan.names.model",
+             "endpoint_config_name.$": "$.plan.names.endpoint_config"},
+            result_path="$.deploy.endpoint_config", next_state="UpdateEndpoint",
+            result_selector={"name.$": "$.Payload.endpoint_config_name", "previous.$": "$.Payload.previous_config_name",
+                             "variants.$": "$.Payload.variants"})
         config = {"EndpointConfigName.$": "$.plan.names.endpoint_config",
                   "ProductionVariants": [{"VariantName": d["variant_name"], "ModelName.$": "$.plan.names.model",
                                           "InstanceType": d["instance_type"], "InitialInstanceCount": d["initial_instance_count"]}]}
         if d.get("kms_key_id"):
             config["KmsKeyId"] = d["kms_key_id"]
-        states["CreateEndpointConfig"] = _sagemaker("createEndpointConfig", config, result_path="$.deploy.endpoint_config", next_state="FindEndpoint")
+        if s.create_missing_endpoint:  # the emulator's create path: a first config from the target's variant
+            states["CreateInitialEndpointConfig"] = _sagemaker("createEndpointConfig", config, result_path="$.deploy.endpoint_config",
+                                                               next_state="CreateEndpoint")
         # The stack owns the endpoint (see docs/serving.md): the pipeline never creates one. It updates only an
         # InService endpoint (UpdateEndpoint fails while the endpoint is Creating/Updating/SystemUpdating).
         states["FindEndpoint"] = _sagemaker(
@@ -501,7 +513,7 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
             "Type": "Choice",
             "Comment": "Only SageMaker's 'Could not find endpoint' is a missing endpoint; anything else fails as itself.",
             "Choices": [{"Variable": "$.deploy.lookup.Cause", "StringMatches": "*Could not find endpoint*",
-                         "Next": "CreateEndpoint" if s.create_missing_endpoint else "EndpointNotFound"}],
+                         "Next": "CreateInitialEndpointConfig" if s.create_missing_endpoint else "EndpointNotFound"}],
             "Default": "EndpointLookupError",
         }
         states["EndpointNotFound"] = _failure("EndpointNotFound", f"States.Format('Endpoint {{}} does not exist: the serving stack owns it, deploy that stack first', '{d['endpoint_name']}')")
@@ -509,7 +521,7 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
                                          "ResultPath": "$.error", "Next": FAILURE_PATH_START}
         states["EndpointReady"] = {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.deploy.existing.EndpointStatus", "StringEquals": "InService", "Next": "UpdateEndpoint"},
+            "Choices": [{"Variable": "$.deploy.existing.EndpointStatus", "StringEquals": "InService", "Next": "CreateEndpointConfig"},
                         *({"Variable": "$.deploy.existing.EndpointStatus", "StringEquals": st, "Next": "EndpointNotUpdatable"}
                           for st in ("Failed", "OutOfService", "UpdateRollbackFailed", "Deleting"))],
             "Default": "CountEndpointWait",

@@ -432,6 +432,13 @@ class RetrainPipeline(Construct):
             actions=["sagemaker:DescribeModelPackage"],
             resources=[stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{group_name}/*")]))
 
+        self.endpoint_config_fn: HandlerFunction | None = None
+        if deploy_target is not None:
+            self.endpoint_config_fn = HandlerFunction(
+                self, "EndpointConfigFunction", handler="pipeline_endpoint_config",
+                description="Retrain pipeline: the rollout's endpoint config, the current one with the new model", **common)
+            self._grant_endpoint_config(stack, deploy_target, job_prefix)
+
         # --- the state machine -------------------------------------------------------------------------
         sm_name = state_machine_name or cdk.Names.unique_resource_name(self, max_length=80, separator="-")
         self.state_machine_name = sm_name
@@ -488,6 +495,8 @@ class RetrainPipeline(Construct):
             manual_approval=manual_approval,
             approval_timeout_seconds=int(approval_timeout.to_seconds()),
             approval_function_name=subs.add("ApprovalFunctionName", self.approval_fn.function.function_name),
+            endpoint_config_function=subs.add("EndpointConfigFunctionArn", self.endpoint_config_fn.function.function_arn)
+            if self.endpoint_config_fn else "",
             deploy=self._deploy_settings(deploy_target, subs),
             endpoint_poll=_poll(poll_interval, int(endpoint_timeout.to_seconds())),
             timeout_seconds=int(execution_timeout.to_seconds()),
@@ -636,6 +645,20 @@ class RetrainPipeline(Construct):
             deploy["vpc_config"] = _resolve_tokens(dict(target.vpc_config), subs, "ModelVpc")
         return deploy
 
+    def _grant_endpoint_config(self, stack: cdk.Stack, target: EndpointTarget, prefix: str) -> None:
+        """The endpoint-config function reads the endpoint and its current config (any config: the stack names its
+        own) and creates the pipeline's configs; a volume key is used through a grant, as SageMaker does."""
+        role = self.endpoint_config_fn.role
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["sagemaker:DescribeEndpoint"], resources=[target.endpoint_arn]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["sagemaker:DescribeEndpointConfig"],
+            resources=[stack.format_arn(service="sagemaker", resource="endpoint-config", resource_name="*")]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["sagemaker:CreateEndpointConfig", "sagemaker:AddTags"],
+            resources=[stack.format_arn(service="sagemaker", resource="endpoint-config", resource_name=f"{prefix}-*")]))
+        if target.kms_key is not None:
+            target.kms_key.grant(role, "kms:CreateGrant", "kms:DescribeKey")
+
     def _grant_model_role(self, role: iam.IRole, image: str) -> None:
         """What the endpoint's model role needs to start the pipeline's model: decrypt the artifact (written with
         the pipeline key) and pull the inference image. A Policy in THIS stack (the role's stack deploys first)."""
@@ -652,8 +675,9 @@ class RetrainPipeline(Construct):
     def _grant_state_machine(self, stack: cdk.Stack, group: str, prefix: str, target: EndpointTarget | None, manual: bool,
                              job_wait: "JobWait") -> None:
         role = self.role
-        for fn in (self.validate_fn, self.lineage_fn, self.evaluation_fn, self.gate_fn):
-            role.add_to_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[fn.function.function_arn]))
+        for fn in (self.validate_fn, self.lineage_fn, self.evaluation_fn, self.gate_fn, self.endpoint_config_fn):
+            if fn is not None:
+                role.add_to_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[fn.function.function_arn]))
         self.lineage_table.grant(role, "dynamodb:PutItem", "dynamodb:DeleteItem")  # the lock item only
         if self.lineage_table.encryption_key is not None:
             self.lineage_table.encryption_key.grant_encrypt_decrypt(role)
@@ -679,8 +703,11 @@ class RetrainPipeline(Construct):
         passed = [self.job_role.role_arn]
         if target is not None:
             endpoint = target.endpoint_arn
+            # The rollout's endpoint config is created by the endpoint-config function (the emulator's create path
+            # makes a first one itself).
             role.add_to_policy(iam.PolicyStatement(
-                actions=["sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:AddTags"],
+                actions=["sagemaker:CreateModel", "sagemaker:AddTags"] + (
+                    ["sagemaker:CreateEndpointConfig"] if job_wait is JobWait.POLL else []),
                 resources=[arn("model", f"{prefix}-*"), arn("endpoint-config", f"{prefix}-*")]))
             # CreateEndpoint only in the emulator variant (moto has no UpdateEndpoint); in AWS the stack owns the endpoint.
             endpoint_actions = ["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"] + (
@@ -742,6 +769,8 @@ def _acknowledge_wildcards(scope: Construct, prefix: str, group: str, sm_name: s
          [], [ending(f"/{p}/*") for p in [*(f"dataset={d}" for d in datasets), *own]]),
         ("Listing the versions of the pipeline's own datasets in the raw zone.",
          [], [ending(f"/dataset={d}/version=*/") for d in datasets]),
+        ("The endpoint-config function reads the endpoint's current config, whose name the serving stack generates.",
+         [], ["arn:<AWS::Partition>:sagemaker:" + ending(":endpoint-config/*")]),
         ("SageMaker jobs, models and endpoint configs are created per run under the pipeline's name prefix.",
          [], [sagemaker_arn + ending(f":{kind}/{prefix}-*")
               for kind in ("training-job", "processing-job", "model", "endpoint-config")]),

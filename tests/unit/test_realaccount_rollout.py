@@ -357,3 +357,19 @@ def test_an_existing_endpoint_validates_its_attributes(kwargs, message):
     stack = new_stack()
     with pytest.raises(ValueError, match=r"^TestStack/Ext: " + re.escape(message)):
         Endpoint.from_endpoint_attributes(stack, "Ext", **kwargs)
+
+
+def test_deploy_target_refuses_modes_the_rollout_cannot_reproduce():
+    from mlinfra.constructs.endpoint import ModelData
+
+    stack = new_stack()
+    pointer = ModelPointer(stack, "Ptr", parameter_prefix="/a/b", image_uri=SERVE, model_bucket=s3.Bucket(stack, "B"),
+                           model_data_key="m.tar.gz")
+    serial = Endpoint(stack, "Serial", alarms=None, auto_scaling=None,
+                      containers=[ModelContainer.from_pointer(pointer), ModelContainer(image_uri=SERVE)])
+    many = Endpoint(stack, "Many", multi_model=True, alarms=None, auto_scaling=None,
+                    model=ModelContainer(image_uri=SERVE, model_data=ModelData.from_bucket(s3.Bucket(stack, "M"), "many/")))
+    for endpoint, what in ((serial, "a serial inference pipeline"), (many, "a multi-model container")):
+        with pytest.raises(ValueError, match=f"deploy_target: a retrain pipeline rolls out one single-container model; "
+                                             f"this endpoint serves {what}"):
+            endpoint.deploy_target

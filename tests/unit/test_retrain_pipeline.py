@@ -165,15 +165,19 @@ def test_deploy_updates_only_an_in_service_endpoint_and_never_creates_one(deploy
     assert "CreateEndpoint" not in states
     assert states["FindEndpoint"]["Next"] == "EndpointReady"
     ready = states["EndpointReady"]
-    assert ready["Choices"][0] == {"Variable": "$.deploy.existing.EndpointStatus", "StringEquals": "InService", "Next": "UpdateEndpoint"}
+    assert ready["Choices"][0] == {"Variable": "$.deploy.existing.EndpointStatus", "StringEquals": "InService", "Next": "CreateEndpointConfig"}
+    # issue 12 item 4: the new config is the CURRENT one with the model swapped, read once the endpoint is InService
+    config = states["CreateEndpointConfig"]
+    assert config["Resource"] == "arn:aws:states:::lambda:invoke" and config["Next"] == "UpdateEndpoint"
+    assert config["Parameters"]["Payload"] == {"endpoint_name": "prod-endpoint", "variant_name": "AllTraffic",
+                                               "model_name.$": "$.plan.names.model", "endpoint_config_name.$": "$.plan.names.endpoint_config"}
     assert ready["Default"] == "CountEndpointWait"
     assert states["WaitForEndpointInService"]["Next"] == "FindEndpoint"
     assert states["FindEndpoint"]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.deploy.lookup", "Next": "EndpointLookupFailed"}]
     lookup = states["EndpointLookupFailed"]
     assert lookup["Choices"][0]["StringMatches"] == "*Could not find endpoint*" and lookup["Choices"][0]["Next"] == "EndpointNotFound"
     assert lookup["Default"] == "EndpointLookupError" and states["EndpointLookupError"]["Next"] == "RecordFailure"
-    variant = states["CreateEndpointConfig"]["Parameters"]["ProductionVariants"][0]
-    assert variant == {"VariantName": "AllTraffic", "ModelName.$": "$.plan.names.model", "InstanceType": "ml.g5.xlarge", "InitialInstanceCount": 2}
+    assert "CreateInitialEndpointConfig" not in states  # the emulator's create path only
     done = states["EndpointStatus"]["Choices"]
     assert done[0]["Next"] == "ApproveModelPackage" and done[1]["Next"] == "DeploymentRolledBack"  # no pointer here
     assert states["RequestApproval"]["Resource"] == "arn:aws:states:::sns:publish.waitForTaskToken"

@@ -143,7 +143,7 @@ def test_happy_path_trains_registers_and_deploys(env):
     assert result["status"] == "SUCCEEDED", result
     states = result["states"]
     for state in ("ValidateInput", "AcquireLock", "RecordRunStart", "StartPreprocessingJob", "StartTrainingJob", "GetTrainingResult",
-                  "ReadEvaluationReport", "CompareMetrics", "RegisterModelPackage", "CreateModel", "CreateEndpointConfig",
+                  "ReadEvaluationReport", "CompareMetrics", "RegisterModelPackage", "CreateModel", "CreateInitialEndpointConfig",
                   "FindEndpoint", "CreateEndpoint", "DescribeEndpoint", "ApproveModelPackage", "RecordSuccess", "NotifySuccess",
                   "ReleaseLockSuccess", "Succeeded"):
         assert state in states, f"{state} not in {states}"
@@ -434,6 +434,12 @@ def test_existing_endpoint_is_updated_blue_green(env, update_endpoint_stub):
     result = env.run("auto", "run-update")
     assert result["status"] == "SUCCEEDED", result
     assert "UpdateEndpoint" in result["states"] and "CreateEndpoint" not in result["states"]
+    # issue 12 item 4: the new config is the current one with the model swapped (built by the real handler)
+    assert "CreateEndpointConfig" in result["states"]
+    new_config = env.sm.describe_endpoint_config(EndpointConfigName=json.loads(result["output"])["plan"]["names"]["endpoint_config"])
+    (variant,) = new_config["ProductionVariants"]
+    assert variant["ModelName"] == json.loads(result["output"])["plan"]["names"]["model"]
+    assert variant["InstanceType"] == "ml.m5.large" and variant["VariantName"] == "AllTraffic"
     (request,) = update_endpoint_stub["requests"]
     plan = json.loads(result["output"])["plan"]
     assert request["EndpointConfigName"] == plan["names"]["endpoint_config"]

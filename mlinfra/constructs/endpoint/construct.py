@@ -127,6 +127,8 @@ class Endpoint(_RolloutMixin, _MetricsMixin, _ModelsMixin, _ScalingMixin, _Alarm
         )
 
         self.mode = mode
+        self.multi_model = multi_model
+        self.serial_pipeline = bool(containers)
         self.network_isolation = network_isolation
         self.variants = variants
         self.shadow_variant = shadow_variant

@@ -20,6 +20,11 @@ class _RolloutMixin:
         v = self.primary_variant
         if v.instance_type is None:
             raise ValueError("deploy_target: serverless endpoints have no instance type; use an instance-backed mode")
+        if self.multi_model or self.serial_pipeline:
+            raise ValueError(
+                f"{self.node.path}: deploy_target: a retrain pipeline rolls out one single-container model; this endpoint "
+                f"serves {'a multi-model container' if self.multi_model else 'a serial inference pipeline'}, which the "
+                "rollout cannot reproduce")
         pointer = self.model_pointer
         if pointer is None or (v.model is not None and v.model.pointer is None):
             raise ValueError(
