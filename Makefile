@@ -45,7 +45,8 @@ deploy: setup ## cdk deploy every stack of ENV=dev|prod to its AWS account (ENV=
 	@test "$(ENV)" != local || { echo "ENV=local is the embedded emulator: use make deploy-local"; exit 2; }
 	$(CDK) deploy --all -c mlinfra:env=$(ENV)
 
-test: setup ## run every test: unit, handlers, workflow, policy and the local deploy
+test: setup ## run every test: import contracts, unit, handlers, workflow, policy and the local deploy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist load -q
 
 test-fast: setup ## unit and handler tests only (no full validation, no local deploy)

@@ -38,8 +38,19 @@ __all__ = [
     "ZONES",
 ]
 
-#: The lake's zones, in the order data flows through them.
-ZONES: tuple[str, ...] = ("landing", "raw", "curated", "features", "models", "artifacts")
+from mlinfra.domain.lake import (
+    DEFAULT_LIFECYCLES,
+    ZONES,
+    Lifecycle,
+    dataset_name_error,
+    lake_target_errors as _lake_target_errors,
+    lifecycle_errors as validate_lifecycle,
+    parse_lake_target,
+    retrainable_dataset_error,
+)
+from mlinfra.domain.network import DEFAULT_INTERFACE_ENDPOINTS, INTERFACE_ENDPOINT_NAMES, LOG_RETENTION_DAYS, cidr_error
+from mlinfra.domain.parallelcluster import DEFAULT_PCLUSTER_VERSION, DLAMI_SSM_PARAMETER, PCLUSTER_MIN_MINOR, is_pcluster_release
+from mlinfra.domain.teams import family_min_vcpus, prefixes_overlap
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,20}[a-z0-9]$")
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
@@ -77,9 +88,7 @@ class NetworkConfig:
     #: Index into the AZ list of the single AZ that hosts the training subnet (EFA and Lustre). :default: 0
     training_az_index: int = 0
     #: Interface endpoints (service names as in ``ec2.InterfaceVpcEndpointAwsService``). :default: see below
-    interface_endpoints: list[str] = dataclasses.field(
-        default_factory=lambda: ["SAGEMAKER_API", "SAGEMAKER_RUNTIME", "STS", "ECR", "ECR_DOCKER", "CLOUDWATCH_LOGS"]
-    )
+    interface_endpoints: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_INTERFACE_ENDPOINTS))
     #: Days to keep VPC flow logs. :default: 90
     flow_log_retention_days: int = 90
 
@@ -87,12 +96,8 @@ class NetworkConfig:
         errors: list[str] = []
         if self.vpc_id is not None and not re.fullmatch(r"vpc-[0-9a-f]{8,17}", self.vpc_id):
             errors.append(f"network.vpc_id: must look like vpc-0123456789abcdef0, got: {self.vpc_id!r}")
-        try:
-            net = ipaddress.ip_network(self.cidr)
-            if not 16 <= net.prefixlen <= 20:
-                errors.append(f"network.cidr: prefix length must be /16 to /20, got: {self.cidr!r}")
-        except ValueError:
-            errors.append(f"network.cidr: must be an IPv4 CIDR such as 10.0.0.0/16, got: {self.cidr!r}")
+        if (error := cidr_error(self.cidr, "network.cidr")) is not None:
+            errors.append(error)
         if not 1 <= self.max_azs <= 6:
             errors.append(f"network.max_azs: must be between 1 and 6, got: {self.max_azs}")
         if not 0 <= self.nat_gateways <= self.max_azs:
@@ -115,85 +120,17 @@ class NetworkConfig:
         return errors
 
 
-#: Interface endpoint names accepted in ``network.interface_endpoints`` (attributes of
-#: ``aws_ec2.InterfaceVpcEndpointAwsService``).
-INTERFACE_ENDPOINT_NAMES: tuple[str, ...] = (
-    "SAGEMAKER_API", "SAGEMAKER_RUNTIME", "SAGEMAKER_NOTEBOOK", "STS", "ECR", "ECR_DOCKER", "CLOUDWATCH_LOGS",
-    "CLOUDWATCH_MONITORING", "SSM", "SSM_MESSAGES", "EC2_MESSAGES", "KMS", "STEP_FUNCTIONS", "EVENTBRIDGE",
-    "SECRETS_MANAGER", "BATCH", "FSX", "DATASYNC", "TRANSFER", "GLUE", "SNS", "SQS", "LAMBDA",
-)
-
-#: Values CloudWatch Logs accepts for retention in days.
-LOG_RETENTION_DAYS: tuple[int, ...] = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
-)
-
-
 @dataclasses.dataclass(frozen=True)
-class LifecycleConfig:
-    """Lifecycle of one zone's objects. ``None`` turns a transition or expiry off."""
-
-    #: Days until objects move to S3 Intelligent-Tiering. :default: None
-    intelligent_tiering_days: int | None = None
-    #: Days until objects move to Standard-IA (at least 30, S3's minimum). :default: None
-    infrequent_access_days: int | None = None
-    #: Days until objects move to Glacier Flexible Retrieval. :default: None
-    glacier_days: int | None = None
-    #: Days until objects move to Glacier Deep Archive. :default: None
-    deep_archive_days: int | None = None
-    #: Days until noncurrent (overwritten) versions expire. :default: 365
-    noncurrent_expiration_days: int | None = 365
-    #: Days until incomplete multipart uploads are aborted. :default: 7
-    abort_incomplete_multipart_days: int = 7
+class LifecycleConfig(Lifecycle):
+    """Lifecycle of one zone's objects (the fields of :class:`mlinfra.domain.lake.Lifecycle`, which the
+    ``DataLake`` construct takes). ``None`` turns a transition or expiry off."""
 
     def validate(self, path: str) -> list[str]:
         return validate_lifecycle(self, path)
 
 
-def validate_lifecycle(lc: LifecycleConfig, path: str) -> list[str]:
-    """Transitions must be positive, ordered (tiering/IA before Glacier before Deep Archive) and respect
-    S3's minimums (Standard-IA >= 30 days; Glacier -> Deep Archive >= 90 days apart)."""
-    errors: list[str] = []
-    for name in ("intelligent_tiering_days", "infrequent_access_days", "glacier_days", "deep_archive_days",
-                 "noncurrent_expiration_days"):
-        value = getattr(lc, name)
-        if value is not None and value < 1:
-            errors.append(f"{path}.{name}: must be a positive number of days or null, got: {value}")
-    if lc.abort_incomplete_multipart_days < 1:
-        errors.append(f"{path}.abort_incomplete_multipart_days: must be >= 1, got: {lc.abort_incomplete_multipart_days}")
-    if lc.infrequent_access_days is not None and lc.infrequent_access_days < 30:
-        errors.append(
-            f"{path}.infrequent_access_days: S3 requires at least 30 days before Standard-IA, got: {lc.infrequent_access_days}"
-        )
-    if lc.intelligent_tiering_days is not None and lc.infrequent_access_days is not None:
-        errors.append(f"{path}: choose intelligent_tiering_days or infrequent_access_days, not both")
-    ordered = [
-        ("intelligent_tiering_days", lc.intelligent_tiering_days),
-        ("infrequent_access_days", lc.infrequent_access_days),
-        ("glacier_days", lc.glacier_days),
-        ("deep_archive_days", lc.deep_archive_days),
-    ]
-    present = [(n, v) for n, v in ordered if v is not None and v >= 1]
-    for (n1, v1), (n2, v2) in zip(present, present[1:]):
-        if v2 <= v1:
-            errors.append(f"{path}.{n2}: must be later than {n1} ({v1}), got: {v2}")
-    if lc.glacier_days is not None and lc.deep_archive_days is not None and lc.deep_archive_days - lc.glacier_days < 90:
-        errors.append(
-            f"{path}.deep_archive_days: must be at least 90 days after glacier_days ({lc.glacier_days}), "
-            f"got: {lc.deep_archive_days}"
-        )
-    return errors
-
-
 def _default_lifecycles() -> dict[str, LifecycleConfig]:
-    return {
-        "landing": LifecycleConfig(infrequent_access_days=30, glacier_days=None, noncurrent_expiration_days=30),
-        "raw": LifecycleConfig(intelligent_tiering_days=1, glacier_days=180),
-        "curated": LifecycleConfig(intelligent_tiering_days=1),
-        "features": LifecycleConfig(intelligent_tiering_days=1),
-        "models": LifecycleConfig(intelligent_tiering_days=30, noncurrent_expiration_days=None),
-        "artifacts": LifecycleConfig(intelligent_tiering_days=30, noncurrent_expiration_days=90),
-    }
+    return {zone: LifecycleConfig(**dataclasses.asdict(lc)) for zone, lc in DEFAULT_LIFECYCLES.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -424,19 +361,6 @@ class IngestionConfig:
 
 # --- training (issue 4) ---
 
-#: Deep Learning Base AMI (OSS NVIDIA driver, Amazon Linux 2023) SSM parameter: the default node image.
-#: The ParallelCluster CloudFormation custom resource exists from release 3.6.0 on.
-PCLUSTER_MIN_MINOR = 6
-DEFAULT_PCLUSTER_VERSION = "3.16.1"
-
-
-def is_pcluster_release(version: str) -> bool:
-    """``3.<minor>.<patch>`` with minor >= 6: a ParallelCluster release with the CloudFormation custom resource."""
-    m = re.fullmatch(r"3\.(\d+)\.\d+", version or "")
-    return m is not None and int(m.group(1)) >= PCLUSTER_MIN_MINOR
-
-
-DLAMI_SSM_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -569,22 +493,6 @@ class TrainingConfig:
                 except instances.InstanceTypeError as exc:
                     errors.append(f"{p}.slurm_queues.{q.name}.instance_type: {exc}")
         return errors
-
-
-def parse_lake_target(target: str) -> tuple[str, str]:
-    """``zone`` or ``zone:prefix/`` -> (zone, prefix)."""
-    zone, _, prefix = target.partition(":")
-    return zone, prefix
-
-
-def _lake_target_errors(path: str, target: str) -> list[str]:
-    zone, prefix = parse_lake_target(target)
-    errors = []
-    if zone not in ZONES:
-        errors.append(f"{path}: zone must be one of {list(ZONES)}, got: {target!r}")
-    if prefix and not re.fullmatch(r"([A-Za-z0-9!_.*'()=-]+/)+", prefix):
-        errors.append(f"{path}: prefix must be path segments each ending with '/', got: {target!r}")
-    return errors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -843,18 +751,6 @@ def validate_prod_approval(stages: list[str], approval_before: list[str], prop: 
     return []
 
 
-def family_min_vcpus() -> dict[str, int]:
-    """Instance family (``g5``, ``p4d``, ``trn1``...) -> vCPUs of its smallest size, from the accelerator
-    table of :mod:`mlinfra.domain.instances` (no aws_cdk import)."""
-    from mlinfra.domain import instances
-
-    out: dict[str, int] = {}
-    for itype in instances.all_instance_types():
-        row = instances.get(itype)
-        out[row.family] = min(row.vcpu, out.get(row.family, row.vcpu))
-    return out
-
-
 @dataclasses.dataclass(frozen=True)
 class TeamConfig:
     """One vended team environment. Prefixes are ``<zone>/<prefix>/`` (e.g. ``curated/vision/``)."""
@@ -926,11 +822,6 @@ class TeamConfig:
         """``"curated/vision/"`` -> ``("curated", "vision/")``."""
         zone, _, prefix = value.partition("/")
         return zone, prefix
-
-
-def prefixes_overlap(a: str, b: str) -> bool:
-    """Two ``<zone>/<prefix>/`` values overlap when one contains the other."""
-    return a.startswith(b) or b.startswith(a)
 
 
 @dataclasses.dataclass(frozen=True)
