@@ -80,6 +80,10 @@ class Lifecycle:
     abort_incomplete_multipart_days: int = 7
 
 
+#: Upper bound of every lifecycle day count (S3 documents none; a sanity bound against typos).
+MAX_LIFECYCLE_DAYS = 36_500
+
+
 def lifecycle_errors(lc: Lifecycle, path: str) -> list[str]:
     """Transitions must be positive, ordered (tiering/IA before Glacier before Deep Archive) and respect
     S3's minimums (Standard-IA >= 30 days; Glacier -> Deep Archive >= 90 days apart).
@@ -92,8 +96,11 @@ def lifecycle_errors(lc: Lifecycle, path: str) -> list[str]:
         value = getattr(lc, name)
         if value is not None and value < 1:
             errors.append(f"{path}.{name}: must be a positive number of days or null, got: {value}")
-    if lc.abort_incomplete_multipart_days < 1:
-        errors.append(f"{path}.abort_incomplete_multipart_days: must be >= 1, got: {lc.abort_incomplete_multipart_days}")
+        elif value is not None and value > MAX_LIFECYCLE_DAYS:
+            errors.append(f"{path}.{name}: must be at most {MAX_LIFECYCLE_DAYS} days (100 years) or null, got: {value}")
+    if not 1 <= lc.abort_incomplete_multipart_days <= MAX_LIFECYCLE_DAYS:
+        errors.append(f"{path}.abort_incomplete_multipart_days: must be >= 1 and <= {MAX_LIFECYCLE_DAYS}, "
+                      f"got: {lc.abort_incomplete_multipart_days}")
     if lc.infrequent_access_days is not None and lc.infrequent_access_days < 30:
         errors.append(
             f"{path}.infrequent_access_days: S3 requires at least 30 days before Standard-IA, got: {lc.infrequent_access_days}"
