@@ -348,3 +348,10 @@ def test_sections_still_behave_as_dataclasses(local_config):
     assert changed.max_azs == 3 and local_config.network.max_azs != 3 or local_config.network.max_azs == 3
     with pytest.raises(dataclasses.FrozenInstanceError):
         local_config.network.max_azs = 5  # type: ignore[misc]
+
+
+def test_cidr_with_host_bits_names_the_aligned_block():
+    assert ("network.cidr: has host bits set (the block starts at its network address); use 10.117.48.0/22, "
+            "got: '10.117.50.0/22'") in errors_of({"network": {"cidr": "10.117.50.0/22"}})
+    assert "network.cidr: must be an IPv4 CIDR such as 10.0.0.0/16, got: '10.0.0.0/33'" in errors_of(
+        {"network": {"cidr": "10.0.0.0/33"}})
