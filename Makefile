@@ -25,6 +25,8 @@ setup: .make/python.stamp .make/node.stamp ## install the Python venv and the No
 	@mkdir -p .make
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
+	@# The distribution was named mlinfra before it became cdk-mlinfra: drop an old editable install of it.
+	@$(PY) -m pip uninstall --quiet --disable-pip-version-check -y mlinfra 2>/dev/null || true
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	@touch $@
 
