@@ -59,6 +59,7 @@ __all__ = [
 
 from mlinfra.domain.lake import (
     DEFAULT_LIFECYCLES,
+    S3_PREFIX_PATTERN,
     ZONES,
     Lifecycle,
     dataset_name_error,
@@ -77,7 +78,7 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,20}[a-z0-9]$")
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _TAG_KEY_RE = re.compile(r"^[\w .:/=+\-@]{1,128}$")
-_PREFIX_RE = re.compile(r"^([a-zA-Z0-9!_.*'()-]+/)*$")
+_PREFIX_RE = re.compile(S3_PREFIX_PATTERN)
 
 
 class ConfigError(ValueError):
@@ -284,7 +285,6 @@ class DataLakeConfig(_Section):
 # --- capability sections (ingestion, training, serving, pipeline, delivery, teams) are added below ---
 
 
-_DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _STORAGE_CLASSES = ("STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "ONEZONE_IA", "GLACIER_INSTANT_RETRIEVAL",
                     "GLACIER", "DEEP_ARCHIVE")
 _EXTENSION_RE = re.compile(r"^\.[a-z0-9]+(\.[a-z0-9]+)?$")
@@ -411,8 +411,8 @@ class IngestionConfig(_Section):
         errors: list[str] = []
         p = "ingestion"
         for name, rule in self.datasets.items():
-            if not _DATASET_NAME_RE.fullmatch(name) or name.startswith("_"):
-                errors.append(f"{p}.datasets: names must be 1-128 letters, digits or ._- (not starting with _), got: {name!r}")
+            if (problem := dataset_name_error(name)) is not None:
+                errors.append(f"{p}.datasets: {problem}")
             bad = [e for e in rule.extensions if not _EXTENSION_RE.fullmatch(e)]
             if bad:
                 errors.append(f"{p}.datasets.{name}.extensions: must be lower case with a leading dot (.csv), got: {bad}")
@@ -819,7 +819,7 @@ _CONNECTION_ARN_RE = re.compile(r"^arn:aws[a-z-]*:(codeconnections|codestar-conn
 _REPOSITORY_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PRINCIPAL_ARN_RE = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+|assumed-role/[\w+=,.@/-]+)$")
-_TEAM_PREFIX_RE = re.compile(r"^([a-z]+)/((?:[A-Za-z0-9!_.*'()=-]+/)+)$")
+_TEAM_PREFIX_RE = re.compile(rf"^([a-z]+)/({S3_PREFIX_PATTERN})$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -1032,7 +1032,6 @@ def validate_teams(teams: list[TeamConfig]) -> list[str]:
 
 
 _SCHEDULE_RE = re.compile(r"^(rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)|cron\((\S+ ){5}\S+\))$")
-_DATASET_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 @section
@@ -1092,7 +1091,7 @@ class PipelineConfig(_Section):
         p = "pipeline"
         if not self.datasets:
             errors.append(f"{p}.datasets: must name at least one dataset, got: []")
-        bad = [d for d in self.datasets if not _DATASET_RE.fullmatch(d)]
+        bad = [d for d in self.datasets if retrainable_dataset_error(d) is not None]
         if bad:
             errors.append(f"{p}.datasets: names must be 1-63 lowercase letters, digits, '_' or '-', got: {bad}")
         if self.schedule is not None and not _SCHEDULE_RE.fullmatch(self.schedule):
