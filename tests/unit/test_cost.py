@@ -449,3 +449,12 @@ def test_nested_stack_in_the_assembly_is_priced_from_its_template(tmp_path):
     items = price({"Child": {"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": "x"},
                              "Metadata": {"aws:asset:path": "child.nested.template.json"}}}, directory=tmp_path)
     assert items["Child"].idle_usd == pytest.approx(0.045 * H)
+
+
+def test_a_state_machine_shows_the_training_job_rate_from_its_definition():
+    definition = {"Fn::Join": ["", ['{"StartAt":"Train","States":{"Train":{"Type":"Task","Parameters":{',
+                                    '"ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1}}}}}']]}
+    item = price({"Sm": {"Type": "AWS::StepFunctions::StateMachine",
+                         "Properties": {"DefinitionString": definition}}})["Sm"]
+    assert item.idle_usd == 0
+    assert [(r.usd, r.unit) for r in item.per_use if r.category == "training"] == [(1.408, "instance-hour")]

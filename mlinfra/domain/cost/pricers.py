@@ -13,6 +13,7 @@ import dataclasses
 import fnmatch
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -294,6 +295,7 @@ def sagemaker_cluster(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
         hourly = ctx.price(f"sagemaker.hyperpod.{itype}") if count else \
             ctx.optional_price(f"sagemaker.hyperpod.{itype}")
         if hourly is None:
+            parts[-1] += f" (no per-use price: add sagemaker.hyperpod.{itype} for {ctx.region})"
             continue
         out.idle_usd += hourly * HOURS_PER_MONTH * count
         out.per_use.append(Rate(f"HyperPod {itype} node (above the group's count)", hourly, "node-hour", "training"))
@@ -359,7 +361,9 @@ def batch_compute_environment(ctx: Context, lid: str, r: dict[str, Any]) -> Pric
     out = Priced(0.0, f"{kind}, {cr.get('MinvCpus', 0)} to {cr.get('MaxvCpus')} vCPUs")
     for itype in types:
         hourly = ctx.optional_price(f"ec2.{itype}")
-        if hourly is not None:
+        if hourly is None:
+            out.detail += f"; no per-use price for {itype} in {ctx.region}"
+        else:
             out.per_use.append(Rate(f"Batch node {itype}{' (spot: on-demand price shown)' if kind == 'SPOT' else ''}",
                                     hourly, "node-hour", "training"))
     minv = ctx.literal(cr.get("MinvCpus", 0), "MinvCpus")
@@ -465,7 +469,28 @@ def usage_only(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
         usd = ctx.optional_price(key)
         if usd is not None:
             rates.append(Rate(what, usd, unit, category))
+    if r["Type"] == "AWS::StepFunctions::StateMachine":
+        rates += _training_job_rates(ctx, r)
     return Priced(0.0, "per use only", rates)
+
+
+_TRAINING_TYPE = re.compile(r'"ResourceConfig"\s*:\s*\{\s*"InstanceType"\s*:\s*"(ml\.[a-z0-9-]+\.[a-z0-9]+)"')
+
+
+def _training_job_rates(ctx: Context, r: dict[str, Any]) -> list[Rate]:
+    """Per instance-hour rates of the SageMaker training jobs a state machine starts (CreateTrainingJob requests
+    in its definition; a training job has no CloudFormation resource of its own)."""
+    definition = _props(r).get("DefinitionString")
+    text = definition if isinstance(definition, str) else "".join(
+        part for part in json.loads(json.dumps(definition)).get("Fn::Join", ["", []])[1] if isinstance(part, str)) \
+        if isinstance(definition, dict) else ""
+    rates = []
+    for itype in dict.fromkeys(_TRAINING_TYPE.findall(text)):
+        usd = ctx.optional_price(f"sagemaker.training.{itype}")
+        if usd is not None:
+            rates.append(Rate(f"SageMaker training job on {itype} (on-demand; managed spot is lower)", usd,
+                              "instance-hour", "training"))
+    return rates
 
 
 #: Per-use rates shown for usage-only types: (price key, what, unit, category).
