@@ -458,3 +458,19 @@ def test_a_state_machine_shows_the_training_job_rate_from_its_definition():
                          "Properties": {"DefinitionString": definition}}})["Sm"]
     assert item.idle_usd == 0
     assert [(r.usd, r.unit) for r in item.per_use if r.category == "training"] == [(1.408, "instance-hour")]
+
+
+def test_cli_a_bad_price_table_is_a_usage_error(tmp_path, capsys):
+    from mlinfra.cli import main
+
+    bad = tmp_path / "prices.csv"
+    bad.write_text("key,region,usd,unit,source,date,note\nx,us-east-1,abc,hour,https://a,2026-11-30,\n")
+    assert main(["cost", "--prices", str(bad)]) == 2
+    assert "--prices: price table row 2: usd must be a number" in capsys.readouterr().err
+
+
+def test_cli_without_cdk_json_says_how_to_proceed(tmp_path, capsys):
+    from mlinfra.cli import main
+
+    assert main(["cost", "--app-dir", str(tmp_path), "--synth"]) == 1
+    assert f"{tmp_path}: no cdk.json to synthesize (pass --assembly DIR)" in capsys.readouterr().err
