@@ -6,6 +6,7 @@ from typing import Any
 
 
 from mlinfra.constructs.endpoint_target import EndpointTarget
+import aws_cdk as cdk
 from aws_cdk import aws_sagemaker as sagemaker
 
 from mlinfra.constructs.endpoint.props import ROLLBACK_ALARMS, TrafficShifting
@@ -44,8 +45,7 @@ class _RolloutMixin:
             enable_network_isolation=self.network_isolation,
             model_parameters=pointer.parameter_names,
             model_parameter_arns=pointer.parameter_arns,
-            rollback_alarm_arns=tuple(self.alarms[k].alarm_arn for k in ROLLBACK_ALARMS if k in self.alarms)
-            if self.deployment_guardrails is not None and self.deployment_guardrails.rollback_on_alarms else (),
+            rollback_alarm_arns=self._rollback_alarm_arns(),
             deployment_timeout_seconds=int(self.deployment_guardrails.maximum_execution_timeout.to_seconds())
             if self.deployment_guardrails is not None else None,
         )
@@ -72,6 +72,16 @@ class _RolloutMixin:
         if g.rollback_on_alarms and rollback:
             config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": n} for n in rollback]}
         return config
+
+    def _rollback_alarm_arns(self) -> tuple[str, ...]:
+        """ARNs of the auto-rollback alarms, from their literal names (no cross-stack reference to the alarms)."""
+        g = self.deployment_guardrails
+        if g is None or not g.rollback_on_alarms:
+            return ()
+        stack = cdk.Stack.of(self)
+        return tuple(stack.format_arn(service="cloudwatch", resource="alarm", resource_name=self._rollback_alarm_name(k),
+                                      arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+                     for k in ROLLBACK_ALARMS if k in self.alarms)
 
     def _guard_stack_updates(self) -> None:
         """CloudFormation-driven updates get the same guardrails as the pipeline's: the endpoint resource's
