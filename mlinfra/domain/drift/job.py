@@ -25,6 +25,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
@@ -246,7 +247,11 @@ def baseline(args: argparse.Namespace, clients: dict[str, Any]) -> dict[str, Any
         preds = np.array([line.split(",")[0] for line in read_text(s3, pb, pk).splitlines() if line.strip()], dtype=object)
     result = build_baseline(columns, predictions=preds, source=args.data, model=args.model or "")
     out_bucket, out_key = split_s3(args.output)
-    s3.put_object(Bucket=out_bucket, Key=out_key, Body=result.to_json().encode(), ContentType="application/json")
+    body = result.to_json().encode()
+    s3.put_object(Bucket=out_bucket, Key=out_key, Body=body, ContentType="application/json")
+    if args.copy_to:
+        copy_bucket, copy_key = split_s3(args.copy_to)
+        s3.put_object(Bucket=copy_bucket, Key=copy_key, Body=body, ContentType="application/json")
     return {"baseline_uri": args.output, "features": len(result.features), "rows": len(rows)}
 
 
@@ -258,7 +263,8 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--capture", required=True, help="s3:// prefix of the endpoint's captures (its variant folders below)")
     m.add_argument("--baseline", required=True, help="s3:// URI of the baseline JSON")
     m.add_argument("--report", required=True, help="s3:// prefix the reports go under")
-    m.add_argument("--window-end", required=True, help="ISO time; the window is [end - hours, end)")
+    m.add_argument("--window-end", default=os.environ.get("DRIFT_WINDOW_END", ""),
+                   help="ISO time; the window is [end - hours, end) (default: $DRIFT_WINDOW_END)")
     m.add_argument("--window-hours", type=int, default=24)
     m.add_argument("--ground-truth", default="", help="s3:// prefix of ground-truth JSON Lines (YYYY/MM/DD/HH/ below)")
     m.add_argument("--problem", default="auto", choices=["auto", "classification", "regression"])
@@ -266,11 +272,14 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--namespace", default=NAMESPACE)
     m.add_argument("--event-bus", default="default")
     b = sub.add_parser("baseline", help="profile training data (and holdout predictions) into a baseline")
-    b.add_argument("--data", required=True, help="s3:// prefix of CSV (with header) or JSON Lines training data")
-    b.add_argument("--output", required=True, help="s3:// URI of the baseline JSON to write")
+    b.add_argument("--data", default=os.environ.get("DRIFT_DATA", ""),
+                   help="s3:// prefix of CSV (with header) or JSON Lines training data (default: $DRIFT_DATA)")
+    b.add_argument("--output", default=os.environ.get("DRIFT_OUTPUT", ""),
+                   help="s3:// URI of the baseline JSON to write (default: $DRIFT_OUTPUT)")
+    b.add_argument("--copy-to", default="", help="s3:// URI of a second copy (the baseline a monitor reads)")
     b.add_argument("--label-column", default="")
     b.add_argument("--predictions", default="", help="s3:// URI of the model's holdout predictions, one per line")
-    b.add_argument("--model", default="", help="model package ARN or version recorded in the baseline")
+    b.add_argument("--model", default=os.environ.get("DRIFT_MODEL", ""), help="model package ARN or run id recorded in the baseline")
     b.add_argument("--max-rows", type=int, default=1_000_000)
     return p
 
@@ -279,6 +288,10 @@ def main(argv: list[str] | None = None, clients: dict[str, Any] | None = None) -
     args = parser().parse_args(argv)
     if args.command == "monitor" and not 1 <= args.window_hours <= 24 * 31:
         raise SystemExit(f"--window-hours must be between 1 and 744, got: {args.window_hours}")
+    missing = [flag for flag, value in ((("--window-end", args.window_end),) if args.command == "monitor" else
+                                        (("--data", args.data), ("--output", args.output))) if not value]
+    if missing:
+        raise SystemExit(f"{args.command}: {', '.join(missing)} required (or their DRIFT_* environment variables)")
     if clients is None:
         import boto3  # only when the job runs
 
