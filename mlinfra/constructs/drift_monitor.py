@@ -126,6 +126,7 @@ class DriftMonitor(Construct):
         :default: None
     :param baseline_hook: make the baseline after each successful retrain run. :default: None (write the
         baseline yourself with ``drift.job baseline``)
+    :param poll_interval: how often the workflow describes the running job. :default: 1 minute
     :param log_retention_days: :default: 90
     """
 
@@ -154,6 +155,7 @@ class DriftMonitor(Construct):
         encryption_key: kms.IKey | None = None,
         dashboard: cloudwatch.Dashboard | None = None,
         baseline_hook: BaselineHook | None = None,
+        poll_interval: cdk.Duration | None = None,
         log_retention_days: int = 90,
     ) -> None:
         super().__init__(scope, id)
@@ -228,7 +230,8 @@ class DriftMonitor(Construct):
         if ground_truth_prefix:
             args += ["--ground-truth", f"s3://{capture_bucket.bucket_name}/{ground_truth_prefix}"]
         lineage = baseline_hook.lineage_table if baseline_hook else None
-        self.state_machine = self._workflow(args, instance_type, volume_size_gb, max_runtime, log_retention_days, lineage)
+        self.state_machine = self._workflow(args, instance_type, volume_size_gb, max_runtime, log_retention_days, lineage,
+                                            poll_interval or cdk.Duration.minutes(1))
         self.baseline_rule = self._baseline_rule(baseline_hook) if baseline_hook else None
 
         # ---- schedule: one per endpoint ----------------------------------------------------------------------
@@ -313,7 +316,7 @@ class DriftMonitor(Construct):
         return f"{account}.dkr.ecr.{cdk.Aws.REGION}.{cdk.Aws.URL_SUFFIX}/{SKLEARN_IMAGE_TAG}"
 
     def _workflow(self, monitor_args: list[str], instance_type: str, volume_size_gb: int, max_runtime: cdk.Duration,
-                  log_retention_days: int, lineage_table: dynamodb.ITable | None) -> sfn.StateMachine:
+                  log_retention_days: int, lineage_table: dynamodb.ITable | None, poll_interval: cdk.Duration) -> sfn.StateMachine:
         stack = cdk.Stack.of(self)
         processing_arn = stack.format_arn(service="sagemaker", resource="processing-job", resource_name=f"{self.job_prefix}-*")
         failure = sfn.Fail(self, "Failed", cause="Drift job failed", error="DriftJobFailed")
@@ -330,8 +333,10 @@ class DriftMonitor(Construct):
             # ListProcessingJobs takes no resource-level permission (Service Authorization Reference): "*".
             self, "ListRunningJobs", service="sagemaker", action="listProcessingJobs", iam_resources=["*"],
             iam_action="sagemaker:ListProcessingJobs",
-            parameters={"NameContains": self.job_prefix, "StatusEquals": "InProgress", "MaxResults": 1},
-            result_selector={"jobs.$": "$.ProcessingJobSummaries"}, result_path="$.running")
+            # newest first, a full page: a running job of this monitor is among the most recent ones
+            parameters={"NameContains": self.job_prefix, "StatusEquals": "InProgress", "MaxResults": 100,
+                        "SortBy": "CreationTime", "SortOrder": "Descending"},
+            result_selector={"count.$": "States.ArrayLength($.ProcessingJobSummaries)"}, result_path="$.running")
         running.add_retry(**retry)
         running.add_catch(notify, result_path="$.error")
         skip = sfn.Succeed(self, "AlreadyRunning", comment="one run at a time per endpoint")
@@ -377,7 +382,7 @@ class DriftMonitor(Construct):
             result_path=sfn.JsonPath.DISCARD)
         create.add_retry(**retry)
         create.add_catch(notify, result_path="$.error")
-        wait = sfn.Wait(self, "WaitJob", time=sfn.WaitTime.duration(cdk.Duration.minutes(1)))
+        wait = sfn.Wait(self, "WaitJob", time=sfn.WaitTime.duration(poll_interval))
         describe = tasks.CallAwsService(
             self, "DescribeProcessingJob", service="sagemaker", action="describeProcessingJob", iam_resources=[processing_arn],
             parameters={"ProcessingJobName.$": "$.job.name"},
@@ -410,7 +415,7 @@ class DriftMonitor(Construct):
             .otherwise(wait))
         monitor_branch = running.next(
             sfn.Choice(self, "AlreadyRunning?")
-            .when(sfn.Condition.is_present("$.running.jobs[0]"), skip)
+            .when(sfn.Condition.number_greater_than("$.running.count", 0), skip)
             .otherwise(monitor_job.next(loop)))
         baseline_branch = parse_run.next(pick_plan).next(baseline_job).next(create)
         body = (sfn.Choice(self, "Mode?")
