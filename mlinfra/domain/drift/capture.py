@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import io
 import json
 import re
 import warnings
@@ -50,6 +51,8 @@ _FAST_LINE = re.compile(
     + r',"encoding":"(CSV|BASE64)"\},"endpointOutput":\{"observedContentType":"([^"]*)","mode":"OUTPUT","data":'
     + f'"{_STR}"' + r',"encoding":"(CSV|BASE64)"\}\},"eventMetadata":\{([^{}]*)\},"eventVersion":"[^"]*"\}[ \t\r]*$',
     re.M)
+#: The same line when the file holds no backslash at all (no escapes to skip): a faster pattern for the bulk path.
+_BULK_LINE = re.compile(_FAST_LINE.pattern.replace(_STR, r'([^"]*)'), re.M)
 _INFERENCE_ID = re.compile(r'"inferenceId":"([^"]*)"')
 _EVENT_ID = re.compile(r'"eventId":"([^"]*)"')
 
@@ -98,6 +101,8 @@ class CaptureParser:
         """Feed one whole capture file. Lines in SageMaker's compact layout with CSV or base64 payloads take a
         regular-expression fast path; every other line (other key orders, JSON payloads, garbage) goes through
         :meth:`feed` and its full JSON parse. Both paths give the same result."""
+        if self._feed_bulk(text):
+            return
         pos = 0
         slow: list[str] = []
         for m in _FAST_LINE.finditer(text):
@@ -126,6 +131,33 @@ class CaptureParser:
             slow += text[pos:].splitlines()
         if slow:
             self.feed(slow)
+
+    def _feed_bulk(self, text: str) -> bool:
+        """The whole file at once when every line is a single-record CSV capture in SageMaker's layout (the
+        common case): one regular-expression pass in C, no per-line Python work. False: use the line paths."""
+        if "\\" in text:
+            return False
+        matches = _BULK_LINE.findall(text)
+        lines = sum(1 for line in text.splitlines() if line.strip())
+        if not matches or len(matches) != lines:
+            return False
+        ictypes, idata, iencs, _, odata, oencs, metas = zip(*matches)
+        if set(iencs) != {"CSV"} or set(oencs) != {"CSV"} or any("csv" not in c for c in set(ictypes)):
+            return False
+        ids = _INFERENCE_ID.findall("\n".join(metas))
+        if len(ids) != len(metas):
+            ids = [(m.group(1) if (m := _INFERENCE_ID.search(meta) or _EVENT_ID.search(meta)) else None) for meta in metas]
+        self.counters["lines"] += len(matches)
+        self.counters["records"] += len(matches)
+        self.content_types["csv"] += len(matches)
+        preds = [o.split(",", 1)[0].strip() for o in odata] if any("," in o for o in odata) else list(odata)
+        for start in range(0, len(matches), CHUNK_ROWS):
+            end = start + CHUNK_ROWS
+            self._csv_rows += idata[start:end]
+            self._csv_preds += preds[start:end]
+            self._csv_ids += ids[start:end]
+            self._flush()
+        return True
 
     def feed(self, lines: Iterable[bytes | str]) -> None:
         for line in lines:
@@ -279,10 +311,30 @@ class CaptureParser:
             ids = [ids[i] for i in keep]
         if not rows:
             return
-        flat = ",".join(rows).split(",")
-        for j, name in enumerate(self.order):
-            self._add_column(name, flat[j::k])
+        if not self._load_csv(rows):
+            flat = ",".join(rows).split(",")
+            for j, name in enumerate(self.order):
+                self._add_column(name, flat[j::k])
         self._add_predictions(preds, ids)
+
+    def _load_csv(self, rows: list[str]) -> bool:
+        """numpy's C CSV reader on one chunk (every field present and numeric where numbers are expected);
+        False when any field does not parse: then the field-by-field path decides and counts."""
+        numeric = [j for j, n in enumerate(self.order) if self.kinds.get(n) != "categorical"]
+        categorical = [j for j, n in enumerate(self.order) if self.kinds.get(n) == "categorical"]
+        text = "\n".join(rows)
+        try:
+            nums = (np.loadtxt(io.StringIO(text), delimiter=",", usecols=numeric, dtype=np.float64, comments=None, ndmin=2)
+                    if numeric else None)
+            cats = (np.loadtxt(io.StringIO(text), delimiter=",", usecols=categorical, dtype=str, comments=None, ndmin=2)
+                    if categorical else None)
+        except ValueError:
+            return False
+        for i, j in enumerate(numeric):
+            self._chunks[self.order[j]].append(np.ascontiguousarray(nums[:, i]))
+        for i, j in enumerate(categorical):
+            self._chunks[self.order[j]].append(np.char.strip(cats[:, i]) if cats.size else cats[:, i])
+        return True
 
     def _flush_json(self) -> None:
         rows, preds, ids = self._json_rows, self._json_preds, self._json_ids
