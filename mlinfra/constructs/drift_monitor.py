@@ -52,6 +52,7 @@ from mlinfra.domain import drift as drift_engine
 from mlinfra.domain.drift.detect import thresholds_by_feature
 from mlinfra.domain.drift.job import EVENT_DETAIL_TYPE, EVENT_SOURCE, NAMESPACE
 from mlinfra.domain.hosting_instances import family_of
+from mlinfra.domain.rules import cite
 
 __all__ = ["BaselineHook", "DriftMonitor", "NAMESPACE", "EVENT_SOURCE", "EVENT_DETAIL_TYPE", "SKLEARN_IMAGE_ACCOUNTS", "retrain_on_drift"]
 
@@ -75,7 +76,8 @@ _CODE_PATH = "/opt/ml/processing/input/code"
 #: Unzip the code asset and run the job; "$@" are the ContainerArguments.
 _ENTRYPOINT = ["/bin/sh", "-c", f"python3 -m zipfile -e {_CODE_PATH}/*.zip /tmp/mlinfra/drift && "
                "PYTHONPATH=/tmp/mlinfra exec python3 -m drift.job \"$@\"", "drift"]
-_JOB_NAME_RE = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+#: ProcessingStoppingCondition.MaxRuntimeInSeconds upper bound (rule sagemaker.processing-max-runtime).
+MAX_PROCESSING_RUNTIME_SECONDS = 777_600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,7 +332,7 @@ class DriftMonitor(Construct):
                      interval=cdk.Duration.seconds(30), max_attempts=4, backoff_rate=2.0)
 
         running = tasks.CallAwsService(
-            # ListProcessingJobs takes no resource-level permission (Service Authorization Reference): "*".
+            # ListProcessingJobs takes no resource-level permission: "*" (rule sagemaker.list-processing-jobs-resource).
             self, "ListRunningJobs", service="sagemaker", action="listProcessingJobs", iam_resources=["*"],
             iam_action="sagemaker:ListProcessingJobs",
             # newest first, a full page: a running job of this monitor is among the most recent ones
@@ -481,6 +483,15 @@ def retrain_on_drift(scope: Construct, id: str, *, trigger_function: lambda_.IFu
     return rule
 
 
+def validate_max_runtime(max_runtime: cdk.Duration) -> list[str]:
+    """MaxRuntimeInSeconds of a processing job: 1 to 777600 (9 days)."""
+    runtime = max_runtime.to_seconds()
+    if is_token(runtime) or 1 <= runtime <= MAX_PROCESSING_RUNTIME_SECONDS:
+        return []
+    return [f"max_runtime must be between 1 second and 9 days (MaxRuntimeInSeconds <= {MAX_PROCESSING_RUNTIME_SECONDS}), "
+            f"got: {runtime} seconds {cite('sagemaker.processing-max-runtime')}"]
+
+
 def _validate(endpoint_name: str, capture_prefix: str, report_prefix: str, ground_truth_prefix: str | None,
               window: cdk.Duration, thresholds: Mapping[str, Any] | None, instance_type: str, volume_size_gb: int,
               max_runtime: cdk.Duration, baseline_key: str) -> list[str]:
@@ -507,9 +518,7 @@ def _validate(endpoint_name: str, capture_prefix: str, report_prefix: str, groun
         errors.append(f"instance_type must be an ml.* SageMaker instance type, got: {instance_type!r}")
     if not 1 <= volume_size_gb <= 16384:
         errors.append(f"volume_size_gb must be between 1 and 16384, got: {volume_size_gb}")
-    runtime = max_runtime.to_seconds()
-    if not 1 <= runtime <= 5 * 24 * 3600:
-        errors.append(f"max_runtime must be between 1 second and 5 days (MaxRuntimeInSeconds), got: {runtime} seconds")
+    errors += validate_max_runtime(max_runtime)
     if not is_token(baseline_key) and (not baseline_key or baseline_key.startswith("/") or not baseline_key.endswith(".json")):
         errors.append(f"baseline_key must be an object key ending in .json, got: {baseline_key!r}")
     return errors

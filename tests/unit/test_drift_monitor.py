@@ -234,7 +234,8 @@ def test_retrain_on_drift_rule_carries_the_policy():
     ({"thresholds": {"default": {"psi": 0}}}, "thresholds: thresholds: psi must be in (0, 10], got: 0"),
     ({"instance_type": "m5.xlarge"}, "instance_type must be an ml.* SageMaker instance type, got: 'm5.xlarge'"),
     ({"volume_size_gb": 0}, "volume_size_gb must be between 1 and 16384, got: 0"),
-    ({"max_runtime": cdk.Duration.days(6)}, "max_runtime must be between 1 second and 5 days (MaxRuntimeInSeconds), got: 518400 seconds"),
+    ({"max_runtime": cdk.Duration.days(10)}, "max_runtime must be between 1 second and 9 days (MaxRuntimeInSeconds <= 777600), "
+                                             "got: 864000 seconds (AWS rule sagemaker.processing-max-runtime: "),
     ({"baseline_key": "baselines/x.txt"}, "baseline_key must be an object key ending in .json, got: 'baselines/x.txt'"),
 ])
 def test_validation_names_the_prop_and_the_construct_path(kwargs, message):
@@ -256,3 +257,50 @@ def test_token_endpoint_name_needs_a_baseline_key_and_is_not_validated():
     DriftMonitor(stack, "Drift2", endpoint_name=token, capture_bucket=lake, capture_prefix="c/", baseline_bucket=lake,
                  baseline_key="baselines/x.json", schedule=scheduler.ScheduleExpression.expression("cron(0 6 * * ? *)"))
     Template.from_stack(stack).has_resource_properties("AWS::Scheduler::Schedule", {"ScheduleExpression": "cron(0 6 * * ? *)"})
+
+
+def _botocore_validate(service: str, operation: str, params: dict) -> None:
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    model = botocore.session.get_session().get_service_model(service)
+    report = ParamValidator().validate(params, model.operation_model(operation).input_shape)
+    assert not report.has_errors(), report.generate_report()
+
+
+def test_create_processing_job_request_passes_botocore_model(built):
+    _, monitor, t = built
+    states = _definition(t)["States"]
+    req = dict(states["CreateProcessingJob"]["Parameters"])
+    job = states["MonitorJob"]["Parameters"]
+    req.pop("ProcessingJobName.$")
+    req["ProcessingJobName"] = f"{monitor.job_prefix}-{'0' * 8}-{'0' * 4}-{'0' * 4}-{'0' * 4}-{'0' * 12}"
+    req.pop("Environment.$")
+    req["Environment"] = {"DRIFT_WINDOW_END": "2026-11-30T06:00:00Z", "DRIFT_MODE": "monitor"}
+    app = dict(req["AppSpecification"])
+    app.pop("ContainerArguments.$")
+    app["ContainerArguments"] = job["args"]
+    req["AppSpecification"] = app
+    _botocore_validate("sagemaker", "CreateProcessingJob", req)
+    assert len(req["ProcessingJobName"]) <= 63  # the generated name fits SageMaker's 63 characters
+
+
+def test_metrics_and_event_pass_botocore_models():
+    import numpy as np
+
+    from mlinfra.domain.drift import build_baseline, compare
+    from mlinfra.domain.drift.capture import CaptureData
+    from mlinfra.domain.drift.job import METRICS_PER_CALL, event_detail, metric_data
+
+    cols = {f"f{i}": np.random.default_rng(i).normal(size=2000) for i in range(300)}
+    base = build_baseline(cols)
+    data = CaptureData(columns=cols, predictions=np.zeros(0), inference_ids=[], counters={"records": 2000},
+                       new_columns={}, unparsable={}, content_types={})
+    report = compare(base, data)
+    report["location"] = {"json": "s3://b/r.json", "html": "s3://b/r.html"}
+    metrics = metric_data("ep", report)
+    assert len(metrics) > 1000 and METRICS_PER_CALL <= 1000
+    for i in range(0, len(metrics), METRICS_PER_CALL):
+        _botocore_validate("cloudwatch", "PutMetricData", {"Namespace": NAMESPACE, "MetricData": metrics[i:i + METRICS_PER_CALL]})
+    _botocore_validate("events", "PutEvents", {"Entries": [{"Source": "mlinfra.drift", "DetailType": "Model Drift Detected",
+                                                            "Detail": json.dumps(event_detail("ep", report))}]})
