@@ -4,7 +4,6 @@ executed by moto's Step Functions interpreter, validation, and the retrain-on-dr
 from __future__ import annotations
 
 import json
-import time
 
 import aws_cdk as cdk
 import pytest
@@ -17,7 +16,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk.assertions import Match, Template
 
 from mlinfra.constructs.drift_monitor import NAMESPACE, BaselineHook, DriftMonitor, retrain_on_drift
-from tests.helpers import new_stack, only, props
+from tests.helpers import new_stack, only, props, resolve_intrinsics, run_definition
 
 
 def _build(**kw):
@@ -46,27 +45,27 @@ def _definition(template: Template) -> dict:
     return json.loads(_resolve(sm["Properties"]["DefinitionString"]))
 
 
+_PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::URLSuffix": "amazonaws.com"}
+
+
 def _resolve(value):
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return [_resolve(v) for v in value]
-    (fn, arg), = value.items()
-    if fn == "Fn::Join":
-        return arg[0].join(_resolve(p) for p in arg[1])
-    if fn == "Ref":
-        return {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::URLSuffix": "amazonaws.com"}.get(
-            arg, "arn:aws:sns:us-east-1:123456789012:drift-topic" if "Notifications" in arg else
-            "lineage" if "Lineage" in arg else "lake-bucket")
-    if fn == "Fn::GetAtt":
+    """Stand-ins: bucket 'lake-bucket', table 'lineage', topic 'drift-topic', the us-east-1 image account."""
+    def ref(name):
+        if name in _PSEUDO:
+            return _PSEUDO[name]
+        return "arn:aws:sns:us-east-1:123456789012:drift-topic" if "Notifications" in name else (
+            "lineage" if "Lineage" in name else "lake-bucket")
+
+    def get_att(arg):
         if "Lineage" in arg[0]:
             return "arn:aws:dynamodb:us-east-1:123456789012:table/lineage"
         return f"arn:aws:iam::123456789012:role/{arg[0]}" if "Role" in arg[0] else f"arn:aws:kms:us-east-1:123456789012:key/{arg[0]}"
-    if fn == "Fn::FindInMap":
+
+    def other(fn, arg):
+        assert fn == "Fn::FindInMap", (fn, arg)
         return "683313688378"
-    if fn == "Fn::Sub":
-        return arg.replace("${AWS::Region}", "us-east-1").replace("${AWS::AccountId}", "123456789012").replace("${AWS::URLSuffix}", "amazonaws.com")
-    raise AssertionError(f"unexpected intrinsic {fn}: {arg}")
+
+    return resolve_intrinsics(value, ref, get_att, other)
 
 
 def test_one_schedule_per_endpoint_passes_the_scheduled_time(built):
@@ -158,15 +157,7 @@ def _execute(definition: dict, execution_input: dict, running: bool = False, set
                 ProcessingResources={"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 1}})
             for job in sagemaker_backends["123456789012"]["us-east-1"].processing_jobs.values():
                 job.processing_job_status = "InProgress"
-        sfn_client = boto3.client("stepfunctions", region_name="us-east-1")
-        arn = sfn_client.create_state_machine(name="drift", definition=json.dumps(definition),
-                                              roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
-        ex = sfn_client.start_execution(stateMachineArn=arn, name="run-1", input=json.dumps(execution_input))["executionArn"]
-        for _ in range(300):
-            desc = sfn_client.describe_execution(executionArn=ex)
-            if desc["status"] != "RUNNING":
-                break
-            time.sleep(0.1)
+        desc = run_definition(definition, execution_input)
         jobs = [sm.describe_processing_job(ProcessingJobName=j["ProcessingJobName"])
                 for j in sm.list_processing_jobs()["ProcessingJobSummaries"]]
         extra = boto3.client("dynamodb", region_name="us-east-1").scan(TableName="lineage")["Items"] if setup else None
