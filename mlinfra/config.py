@@ -1151,6 +1151,8 @@ class MonitoringConfig:
     ground_truth_prefix: str | None = None
     #: Profile each successful retrain run's training data into the monitored baseline. :default: True
     baseline_after_retrain: bool = True
+    #: The training data's label column, left out of the baseline's features. :default: None (no label column)
+    baseline_label_column: str | None = None
     #: Start a retrain run on a "Model Drift Detected" event (needs ``pipeline``). :default: True
     retrain_on_drift: bool = True
     #: Dataset a drift-triggered run retrains on (its newest version). :default: None (the pipeline's first dataset)

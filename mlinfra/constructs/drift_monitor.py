@@ -88,11 +88,14 @@ class BaselineHook:
         profiles ``plan.uris.train_input`` of the execution's output.
     :param training_data: the bucket those runs train from (the job reads it).
     :param lineage_table: the pipeline's lineage table; the run's item gets ``baseline_uri``. :default: None
+    :param label_column: the training data's label column, left out of the features (captured requests carry no
+        label). :default: None (every column is a feature)
     """
 
     retrain_state_machine: sfn.IStateMachine
     training_data: s3.IBucket
     lineage_table: dynamodb.ITable | None = None
+    label_column: str | None = None
 
 
 def _path_error(scope: Construct, message: str) -> ValueError:
@@ -232,8 +235,11 @@ class DriftMonitor(Construct):
         if ground_truth_prefix:
             args += ["--ground-truth", f"s3://{capture_bucket.bucket_name}/{ground_truth_prefix}"]
         lineage = baseline_hook.lineage_table if baseline_hook else None
-        self.state_machine = self._workflow(args, instance_type, volume_size_gb, max_runtime, log_retention_days, lineage,
-                                            poll_interval or cdk.Duration.minutes(1))
+        baseline_args = ["baseline", "--copy-to", self.baseline_uri]
+        if baseline_hook is not None and baseline_hook.label_column:
+            baseline_args += ["--label-column", baseline_hook.label_column]
+        self.state_machine = self._workflow(args, baseline_args, instance_type, volume_size_gb, max_runtime,
+                                            log_retention_days, lineage, poll_interval or cdk.Duration.minutes(1))
         self.baseline_rule = self._baseline_rule(baseline_hook) if baseline_hook else None
 
         # ---- schedule: one per endpoint ----------------------------------------------------------------------
@@ -317,7 +323,7 @@ class DriftMonitor(Construct):
         self._image_account = account
         return f"{account}.dkr.ecr.{cdk.Aws.REGION}.{cdk.Aws.URL_SUFFIX}/{SKLEARN_IMAGE_TAG}"
 
-    def _workflow(self, monitor_args: list[str], instance_type: str, volume_size_gb: int, max_runtime: cdk.Duration,
+    def _workflow(self, monitor_args: list[str], baseline_args: list[str], instance_type: str, volume_size_gb: int, max_runtime: cdk.Duration,
                   log_retention_days: int, lineage_table: dynamodb.ITable | None, poll_interval: cdk.Duration) -> sfn.StateMachine:
         stack = cdk.Stack.of(self)
         processing_arn = stack.format_arn(service="sagemaker", resource="processing-job", resource_name=f"{self.job_prefix}-*")
@@ -351,7 +357,7 @@ class DriftMonitor(Construct):
         base_dir = out.rsplit("/", 1)[0]
         baseline_job = sfn.Pass(self, "BaselineJob", parameters={
             "name.$": f"States.Format('{self.job_prefix}-{{}}', States.UUID())",
-            "args": ["baseline", "--copy-to", out],
+            "args": baseline_args,
             "env": {"DRIFT_DATA.$": "$.run.plan.uris.train_input",
                     "DRIFT_OUTPUT.$": f"States.Format('{base_dir}/runs/{{}}/baseline.json', $.run.plan.run_id)",
                     "DRIFT_MODEL.$": "$.run.plan.run_id", "DRIFT_MODE": "baseline"},

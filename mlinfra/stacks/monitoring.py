@@ -52,7 +52,7 @@ class MonitoringStack(PlatformStack):
             instance_type=cfg.instance_type,
             dashboard=self.dashboard,
             baseline_hook=BaselineHook(retrain_state_machine=pipeline.state_machine, training_data=lake.bucket("raw"),
-                                       lineage_table=pipeline.lineage_table)
+                                       lineage_table=pipeline.lineage_table, label_column=cfg.baseline_label_column)
             if pipeline is not None and cfg.baseline_after_retrain else None,
         )
         outputs = {

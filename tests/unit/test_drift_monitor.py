@@ -27,7 +27,8 @@ def _build(**kw):
     table = dynamodb.TableV2(stack, "Lineage", partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
                              sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING))
     board = cloudwatch.Dashboard(stack, "Board")
-    kw.setdefault("baseline_hook", BaselineHook(retrain_state_machine=retrain, training_data=raw, lineage_table=table))
+    kw.setdefault("baseline_hook", BaselineHook(retrain_state_machine=retrain, training_data=raw, lineage_table=table,
+                                                label_column="churned"))
     monitor = DriftMonitor(stack, "Drift", endpoint_name="churn", capture_bucket=lake, capture_prefix="data-capture/realtime/",
                            baseline_bucket=lake, dashboard=board,
                            thresholds={"default": {"psi": 0.25}, "features": {"age": {"ks": 0.2}}},
@@ -136,7 +137,8 @@ def test_baseline_hook_rule_and_lineage_update(built):
         "detail": {"status": ["SUCCEEDED"], "stateMachineArn": Match.any_value()}}})
     states = _definition(t)["States"]
     assert states["RecordBaselineInLineage"]["Parameters"]["UpdateExpression"] == "SET baseline_uri = :b"
-    assert states["BaselineJob"]["Parameters"]["args"] == ["baseline", "--copy-to", "s3://lake-bucket/baselines/churn/baseline.json"]
+    assert states["BaselineJob"]["Parameters"]["args"] == ["baseline", "--copy-to", "s3://lake-bucket/baselines/churn/baseline.json",
+                                                           "--label-column", "churned"]
 
 
 def _execute(definition: dict, execution_input: dict, running: bool = False, setup=None):
