@@ -106,6 +106,7 @@ def test_a_missing_grant_is_caught(prod, names):
     """The evaluator says no where no grant exists (what items 2a/2c looked like before the fix)."""
     app, _ = prod
     artifact = _object(names["models"], f"{names['dataset']}/run-1/output/model.tar.gz")
-    assert not app.key_allows(names["trigger"], names["pipeline_key"], "kms:Decrypt")
+    async_key = _arn(_one(app, "-serving", "AWS::KMS::Key", "AsyncEndpointKey"))
+    assert not app.key_allows(names["model"], async_key, "kms:Decrypt")  # another endpoint's key
     assert not app.bucket_allows(names["trigger"], names["models"], "s3:GetObject", artifact)
     assert not app.identity_allows(names["model"], "ecr:BatchGetImage", "arn:aws:ecr:us-east-1:999999999999:repository/other")
