@@ -488,6 +488,17 @@ def _ready_sk(version: str) -> str:
     return f"#READY#{version}"
 
 
+READY_MARKER_DIR = "_ready/"
+
+
+def ready_marker_key(dataset: str, version: str, ready_at: str) -> str:
+    """``dataset=<d>/_ready/<UTC stamp>_<version>.json`` in raw: how the retrain trigger and validate find the
+    versions declared ready, newest by recorded time, with S3 read access only. Outside every ``version=``
+    prefix (never training input); Athena and Glue skip ``_`` paths."""
+    stamp = re.sub(r"[^0-9T]", "", ready_at[:19]) + "Z"
+    return f"dataset={dataset}/{READY_MARKER_DIR}{stamp}_{version}.json"
+
+
 def _get_item(settings: Settings, dataset: str, sk: str) -> dict[str, Any] | None:
     out = _clients.dynamodb.get_item(
         TableName=settings.catalog_table, Key={"dataset": {"S": dataset}, "sk": {"S": sk}}, ConsistentRead=True
@@ -869,6 +880,13 @@ def maybe_emit_ready(settings: Settings, parts: KeyParts) -> bool:
         "catalog_table": settings.catalog_table,
         "objects": objects,
     }
+    marker_key_s3 = ready_marker_key(parts.dataset, parts.version, detail["ready_at"])
+    try:  # written once (a conditional put); a retry finds it
+        _clients.s3.put_object(Bucket=settings.raw_bucket, Key=marker_key_s3, IfNoneMatch="*", ContentType="application/json",
+                               Body=json.dumps({k: v for k, v in detail.items() if k != "objects"}).encode())
+    except ClientError as exc:
+        if _code(exc) not in ("PreconditionFailed", "412"):
+            raise
     out = _clients.events.put_events(Entries=[{
         "Source": EVENT_SOURCE, "DetailType": READY_DETAIL_TYPE, "Detail": json.dumps(detail),
         "EventBusName": settings.event_bus_name,
