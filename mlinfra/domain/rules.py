@@ -42,6 +42,21 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         "API_ResourceConfig.html (VolumeKmsKeyId)",
         enforced_by="mlinfra.domain.hosting_instances.family_of",
     ),
+    ServiceRule(
+        id="sagemaker.customer-metadata",
+        rule="A model package's CustomerMetadataProperties hold at most 50 entries; keys are 1-128 and values 1-256 "
+        "characters of letters, separators, numbers and _.:/=+-@ (no JSON braces or quotes).",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateModelPackage.html "
+        "(CustomerMetadataProperties) and botocore's sagemaker model (the same bounds and pattern; tests run it)",
+        enforced_by="mlinfra.lambdas.pipeline_gate.handler.customer_metadata",
+    ),
+    ServiceRule(
+        id="sagemaker.hyperparameters",
+        rule="CreateTrainingJob accepts at most 100 hyperparameters, keys up to 256 and values up to 2500 characters.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html "
+        "(HyperParameters: maximum of 100 items) and botocore's sagemaker model",
+        enforced_by="mlinfra.lambdas.pipeline_validate.handler.validate_input",
+    ),
 )
 
 
@@ -74,7 +89,61 @@ _HYPERPOD: tuple[ServiceRule, ...] = ()
 
 
 # --- S3, DynamoDB, EventBridge, Transfer Family, DataSync (ingestion) ----------------------------------------------
-_INGESTION: tuple[ServiceRule, ...] = ()
+_INGESTION: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="ingestion.s3-key-length",
+        rule="An S3 object key is at most 1,024 bytes of UTF-8: a derived key (raw zone, quarantine) past it is "
+        "refused by S3, so the glue quarantines (or hashes the quarantine key) instead of retrying forever.",
+        source="https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html (object key naming)",
+        enforced_by="mlinfra.lambdas.landing_glue.handler.quarantine_key",
+    ),
+    ServiceRule(
+        id="ingestion.dynamodb-item-size",
+        rule="A DynamoDB item is at most 400 KB (names and values): a manifest is stored as a header and compressed "
+        "shards, never one item.",
+        source="https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html (item size)",
+        enforced_by="mlinfra.lambdas.landing_glue.handler.manifest_shards",
+    ),
+    ServiceRule(
+        id="ingestion.dynamodb-transaction-items",
+        rule="TransactWriteItems takes at most 100 actions, all or none; a cancelled transaction reports one "
+        "CancellationReason per action.",
+        source="https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html",
+        enforced_by="mlinfra.lambdas.landing_glue.handler.count_files",
+    ),
+    ServiceRule(
+        id="ingestion.s3-conditional-copy",
+        rule="CopyObject and CompleteMultipartUpload with If-None-Match: * write only when the key does not exist "
+        "(412 otherwise, 409 on a concurrent conflict: retry); the only way to write a raw key exactly once.",
+        source="https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html and the CopyObject "
+        "API reference (IfNoneMatch); moto 5.2.5 ignores it on CopyObject (tests/handlers/faults.py emulates it)",
+        enforced_by="mlinfra.lambdas.landing_glue.handler._copy_once",
+    ),
+    ServiceRule(
+        id="ingestion.eventbridge-failed-entries",
+        rule="PutEvents can fail some entries without raising: FailedEntryCount > 0 and an ErrorCode per failed "
+        "entry; the caller must retry them.",
+        source="https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html (FailedEntryCount)",
+        enforced_by="mlinfra.lambdas.landing_glue.handler.maybe_emit_ready",
+    ),
+    ServiceRule(
+        id="ingestion.transfer-key-login-sftp-only",
+        rule="A custom identity provider call with an empty password is a public-key login, which only SFTP has; "
+        "FTP, FTPS and AS2 logins always carry a password.",
+        source="https://docs.aws.amazon.com/transfer/latest/userguide/custom-lambda-idp.html and "
+        "API_IdentityProviderDetails.html (SftpAuthenticationMethods: SFTP-enabled servers only)",
+        enforced_by="mlinfra.lambdas.transfer_idp.handler.authenticate",
+    ),
+    # (kept here, not in the Step Functions section, to keep parallel changes apart)
+    ServiceRule(
+        id="stepfunctions.task-token-length",
+        rule="SendTaskSuccess/SendTaskFailure: taskToken 1-2048 characters, output at most 262,144 characters, "
+        "cause at most 32,768.",
+        source="https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html and "
+        "botocore's stepfunctions model (tests compare the handler's limits with it)",
+        enforced_by="mlinfra.lambdas.pipeline_approval.handler.parse",
+    ),
+)
 
 
 def _index(*sections: tuple[ServiceRule, ...]) -> dict[str, ServiceRule]:

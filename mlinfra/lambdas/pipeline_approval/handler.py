@@ -50,7 +50,7 @@ def parse(event: Any) -> dict[str, str]:
     token = event.get("token")
     if not isinstance(token, str) or not 1 <= len(token) <= TOKEN_MAX:
         got = f"{len(token)} characters" if isinstance(token, str) else type(token).__name__
-        errors.append(f"token: the task token from the approval message (1-{TOKEN_MAX} characters) is required, got: {got}")
+        errors.append(f"token: the task token from the approval message (1-{TOKEN_MAX} characters) is required, got: {got} (AWS rule stepfunctions.task-token-length)")
     decision = str(event.get("decision", "")).lower()
     if decision not in DECISIONS:
         errors.append(f"decision: must be one of {list(DECISIONS)}, got: {event.get('decision')!r}")

@@ -98,7 +98,7 @@ def validate_input(data: Any, settings: dict[str, Any]) -> list[str]:
         merged.add("mlinfra_evaluation_report_uri")
         if len(merged) > MAX_HYPERPARAMETERS:
             errors.append(f"hyperparameters: CreateTrainingJob accepts at most {MAX_HYPERPARAMETERS}, got: {len(merged)} "
-                          "(with the pipeline's defaults and mlinfra_evaluation_report_uri)")
+                          "(with the pipeline's defaults and mlinfra_evaluation_report_uri; AWS rule sagemaker.hyperparameters)")
     for key in ("code_version", "trigger", "event_id", "note"):
         if key in data and not isinstance(data[key], str):
             errors.append(f"{key}: must be a string, got: {data[key]!r}")

@@ -10,8 +10,8 @@ Each user is one secret named ``<SECRET_PREFIX><username>`` holding JSON::
 Transfer calls the function with ``{"username", "password", "protocol", "serverId", "sourceIp"}``. A password
 login succeeds only when the PBKDF2 hash matches; a key login (empty or absent password) exists only for SFTP: it
 returns the user's public keys and Transfer checks the key. FTP, FTPS and AS2 have no keys, so an empty password
-there is denied (AWS: "Password: ... If the password is empty, AWS Transfer Family assumes a public key
-authentication for SFTP", custom identity provider docs). A password that is not a string (``false``, ``0``,
+there is denied (AWS Transfer Family custom identity provider docs: an empty password means a public-key login,
+which only SFTP servers offer; ``SftpAuthenticationMethods`` applies to SFTP only). A password that is not a string (``false``, ``0``,
 ``[]``), a user record whose ``public_keys`` is not a list of strings, a stored hash with an iteration count
 outside 1,000-10,000,000, and a user prefix with ``.``/``..``/``*`` segments or a leading ``_`` (``_quarantine/``
 is the glue's) all deny. The answer on success carries the session role, a LOGICAL home directory
