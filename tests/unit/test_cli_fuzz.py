@@ -80,6 +80,8 @@ def test_plan_transfer_refuses_hostile_values_by_name(capsys, size, link, util, 
     (["plan-transfer", "--size", "99999999999999999999999999999999PiB", "--link", "1bps", "--json"], "--size"),
     (["plan-transfer", "--size", "40TiB", "--link", "1Gbps", "--utilization", "inf"], "--utilization"),
     (["plan-transfer", "--size", "40TiB", "--link", "1Gbps", "--deadline", "1e400d"], "--deadline"),
+    (["cost", "--max-idle", "inf"], "--max-idle"),
+    (["cost", "--max-idle", "nan", "--json"], "--max-idle"),
 ])
 def test_known_overflows_exit_2_naming_the_argument(capsys, argv, flag):
     code = cli.main(argv)
@@ -112,6 +114,7 @@ PIPE_COMMANDS = {
     "init": ["init", "{tmp}/app", "--json"],
     "approve-help": ["approve", "--help"],
     "deploy-local-help": ["deploy-local", "--help"],
+    "cost-help": ["cost", "--help"],
 }
 
 
