@@ -239,7 +239,7 @@ def check_invariants(env, version: str, outcome: dict) -> None:
     assert f"{DATASET}/{version}" not in glue.reconcile(SETTINGS)["finished"]
 
 
-@settings(max_examples=int(os.environ.get("GLUE_EXAMPLES", "25")), deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=int(os.environ.get("GLUE_EXAMPLES", "15")), deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                                    HealthCheck.too_slow])
 @given(sc=scenarios())
 def test_any_order_duplicates_concurrency_and_faults_keep_the_invariants(env, sc):
