@@ -3,7 +3,8 @@
 - the dataset catalog (DynamoDB, PITR, customer managed KMS key, RETAINED),
 - the landing glue (``mlinfra/lambdas/landing_glue``): landing ``Object Created`` events -> EventBridge rule ->
   encrypted SQS queue (with a DLQ) -> Lambda in batches with partial batch failures, alarms on errors, on
-  the DLQ and on the age of the oldest message,
+  the DLQ and on the age of the oldest message, and an hourly schedule that runs the glue's reconciler
+  (versions whose files are all catalogued but whose ready event was lost),
 - the SFTP server (Transfer Family) and its users, DataSync tasks and the DataSync endpoint, from the config,
 - optionally a Firehose delivery stream into raw.
 
