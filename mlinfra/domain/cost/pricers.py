@@ -13,6 +13,7 @@ import dataclasses
 import fnmatch
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,6 +57,9 @@ class Context:
     directory: Path | None = None
     usage: dict[str, Any] = dataclasses.field(default_factory=dict)
     keys: list[str] = dataclasses.field(default_factory=list)
+    #: Prices a nested stack's template (``estimate.price_template``, passed in so this module never imports the
+    #: estimator that imports it). :default: None (nested stacks cannot be priced)
+    price_nested: Callable[..., list[Any]] | None = None
 
     def price(self, key: str) -> float:
         p = self.prices.require(key, self.region)
@@ -243,6 +247,30 @@ def _invocation_target(ctx: Context, target_lid: str) -> float | None:
     return None
 
 
+_DAILY_CRON = re.compile(r"cron\((\d{1,2}) (\d{1,2}) \* \* \? \*\)")
+
+
+def daily_floor(actions: list[dict[str, Any]]) -> float | None:
+    """The time-weighted floor of a scalable target whose scheduled actions are daily ``cron(M H * * ? *)``
+    changes of MinCapacity (each floor holds until the next action, round the clock), or None when any action is
+    something else (a rate, a one-off ``at()``, a weekday schedule, a time zone, no MinCapacity)."""
+    points = []
+    for action in actions:
+        match = _DAILY_CRON.fullmatch(str(action.get("Schedule", "")))
+        floor = (action.get("ScalableTargetAction") or {}).get("MinCapacity")
+        if match is None or not isinstance(floor, int) or action.get("Timezone") not in (None, "UTC", "Etc/UTC"):
+            return None
+        points.append((int(match.group(2)) * 60 + int(match.group(1)), floor))
+    if not points:
+        return None
+    points.sort()
+    total = 0.0
+    for i, (minute, floor) in enumerate(points):
+        end = points[(i + 1) % len(points)][0] + (1440 if i + 1 == len(points) else 0)
+        total += (end - minute) * floor
+    return total / 1440.0
+
+
 def sagemaker_endpoint(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
     _, cfg = _endpoint_config(ctx, r)
     kind = "async" if cfg.get("AsyncInferenceConfig") else "real-time"
@@ -271,14 +299,19 @@ def sagemaker_endpoint(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
             count = ctx.literal(target[1].get("MinCapacity"), f"variant {name} MinCapacity")
             floor_note = "autoscaling floor"
             if target[1].get("ScheduledActions"):
-                floor_note += " (scheduled actions change it; not time-weighted)"
+                daily = daily_floor(target[1]["ScheduledActions"])
+                if daily is None:
+                    floor_note += " (its scheduled actions are not daily floors: MinCapacity counted all day)"
+                else:
+                    count = daily
+                    floor_note = "autoscaling floor averaged over its daily schedule"
             per_minute = _invocation_target(ctx, target[0])
             if per_minute:
                 out.per_use.append(Rate(f"{name}: inferences at the scaling target ({per_minute:g}/instance/min on "
                                         f"{itype})", hourly / (per_minute * 60.0) * 1e6, "1M inferences", "inference"))
         out.per_use.append(Rate(f"{name}: {itype} instance above the floor", hourly, "instance-hour", "inference"))
         out.idle_usd += hourly * HOURS_PER_MONTH * float(count)
-        parts.append(f"{name}: {count} x {itype} ({kind}, {floor_note})")
+        parts.append(f"{name}: {float(count):.3g} x {itype} ({kind}, {floor_note})")
     out.detail = "; ".join(parts)
     return out
 
@@ -294,6 +327,7 @@ def sagemaker_cluster(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
         hourly = ctx.price(f"sagemaker.hyperpod.{itype}") if count else \
             ctx.optional_price(f"sagemaker.hyperpod.{itype}")
         if hourly is None:
+            parts[-1] += f" (no per-use price: add sagemaker.hyperpod.{itype} for {ctx.region})"
             continue
         out.idle_usd += hourly * HOURS_PER_MONTH * count
         out.per_use.append(Rate(f"HyperPod {itype} node (above the group's count)", hourly, "node-hour", "training"))
@@ -359,7 +393,9 @@ def batch_compute_environment(ctx: Context, lid: str, r: dict[str, Any]) -> Pric
     out = Priced(0.0, f"{kind}, {cr.get('MinvCpus', 0)} to {cr.get('MaxvCpus')} vCPUs")
     for itype in types:
         hourly = ctx.optional_price(f"ec2.{itype}")
-        if hourly is not None:
+        if hourly is None:
+            out.detail += f"; no per-use price for {itype} in {ctx.region}"
+        else:
             out.per_use.append(Rate(f"Batch node {itype}{' (spot: on-demand price shown)' if kind == 'SPOT' else ''}",
                                     hourly, "node-hour", "training"))
     minv = ctx.literal(cr.get("MinvCpus", 0), "MinvCpus")
@@ -442,11 +478,9 @@ def codepipeline(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
 def nested_stack(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
     url = json.dumps(_props(r).get("TemplateURL"))
     asset = (r.get("Metadata") or {}).get("aws:asset:path")
-    if asset and ctx.directory is not None and (ctx.directory / asset).is_file():
-        from mlinfra.domain.cost.estimate import price_template
-
+    if asset and ctx.directory is not None and (ctx.directory / asset).is_file() and ctx.price_nested is not None:
         template = json.loads((ctx.directory / asset).read_text())
-        items = price_template(template, stack=f"{ctx.stack}/{lid}", region=ctx.region, prices=ctx.prices,
+        items = ctx.price_nested(template, stack=f"{ctx.stack}/{lid}", region=ctx.region, prices=ctx.prices,
                                directory=ctx.directory, usage=ctx.usage)
         unknown = [i for i in items if i.unknown]
         out = Priced(sum(i.idle_usd for i in items), f"nested stack: {len(items)} resource(s)")
@@ -465,7 +499,28 @@ def usage_only(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
         usd = ctx.optional_price(key)
         if usd is not None:
             rates.append(Rate(what, usd, unit, category))
+    if r["Type"] == "AWS::StepFunctions::StateMachine":
+        rates += _training_job_rates(ctx, r)
     return Priced(0.0, "per use only", rates)
+
+
+_TRAINING_TYPE = re.compile(r'"ResourceConfig"\s*:\s*\{\s*"InstanceType"\s*:\s*"(ml\.[a-z0-9-]+\.[a-z0-9]+)"')
+
+
+def _training_job_rates(ctx: Context, r: dict[str, Any]) -> list[Rate]:
+    """Per instance-hour rates of the SageMaker training jobs a state machine starts (CreateTrainingJob requests
+    in its definition; a training job has no CloudFormation resource of its own)."""
+    definition = _props(r).get("DefinitionString")
+    text = definition if isinstance(definition, str) else "".join(
+        part for part in json.loads(json.dumps(definition)).get("Fn::Join", ["", []])[1] if isinstance(part, str)) \
+        if isinstance(definition, dict) else ""
+    rates = []
+    for itype in dict.fromkeys(_TRAINING_TYPE.findall(text)):
+        usd = ctx.optional_price(f"sagemaker.training.{itype}")
+        if usd is not None:
+            rates.append(Rate(f"SageMaker training job on {itype} (on-demand; managed spot is lower)", usd,
+                              "instance-hour", "training"))
+    return rates
 
 
 #: Per-use rates shown for usage-only types: (price key, what, unit, category).
