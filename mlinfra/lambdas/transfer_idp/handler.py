@@ -42,7 +42,8 @@ logger = Logger()
 ITERATIONS = 600_000
 _USER_RE = re.compile(r"^[\w][\w@.-]{2,99}$")
 #: One or more segments of S3 safe characters, each starting with a letter or digit: no ``.``/``..``, no ``*``
-#: (a policy wildcard), no leading ``_`` (reserved prefixes such as ``_quarantine/``).
+#: (a policy wildcard), no leading ``_`` (reserved prefixes such as ``_quarantine/``). A copy of
+#: ``mlinfra.domain.lake.USER_PREFIX_PATTERN`` (the handler ships alone; tests/unit/test_rule_homes.py compares them).
 _PREFIX_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9!_.'()=-]*/)+$")
 KEY_PROTOCOLS = ("SFTP",)  # the only protocol with public-key logins
 PROTOCOLS = ("SFTP", "FTP", "FTPS", "AS2")
