@@ -347,7 +347,7 @@ def _sftp(**kwargs):
     (tf.SftpUser("alice", "", [KEY]), "prefix"),
     (tf.SftpUser("alice", "_quarantine/", [KEY]), "prefix"),
     (tf.SftpUser("alice", "images", [KEY]), "prefix"),
-    (tf.SftpUser("alice", "../", [KEY]), r"users\[alice\].prefix must be .* no '.', '..', '\*'"),
+    (tf.SftpUser("alice", "../", [KEY]), r"users\[alice\].prefix must be .*\(no '.', '..', '\*'"),
     (tf.SftpUser("alice", "images/*/", [KEY]), r"users\[alice\].prefix must be"),
     (tf.SftpUser("alice", "images/", []), "ssh_public_keys"),
     (tf.SftpUser("alice", "images/", ["ssh-dss AAAAB3Nza"]), "ssh_public_keys"),
