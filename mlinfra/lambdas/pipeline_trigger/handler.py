@@ -150,7 +150,8 @@ def drift_request(event: dict[str, Any], now: datetime, executions: list[dict[st
         return {"skip": f"cooldown: last drift run {drift_runs[0]['name']} started {drift_runs[0]['startDate'].isoformat()}"}
     version = latest_version(os.environ.get("RAW_BUCKET", ""), dataset)
     if version is None:
-        raise MalformedTriggerError(f"drift: no version of dataset {dataset!r} in the raw zone")
+        raise MalformedTriggerError(f"drift: no version of dataset {dataset!r} in the raw zone was declared ready "
+                                    f"(no marker under dataset={dataset}/{READY_MARKER_DIR})")
     event_id = str(event.get("event_id") or event.get("id") or hashlib.sha256(report.encode()).hexdigest()[:12])
     return {"dataset": dataset, "version": version, "trigger": "drift", "event_id": event_id, "report_uri": report,
             "endpoint": str(detail.get("endpoint", "")), "lineage_table": event.get("lineage_table", ""),
