@@ -437,6 +437,7 @@ def is_pcluster_release(version: str) -> bool:
 
 
 DLAMI_SSM_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
+from mlinfra.domain.instances import ECS_GPU_AMI_SSM_PARAMETER  # noqa: E402  (the Batch node image)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -451,8 +452,10 @@ class SlurmQueueConfig:
     min_count: int = 0
     #: Most nodes. :default: 4
     max_count: int = 4
-    #: ONDEMAND, SPOT or CAPACITY_BLOCK. :default: ONDEMAND
+    #: ONDEMAND, SPOT or CAPACITY_BLOCK (then min_count = max_count > 0). :default: ONDEMAND
     capacity_type: Literal["ONDEMAND", "SPOT", "CAPACITY_BLOCK"] = "ONDEMAND"
+    #: The capacity block's reservation id (``cr-...``), required with CAPACITY_BLOCK. :default: None
+    capacity_reservation_id: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -482,8 +485,8 @@ class TrainingConfig:
     efa: bool = True
     #: A literal AMI id for the nodes (the local emulator); null uses ``ami_ssm_parameter``. :default: None
     ami_id: str | None = None
-    #: SSM parameter of the node AMI. :default: the Deep Learning Base AMI (AL2023)
-    ami_ssm_parameter: str = DLAMI_SSM_PARAMETER
+    #: SSM parameter of the Batch node AMI (it needs the ECS agent). :default: the ECS GPU-optimized AL2023 image
+    ami_ssm_parameter: str = ECS_GPU_AMI_SSM_PARAMETER
     #: Build the AWS Batch cluster. :default: True
     batch_enabled: bool = True
     #: Training container image. :default: an AWS Deep Learning Container (PyTorch, GPU)
@@ -494,8 +497,6 @@ class TrainingConfig:
     batch_nodes: int = 2
     #: Compute environment ceiling; null: 4 nodes of the first type. :default: None
     batch_max_vcpus: int | None = None
-    #: Spot capacity. :default: False
-    batch_spot: bool = False
     #: Build the Slurm cluster (AWS ParallelCluster; needs ``slurm_service_token``). :default: False
     slurm_enabled: bool = False
     #: ServiceToken of the ParallelCluster provider stack: an ARN, ``ssm:<parameter name>`` holding it, or
@@ -503,8 +504,11 @@ class TrainingConfig:
     slurm_service_token: str | None = None
     #: ParallelCluster release of a ``provider`` deployed with the cluster (3.6.0 or later). :default: 3.16.1
     slurm_provider_version: str = DEFAULT_PCLUSTER_VERSION
-    #: ParallelCluster cluster name (immutable). :default: training
-    slurm_cluster_name: str = "training"
+    #: ParallelCluster cluster name (immutable; prefixed ``<prefix>-<env>-``; must not be a stack's name).
+    #: :default: slurm
+    slurm_cluster_name: str = "slurm"
+    #: What a stack update that changes a queue does to running nodes. :default: DRAIN
+    slurm_queue_update_strategy: Literal["DRAIN", "TERMINATE", "COMPUTE_FLEET_STOP"] = "DRAIN"
     #: Head node type. :default: m6i.2xlarge
     slurm_head_node_instance_type: str = "m6i.2xlarge"
     #: Slurm queues. :default: one "gpu" queue of p4d.24xlarge, 0 to 4 nodes

@@ -10,7 +10,10 @@ from __future__ import annotations
 from importlib import resources
 from typing import Mapping
 
-__all__ = ["render_gpu_node_script", "script_text", "OnFailure"]
+__all__ = ["render_gpu_node_script", "render_node_install_script", "script_text", "OnFailure", "EFA_INSTALLER_VERSION"]
+
+#: The EFA installer release the install part downloads (``latest``, or a pinned release such as ``1.43.2``).
+EFA_INSTALLER_VERSION = "latest"
 
 
 class OnFailure:
@@ -24,6 +27,20 @@ class OnFailure:
 
 def script_text(name: str) -> str:
     return resources.files(__name__).joinpath(name).read_text()
+
+
+def render_node_install_script(*, efa_enabled: bool = True, efa_installer_version: str = EFA_INSTALLER_VERSION) -> str:
+    """The first user-data part: install the EFA software and the Lustre client when the image lacks them."""
+    import re
+
+    if not re.fullmatch(r"latest|\d+\.\d+\.\d+", efa_installer_version):
+        raise ValueError(f"efa_installer_version must be 'latest' or a release such as '1.43.2', got: "
+                         f"{efa_installer_version!r}")
+    text = script_text("node_install.sh")
+    for key, value in {"EFA_ENABLED": "true" if efa_enabled else "false",
+                       "EFA_INSTALLER_VERSION": efa_installer_version}.items():
+        text = text.replace(f"@@{key}@@", value)
+    return text
 
 
 def render_gpu_node_script(

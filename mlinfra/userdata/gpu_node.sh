@@ -1,7 +1,7 @@
 #!/bin/bash
 # mlinfra GPU training node bootstrap (rendered by mlinfra.userdata.render_gpu_node_script).
-# Mounts the Lustre cache, sets the NCCL/EFA environment and runs the GPU health check. Installs nothing:
-# the AMI must carry the NVIDIA driver, the EFA software and the Lustre client. On failure the node is
+# Mounts the Lustre cache, sets the NCCL/EFA environment and runs the GPU health check. The install part
+# before it (node_install.sh) brings the EFA software and the Lustre client; the AMI carries the NVIDIA driver. On failure the node is
 # marked unhealthy (/var/lib/mlinfra/unhealthy) and, with ON_FAILURE=shutdown, powered off: the launch
 # template terminates it on shutdown, so the scheduler (Batch, the ASG) replaces it.
 set -uo pipefail
@@ -39,9 +39,9 @@ imds() {
 }
 
 # 1. NCCL / EFA environment for login shells and jobs on the host (containers get it from the job definition).
+#    FI_EFA_USE_DEVICE_RDMA stays unset: libfabric uses RDMA where the device has it (forcing it aborts elsewhere).
 cat > /etc/profile.d/mlinfra-nccl.sh <<'ENV'
 export FI_PROVIDER=efa
-export FI_EFA_USE_DEVICE_RDMA=1
 export NCCL_DEBUG=WARN
 export NCCL_SOCKET_IFNAME=^docker,lo,veth
 ENV
@@ -51,7 +51,7 @@ if [ "$EFA_ENABLED" = "true" ]; then
   log "EFA provider present"
 fi
 
-# 2. The Lustre cache (the client comes with the AMI; nothing is downloaded).
+# 2. The Lustre cache (the client comes from the image or the install part).
 if [ -n "$LUSTRE_DNS" ]; then
   command -v mount.lustre >/dev/null 2>&1 || unhealthy "no Lustre client (mount.lustre) in the AMI"
   mkdir -p "$LUSTRE_MOUNT_POINT"
