@@ -43,6 +43,7 @@ from typing import Any, Sequence
 import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_batch
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
@@ -57,7 +58,7 @@ from mlinfra.constructs.common import acknowledge
 from mlinfra.constructs.data_lake import DataLake, ImportedDataLake, validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.constructs.lustre_cache import LustreCache
-from mlinfra.userdata import OnFailure, render_gpu_node_script, render_node_install_script
+from mlinfra.userdata import METRIC_NAMESPACE, OnFailure, render_gpu_node_script, render_node_install_script
 
 __all__ = [
     "GpuTrainingCluster",
@@ -132,6 +133,12 @@ class BatchOptions:
     :param job_timeout: :default: 24 hours
     :param job_read: lake prefixes the job reads. :default: none
     :param job_write: lake prefixes the job writes. :default: none
+    :param runnable_time_limit: a job RUNNABLE this long for lack of capacity is cancelled (10 min to 24 h).
+        :default: 4 hours
+    :param dcgm_level: ``dcgmi diag -r`` level of the boot health check (0: none; skipped with a warning where
+        DCGM is not installed). :default: 2
+    :param unhealthy_nodes_per_hour: nodes failing their health check within an hour that raise the alarm.
+        :default: 2
     """
 
     image: str
@@ -144,6 +151,9 @@ class BatchOptions:
     job_timeout: cdk.Duration = dataclasses.field(default_factory=lambda: cdk.Duration.hours(24))
     job_read: Sequence[LakeAccess] = ()
     job_write: Sequence[LakeAccess] = ()
+    runnable_time_limit: cdk.Duration = dataclasses.field(default_factory=lambda: cdk.Duration.hours(4))
+    dcgm_level: int = 2
+    unhealthy_nodes_per_hour: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,8 +403,30 @@ class GpuTrainingCluster(Construct):
                         "Batch needs; lake access is in a separate prefix-scoped policy.")
         self.instance_role = role
 
+        # Health metric, tag and alarm: a node that keeps failing its checks cannot relaunch in a loop unseen.
+        self.health_metric = cloudwatch.Metric(
+            namespace=METRIC_NAMESPACE, metric_name="UnhealthyNode", dimensions_map={"Cluster": cdk.Names.unique_id(self)},
+            statistic="Sum", period=cdk.Duration.hours(1))
+        self.unhealthy_node_alarm = cloudwatch.Alarm(
+            self, "UnhealthyNodeAlarm", metric=self.health_metric, threshold=opts.unhealthy_nodes_per_hour,
+            evaluation_periods=1, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=f"{opts.unhealthy_nodes_per_hour} or more GPU nodes failed their health check within an "
+                              "hour: nodes are being replaced in a loop (see /var/lib/mlinfra/gpu-health.json on one)")
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["ec2:CreateTags"], resources=[cdk.Stack.of(self).format_arn(
+                service="ec2", resource="instance", resource_name="*")],
+            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": ["mlinfra:gpu-health"]}}))
+        acknowledge_wildcards(
+            role, "PutMetricData has no resource-level permissions (limited to the mlinfra/GpuHealth namespace by "
+                  "condition); CreateTags on this account's instances is limited to the mlinfra:gpu-health key.",
+            resources=("*", ending(":instance/*")))
         script = render_gpu_node_script(
-            expected_gpus_by_type={t: instances.gpu_count(t) for t in opts.instance_types},
+            profiles_by_type={t: instances.health_profile(t, efa) for t in opts.instance_types},
+            cluster_id=cdk.Names.unique_id(self), dcgm_level=opts.dcgm_level,
             lustre_dns_name=self.lustre.dns_name if self.lustre else "",
             lustre_mount_name=self.lustre.mount_name if self.lustre else "",
             lustre_mount_point=self.lustre_mount_point,
@@ -478,6 +510,14 @@ class GpuTrainingCluster(Construct):
             self, "JobQueue", priority=1, state="ENABLED",
             compute_environment_order=[aws_batch.CfnJobQueue.ComputeEnvironmentOrderProperty(
                 order=1, compute_environment=cfn_ce.ref)],  # Ref is the ARN (no GetAtt moto lacks)
+            # A job that cannot be placed is cancelled instead of holding the queue (rule batch.job-state-time-limit).
+            job_state_time_limit_actions=[
+                aws_batch.CfnJobQueue.JobStateTimeLimitActionProperty(
+                    action="CANCEL", state="RUNNABLE", reason=reason, max_time_seconds=int(limit.to_seconds()))
+                for reason, limit in (
+                    ("CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", opts.runnable_time_limit),
+                    ("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE", cdk.Duration.minutes(10)),
+                    ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", cdk.Duration.minutes(10)))],
         )
 
         job_role = iam.Role(self, "JobRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
@@ -788,6 +828,14 @@ def _validate_batch(opts: BatchOptions, efa: bool) -> None:
     if max_vcpus < opts.nodes * first.vcpu:
         raise ValueError(f"batch.max_vcpus must hold nodes x vCPUs of {first.instance_type} "
                          f"({opts.nodes} x {first.vcpu} = {opts.nodes * first.vcpu}), got: {max_vcpus}")
+    limit = opts.runnable_time_limit.to_seconds()
+    if not 600 <= limit <= 86400:
+        raise ValueError(f"batch.runnable_time_limit must be 10 minutes to 24 hours (Batch's maxTimeSeconds), got: "
+                         f"{limit:g} s")
+    if opts.dcgm_level not in (0, 1, 2, 3, 4):
+        raise ValueError(f"batch.dcgm_level must be 0 (none) to 4, got: {opts.dcgm_level!r}")
+    if opts.unhealthy_nodes_per_hour < 1:
+        raise ValueError(f"batch.unhealthy_nodes_per_hour must be >= 1, got: {opts.unhealthy_nodes_per_hour}")
     if opts.shared_memory_mib is not None and not 64 <= opts.shared_memory_mib <= first.host_mem_mib // 2:
         raise ValueError(f"batch.shared_memory_mib must be 64 to {first.host_mem_mib // 2} MiB (half the host memory "
                          f"of {first.instance_type}), got: {opts.shared_memory_mib}")

@@ -36,6 +36,7 @@ __all__ = [
     "validate_sagemaker_instance_type",
     "has_instance_store",
     "efa_rdma_capable",
+    "health_profile",
     "SAGEMAKER_PREFIX",
     "EFA_RDMA_FAMILIES",
     "ECS_GPU_AMI_SSM_PARAMETER",
@@ -186,6 +187,24 @@ def has_instance_store(instance_type: str) -> bool:
         except ValueError as exc:
             raise InstanceTypeError(str(exc)) from None
     return get(instance_type).instance_store_gb > 0
+
+
+#: Families whose GPUs are joined by NVLink (multi-GPU sizes) and those with NVSwitch, which need the NVIDIA
+#: fabric manager (NVIDIA fabric manager guide; EC2 accelerated computing instance specifications).
+NVLINK_FAMILIES = frozenset({"p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6-b300"})
+NVSWITCH_FAMILIES = frozenset({"p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6-b300"})
+
+
+def health_profile(instance_type: str, efa: bool) -> dict[str, object]:
+    """What the GPU health check expects of a node of this type: GPUs, EFA devices (when EFA is attached: one
+    per interface of the launch template, rule ``ec2.efa-interface-count``), NVLink, the fabric manager."""
+    row = get(instance_type)
+    multi = row.accelerators > 1
+    profile: dict[str, object] = {"gpus": row.accelerators, "nvlink": multi and row.family in NVLINK_FAMILIES,
+                                  "fabric_manager": multi and row.family in NVSWITCH_FAMILIES}
+    if efa and row.efa_supported:
+        profile["efa"] = row.max_efa_interfaces
+    return profile
 
 
 def efa_rdma_capable(instance_type: str) -> bool:

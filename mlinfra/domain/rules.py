@@ -90,6 +90,14 @@ _BATCH: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
     ),
     ServiceRule(
+        id="batch.job-state-time-limit",
+        rule="jobStateTimeLimitActions cancel a job RUNNABLE longer than maxTimeSeconds (600 to 86400) for one of "
+        "the blocked reasons (CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY, MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_"
+        "RESOURCE, MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT); only CANCEL on ECS queues.",
+        source="https://docs.aws.amazon.com/batch/latest/userguide/job_stuck_in_runnable_time_limit_actions.html",
+        enforced_by="mlinfra.constructs.training_cluster.BatchOptions",
+    ),
+    ServiceRule(
         id="batch.efa-no-forced-device-rdma",
         rule="libfabric aborts when FI_EFA_USE_DEVICE_RDMA=1 is set on an EFA device without RDMA; unset, RDMA is "
         "used where the device has it.",
