@@ -31,15 +31,9 @@ from mlinfra.domain import instances, rules
 from mlinfra.userdata import render_node_install_script
 from tests.helpers import new_stack, only
 
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1"
-TOKEN = "arn:aws:lambda:us-east-1:123456789012:function:pcluster-provider"
+from tests.unit.test_training import IMAGE, TOKEN, _net
+
 CR = "cr-0123456789abcdef0"
-
-
-def _net(stack):
-    vpc = ec2.Vpc.from_vpc_attributes(stack, "Vpc", vpc_id="vpc-0123456789abcdef0", availability_zones=["us-east-1a"],
-                                      private_subnet_ids=["subnet-0123456789abcdef0"])
-    return vpc, vpc.private_subnets[0]
 
 
 def _default_group(stack):
