@@ -25,6 +25,8 @@ setup: .make/python.stamp .make/pcluster.stamp .make/node.stamp ## install the P
 	@mkdir -p .make
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
+	@# The distribution was named mlinfra before it became cdk-mlinfra: drop an old editable install of it.
+	@$(PY) -m pip uninstall --quiet --disable-pip-version-check -y mlinfra 2>/dev/null || true
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	@touch $@
 
@@ -53,7 +55,8 @@ deploy: setup ## cdk deploy every stack of ENV=dev|prod to its AWS account (ENV=
 	@test "$(ENV)" != local || { echo "ENV=local is the embedded emulator: use make deploy-local"; exit 2; }
 	$(CDK) deploy --all -c mlinfra:env=$(ENV)
 
-test: setup ## run every test: unit, handlers, workflow, policy and the local deploy
+test: setup ## run every test: import contracts, unit, handlers, workflow, policy and the local deploy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist load -q
 
 test-fast: setup ## unit and handler tests only (no full validation, no local deploy)

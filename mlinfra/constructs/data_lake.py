@@ -18,7 +18,6 @@ bundles live in ``artifacts`` under ``checkpoints/``, ``evaluation/`` and ``code
 
 from __future__ import annotations
 
-import re
 from typing import Mapping
 
 import aws_cdk as cdk
@@ -29,15 +28,13 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mlinfra.config import ZONES, LifecycleConfig, validate_lifecycle
 from mlinfra.constructs.common import acknowledge, data_removal_policy
+from mlinfra.domain.lake import ZONES, LakeEncryption, Lifecycle, Zone, default_lifecycle, lifecycle_errors, prefix_error
 
-__all__ = ["DataLake", "ImportedDataLake", "LakeEncryption", "ZONES", "dataset_prefix"]
+__all__ = ["DataLake", "ImportedDataLake", "LakeEncryption", "Lifecycle", "Zone", "ZONES", "dataset_prefix"]
 
 #: Sub-prefixes of the artifacts zone.
 ARTIFACT_PREFIXES = {"checkpoints": "checkpoints/", "evaluation": "evaluation/", "code": "code/"}
-
-_PREFIX_RE = re.compile(r"^(?:[A-Za-z0-9!_.*'()=-]+/)+$")
 
 
 def dataset_prefix(dataset: str, version: str) -> str:
@@ -45,20 +42,13 @@ def dataset_prefix(dataset: str, version: str) -> str:
     return f"dataset={dataset}/version={version}/"
 
 
-class LakeEncryption:
-    KMS = "kms"
-    S3_MANAGED = "s3"
-
-
 def validate_prefix(prefix: str | None, prop: str = "prefix") -> str | None:
     """A key prefix: path segments of S3 safe characters, ending with ``/`` and not starting with one."""
     if prefix is None or cdk.Token.is_unresolved(prefix):
         return prefix
-    if not _PREFIX_RE.fullmatch(prefix):
-        raise ValueError(
-            f"{prop} must be one or more path segments of letters, digits and !_.*'()=- each ending with '/' "
-            f"(e.g. 'team-a/images/'), got: {prefix!r}"
-        )
+    error = prefix_error(prefix, prop)
+    if error:
+        raise ValueError(error)
     return prefix
 
 
@@ -148,9 +138,9 @@ class DataLake(_LakeBase):
         id: str,
         *,
         zones: tuple[str, ...] | list[str] = ZONES,
-        encryption: str = LakeEncryption.KMS,
+        encryption: LakeEncryption | str = LakeEncryption.KMS,
         encryption_key: kms.IKey | None = None,
-        lifecycle: Mapping[str, LifecycleConfig] | None = None,
+        lifecycle: Mapping[str, Lifecycle] | None = None,
         glue_zones: tuple[str, ...] | list[str] = ("raw", "curated", "features"),
         access_log_retention_days: int = 365,
         destroy_data_on_delete: bool = False,
@@ -216,7 +206,7 @@ class DataLake(_LakeBase):
 
         self._buckets = {}
         for zone in zones:
-            lc = lifecycle.get(zone) or _default_lifecycle(zone)
+            lc = lifecycle.get(zone) or default_lifecycle(zone)
             bucket = s3.Bucket(
                 self,
                 f"{zone.title()}Bucket",
@@ -305,13 +295,7 @@ class ImportedDataLake(_LakeBase):
         }
 
 
-def _default_lifecycle(zone: str) -> LifecycleConfig:
-    from mlinfra.config import DataLakeConfig
-
-    return DataLakeConfig().lifecycle_for(zone)
-
-
-def lifecycle_rules(lc: LifecycleConfig) -> list[s3.LifecycleRule]:
+def lifecycle_rules(lc: Lifecycle) -> list[s3.LifecycleRule]:
     """S3 lifecycle rules of one zone: current-version transitions, noncurrent expiry, multipart abort."""
     transitions = [
         s3.Transition(storage_class=cls, transition_after=cdk.Duration.days(days))
@@ -350,7 +334,7 @@ def _validate_props(zones, encryption, encryption_key, lifecycle, glue_zones, lo
     bad = [z for z in lifecycle if z not in zones]
     if bad:
         raise ValueError(f"lifecycle has zone(s) not in this lake {list(zones)}: {bad}")
-    errors = [e for z, lc in lifecycle.items() for e in validate_lifecycle(lc, f"lifecycle.{z}")]
+    errors = [e for z, lc in lifecycle.items() for e in lifecycle_errors(lc, f"lifecycle.{z}")]
     if errors:
         raise ValueError("; ".join(errors))
     if log_days < 1:

@@ -88,7 +88,7 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
         from mlinfra.stacks.delivery import DeliveryPipelineStack, load_stage_configs
 
         platform.extra["delivery"] = DeliveryPipelineStack(
-            scope, config=config, stage_configs=load_stage_configs(scope, config)
+            scope, config=config, stage_configs=load_stage_configs(scope, config), build_stage=build_platform
         )
 
     apply_platform_tags(scope, config.all_tags)

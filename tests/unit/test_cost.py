@@ -458,3 +458,33 @@ def test_a_state_machine_shows_the_training_job_rate_from_its_definition():
                          "Properties": {"DefinitionString": definition}}})["Sm"]
     assert item.idle_usd == 0
     assert [(r.usd, r.unit) for r in item.per_use if r.category == "training"] == [(1.408, "instance-hour")]
+
+
+def test_cli_a_bad_price_table_is_a_usage_error(tmp_path, capsys):
+    from mlinfra.cli import main
+
+    bad = tmp_path / "prices.csv"
+    bad.write_text("key,region,usd,unit,source,date,note\nx,us-east-1,abc,hour,https://a,2026-11-30,\n")
+    assert main(["cost", "--prices", str(bad)]) == 2
+    assert "--prices: price table row 2: usd must be a number" in capsys.readouterr().err
+
+
+def test_cli_without_cdk_json_says_how_to_proceed(tmp_path, capsys):
+    from mlinfra.cli import main
+
+    assert main(["cost", "--app-dir", str(tmp_path), "--synth"]) == 1
+    assert f"{tmp_path}: no cdk.json to synthesize (pass --assembly DIR)" in capsys.readouterr().err
+
+
+def test_a_daily_scheduled_floor_is_time_weighted():
+    from mlinfra.domain.cost.pricers import daily_floor
+
+    res = _endpoint({"InstanceType": "ml.c6i.xlarge", "InitialInstanceCount": 2}, min_capacity=2)
+    res["Target"]["Properties"]["ScheduledActions"] = [
+        {"ScheduledActionName": "night", "Schedule": "cron(0 22 * * ? *)", "ScalableTargetAction": {"MinCapacity": 1}},
+        {"ScheduledActionName": "day", "Schedule": "cron(0 6 * * ? *)", "ScalableTargetAction": {"MinCapacity": 2}}]
+    ep = price(res)["Ep"]
+    assert ep.idle_usd == pytest.approx(0.204 * H * (8 * 1 + 16 * 2) / 24)  # 248.20: 8 h at 1, 16 h at 2
+    assert "averaged over its daily schedule" in ep.detail
+    assert daily_floor([{"Schedule": "rate(1 hour)", "ScalableTargetAction": {"MinCapacity": 1}}]) is None
+    assert daily_floor([{"Schedule": "cron(0 6 ? * MON-FRI *)", "ScalableTargetAction": {"MinCapacity": 1}}]) is None
