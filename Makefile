@@ -14,7 +14,7 @@ ENV ?= local
 CDK := $(CURDIR)/node_modules/.bin/cdk
 PYTEST_WORKERS ?= 2
 
-.PHONY: help setup synth lint deploy test test-fast deploy-local destroy-local bench clean docs
+.PHONY: help setup synth lint deploy test test-fast deploy-local destroy-local bench bench-drift clean docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -68,8 +68,11 @@ deploy-local: setup ## deploy every stack into the embedded local AWS (moto) and
 destroy-local: setup ## destroy the stacks of a kept local deploy and stop its emulator
 	$(PY) -m mlinfra.local_aws destroy
 
-bench: setup ## measure synth, template size, test and local deploy times; writes docs/performance.md
+bench: setup ## measure synth, template size, test and local deploy times, the drift engine vs Evidently; writes docs/performance.md
 	$(PY) scripts/bench.py
+
+bench-drift: setup ## only the drift engine vs Evidently (1 M records); rewrites its section of docs/performance.md
+	$(PY) scripts/bench.py --drift-only
 
 clean: ## remove build outputs (keeps the toolchain)
 	rm -rf cdk.out cdk.out.* .local-aws .pytest_cache build dist *.egg-info

@@ -50,6 +50,7 @@ __all__ = [
     "DataLakeConfig",
     "LifecycleConfig",
     "PipelineConfig",
+    "MonitoringConfig",
     "load_config",
     "load_config_file",
     "json_schema",
@@ -1131,6 +1132,67 @@ class PipelineConfig(_Section):
         return errors
 
 
+_SCHEDULER_RE = re.compile(r"^(rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)|cron\((\S+ ){5}\S+\))$")
+
+
+@section
+class MonitoringConfig(_Section):
+    """Drift monitoring of the real-time endpoint (issue 15): a scheduled drift job, alarms, retrain on drift."""
+
+    #: Build the monitoring stack (needs ``serving`` with data capture). :default: False
+    enabled: bool = False
+    #: EventBridge Scheduler expression of the drift job (``rate(1 day)``, ``cron(0 6 * * ? *)``). :default: "rate(1 day)"
+    schedule: str = "rate(1 day)"
+    #: Hours of captured traffic each run reads, ending at the scheduled time (at most 31 days). :default: 24
+    window_hours: Annotated[int, between(1, 744)] = 24
+    #: ``ml.*`` instance type of the Processing job. :default: ml.m5.xlarge
+    instance_type: str = "ml.m5.xlarge"
+    #: Default thresholds (keys of mlinfra.domain.drift.Thresholds: psi, ks, js, new_category_share,
+    #: missing_rate_change, alpha, min_samples). :default: none (the engine's defaults)
+    thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: Per-feature thresholds, ``{feature: {key: value}}``. :default: none
+    feature_thresholds: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    #: Prefix (artifacts zone) of ground-truth JSON Lines joined on inference id. :default: None
+    ground_truth_prefix: str | None = None
+    #: Profile each successful retrain run's training data into the monitored baseline. :default: True
+    baseline_after_retrain: bool = True
+    #: The training data's label column, left out of the baseline's features. :default: None (no label column)
+    baseline_label_column: str | None = None
+    #: Start a retrain run on a "Model Drift Detected" event (needs ``pipeline``). :default: True
+    retrain_on_drift: bool = True
+    #: Dataset a drift-triggered run retrains on (its newest version). :default: None (the pipeline's first dataset)
+    retrain_dataset: str | None = None
+    #: No drift-triggered run within this many hours of the last one. :default: 24
+    cooldown_hours: Annotated[int, between(0, 2160)] = 24
+    #: No drift-triggered run within this many hours of any run's start. :default: 6
+    min_interval_hours: Annotated[int, between(0, 2160)] = 6
+
+    def validate(self) -> list[str]:
+        from mlinfra.domain.drift.detect import thresholds_by_feature
+
+        errors: list[str] = []
+        p = "monitoring"
+        if not _SCHEDULER_RE.fullmatch(self.schedule):
+            errors.append(f"{p}.schedule: must be rate(N minutes|hours|days) or cron(6 fields), got: {self.schedule!r}")
+        if not self.instance_type.startswith("ml."):
+            errors.append(f"{p}.instance_type: must start with 'ml.', got: {self.instance_type!r}")
+        try:
+            thresholds_by_feature(self.thresholds_spec())
+        except ValueError as err:
+            errors.append(f"{p}.thresholds: {err}")
+        if self.ground_truth_prefix is not None and not _PREFIX_RE.fullmatch(self.ground_truth_prefix or "-"):
+            errors.append(f"{p}.ground_truth_prefix: must be path segments ending with '/', got: {self.ground_truth_prefix!r}")
+        if self.retrain_dataset is not None and retrainable_dataset_error(self.retrain_dataset) is not None:
+            errors.append(f"{p}.retrain_dataset: must be 1-63 lowercase letters, digits, '_' or '-', got: {self.retrain_dataset!r}")
+        return errors
+
+    def thresholds_spec(self) -> dict[str, Any]:
+        """The drift engine's threshold document (``{"default": ..., "features": ...}``), integers where they must be."""
+        def fix(t: dict[str, float]) -> dict[str, Any]:
+            return {k: (int(v) if k == "min_samples" else v) for k, v in t.items()}
+        return {"default": fix(self.thresholds), "features": {n: fix(t) for n, t in self.feature_thresholds.items()}}
+
+
 @section
 class CostConfig(_Section):
     """Cost guard rails read by ``mlinfra cost`` and the cost policy test (issue 16): an idle budget, and a
@@ -1200,6 +1262,7 @@ class PlatformConfig(_Section):
     delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
     vending: VendingConfig = dataclasses.field(default_factory=VendingConfig)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+    monitoring: MonitoringConfig = dataclasses.field(default_factory=MonitoringConfig)
     cost: CostConfig = dataclasses.field(default_factory=CostConfig)
 
     @property
@@ -1253,8 +1316,24 @@ class PlatformConfig(_Section):
             errors.append("data_lake.destroy_data_on_delete: must be false in a production environment, got: true")
         if self.target == "local" and self.account not in (None, "123456789012"):
             errors.append(f"account: the local emulator's account is 123456789012, got: {self.account!r}")
+        errors.extend(self._monitoring_errors())
         for section in _sections(self):
             errors.extend(section.validate())
+        return errors
+
+
+    def _monitoring_errors(self) -> list[str]:
+        """Monitoring watches the real-time endpoint's captures and retrains through the pipeline."""
+        m = self.monitoring
+        if not m.enabled:
+            return []
+        errors = []
+        if not self.serving.enabled or self.serving.data_capture_percent <= 0:
+            errors.append("monitoring.enabled: needs serving.enabled and serving.data_capture_percent > 0 (the drift job "
+                          f"reads captured traffic), got: serving.enabled={self.serving.enabled}, "
+                          f"data_capture_percent={self.serving.data_capture_percent}")
+        if m.retrain_dataset is not None and m.retrain_dataset not in self.pipeline.datasets:
+            errors.append(f"monitoring.retrain_dataset: must be one of pipeline.datasets {self.pipeline.datasets}, got: {m.retrain_dataset!r}")
         return errors
 
 

@@ -18,7 +18,7 @@ bundles live in ``artifacts`` under ``checkpoints/``, ``evaluation/`` and ``code
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Protocol, runtime_checkable
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -31,7 +31,8 @@ from constructs import Construct
 from mlinfra.constructs.common import acknowledge, data_removal_policy
 from mlinfra.domain.lake import ZONES, LakeEncryption, Lifecycle, Zone, default_lifecycle, lifecycle_errors, prefix_error
 
-__all__ = ["DataLake", "ImportedDataLake", "LakeEncryption", "Lifecycle", "Zone", "ZONES", "dataset_prefix"]
+__all__ = ["DataLake", "ImportedDataLake", "IDataLake", "LakeBase", "LakeEncryption", "Lifecycle", "Zone", "ZONES",
+           "dataset_prefix"]
 
 #: Sub-prefixes of the artifacts zone.
 ARTIFACT_PREFIXES = {"checkpoints": "checkpoints/", "evaluation": "evaluation/", "code": "code/"}
@@ -58,7 +59,29 @@ def validate_zone(zone: str, available: tuple[str, ...] = ZONES) -> str:
     return zone
 
 
-class _LakeBase(Construct):
+@runtime_checkable
+class IDataLake(Protocol):
+    """What other constructs consume from a lake, created (:class:`DataLake`) or imported
+    (:class:`ImportedDataLake`, ``DataLake.from_lake_attributes``): take this type, not a concrete class."""
+
+    #: The KMS key of the zone buckets, or None for S3-managed keys.
+    encryption_key: kms.IKey | None
+
+    @property
+    def zones(self) -> tuple[str, ...]: ...
+
+    def bucket(self, zone: str) -> s3.IBucket: ...
+
+    def grant_read(self, zone: str, grantee: iam.IGrantable, prefix: str | None = None) -> iam.Grant: ...
+
+    def grant_write(self, zone: str, grantee: iam.IGrantable, prefix: str | None = None) -> iam.Grant: ...
+
+    def grant_read_write(self, zone: str, grantee: iam.IGrantable, prefix: str | None = None) -> iam.Grant: ...
+
+    def s3_uri(self, zone: str, prefix: str = "") -> str: ...
+
+
+class LakeBase(Construct):
     """Behaviour shared by a created and an imported lake: buckets by zone and prefix-scoped grants."""
 
     _buckets: dict[str, s3.IBucket]
@@ -110,7 +133,11 @@ class _LakeBase(Construct):
         )
 
 
-class DataLake(_LakeBase):
+#: The former private name of :class:`LakeBase`.
+_LakeBase = LakeBase
+
+
+class DataLake(LakeBase):
     """The lake's zone buckets, key, access logs and Glue databases.
 
     :param zones: zones to create, in flow order. :default: all of ``ZONES``
@@ -272,11 +299,17 @@ class DataLake(_LakeBase):
             )
         )
 
+    @staticmethod
+    def from_lake_attributes(scope: Construct, id: str, *, bucket_names: Mapping[str, str],
+                             key_arn: str | None = None) -> "ImportedDataLake":
+        """An existing lake, by its zone bucket names (and the key ARN when the buckets use SSE-KMS)."""
+        return ImportedDataLake(scope, id, bucket_names=bucket_names, key_arn=key_arn)
+
     def glue_database_name(self, zone: str) -> str:
         return self.glue_databases[validate_zone(zone, tuple(self.glue_databases))].ref
 
 
-class ImportedDataLake(_LakeBase):
+class ImportedDataLake(LakeBase):
     """An existing lake, imported by bucket names (and the key ARN if the buckets use SSE-KMS)."""
 
     def __init__(
