@@ -64,7 +64,8 @@ def test_training_stack_has_no_library_warnings(assembly):
 
     _, platform = assembly
     training = platform.extra.get("training")
-    if training is None:
-        pytest.skip("no training stack in this environment")
+    if training is None or platform.config.env_name != "prod":
+        # local and dev deliberately warn that data is RETAINED without the destruction flag
+        pytest.skip("`make synth ENV=prod` is the warning-free build; this environment has no training stack or is not prod")
     warnings = Annotations.from_stack(training).find_warning("*", Match.any_value())
     assert [(w.id, w.entry.data) for w in warnings] == []
