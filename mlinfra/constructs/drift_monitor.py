@@ -485,7 +485,8 @@ def retrain_on_drift(scope: Construct, id: str, *, trigger_function: lambda_.IFu
         if lineage_table is not None:
             lineage_table.grant(trigger_function.role, "dynamodb:PutItem")
             if lineage_table.encryption_key is not None:
-                lineage_table.encryption_key.grant_encrypt(trigger_function.role)
+                # DynamoDB calls KMS with the caller's permissions for a customer managed table key.
+                lineage_table.encryption_key.grant_encrypt_decrypt(trigger_function.role)
     return rule
 
 

@@ -234,6 +234,15 @@ _HYPERPOD: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.domain.hyperpod.lifecycle_uri_errors",
     ),
     ServiceRule(
+        id="hyperpod.lifecycle-extended-mode",
+        rule="With managed Slurm, lifecycle scripts run as OnInitComplete (Extended mode, after HyperPod configures "
+        "Slurm and FSx); OnCreate (Customer Managed mode) leaves the whole node setup to the scripts. The two are "
+        "mutually exclusive.",
+        source="AWS::SageMaker::Cluster ClusterLifeCycleConfig (CloudFormation resource schema) and "
+        "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ClusterLifeCycleConfig.html",
+        enforced_by="mlinfra.constructs.hyperpod.HyperPodLifecycle",
+    ),
+    ServiceRule(
         id="hyperpod.deep-health-checks",
         rule="On-start deep health checks (InstanceStress, InstanceConnectivity) run on accelerated (GPU, Trainium) "
         "instance groups and need the current HyperPod AMI.",
@@ -244,8 +253,8 @@ _HYPERPOD: tuple[ServiceRule, ...] = (
     ServiceRule(
         id="hyperpod.slurm-topology",
         rule="Managed Slurm: one Controller group, at most one Login group, Compute groups each in one partition "
-        "(ClusterSlurmConfig.PartitionNames holds at most one name); more than one controller node (multi-head) "
-        "needs an external Slurm accounting database (Orchestrator.Slurm.AccountingDatabase).",
+        "(ClusterSlurmConfig.PartitionNames holds at most one name); API-driven (managed) Slurm runs one controller "
+        "node (multi-head controllers are a legacy-configuration feature).",
         source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ClusterSlurmConfig.html and "
         "https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-hyperpod-multihead.html",
         enforced_by="mlinfra.domain.hyperpod.slurm_topology_errors",
