@@ -289,13 +289,16 @@ def test_drift_event_retrains_on_the_newest_version_outside_cooldown_and_interva
     with mock.patch.dict(os.environ, {"RAW_BUCKET": "raw"}):
         req = h.drift_request(_drift_event(), now, [])
         assert (req["version"], req["trigger"], req["report_uri"]) == ("v2", "drift", "s3://art/drift-reports/ep/r.json")
-        assert "-drift" in req["name"]
+        assert h.DRIFT_RUN_NAME.search(req["name"]), req["name"]
         recent = [{"name": "images-v1-abc", "startDate": now - timedelta(hours=2)}]
         assert h.drift_request(_drift_event(), now, recent)["skip"].startswith("min-interval")
         drift_run = [{"name": req["name"], "startDate": now - timedelta(hours=10)}]
         assert h.drift_request(_drift_event(), now, drift_run)["skip"].startswith("cooldown")
         assert "name" in h.drift_request(_drift_event(cooldown_hours=8), now, drift_run)
         assert "name" in h.drift_request(_drift_event(), now, [{"name": req["name"], "startDate": now - timedelta(hours=30)}])
+        # a dataset whose name contains "-drift" is not mistaken for a drift-triggered run
+        other = [{"name": "my-drift-data-v1-0a1b2c3d", "startDate": now - timedelta(hours=10)}]
+        assert "name" in h.drift_request(_drift_event(), now, other)
 
 
 @pytest.mark.parametrize("event, message", [

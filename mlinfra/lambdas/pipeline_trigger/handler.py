@@ -115,6 +115,8 @@ DRIFT_DETAIL_TYPE = "Model Drift Detected"
 #: Defaults when the drift rule's input does not set them (hours).
 DRIFT_COOLDOWN_HOURS = 24.0
 DRIFT_MIN_INTERVAL_HOURS = 6.0
+#: The tail execution_name() gives a drift-triggered run: ``-drift<7 hex>-<8 hex>``.
+DRIFT_RUN_NAME = re.compile(r"-drift[0-9a-f]{7}-[0-9a-f]{8}$")
 
 
 def is_drift_event(event: Any) -> bool:
@@ -145,7 +147,7 @@ def drift_request(event: dict[str, Any], now: datetime, executions: list[dict[st
     starts = sorted(executions, key=lambda e: e["startDate"], reverse=True)
     if starts and now - starts[0]["startDate"] < timedelta(hours=interval):
         return {"skip": f"min-interval: last run {starts[0]['name']} started {starts[0]['startDate'].isoformat()}"}
-    drift_runs = [e for e in starts if "-drift" in e["name"]]
+    drift_runs = [e for e in starts if DRIFT_RUN_NAME.search(e["name"])]
     if drift_runs and now - drift_runs[0]["startDate"] < timedelta(hours=cooldown):
         return {"skip": f"cooldown: last drift run {drift_runs[0]['name']} started {drift_runs[0]['startDate'].isoformat()}"}
     version = latest_version(os.environ.get("RAW_BUCKET", ""), dataset)
@@ -159,9 +161,13 @@ def drift_request(event: dict[str, Any], now: datetime, executions: list[dict[st
 
 
 def recent_executions(arn: str, since: datetime) -> list[dict[str, Any]]:
+    """Executions started since ``since`` (ListExecutions returns the newest first: stop at the first older page)."""
     out: list[dict[str, Any]] = []
     for page in client("stepfunctions").get_paginator("list_executions").paginate(stateMachineArn=arn):
-        out += [e for e in page.get("executions", []) if e["startDate"] >= since]
+        executions = page.get("executions", [])
+        out += [e for e in executions if e["startDate"] >= since]
+        if any(e["startDate"] < since for e in executions):
+            break
     return out
 
 
