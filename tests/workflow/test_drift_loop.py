@@ -77,6 +77,8 @@ def test_capture_to_drift_report_metrics_event_and_retrain(aws):
     train = syn.frame(20_000, 1)
     s3.put_object(Bucket="raw", Key="dataset=tabular/version=v1/train.csv", Body=b"x")
     s3.put_object(Bucket="raw", Key="dataset=tabular/version=v2/train.csv", Body=syn.training_csv(train).encode())
+    for stamp, version in (("20261101T000000Z", "v1"), ("20261102T000000Z", "v2")):  # the glue's ready markers
+        s3.put_object(Bucket="raw", Key=f"dataset=tabular/_ready/{stamp}_{version}.json", Body=b"{}")
     job.main(["baseline", "--data", "s3://raw/dataset=tabular/version=v2/", "--output", "s3://art/baselines/runs/r1/baseline.json",
               "--copy-to", "s3://art/baselines/realtime/baseline.json"], clients=aws)
 
