@@ -44,6 +44,7 @@ from constructs import Construct
 from mlinfra.constructs.common import acknowledge, is_token
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards
+from mlinfra.domain.hosting_instances import accepts_volume_kms_key
 from mlinfra.domain.lake import ZONES
 from mlinfra.domain.teams import family_min_vcpus, prefixes_overlap
 
@@ -532,7 +533,7 @@ class _EndpointProduct(servicecatalog.ProductStack):
                 image=image.value_as_string, model_data_url=model_data.value_as_string),
         )
         config = sagemaker.CfnEndpointConfig(
-            self, "EndpointConfig", kms_key_id=key.key_arn,
+            self, "EndpointConfig", kms_key_id=_volume_key_for(self, instance_type, instance_types, key),
             production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                 variant_name="AllTraffic", model_name=model.attr_model_name,
                 initial_instance_count=instance_count.value_as_number, initial_variant_weight=1.0,
@@ -632,3 +633,20 @@ def validate_team_write_overlap(teams: Sequence[TeamEnvironment]) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"team_name must be unique across teams, got duplicates: {dupes}")
+
+
+def _volume_key_for(scope: Construct, instance_type: cdk.CfnParameter, allowed: Sequence[str], key: kms.IKey) -> str:
+    """The endpoint config's KmsKeyId, left out for the allowed types with local NVMe storage (CreateEndpointConfig
+    refuses a volume key there: rule sagemaker.no-volume-kms-with-instance-storage); the type is a launch parameter,
+    so a CloudFormation condition decides."""
+    local = [t for t in allowed if not accepts_volume_kms_key(t)]
+    if not local:
+        return key.key_arn
+    if len(local) == len(allowed):
+        return cdk.Aws.NO_VALUE
+    equals = [cdk.Fn.condition_equals(instance_type.value_as_string, t) for t in local]
+    while len(equals) > 1:  # Fn::Or takes 2-10 conditions
+        equals = [cdk.Fn.condition_or(*equals[i:i + 10]) if len(equals[i:i + 10]) > 1 else equals[i]
+                  for i in range(0, len(equals), 10)]
+    condition = cdk.CfnCondition(scope, "InstanceStorageType", expression=equals[0])
+    return cdk.Fn.condition_if(condition.logical_id, cdk.Aws.NO_VALUE, key.key_arn).to_string()

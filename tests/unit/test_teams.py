@@ -161,8 +161,10 @@ def test_product_templates_have_validated_parameters(platform, templates):
     params = endpoint.to_json()["Parameters"]
     assert params["InstanceType"]["AllowedValues"][0].startswith("ml.")
     assert "AllowedPattern" in params["ModelDataUrl"] and "AllowedPattern" in params["ExecutionRoleArn"]
-    endpoint.has_resource_properties("AWS::SageMaker::EndpointConfig", {"KmsKeyId": {"Fn::GetAtt": [
-        next(iter(endpoint.find_resources("AWS::KMS::Key"))), "Arn"]}})
+    # the volume key, except on the offered types with local NVMe storage (a condition on the launch parameter)
+    endpoint.has_resource_properties("AWS::SageMaker::EndpointConfig", {"KmsKeyId": {"Fn::If": [
+        "InstanceStorageType", {"Ref": "AWS::NoValue"},
+        {"Fn::GetAtt": [next(iter(endpoint.find_resources("AWS::KMS::Key"))), "Arn"]}]}})
     endpoint.has_resource_properties("AWS::SageMaker::Model", {"EnableNetworkIsolation": True})
     queue = _product_template(platform, "TrainingQueueProductStack")
     assert queue.to_json()["Parameters"]["Priority"]["MaxValue"] == 100
