@@ -30,7 +30,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from mlinfra.config import ZONES, LifecycleConfig, validate_lifecycle
-from mlinfra.constructs.common import acknowledge, data_removal_policy
+from mlinfra.constructs.common import acknowledge, acknowledge_access_log_destination, data_removal_policy, limit_grants_to_aws_services
 
 __all__ = ["DataLake", "ImportedDataLake", "LakeEncryption", "ZONES", "dataset_prefix"]
 
@@ -44,6 +44,10 @@ def dataset_prefix(dataset: str, version: str) -> str:
     """The raw-zone prefix of one dataset version: ``dataset=<name>/version=<version>/``."""
     return f"dataset={dataset}/version={version}/"
 
+
+#: Why the lake's buckets carry no S3 Object Lock (Control Tower CT.S3.PR.9).
+_NO_OBJECT_LOCK = ("Object Lock (WORM) would stop the zones' lifecycle expirations and the platform's data-destruction "
+                   "path; versioning, no-delete grants and RETAIN protect the objects instead")
 
 class LakeEncryption:
     KMS = "kms"
@@ -182,6 +186,7 @@ class DataLake(_LakeBase):
                 description=f"{name_prefix} data lake: encrypts every zone bucket",
                 removal_policy=removal,
             )
+            limit_grants_to_aws_services(self.encryption_key)
             if encryption_key is None and allow_lustre_repository_access:
                 self._allow_lustre_repository_access(self.encryption_key)
         else:
@@ -208,11 +213,8 @@ class DataLake(_LakeBase):
             removal_policy=removal,
             auto_delete_objects=auto_delete_objects,
         )
-        acknowledge(
-            self.access_log_bucket,
-            "AwsSolutions-S1",
-            "This is the server access log destination; logging it into itself would loop.",
-        )
+        acknowledge_access_log_destination(self.access_log_bucket)
+        acknowledge(self.access_log_bucket, "cfn-guard::s3_bucket_object_lock_enabled_check", _NO_OBJECT_LOCK)
 
         self._buckets = {}
         for zone in zones:
@@ -242,6 +244,7 @@ class DataLake(_LakeBase):
             cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
                 event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True)
             )
+            acknowledge(bucket, "cfn-guard::s3_bucket_object_lock_enabled_check", _NO_OBJECT_LOCK)
             self._buckets[zone] = bucket
 
         self.glue_databases: dict[str, glue.CfnDatabase] = {}
@@ -281,6 +284,9 @@ class DataLake(_LakeBase):
                 },
             )
         )
+        acknowledge(key, "checkov::CKV_AWS_33", "The '*' principal is narrowed by conditions to this account's FSx "
+                    "S3-access service-linked roles calling through S3 in this region (their names carry the file "
+                    "system id, so they cannot be listed as principals)")
 
     def glue_database_name(self, zone: str) -> str:
         return self.glue_databases[validate_zone(zone, tuple(self.glue_databases))].ref

@@ -27,7 +27,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mlinfra.constructs.common import data_removal_policy, is_token, log_retention
+from mlinfra.constructs.common import acknowledge, acknowledge_retention, data_removal_policy, is_token, limit_grants_to_aws_services, log_retention
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.domain.lustre_sizing import PER_UNIT_THROUGHPUT, CachePlan, capacity_errors
 
@@ -196,6 +196,8 @@ class LustreCache(Construct):
             kms_key = kms.Key(self, "Key", enable_key_rotation=True, removal_policy=removal,
                               description="Encrypts the FSx for Lustre cache")
         self.kms_key = kms_key
+        if kms_key is not None:
+            limit_grants_to_aws_services(kms_key)
         self.log_group = logs.LogGroup(
             self, "Logs",
             # FSx delivers Lustre logs only to log groups named /aws/fsx/...
@@ -203,6 +205,11 @@ class LustreCache(Construct):
             retention=log_retention(log_retention_days, "log_retention_days"),
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
+        acknowledge_retention(self.log_group, log_retention(log_retention_days, "log_retention_days"))
+        for rule in ("checkov::CKV_AWS_158", "cfn-guard::cloudwatch_log_group_encrypted_check"):
+            # Issue 13 (the FSx log-group key) replaces this acknowledgment with a customer managed key.
+            acknowledge(self.log_group, rule, "Pending issue 13: the Lustre log group gets a customer managed key; "
+                        "until then CloudWatch Logs encrypts it with its service key")
 
         lustre = fsx.CfnFileSystem.LustreConfigurationProperty(
             deployment_type=dtype.value,

@@ -41,7 +41,7 @@ from constructs import Construct
 from mlinfra.domain import instances
 # DLAMI_SSM_PARAMETER: the AWS Deep Learning Base AMI (OSS NVIDIA driver, AL2023)
 from mlinfra.config import DEFAULT_PCLUSTER_VERSION, DLAMI_SSM_PARAMETER, PCLUSTER_MIN_MINOR, is_pcluster_release
-from mlinfra.constructs.common import acknowledge
+from mlinfra.constructs.common import BATCH_BASIC_MONITORING, BATCH_HOP_LIMIT, acknowledge
 from mlinfra.constructs.data_lake import DataLake, ImportedDataLake, validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.constructs.lustre_cache import LustreCache
@@ -343,6 +343,10 @@ class GpuTrainingCluster(Construct):
                 volume=ec2.BlockDeviceVolume.ebs(root_gib, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3,
                                                  delete_on_termination=True))],
         )
+        acknowledge(self.launch_template, "cfn-guard::ec2_launch_template_monitoring_enabled_check", BATCH_BASIC_MONITORING)
+        acknowledge(self.launch_template, "cfn-guard::ec2_launch_template_token_hop_limit_check", BATCH_HOP_LIMIT)
+        acknowledge(self.launch_template, "cfn-guard::ec2_launch_template_public_ip_disabled_check",
+                    "The EFA interfaces are in the private training subnet, which never maps public addresses")
         if efa:
             # EFA interfaces exist only in launch-template network interfaces (L1 level); the group sits on them.
             cfn_lt: ec2.CfnLaunchTemplate = self.launch_template.node.default_child
