@@ -805,7 +805,10 @@ class DeliveryConfig:
     config_file: str = "config/platform.yaml"
     #: Commands the synth step runs before ``cdk synth`` (install, tests, cfn-lint). :default: see below
     install_commands: list[str] = dataclasses.field(
-        default_factory=lambda: ["npm ci", "python -m pip install -e '.[dev]'"]
+        default_factory=lambda: ["npm ci", "python -m pip install -e '.[dev]'",
+                                 # checkov, in its own venv when the app pins it (this repository does)
+                                 "if [ -f requirements-scan.txt ]; then python -m venv .venv-scan && "
+                                 ".venv-scan/bin/pip install -r requirements-scan.txt; fi"]
     )
     #: Test commands the synth step runs before synthesizing. :default: the unit and policy tests (cdk-nag)
     test_commands: list[str] = dataclasses.field(

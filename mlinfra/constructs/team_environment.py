@@ -634,25 +634,13 @@ class TeamPortfolio(Construct):
                 description=f"Self-service ML products of team {t}, launched under the team's own launch role",
             )
             launch_role = self._launch_role(scope_t, team)
-            endpoint = servicecatalog.CloudFormationProduct(
-                scope_t, "EndpointProduct", product_name=f"{t}: SageMaker real-time endpoint", owner=provider_name,
-                description=f"A SageMaker real-time endpoint of team {t} serving a model artifact from the lake",
-                product_versions=[servicecatalog.CloudFormationProductVersion(
-                    product_version_name="v2",
-                    cloud_formation_template=servicecatalog.CloudFormationTemplate.from_product_stack(
-                        _EndpointProduct(scope_t, "EndpointProductStack", team=team,
-                                         instance_types=endpoint_instance_types)),
-                )],
-            )
-            training = servicecatalog.CloudFormationProduct(
-                scope_t, "TrainingQueueProduct", product_name=f"{t}: GPU training queue", owner=provider_name,
-                description=f"An extra Batch job queue on the GPU compute environment of team {t}",
-                product_versions=[servicecatalog.CloudFormationProductVersion(
-                    product_version_name="v2",
-                    cloud_formation_template=servicecatalog.CloudFormationTemplate.from_product_stack(
-                        _TrainingQueueProduct(scope_t, "TrainingQueueProductStack", team=team)),
-                )],
-            )
+            endpoint = _product(scope_t, "EndpointProduct", f"{t}: SageMaker real-time endpoint", provider_name,
+                                f"A SageMaker real-time endpoint of team {t} serving a model artifact from the lake",
+                                _EndpointProduct(scope_t, "EndpointProductStack", team=team,
+                                                 instance_types=endpoint_instance_types))
+            training = _product(scope_t, "TrainingQueueProduct", f"{t}: GPU training queue", provider_name,
+                                f"An extra Batch job queue on the GPU compute environment of team {t}",
+                                _TrainingQueueProduct(scope_t, "TrainingQueueProductStack", team=team))
             products = {"endpoint": endpoint, "training-queue": training}
             tag_options = servicecatalog.TagOptions(scope_t, "TagOptions", allowed_values_for_tags={
                 "team": [t], "team-cost-centre": [team.cost_centre]})
@@ -755,6 +743,17 @@ class TeamPortfolio(Construct):
                         "servicecatalog:provisioning (the product templates), kms:CreateKey and SageMaker creates "
                         "only with the team's tag, stacks only SC-*: conditions checkov does not read")
         return role
+
+
+def _product(scope: Construct, id: str, name: str, owner: str, description: str,
+             template: servicecatalog.ProductStack) -> servicecatalog.CloudFormationProduct:
+    return servicecatalog.CloudFormationProduct(
+        scope, id, product_name=name, owner=owner, description=description,
+        product_versions=[servicecatalog.CloudFormationProductVersion(
+            product_version_name="v2",
+            cloud_formation_template=servicecatalog.CloudFormationTemplate.from_product_stack(template),
+        )],
+    )
 
 
 def _launch_suffix(scope: Construct) -> str:
