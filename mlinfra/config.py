@@ -456,11 +456,72 @@ class SlurmQueueConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class HyperPodGroupConfig:
+    """One HyperPod instance group."""
+
+    #: Instance-group name (letters, digits, inner hyphens).
+    name: str = "gpu"
+    #: A SageMaker HyperPod instance type (``ml.``...).
+    instance_type: str = "ml.p5.48xlarge"
+    #: Controller, Login or Compute. :default: Compute
+    node_type: Literal["Controller", "Login", "Compute"] = "Compute"
+    #: Instances (compute groups may be 0 at rest). :default: 0
+    instance_count: int = 0
+    #: Slurm partition of a compute group. :default: None
+    partition: str | None = None
+
+
+def _default_hyperpod_groups() -> list[HyperPodGroupConfig]:
+    return [HyperPodGroupConfig(name="controller", instance_type="ml.t3.medium", node_type="Controller",
+                                instance_count=1),
+            HyperPodGroupConfig(name="gpu", instance_type="ml.p5.48xlarge", instance_count=0, partition="gpu")]
+
+
+@dataclasses.dataclass(frozen=True)
+class HyperPodConfig:
+    """SageMaker HyperPod with managed Slurm (constructs/hyperpod.py)."""
+
+    #: Build the HyperPod cluster. :default: False
+    enabled: bool = False
+    #: Cluster name, prefixed like every resource name (replacement on change). :default: hyperpod
+    cluster_name: str = "hyperpod"
+    #: Instance groups: one Controller (1 instance), at most one Login, Compute groups with a partition each.
+    #: :default: an ml.t3.medium controller and an ml.p5.48xlarge "gpu" partition at 0 instances
+    groups: list[HyperPodGroupConfig] = dataclasses.field(default_factory=_default_hyperpod_groups)
+    #: Replace faulty nodes: Automatic or None. :default: Automatic
+    node_recovery: Literal["Automatic", "None"] = "Automatic"
+    #: Prefix of the lifecycle scripts in the lake's artifacts zone. :default: hyperpod/lifecycle/
+    lifecycle_prefix: str = "hyperpod/lifecycle/"
+
+    def validate(self, path: str) -> list[str]:
+        from mlinfra.domain import hyperpod
+
+        if not self.enabled:
+            return []
+        errors = hyperpod.name_errors(f"{path}.cluster_name", self.cluster_name)
+        nodes = {n.value: n for n in hyperpod.SlurmNodeType}
+        for g in self.groups:
+            gp = f"{path}.groups[{g.name}]"
+            errors += hyperpod.name_errors(f"{gp}.name", g.name)
+            errors += hyperpod.instance_type_errors(f"{gp}.instance_type", g.instance_type)
+            errors += hyperpod.instance_count_errors(f"{gp}.instance_count", g.instance_count,
+                                                     0 if g.node_type == "Compute" else 1)
+        errors += hyperpod.slurm_topology_errors(
+            f"{path}.groups", [(g.name, nodes[g.node_type], g.instance_count, g.partition) for g in self.groups])
+        if not _PREFIX_RE.fullmatch(self.lifecycle_prefix) or not self.lifecycle_prefix:
+            errors.append(f"{path}.lifecycle_prefix: must be a key prefix ending with '/', got: {self.lifecycle_prefix!r}")
+        return errors
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     """GPU training: the Lustre cache, a Batch cluster and a Slurm (ParallelCluster) cluster."""
 
     #: Build the training stack. :default: True
     enabled: bool = True
+    #: Build the FSx for Lustre cache; without it the clusters and jobs read the lake from S3. Turning it off
+    #: does not delete a deployed file system (RETAINED): delete that by hand. :default: True
+    cache_enabled: bool = True
     #: Lustre deployment type. :default: PERSISTENT_2
     cache_deployment_type: Literal["SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"] = "PERSISTENT_2"
     #: Explicit capacity (GiB); null sizes the cache from the three sizing_* fields. :default: None
@@ -509,6 +570,8 @@ class TrainingConfig:
     slurm_head_node_instance_type: str = "m6i.2xlarge"
     #: Slurm queues. :default: one "gpu" queue of p4d.24xlarge, 0 to 4 nodes
     slurm_queues: list[SlurmQueueConfig] = dataclasses.field(default_factory=lambda: [SlurmQueueConfig()])
+    #: SageMaker HyperPod (managed Slurm), mounting the same cache. :default: disabled
+    hyperpod: HyperPodConfig = dataclasses.field(default_factory=HyperPodConfig)
 
     def validate(self) -> list[str]:
         from mlinfra.domain import instances, lustre_sizing
@@ -568,6 +631,7 @@ class TrainingConfig:
                     instances.validate_ec2_instance_type(q.instance_type, require_efa=self.efa, require_nvidia=True)
                 except instances.InstanceTypeError as exc:
                     errors.append(f"{p}.slurm_queues.{q.name}.instance_type: {exc}")
+        errors += self.hyperpod.validate(f"{p}.hyperpod")
         return errors
 
 
@@ -1071,6 +1135,47 @@ class PipelineConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CostConfig:
+    """Cost guard rails read by ``mlinfra cost`` and the cost policy test (issue 16): an idle budget, and a
+    recorded idle baseline that a change may not raise by more than ``idle_tolerance_percent`` unless the new
+    figure is acknowledged here."""
+
+    #: Most this environment may cost per month while idle (USD); ``mlinfra cost --max-idle`` and the test use
+    #: it. :default: None (no budget)
+    max_idle_usd: float | None = None
+    #: The idle cost per month (USD) recorded when the baseline was last accepted. :default: None (no baseline)
+    idle_baseline_usd: float | None = None
+    #: How far above the baseline (percent) the idle cost may rise without an acknowledgment. :default: 10
+    idle_tolerance_percent: float = 10.0
+    #: An accepted higher idle cost per month (USD): the test passes up to this figure. :default: None
+    idle_acknowledged_usd: float | None = None
+    #: Why the higher idle cost was accepted (who, when, what for); required with ``idle_acknowledged_usd``.
+    #: :default: None
+    idle_acknowledgment: str | None = None
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        for name in ("max_idle_usd", "idle_baseline_usd", "idle_acknowledged_usd"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                errors.append(f"cost.{name}: must be >= 0, got: {value}")
+        if not 0 <= self.idle_tolerance_percent <= 1000:
+            errors.append(f"cost.idle_tolerance_percent: must be between 0 and 1000, got: {self.idle_tolerance_percent}")
+        if (self.idle_acknowledged_usd is None) != (not self.idle_acknowledgment):
+            errors.append("cost.idle_acknowledgment: set it together with cost.idle_acknowledged_usd (the reason for "
+                          f"the accepted figure), got: {self.idle_acknowledgment!r} with {self.idle_acknowledged_usd!r}")
+        return errors
+
+    def idle_ceiling_usd(self) -> float | None:
+        """The idle cost above which the policy test fails: the baseline plus the tolerance, or the acknowledged
+        figure when that is higher. None when no baseline is recorded."""
+        if self.idle_baseline_usd is None:
+            return None
+        ceiling = self.idle_baseline_usd * (1 + self.idle_tolerance_percent / 100.0)
+        return max(ceiling, self.idle_acknowledged_usd or 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class PlatformConfig:
     """The whole platform for one environment."""
 
@@ -1098,6 +1203,7 @@ class PlatformConfig:
     delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
     vending: VendingConfig = dataclasses.field(default_factory=VendingConfig)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+    cost: CostConfig = dataclasses.field(default_factory=CostConfig)
 
     @property
     def is_production(self) -> bool:
