@@ -41,11 +41,12 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
-from mlinfra.config import ZONES, family_min_vcpus, prefixes_overlap
 from mlinfra.constructs.common import BATCH_BASIC_MONITORING, BATCH_HOP_LIMIT, acknowledge, is_token, limit_grants_to_aws_services
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix
 from mlinfra.domain.hosting_instances import family_of, parse_instance_type
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards
+from mlinfra.domain.lake import ZONES
+from mlinfra.domain.teams import family_min_vcpus, prefixes_overlap
 
 __all__ = ["TeamEnvironment", "TeamPortfolio", "team_role_path", "STUDIO_VISIBILITY_TAG"]
 

@@ -151,6 +151,15 @@ _HYPERPOD: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.domain.hyperpod.lifecycle_uri_errors",
     ),
     ServiceRule(
+        id="hyperpod.lifecycle-extended-mode",
+        rule="With managed Slurm, lifecycle scripts run as OnInitComplete (Extended mode, after HyperPod configures "
+        "Slurm and FSx); OnCreate (Customer Managed mode) leaves the whole node setup to the scripts. The two are "
+        "mutually exclusive.",
+        source="AWS::SageMaker::Cluster ClusterLifeCycleConfig (CloudFormation resource schema) and "
+        "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ClusterLifeCycleConfig.html",
+        enforced_by="mlinfra.constructs.hyperpod.HyperPodLifecycle",
+    ),
+    ServiceRule(
         id="hyperpod.deep-health-checks",
         rule="On-start deep health checks (InstanceStress, InstanceConnectivity) run on accelerated (GPU, Trainium) "
         "instance groups and need the current HyperPod AMI.",
@@ -161,8 +170,8 @@ _HYPERPOD: tuple[ServiceRule, ...] = (
     ServiceRule(
         id="hyperpod.slurm-topology",
         rule="Managed Slurm: one Controller group, at most one Login group, Compute groups each in one partition "
-        "(ClusterSlurmConfig.PartitionNames holds at most one name); more than one controller node (multi-head) "
-        "needs an external Slurm accounting database (Orchestrator.Slurm.AccountingDatabase).",
+        "(ClusterSlurmConfig.PartitionNames holds at most one name); API-driven (managed) Slurm runs one controller "
+        "node (multi-head controllers are a legacy-configuration feature).",
         source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ClusterSlurmConfig.html and "
         "https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-hyperpod-multihead.html",
         enforced_by="mlinfra.domain.hyperpod.slurm_topology_errors",
@@ -172,6 +181,31 @@ _HYPERPOD: tuple[ServiceRule, ...] = (
 
 # --- S3, DynamoDB, EventBridge, Transfer Family, DataSync (ingestion) ----------------------------------------------
 _INGESTION: tuple[ServiceRule, ...] = ()
+
+
+# --- Drift monitoring (issue 15): SageMaker Processing, CloudWatch, EventBridge, Scheduler ------------------------
+_MONITORING: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="sagemaker.processing-max-runtime",
+        rule="A processing job's StoppingCondition.MaxRuntimeInSeconds is between 1 and 777600 (9 days).",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProcessingStoppingCondition.html",
+        enforced_by="mlinfra.constructs.drift_monitor.validate_max_runtime",
+    ),
+    ServiceRule(
+        id="sagemaker.list-processing-jobs-resource",
+        rule="sagemaker:ListProcessingJobs supports no resource-level permissions: a policy allowing it must name "
+        "Resource '*' (an ARN never matches, the call is denied).",
+        source="https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html",
+        enforced_by="mlinfra.constructs.drift_monitor.DriftMonitor",
+    ),
+    ServiceRule(
+        id="cloudwatch.put-metric-data-limits",
+        rule="One PutMetricData request carries at most 1000 metrics, up to 30 dimensions each, and no NaN or "
+        "infinite values.",
+        source="https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html",
+        enforced_by="mlinfra.domain.drift.job.put_metrics",
+    ),
+)
 
 
 # --- Billing (what `mlinfra cost` relies on; mlinfra.domain.cost.pricers) ------------------------------------------
@@ -218,7 +252,8 @@ def _index(*sections: tuple[ServiceRule, ...]) -> dict[str, ServiceRule]:
 
 #: Every rule, by id.
 RULES: dict[str, ServiceRule] = _index(
-    _SAGEMAKER, _STEPFUNCTIONS, _BATCH, _PARALLELCLUSTER, _FSX, _EC2, _IAM, _HYPERPOD, _INGESTION, _COST
+    _SAGEMAKER, _STEPFUNCTIONS, _BATCH, _PARALLELCLUSTER, _FSX, _EC2, _IAM, _HYPERPOD, _INGESTION, _COST,
+    _MONITORING,
 )
 
 

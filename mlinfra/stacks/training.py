@@ -132,7 +132,9 @@ class TrainingStack(PlatformStack):
                                                        instance_count=g.instance_count, partition=g.partition)
                                  for g in hp.groups],
                 lifecycle=HyperPodLifecycle.bundled(lake.bucket("artifacts"), hp.lifecycle_prefix),
-                lustre=self.cache, lake=lake, lake_read=[HyperPodLakeAccess(*parse_lake_target(t)) for t in cfg.lake_read],
+                lustre=self.cache, lake=lake,
+                lake_read=[HyperPodLakeAccess(*parse_lake_target(t)) for t in cfg.lake_read],
+                lake_write=[HyperPodLakeAccess(*parse_lake_target(t)) for t in cfg.lake_write],
                 node_recovery=hp.node_recovery,
             )
             cdk.CfnOutput(self, "HyperPodClusterName", value=self.hyperpod_cluster.cluster_name)

@@ -57,6 +57,9 @@ class Context:
     directory: Path | None = None
     usage: dict[str, Any] = dataclasses.field(default_factory=dict)
     keys: list[str] = dataclasses.field(default_factory=list)
+    #: Prices a nested stack's template (``estimate.price_template``, passed in so this module never imports the
+    #: estimator that imports it). :default: None (nested stacks cannot be priced)
+    price_nested: Callable[..., list[Any]] | None = None
 
     def price(self, key: str) -> float:
         p = self.prices.require(key, self.region)
@@ -320,6 +323,13 @@ def sagemaker_cluster(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
         itype = ctx.literal(group.get("InstanceType"), "InstanceGroups.InstanceType")
         count = ctx.literal(group.get("InstanceCount"), "InstanceGroups.InstanceCount")
         parts.append(f"{group.get('InstanceGroupName', '?')}: {count} x {itype}")
+        if count and group.get("TrainingPlanArn"):
+            # Capacity reserved by a training plan is prepaid with the plan, not billed at on-demand rates.
+            raise NotLiteral(f"InstanceGroups.{group.get('InstanceGroupName')} runs on a training plan "
+                             f"(prepaid; its price is the plan's, not in the table)")
+        if count and any("EbsVolumeConfig" in (c or {}) for c in group.get("InstanceStorageConfigs") or []):
+            raise NotLiteral(f"InstanceGroups.{group.get('InstanceGroupName')} has extra EBS volumes per node "
+                             f"(SageMaker ML storage, no row in the table)")
         # A group at 0 costs nothing idle: its price is only needed for the per-use rate.
         hourly = ctx.price(f"sagemaker.hyperpod.{itype}") if count else \
             ctx.optional_price(f"sagemaker.hyperpod.{itype}")
@@ -475,11 +485,9 @@ def codepipeline(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
 def nested_stack(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
     url = json.dumps(_props(r).get("TemplateURL"))
     asset = (r.get("Metadata") or {}).get("aws:asset:path")
-    if asset and ctx.directory is not None and (ctx.directory / asset).is_file():
-        from mlinfra.domain.cost.estimate import price_template
-
+    if asset and ctx.directory is not None and (ctx.directory / asset).is_file() and ctx.price_nested is not None:
         template = json.loads((ctx.directory / asset).read_text())
-        items = price_template(template, stack=f"{ctx.stack}/{lid}", region=ctx.region, prices=ctx.prices,
+        items = ctx.price_nested(template, stack=f"{ctx.stack}/{lid}", region=ctx.region, prices=ctx.prices,
                                directory=ctx.directory, usage=ctx.usage)
         unknown = [i for i in items if i.unknown]
         out = Priced(sum(i.idle_usd for i in items), f"nested stack: {len(items)} resource(s)")
