@@ -22,7 +22,7 @@ PYTEST_WORKERS ?= 2
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-setup: .make/python.stamp .make/node.stamp .make/scan.stamp ## install the Python venv, the Node toolchain and checkov (idempotent)
+setup: .make/python.stamp .make/pcluster.stamp .make/node.stamp .make/scan.stamp ## install the Python venv, the Node toolchain and checkov (idempotent)
 
 .make/python.stamp: pyproject.toml
 	@mkdir -p .make
@@ -37,6 +37,14 @@ setup: .make/python.stamp .make/node.stamp .make/scan.stamp ## install the Pytho
 	@mkdir -p .make
 	@test -x $(SCAN_VENV)/bin/python || $(PYTHON_BOOT) -m venv $(SCAN_VENV)
 	$(SCAN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-scan.txt
+	@touch $@
+
+# AWS ParallelCluster's schema and validators for the tests (tests/unit/test_pcluster_validators.py). The package
+# declares CDK v1 and jsii 1.85, which conflict with aws-cdk-lib v2: it goes in without its dependencies; the few
+# it needs to load and validate a configuration (marshmallow, tabulate, jinja2) are pinned in the dev extra.
+PCLUSTER_VERSION := 3.16.1
+.make/pcluster.stamp: .make/python.stamp
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "aws-parallelcluster==$(PCLUSTER_VERSION)"
 	@touch $@
 
 .make/node.stamp: package.json package-lock.json

@@ -118,7 +118,20 @@ def _event_rule_targets(props: dict[str, Any], resources: dict[str, Any]) -> str
 
 #: Property rewrites for moto quirks on types it does create. A fix returns a note when the emulated
 #: resource does less than the template asks; notes are shown in the deploy report.
+def _batch_service_role(props: dict[str, Any], resources: dict[str, Any]) -> str | None:
+    """moto requires ServiceRole; AWS uses the service-linked role AWSServiceRoleForBatch when it is absent
+    (which infrastructure updates need): give the emulated environment a plain role instead."""
+    if props.get("ServiceRole"):
+        return None
+    resources.setdefault("EmulatorBatchServiceRole", {"Type": "AWS::IAM::Role", "Properties": {
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}]}}})
+    props["ServiceRole"] = {"Fn::GetAtt": ["EmulatorBatchServiceRole", "Arn"]}
+    return "an explicit service role (AWS uses the service-linked role AWSServiceRoleForBatch; moto requires one)"
+
+
 FIXUPS: dict[str, Any] = {
+    "AWS::Batch::ComputeEnvironment": _batch_service_role,
     "AWS::KMS::Key": _kms_key_tags,
     "AWS::Events::Rule": _event_rule_targets,
 }
@@ -196,7 +209,7 @@ def rewrite_template(template: dict[str, Any]) -> Rewrite:
             else:
                 res.pop("DependsOn", None)
     adjusted: dict[str, str] = {}
-    for lid, res in resources.items():
+    for lid, res in list(resources.items()):  # a fixup may add a resource
         if res.get("Type") in FIXUPS and "Properties" in res:
             note = FIXUPS[res["Type"]](res["Properties"], resources)
             if note:
