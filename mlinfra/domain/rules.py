@@ -40,7 +40,51 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         "instance storage; those volumes are encrypted by the instance's hardware module.",
         source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProductionVariant.html and "
         "API_ResourceConfig.html (VolumeKmsKeyId)",
-        enforced_by="mlinfra.domain.hosting_instances.family_of",
+        enforced_by="mlinfra.domain.hosting_instances.accepts_volume_kms_key",
+    ),
+    ServiceRule(
+        id="sagemaker.inference-image-serves",
+        rule="A hosted model's image must implement the serving contract (GET /ping, POST /invocations on 8080); "
+        "training images (the *-training Deep Learning Containers) do not.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html",
+        enforced_by="mlinfra.constructs.retrain_pipeline._validate_inference_image",
+    ),
+    ServiceRule(
+        id="sagemaker.model-role-reads-artifact-and-image",
+        rule="The model's execution role downloads ModelDataUrl (kms:Decrypt on the artifact's key) and pulls the "
+        "image (ECR pull actions and ecr:GetAuthorizationToken).",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html (CreateModel API: execution role permissions)",
+        enforced_by="mlinfra.constructs.retrain_pipeline.RetrainPipeline._grant_model_role",
+    ),
+    ServiceRule(
+        id="sagemaker.endpoint-stack-update-guarded",
+        rule="AWS::SageMaker::Endpoint applies DeploymentConfig (blue/green, auto-rollback) to stack updates and keeps "
+        "the current instance count and weights with RetainAllVariantProperties; without them an update is "
+        "all at once and resets capacity to InitialInstanceCount.",
+        source="https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-sagemaker-endpoint.html",
+        enforced_by="mlinfra.constructs.endpoint.rollout._RolloutMixin._guard_stack_updates",
+    ),
+    ServiceRule(
+        id="sagemaker.update-endpoint-in-service",
+        rule="UpdateEndpoint is refused while the endpoint is Creating, Updating, SystemUpdating or RollingBack; a "
+        "missing endpoint is reported as a ValidationException 'Could not find endpoint'.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_UpdateEndpoint.html",
+        enforced_by="mlinfra.retrain_definition.build_definition",
+    ),
+    ServiceRule(
+        id="sagemaker.rollout-fits-guardrails",
+        rule="A blue/green update's bake waits (WaitIntervalInSeconds per traffic step) and TerminationWaitInSeconds "
+        "run within MaximumExecutionTimeoutInSeconds; auto-rollback only acts on alarms that go to ALARM during the "
+        "update, so an alarm needing more datapoints than a bake holds never rolls back.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-blue-green.html and "
+        "deployment-guardrails-configuration.html (auto-rollback alarms)",
+        enforced_by="mlinfra.constructs.endpoint.validation._validate_rollout_timing",
+    ),
+    ServiceRule(
+        id="sagemaker.auto-rollback-describe-alarms",
+        rule="An UpdateEndpoint with AutoRollbackConfiguration needs cloudwatch:DescribeAlarms on the alarms.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html",
+        enforced_by="mlinfra.constructs.retrain_pipeline.RetrainPipeline._grant_state_machine",
     ),
     ServiceRule(
         id="sagemaker.customer-metadata",
@@ -61,7 +105,22 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
 
 
 # --- Step Functions ------------------------------------------------------------------------------------------------
-_STEPFUNCTIONS: tuple[ServiceRule, ...] = ()
+_STEPFUNCTIONS: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="stepfunctions.history-event-limit",
+        rule="A Standard execution stops at 25,000 history events; that end runs no Catch. A Task with a "
+        "Choice/Wait poll loop costs about 13 events per iteration.",
+        source="https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html (execution history)",
+        enforced_by="mlinfra.retrain_definition.worst_case_history_events",
+    ),
+    ServiceRule(
+        id="stepfunctions.sagemaker-sync-iam",
+        rule="The optimized sagemaker:create*Job.sync integrations need events:PutTargets, PutRule and DescribeRule "
+        "on rule/StepFunctionsGetEventsForSageMaker*JobsRule and the matching sagemaker:Stop*Job.",
+        source="https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html",
+        enforced_by="mlinfra.constructs.retrain_pipeline.RetrainPipeline._grant_state_machine",
+    ),
+)
 
 
 # --- AWS Batch -----------------------------------------------------------------------------------------------------
