@@ -66,3 +66,4 @@ def accepts_volume_kms_key(instance_type: str, prop: str = "instance_type") -> b
     training, processing and transform jobs, ``KmsKeyId`` of an endpoint config): not on types with local NVMe
     instance storage (service rule ``sagemaker.no-volume-kms-with-instance-storage``). Output keys are unaffected."""
     return not family_of(instance_type, prop).local_storage
+

@@ -81,6 +81,14 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.constructs.endpoint.validation._validate_rollout_timing",
     ),
     ServiceRule(
+        id="sagemaker.gpu-metrics-summed-over-devices",
+        rule="Endpoint instance metrics GPUUtilization and GPUMemoryUtilization (and CPUUtilization) are summed over "
+        "the instance's devices: 0-400 % on a 4-GPU instance.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html (SageMaker AI endpoint "
+        "instance metrics)",
+        enforced_by="mlinfra.constructs.endpoint.alarms._AlarmsMixin._gpus",
+    ),
+    ServiceRule(
         id="sagemaker.auto-rollback-describe-alarms",
         rule="An UpdateEndpoint with AutoRollbackConfiguration needs cloudwatch:DescribeAlarms on the alarms.",
         source="https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html",

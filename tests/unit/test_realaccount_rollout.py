@@ -373,3 +373,29 @@ def test_deploy_target_refuses_modes_the_rollout_cannot_reproduce():
         with pytest.raises(ValueError, match=f"deploy_target: a retrain pipeline rolls out one single-container model; "
                                              f"this endpoint serves {what}"):
             endpoint.deploy_target
+
+
+# --- item 10: thresholds on multi-GPU instances -------------------------------------------------------------
+
+@pytest.mark.parametrize(("instance_type", "gpus"), [("ml.g5.xlarge", 1), ("ml.g5.12xlarge", 4), ("ml.p4d.24xlarge", 8)])
+def test_gpu_defaults_scale_with_the_gpu_count(instance_type, gpus):
+    from mlinfra.constructs.endpoint import AutoScaling, ScalingMetric
+
+    stack = new_stack()
+    Endpoint(stack, "E", model=ModelContainer(image_uri=SERVE), variants=[ProductionVariant(instance_type=instance_type)],
+             auto_scaling=AutoScaling(metric=ScalingMetric.GPU_UTILIZATION))
+    t = Template.from_stack(stack)
+    (alarm,) = [a for k, a in t.find_resources("AWS::CloudWatch::Alarm").items() if k.startswith("EGpuMemoryUtilization")]
+    assert alarm["Properties"]["Threshold"] == 90 * gpus  # GPUMemoryUtilization is summed over GPUs
+    (policy,) = t.find_resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    assert policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 70 * gpus
+
+
+def test_an_explicit_gpu_target_is_taken_as_given():
+    from mlinfra.constructs.endpoint import AutoScaling, ScalingMetric
+
+    stack = new_stack()
+    Endpoint(stack, "E", model=ModelContainer(image_uri=SERVE), variants=[ProductionVariant(instance_type="ml.g5.12xlarge")],
+             auto_scaling=AutoScaling(metric=ScalingMetric.GPU_UTILIZATION, target_value=200))
+    (policy,) = Template.from_stack(stack).find_resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    assert policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 200

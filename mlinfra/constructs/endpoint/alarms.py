@@ -12,6 +12,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 
 from mlinfra.constructs.common import alarm_principal
+from mlinfra.domain import instances
 from mlinfra.domain.hosting_instances import family_of
 from mlinfra.constructs.endpoint.props import ROLLBACK_ALARMS, EndpointAlarms, ProductionVariant
 
@@ -55,10 +56,13 @@ class _AlarmsMixin:
                 specs.append(("MemoryUtilization", self.metric_memory_utilization(period=a.period),
                               a.memory_utilization_percent, f"Memory utilization above {a.memory_utilization_percent}%"))
             if a.gpu_memory_utilization_percent is not None and self._is_gpu(self.primary_variant):
-                # GPUMemoryUtilization is percent x GPUs; the Average over instances of a 1-GPU type is the percent.
+                # GPUMemoryUtilization is SUMMED over the instance's GPUs (0-400 % on 4 GPUs): the threshold, per
+                # GPU in the props, scales with the GPU count of the instance table.
+                gpus = self._gpus(self.primary_variant)
                 specs.append(("GpuMemoryUtilization", self.metric_gpu_memory_utilization(period=a.period),
-                              a.gpu_memory_utilization_percent,
-                              f"GPU memory utilization above {a.gpu_memory_utilization_percent}% (summed over GPUs)"))
+                              a.gpu_memory_utilization_percent * gpus,
+                              f"GPU memory utilization above {a.gpu_memory_utilization_percent}% per GPU "
+                              f"({a.gpu_memory_utilization_percent * gpus:g}% summed over {gpus} GPU(s))"))
         action = cw_actions.SnsAction(self.alarm_topic)
         for name, metric, threshold, desc in specs:
             alarm = cloudwatch.Alarm(self, f"{name}Alarm", metric=metric, threshold=threshold,
@@ -87,3 +91,17 @@ class _AlarmsMixin:
         if name not in ROLLBACK_ALARMS:
             return None
         return f"{cdk.Names.unique_resource_name(self, max_length=200, separator='-')}-{name}"
+
+    def _gpus(self, v: ProductionVariant) -> int:
+        """GPUs per instance of ``v`` (1, with a warning, for a type the accelerator table lacks)."""
+        # SageMaker's GPUUtilization and GPUMemoryUtilization are SUMMED over the instance's GPUs (0-400 % on 4).
+        try:
+            gpus = instances.gpu_count(str(v.instance_type).removeprefix("ml."))
+        except instances.InstanceTypeError:
+            gpus = None
+        if gpus is None:
+            cdk.Annotations.of(self).add_warning_v2(
+                "mlinfra:endpoint-gpu-count",
+                f"{v.instance_type}: GPU count unknown (not in the accelerator table); GPU thresholds assume 1 GPU")
+            return 1
+        return gpus

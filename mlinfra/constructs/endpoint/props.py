@@ -214,8 +214,9 @@ class AutoScaling:
     :param min_capacity: >= 1 (0 only for async: scale to zero). :default: 1 (async: 0)
     :param max_capacity: >= min_capacity. :default: 4
     :param metric: target-tracking metric. :default: INVOCATIONS_PER_INSTANCE (async: BACKLOG_PER_INSTANCE)
-    :param target_value: > 0, in the metric's unit (invocations/instance/minute, percent, backlog items).
-        :default: 100 (utilization metrics: 70; backlog: 5)
+    :param target_value: > 0, in the metric's unit (invocations/instance/minute, percent, backlog items). GPU
+        utilization is summed over the instance's GPUs (a given value is taken as is).
+        :default: 100 (CPU utilization: 70; GPU utilization: 70 per GPU, i.e. 280 on a 4-GPU type; backlog: 5)
     :param scale_in_cooldown: :default: 5 minutes
     :param scale_out_cooldown: :default: 1 minute
     :param protect_from_scale_in: target tracking never removes instances (scale-in off). :default: False
@@ -264,7 +265,8 @@ class EndpointAlarms:
     :param invocations_zero: alarm when invocations drop to zero (breaching when no data). :default: False
     :param disk_utilization_percent: :default: 80
     :param memory_utilization_percent: :default: 85
-    :param gpu_memory_utilization_percent: GPU types only. :default: 90
+    :param gpu_memory_utilization_percent: GPU types only, per GPU (the alarm's threshold is this times the GPU count
+        of the instance table, the metric being summed over GPUs). :default: 90
     :param period: :default: 1 minute
     :param evaluation_periods: :default: 5
     :param datapoints_to_alarm: :default: 3

@@ -43,6 +43,8 @@ class _ScalingMixin:
         target.node.add_dependency(self.endpoint)
         default_target = {ScalingMetric.INVOCATIONS_PER_INSTANCE: 100.0, ScalingMetric.BACKLOG_PER_INSTANCE: 5.0}
         value = a.target_value if a.target_value is not None else default_target.get(metric, 70.0)
+        if metric is ScalingMetric.GPU_UTILIZATION and a.target_value is None:
+            value *= self._gpus(v)  # GPUUtilization is summed over GPUs: 70 % of each GPU
         if metric is ScalingMetric.INVOCATIONS_PER_INSTANCE:
             tracking = dict(predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE)
         elif metric is ScalingMetric.BACKLOG_PER_INSTANCE:
