@@ -35,7 +35,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from mlinfra.constructs.common import is_token, log_retention
+from mlinfra.constructs.common import acknowledge_retention, alarm_principal, is_token, limit_grants_to_aws_services, log_retention, logs_principal
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain.hosting_instances import accepts_volume_kms_key, family_of
@@ -151,14 +151,15 @@ class BatchTransform(Construct):
             self, "Key", enable_key_rotation=True, removal_policy=cdk.RemovalPolicy.RETAIN,
             description=f"Batch transform {self.node.path}: output, volumes, logs, notifications",
         )
+        limit_grants_to_aws_services(self.encryption_key)
         if isinstance(self.encryption_key, kms.Key):
-            self.encryption_key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
+            self.encryption_key.grant_encrypt_decrypt(logs_principal())
         self.notification_topic = notification_topic or sns.Topic(
             self, "Notifications", master_key=self.encryption_key, enforce_ssl=True,
             display_name="Batch transform failures",
         )
         if notification_topic is None and isinstance(self.encryption_key, kms.Key):
-            self.encryption_key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
+            self.encryption_key.grant_encrypt_decrypt(alarm_principal())
 
         self.output_prefix = output_prefix
         if model_role is not None:
@@ -328,6 +329,7 @@ class BatchTransform(Construct):
             retention=log_retention(log_retention_days, "log_retention_days"),
             encryption_key=self.encryption_key, removal_policy=cdk.RemovalPolicy.DESTROY,
         )
+        acknowledge_retention(self.log_group, log_retention(log_retention_days, "log_retention_days"))
         self.state_machine = sfn.StateMachine(
             self, "StateMachine",
             definition_body=sfn.DefinitionBody.from_chainable(body),

@@ -38,7 +38,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from mlinfra.constructs.common import data_removal_policy, encrypted_table, is_token, log_retention
+from mlinfra.constructs.common import acknowledge_retention, alarm_principal, data_removal_policy, encrypted_table, is_token, limit_grants_to_aws_services, log_retention, logs_principal
 from mlinfra.constructs.data_lake import DataLake, ImportedDataLake, dataset_prefix
 from mlinfra.constructs.endpoint_target import EndpointTarget
 from mlinfra.constructs.lambda_function import HandlerFunction
@@ -346,14 +346,23 @@ class RetrainPipeline(Construct):
         stack = cdk.Stack.of(self)
 
         self.key = encryption_key or kms.Key(self, "Key", enable_key_rotation=True, description=f"{self.node.path}: pipeline data")
-        for service in (f"logs.{cdk.Aws.REGION}.amazonaws.com", "cloudwatch.amazonaws.com", "states.amazonaws.com"):
-            self.key.grant_encrypt_decrypt(iam.ServicePrincipal(service))
+        limit_grants_to_aws_services(self.key)
+        for principal in (logs_principal(), alarm_principal(), iam.ServicePrincipal("states.amazonaws.com").with_conditions(
+                # Step Functions developer guide, "Data at rest encryption": the key's encryption context.
+                {"ArnLike": {"kms:EncryptionContext:aws:states:stateMachineArn":
+                             f"arn:{cdk.Aws.PARTITION}:states:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:stateMachine:*"}})):
+            self.key.grant_encrypt_decrypt(principal)
+        # EventBridge writes undeliverable events to the (encrypted) trigger DLQ; its KMS requests carry no source keys
+        # (rule iam.eventbridge-kms-no-source-keys), the queue policy CDK adds pins the rule (aws:SourceArn).
+        self.key.grant_encrypt_decrypt(iam.ServicePrincipal("events.amazonaws.com"))
 
         # --- lineage (and lock) table ------------------------------------------------------------------
         if lineage_table is None:
+            removal = data_removal_policy(self, destroy_data_on_delete, "The retrain pipeline's lineage table")
             table = encrypted_table(
-                self, "LineageTable", partition_key="pk", key=self.key,
-                removal_policy=data_removal_policy(self, destroy_data_on_delete, "The retrain pipeline's lineage table"),
+                self, "LineageTable", partition_key="pk", key=self.key, removal_policy=removal,
+                # Lineage is the audit trail of every model: deletion protection unless both data keys allow deletion.
+                deletion_protection=removal == cdk.RemovalPolicy.RETAIN,
             )
             self.lineage_table: dynamodb.ITable = table
         else:
@@ -519,6 +528,7 @@ class RetrainPipeline(Construct):
             retention=log_retention(log_retention_days, "log_retention_days"), encryption_key=self.key,
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
+        acknowledge_retention(self.log_group, log_retention(log_retention_days, "log_retention_days"))
         self.role = iam.Role(self, "StateMachineRole", assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
                              description=f"{self.node.path}: retrain state machine")
         self.state_machine = sfn.StateMachine(
@@ -551,7 +561,9 @@ class RetrainPipeline(Construct):
             description="Retrain when ingestion reports a new version of one of the pipeline's datasets",
             event_pattern=events.EventPattern(source=[READY_EVENT["source"]], detail_type=[READY_EVENT["detail-type"]],
                                               detail={"dataset": self.datasets}),
-            targets=[targets.LambdaFunction(self.trigger_fn.function, retry_attempts=4, max_event_age=cdk.Duration.hours(2))],
+            # Undeliverable events land in the trigger's dead-letter queue (alarmed), never silently dropped.
+            targets=[targets.LambdaFunction(self.trigger_fn.function, retry_attempts=4, max_event_age=cdk.Duration.hours(2),
+                                            dead_letter_queue=self.trigger_fn.dead_letter_queue)],
         )
         self.schedule_rules: list[events.Rule] = []
         if schedule is not None:

@@ -283,7 +283,59 @@ _EC2: tuple[ServiceRule, ...] = (
 
 
 # --- IAM, KMS, SQS, SNS, Service Catalog (isolation and confused deputy) -------------------------------------------
-_IAM: tuple[ServiceRule, ...] = ()
+_IAM: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="iam.launch-constraint-per-portfolio-product",
+        rule="A Service Catalog launch constraint applies to one product in one portfolio (one launch role per "
+        "product-portfolio pair), so per-team launch roles need per-team portfolios.",
+        source="https://docs.aws.amazon.com/servicecatalog/latest/adminguide/constraints-launch.html",
+        enforced_by="mlinfra.constructs.team_environment.TeamPortfolio",
+    ),
+    ServiceRule(
+        id="iam.launch-role-reads-tagged-templates",
+        rule="A launch role reads the product templates Service Catalog stores with s3:GetObject, which can be limited "
+        "to objects tagged servicecatalog:provisioning=true (s3:ExistingObjectTag); provisioned products run as "
+        "CloudFormation stacks named SC-<account>-pp-<id>.",
+        source="https://docs.aws.amazon.com/servicecatalog/latest/adminguide/constraints-launch.html",
+        enforced_by="mlinfra.constructs.team_environment.TeamPortfolio",
+    ),
+    ServiceRule(
+        id="iam.sagemaker-project-template",
+        rule="A custom SageMaker project template is a Service Catalog product tagged sagemaker:studio-visibility=true, "
+        "with the SageMakerProjectName and SageMakerProjectId parameters, in a portfolio shared with the Studio users' "
+        "execution roles.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-projects-templates-custom.html",
+        enforced_by="mlinfra.constructs.team_environment._ProductBase",
+    ),
+    ServiceRule(
+        id="iam.confused-deputy-source-keys",
+        rule="A service principal granted in a resource policy (key, queue, topic, bucket, function) should be limited "
+        "with aws:SourceArn / aws:SourceAccount (or the service's documented condition, such as "
+        "kms:EncryptionContext:aws:logs:arn for CloudWatch Logs) so it acts only for this account's resources.",
+        source="https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html; "
+        "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html",
+        enforced_by="mlinfra.constructs.common.alarm_principal",
+    ),
+    ServiceRule(
+        id="iam.eventbridge-kms-no-source-keys",
+        rule="EventBridge's KMS requests when delivering to an encrypted SQS queue or SNS topic carry no aws:SourceArn / "
+        "aws:SourceAccount, so those conditions on the key policy would drop every event; EventBridge does send "
+        "aws:SourceArn (the rule) to the queue or topic policy, which is where deliveries are pinned.",
+        source="AWS EventBridge user guide, https://docs.aws.amazon.com/eventbridge/latest/userguide/"
+        "eb-use-resource-based.html (SQS and SNS permissions) and the SNS developer guide, "
+        "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services",
+        enforced_by="mlinfra.constructs.common.events_only_from_this_account",
+    ),
+    ServiceRule(
+        id="iam.github-oidc-job-workflow-ref",
+        rule="AWS STS validates GitHub's job_workflow_ref claim as the condition key "
+        "token.actions.githubusercontent.com:job_workflow_ref in AssumeRoleWithWebIdentity trust policies (since "
+        "2026-02), which pins a role to one (reusable) workflow file at one ref.",
+        source="AWS STS announcement (2026-02), provider-specific OIDC claims for GitHub; GitHub docs, "
+        "https://docs.github.com/en/actions/reference/security/oidc (job_workflow_ref)",
+        enforced_by="mlinfra.constructs.github_oidc.GithubOidcDeployRole",
+    ),
+)
 
 
 # --- SageMaker HyperPod --------------------------------------------------------------------------------------------

@@ -400,25 +400,3 @@ def test_an_explicit_gpu_target_is_taken_as_given():
     (policy,) = Template.from_stack(stack).find_resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()
     assert policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 200
 
-
-def test_the_service_catalog_endpoint_product_leaves_the_volume_key_out_on_instance_storage_types():
-    """Item 1 for the Service Catalog endpoint product: the instance type is a launch parameter, so a condition."""
-    from mlinfra.constructs.team_environment import _EndpointProduct
-
-    from pathlib import Path
-
-    from aws_cdk import aws_servicecatalog as servicecatalog
-
-    app = cdk.App()
-    parent = cdk.Stack(app, "Parent", env=cdk.Environment(account="123456789012", region="us-east-1"))
-    product = _EndpointProduct(parent, "Product", instance_types=["ml.m5.large", "ml.g5.xlarge", "ml.g6.xlarge"])
-    servicecatalog.CloudFormationProduct(parent, "P", product_name="p", owner="o", product_versions=[
-        servicecatalog.CloudFormationProductVersion(
-            cloud_formation_template=servicecatalog.CloudFormationTemplate.from_product_stack(product))])
-    (path,) = Path(app.synth().directory).glob("*Product*.product.template.json")
-    t = json.loads(path.read_text())
-    (config,) = [r for r in t["Resources"].values() if r["Type"] == "AWS::SageMaker::EndpointConfig"]
-    key = config["Properties"]["KmsKeyId"]["Fn::If"]
-    condition = t["Conditions"][key[0]]
-    assert key[1] == {"Ref": "AWS::NoValue"}
-    assert {c["Fn::Equals"][1] for c in condition["Fn::Or"]} == {"ml.g5.xlarge", "ml.g6.xlarge"}

@@ -11,6 +11,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 
+from mlinfra.constructs.common import alarm_principal
 from mlinfra.domain import instances
 from mlinfra.domain.hosting_instances import family_of
 from mlinfra.constructs.endpoint.props import ROLLBACK_ALARMS, EndpointAlarms, ProductionVariant
@@ -25,7 +26,7 @@ class _AlarmsMixin:
         if isinstance(self.encryption_key, kms.Key):
             self.encryption_key.add_to_resource_policy(iam.PolicyStatement(
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                principals=[alarm_principal()],  # this account's alarms only (confused deputy)
                 resources=["*"],
             ))
         return topic

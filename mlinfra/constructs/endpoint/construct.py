@@ -14,6 +14,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from mlinfra.constructs.common import limit_grants_to_aws_services
 from mlinfra.domain.hosting_instances import family_of
 from mlinfra.constructs.endpoint.props import (
     EndpointMode,
@@ -142,6 +143,7 @@ class Endpoint(_RolloutMixin, _MetricsMixin, _ModelsMixin, _ScalingMixin, _Alarm
                 description=f"SageMaker endpoint {self.node.path}: volumes, async output, alarm topic",
             )
         self.encryption_key = encryption_key
+        limit_grants_to_aws_services(encryption_key)
 
         if role is None:
             role = iam.Role(

@@ -6,7 +6,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 
-from mlinfra.constructs.common import is_token
+from mlinfra.constructs.common import acknowledge, is_token
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.constructs.endpoint.props import _ECR_IMAGE_RE
 
@@ -50,6 +50,10 @@ class _PermissionsMixin(_InvokeMixin):
                      "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"],
             resources=["*"],
         ))
+        for rule in ("checkov::CKV_AWS_109", "checkov::CKV_AWS_111"):
+            acknowledge(role, rule, "SageMaker's documented VPC permissions for a model in a VPC: the ENI actions "
+                        "take no resource scoping at creation (SageMaker developer guide, give SageMaker access to "
+                        "resources in your VPC)")
 
     def _grant_image_pull(self, image_uri: str | None) -> None:
         stack = cdk.Stack.of(self)
