@@ -74,8 +74,9 @@ def reference_definition() -> dict[str, Any]:
         gate_function="<gate>", table_name="<table>", topic_arn="<topic>", model_package_group="<group>", validate_settings={},
         training_request=job, training_poll=PollSettings(60, 100), max_training_attempts=2, metric_name="accuracy", direction="higher",
         threshold=0.8, min_improvement=0.0, inference_image="<image>", preprocessing_request=job, evaluation_request=job,
-        manual_approval=True, deploy={"endpoint_name": "<endpoint>", "variant_name": "AllTraffic", "instance_type": "ml.m5.large",
-                                      "initial_instance_count": 1, "model_role_arn": "<model role>"},
+        manual_approval=True, approval_topic_arn="<approval topic>", approval_url="<approval url>",
+        deploy={"endpoint_name": "<endpoint>", "variant_name": "AllTraffic", "instance_type": "ml.m5.large",
+                "initial_instance_count": 1, "model_role_arn": "<model role>"},
     ))
 
 

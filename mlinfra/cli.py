@@ -8,7 +8,7 @@
     mlinfra plan-transfer ...      (from mlinfra.domain.transfer_planner, when installed)
     mlinfra size-cache ...         (from mlinfra.domain.lustre_sizing, when installed)
     mlinfra cost ...               (from mlinfra.domain.cost.cli: idle and per-use cost of a synthesized app)
-    mlinfra approve --function F --token T --decision approve|reject --reviewer R   (mlinfra.approvals)
+    mlinfra approve --url U|--function F --token T --decision approve|reject   (mlinfra.approvals, signed: you are the reviewer)
 
 Exit codes: 0 success, 1 a command failed (deploy error, missing optional module), 2 usage or
 configuration errors (every configuration error is printed at once; a bad argument is named, never a

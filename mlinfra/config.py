@@ -1093,6 +1093,9 @@ class PipelineConfig(_Section):
     manual_approval: bool = False
     #: An unanswered approval rejects after this many hours. :default: 72
     approval_timeout_hours: Annotated[int, between(1, 8760)] = 72
+    #: E-mail addresses subscribed to the approval topic (the requests carry the task token: reviewers only; never
+    #: the failure topic). Used with ``manual_approval``. :default: none
+    approval_emails: list[str] = dataclasses.field(default_factory=list)
     #: Interval of the pipeline's describe loops, seconds. :default: 60
     poll_interval_seconds: Annotated[int, between(1, 3600)] = 60
     #: Days to keep the execution logs. :default: 90
@@ -1133,6 +1136,11 @@ class PipelineConfig(_Section):
             errors.append(f"{p}.min_improvement: must be >= 0, got: {self.min_improvement}")
         if not 1 <= self.approval_timeout_hours <= 365 * 24:
             errors.append(f"{p}.approval_timeout_hours: must be between 1 and 8760, got: {self.approval_timeout_hours}")
+        bad = [e for e in self.approval_emails if not _EMAIL_RE.fullmatch(e)]
+        if bad:
+            errors.append(f"{p}.approval_emails: not e-mail addresses: {bad}")
+        if self.approval_emails and not self.manual_approval:
+            errors.append(f"{p}.approval_emails: used only with manual_approval: true, got: manual_approval false")
         if not 1 <= self.poll_interval_seconds <= 3600:
             errors.append(f"{p}.poll_interval_seconds: must be between 1 and 3600, got: {self.poll_interval_seconds}")
         if self.log_retention_days not in LOG_RETENTION_DAYS:

@@ -82,6 +82,10 @@ class DefinitionSettings:
     manual_approval: bool = False
     approval_timeout_seconds: int = 7 * 24 * 3600
     approval_function_name: str = ""
+    #: the dedicated topic of approval requests (they carry the task token; never the failure topic)
+    approval_topic_arn: str = ""
+    #: the approval function URL (AWS_IAM) the decide_with command signs its request to
+    approval_url: str = ""
     endpoint_config_function: str = ""
     deploy: Mapping[str, Any] | None = None
     endpoint_poll: PollSettings = PollSettings(60, 180)
@@ -437,13 +441,19 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
         "Default": "RequestApproval" if s.manual_approval else after_approval,
     }
 
-    # 7. Optional manual approval: an SNS message carrying the task token; a timeout rejects.
+    # 7. Optional manual approval: an SNS message carrying the task token, on the approval topic only (never the
+    # failure/outcome topic: whoever reads the token and may call the approval URL decides); a timeout rejects.
     if s.manual_approval:
+        if not s.approval_topic_arn or s.approval_topic_arn == s.topic_arn:
+            raise ValueError(f"approval_topic_arn: manual approval needs a topic of its own (the request carries the task "
+                             f"token), got: {s.approval_topic_arn!r}")
+        decide_with = (f"mlinfra approve --url {s.approval_url}" if s.approval_url
+                       else f"mlinfra approve --function {s.approval_function_name}")
         states["RequestApproval"] = {
             "Type": "Task",
             "Resource": "arn:aws:states:::sns:publish.waitForTaskToken",
             "Parameters": {
-                "TopicArn": s.topic_arn,
+                "TopicArn": s.approval_topic_arn,
                 "Subject": "Model approval requested",
                 "Message": {
                     "type": "approval-request",
@@ -456,9 +466,8 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
                     "value.$": "$.evaluation.metric_value",
                     "gate.$": "$.gate.reasons",
                     "token.$": "$$.Task.Token",
-                    "decide_with.$": "States.Format('mlinfra approve --function "
-                                     f"{s.approval_function_name} --decision approve|reject --reviewer <you> "
-                                     "--reason <why> --token {}', $$.Task.Token)",
+                    "decide_with.$": f"States.Format('{decide_with} --decision approve|reject --reason <why> "
+                                     "--token {}', $$.Task.Token)",
                 },
             },
             "TimeoutSeconds": s.approval_timeout_seconds,

@@ -32,6 +32,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
@@ -272,7 +273,9 @@ class RetrainPipeline(Construct):
     :param deploy_target: the endpoint to roll the model out to (from the serving capability). :default: None
         (register and approve only)
     :param model_package_group_name: :default: generated from the construct path
-    :param notification_topic: SNS topic for failures, outcomes and approvals. :default: a new encrypted topic
+    :param notification_topic: SNS topic for failures and outcomes (never a task token). :default: a new encrypted topic
+    :param approval_topic: SNS topic of the approval requests (they carry the task token, so subscribe reviewers
+        only). Only with ``manual_approval``. :default: a new encrypted topic when ``manual_approval``
     :param lineage_table: an existing lineage table (``pk``/``sk`` strings). :default: a new table (PITR, RETAIN)
     :param encryption_key: key of the table, topic, logs and jobs. :default: a new rotated key
     :param poll_interval: interval of the describe loops. :default: 1 minute
@@ -311,6 +314,7 @@ class RetrainPipeline(Construct):
         deploy_target: EndpointTarget | None = None,
         model_package_group_name: str | None = None,
         notification_topic: sns.ITopic | None = None,
+        approval_topic: sns.ITopic | None = None,
         lineage_table: dynamodb.ITable | None = None,
         encryption_key: kms.IKey | None = None,
         poll_interval: cdk.Duration | None = None,
@@ -328,6 +332,8 @@ class RetrainPipeline(Construct):
         super().__init__(scope, id)
         approval_timeout = approval_timeout or cdk.Duration.days(3)
         poll_interval = poll_interval or cdk.Duration.minutes(1)
+        if approval_topic is not None and not manual_approval:
+            raise ValueError(f"{self.node.path}: approval_topic is used only with manual_approval=True, got: manual_approval=False")
         if endpoint_timeout is None:
             guard = deploy_target.deployment_timeout_seconds if deploy_target is not None else None
             endpoint_timeout = cdk.Duration.seconds(guard + 1800) if guard else cdk.Duration.hours(2)
@@ -371,6 +377,13 @@ class RetrainPipeline(Construct):
         # --- notifications -------------------------------------------------------------------------------
         self.topic = notification_topic or sns.Topic(self, "Notifications", master_key=self.key, enforce_ssl=True,
                                                      display_name="mlinfra retrain pipeline")
+        # Approval requests carry the task token (whoever holds it and may call the approval URL decides): a topic
+        # of their own, subscribed by reviewers only, never the failure/outcome topic.
+        self.approval_topic: sns.ITopic | None = None
+        if manual_approval:
+            self.approval_topic = approval_topic or sns.Topic(
+                self, "ApprovalRequests", master_key=self.key, enforce_ssl=True,
+                display_name="mlinfra retrain pipeline approvals")
 
         # --- model registry --------------------------------------------------------------------------
         group_name = model_package_group_name or cdk.Names.unique_resource_name(self, max_length=63, separator="-")
@@ -459,6 +472,9 @@ class RetrainPipeline(Construct):
         # SendTaskSuccess/Failure take a task token, not a resource: IAM scopes them by the state machine ARN.
         self.approval_fn.role.add_to_policy(iam.PolicyStatement(
             actions=["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"], resources=[self.state_machine_arn]))
+        # Reviewers call the function URL, SigV4-signed: Lambda authenticates the caller (AuthType AWS_IAM) and passes
+        # its ARN to the handler, which records it as the reviewer (rule lambda.function-url-iam-caller).
+        self.approval_url = self.approval_fn.function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
 
         subs = _Substitutions()
         job_role_arn = subs.add("JobRoleArn", self.job_role.role_arn)
@@ -505,6 +521,8 @@ class RetrainPipeline(Construct):
             manual_approval=manual_approval,
             approval_timeout_seconds=int(approval_timeout.to_seconds()),
             approval_function_name=subs.add("ApprovalFunctionName", self.approval_fn.function.function_name),
+            approval_topic_arn=subs.add("ApprovalTopicArn", self.approval_topic.topic_arn) if self.approval_topic else "",
+            approval_url=subs.add("ApprovalUrl", self.approval_url.url) if manual_approval else "",
             endpoint_config_function=subs.add("EndpointConfigFunctionArn", self.endpoint_config_fn.function.function_arn)
             if self.endpoint_config_fn else "",
             deploy=self._deploy_settings(deploy_target, subs),
@@ -610,8 +628,16 @@ class RetrainPipeline(Construct):
         return self.state_machine.grant_start_execution(grantee)
 
     def grant_approve(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Let ``grantee`` invoke the approval callback."""
-        return self.approval_fn.function.grant_invoke(grantee)
+        """Let ``grantee`` decide approvals through the approval function URL (its IAM identity is the reviewer):
+        ``lambda:InvokeFunctionUrl`` with ``lambda:FunctionUrlAuthType = AWS_IAM`` and ``lambda:InvokeFunction``
+        with ``lambda:InvokedViaFunctionUrl = true`` (rule lambda.function-url-dual-permission). No plain invoke: a
+        direct invocation carries no caller identity (the handler refuses it)."""
+        return self.approval_url.grant_invoke_url(grantee)
+
+    def grant_read_approval_url(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` look the URL up (``mlinfra approve --function``: GetFunctionUrlConfig)."""
+        return iam.Grant.add_to_principal(grantee=grantee, actions=["lambda:GetFunctionUrlConfig"],
+                                          resource_arns=[self.approval_fn.function.function_arn])
 
     @staticmethod
     def _ecr_repositories(images: Sequence[str]) -> list[str]:
@@ -695,6 +721,8 @@ class RetrainPipeline(Construct):
         if self.lineage_table.encryption_key is not None:
             self.lineage_table.encryption_key.grant_encrypt_decrypt(role)
         self.topic.grant_publish(role)
+        if self.approval_topic is not None:
+            self.approval_topic.grant_publish(role)
 
         def arn(resource: str, name: str) -> str:
             return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)

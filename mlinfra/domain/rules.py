@@ -335,6 +335,23 @@ _IAM: tuple[ServiceRule, ...] = (
         "https://docs.github.com/en/actions/reference/security/oidc (job_workflow_ref)",
         enforced_by="mlinfra.constructs.github_oidc.GithubOidcDeployRole",
     ),
+    ServiceRule(
+        id="lambda.function-url-iam-caller",
+        rule="A Lambda function URL with AuthType AWS_IAM accepts only SigV4-signed requests (service name lambda) and "
+        "passes the authenticated caller to the function in requestContext.authorizer.iam (accountId, callerId, "
+        "userArn, userId); a direct Invoke carries no such context.",
+        source="https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html (request payload format); "
+        "https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html",
+        enforced_by="mlinfra.lambdas.pipeline_approval.handler.caller_arn",
+    ),
+    ServiceRule(
+        id="lambda.function-url-dual-permission",
+        rule="Since October 2025 a new function URL needs both lambda:InvokeFunctionUrl and lambda:InvokeFunction; "
+        "lambda:FunctionUrlAuthType limits the first to AWS_IAM URLs and lambda:InvokedViaFunctionUrl limits the "
+        "second to invocations through a URL.",
+        source="https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html",
+        enforced_by="mlinfra.constructs.retrain_pipeline.RetrainPipeline.grant_approve",
+    ),
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
+from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -71,6 +72,10 @@ class PipelineStack(PlatformStack):
                         "Production logs ERROR level only (issue 5): execution data of every state would copy dataset "
                         "names, metrics and task tokens into logs; X-Ray tracing and the lineage table record each run.")
         p = self.pipeline
+        if p.approval_topic is not None:
+            # Reviewers only: the approval request carries the task token (never sent to the failure topic).
+            for email in cfg.approval_emails:
+                p.approval_topic.add_subscription(subs.EmailSubscription(email))
         outputs = {
             "StateMachineArn": p.state_machine.state_machine_arn,
             "StateMachineName": p.state_machine_name,
@@ -78,6 +83,8 @@ class PipelineStack(PlatformStack):
             "NotificationTopicArn": p.topic.topic_arn,
             "ModelPackageGroupName": p.model_package_group_name,
             "ApprovalFunctionName": p.approval_fn.function.function_name,
+            "ApprovalUrl": p.approval_url.url,
+            **({"ApprovalTopicArn": p.approval_topic.topic_arn} if p.approval_topic is not None else {}),
             "TriggerFunctionName": p.trigger_fn.function.function_name,
             "ExecutionLogGroup": p.log_group.log_group_name,
         }

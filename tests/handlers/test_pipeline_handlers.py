@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+from typing import Any
 from unittest import mock
 
 import boto3
@@ -223,31 +225,76 @@ def test_gate_rejects_malformed_events(aws, event, message):
 
 # --- approval ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("event, message", [
-    ({"decision": "approve", "reviewer": "a"}, "token: the task token"),
-    ({"token": "t", "decision": "maybe", "reviewer": "a"}, "decision: must be one of"),
-    ({"token": "t", "decision": "approve"}, "reviewer: who decides is required"),
-    ({"body": "{bad"}, "body must be JSON"),
-    ("x", "event must be an object"),
+REVIEWER_ARN = "arn:aws:sts::123456789012:assumed-role/Reviewer/alice"
+
+
+def url_event(body: Any, caller: str | None = REVIEWER_ARN, **extra: Any) -> dict:
+    """A Lambda function URL request (payload format 2.0); ``caller`` is the SigV4 signer (AuthType AWS_IAM)."""
+    event: dict = {"version": "2.0", "rawPath": "/", "body": body if isinstance(body, str) else json.dumps(body),
+                   "isBase64Encoded": False, "requestContext": {"http": {"method": "POST"}}, **extra}
+    if caller is not None:
+        event["requestContext"]["authorizer"] = {"iam": {"userArn": caller, "accountId": "123456789012",
+                                                         "callerId": "AROAEXAMPLE:alice", "userId": "AROAEXAMPLE:alice"}}
+    return event
+
+
+def _answer(out: dict) -> tuple[int, dict]:
+    return out["statusCode"], json.loads(out["body"])
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"decision": "approve"}, "token: the task token"),
+    ({"token": "t", "decision": "maybe"}, "decision: must be one of"),
+    ("{bad", "body must be JSON"),
+    ('"x"', "body must be a JSON object"),
+    ({"token": "t", "decision": "approve", "reason": {"a": 1}}, "reason: must be text"),
 ])
-def test_approval_rejects_malformed_requests(event, message):
+def test_approval_rejects_malformed_requests(body, message):
     h = load_handler("pipeline_approval")
-    with pytest.raises(h.MalformedApprovalError, match=message):
-        h.handler(event, CTX)
+    h._clients["sfn"] = client = _sfn_client()
+    status, answer = _answer(h.handler(url_event(body), CTX))
+    assert status == 400 and message in answer["reason"]
+    assert not client.method_calls
+
+
+def test_approval_records_the_iam_caller_not_a_name_from_the_body():
+    """Issue 13 item 7: the reviewer is the function URL's authenticated caller; a reviewer field is refused."""
+    h = load_handler("pipeline_approval")
+    h._clients["sfn"] = client = _sfn_client()
+    status, answer = _answer(h.handler(url_event({"token": "t", "decision": "approve", "reason": "ok"}), CTX))
+    assert status == 200 and answer == {"status": "sent", "decision": "approve", "reviewer": REVIEWER_ARN}
+    assert json.loads(client.send_task_success.call_args.kwargs["output"]) == {
+        "decision": "Approved", "reviewer": REVIEWER_ARN, "reason": "ok"}
+    client.reset_mock()
+    status, answer = _answer(h.handler(url_event({"token": "t", "decision": "approve", "reviewer": "the-cto"}), CTX))
+    assert status == 400 and "reviewer: not accepted" in answer["reason"]
+    assert not client.method_calls
+
+
+@pytest.mark.parametrize("event", [
+    {"token": "t", "decision": "approve", "reviewer": "alice"},           # a direct Invoke (the old way)
+    url_event({"token": "t", "decision": "approve"}, caller=None),       # a URL without IAM auth (AuthType NONE)
+    url_event({"token": "t", "decision": "approve"}, caller="alice"),    # not an ARN
+    "x",
+])
+def test_approval_without_an_iam_caller_is_refused(event):
+    h = load_handler("pipeline_approval")
+    h._clients["sfn"] = client = _sfn_client()
+    status, answer = _answer(h.handler(event, CTX))
+    assert status == 403 and "requestContext.authorizer.iam.userArn" in answer["reason"]
+    assert not client.method_calls
 
 
 def test_approval_sends_the_decision_and_tolerates_a_closed_token():
     h = load_handler("pipeline_approval")
-    client = mock.MagicMock()
-    client.exceptions.TaskTimedOut = type("TaskTimedOut", (Exception,), {})
-    client.exceptions.TaskDoesNotExist = type("TaskDoesNotExist", (Exception,), {})
-    client.exceptions.InvalidToken = type("InvalidToken", (Exception,), {})
-    h._clients["sfn"] = client
-    assert h.handler({"token": "t", "decision": "reject", "reviewer": "bob", "reason": "drift"}, CTX) == {"status": "sent", "decision": "reject"}
-    client.send_task_failure.assert_called_once_with(taskToken="t", error="ModelRejected", cause="rejected by bob: drift")
+    h._clients["sfn"] = client = _sfn_client()
+    body = base64.b64encode(json.dumps({"token": "t", "decision": "reject", "reason": "drift"}).encode()).decode()
+    status, answer = _answer(h.handler(url_event(body, isBase64Encoded=True), CTX))
+    assert status == 200 and answer["decision"] == "reject"
+    client.send_task_failure.assert_called_once_with(taskToken="t", error="ModelRejected", cause=f"rejected by {REVIEWER_ARN}: drift")
     client.send_task_success.side_effect = client.exceptions.TaskTimedOut("expired")
-    out = h.handler({"body": json.dumps({"token": "t", "decision": "approve", "reviewer": "bob"})}, CTX)
-    assert out["status"] == "closed"
+    status, answer = _answer(h.handler(url_event({"token": "t", "decision": "approve"}), CTX))
+    assert status == 409 and answer["status"] == "closed"
 
 
 # --- trigger -------------------------------------------------------------------------------------------------------
@@ -476,14 +523,14 @@ def test_approval_accepts_tokens_up_to_the_botocore_limit_and_bounds_the_output(
     h = load_handler("pipeline_approval")
     shape = _SFN.operation_model("SendTaskSuccess").input_shape.members
     assert h.TOKEN_MAX == shape["taskToken"].metadata["max"] and h.OUTPUT_MAX == shape["output"].metadata["max"]
+    assert h.CAUSE_MAX == _SFN.operation_model("SendTaskFailure").input_shape.members["cause"].metadata["max"]
     client = _sfn_client()
     h._clients["sfn"] = client
-    assert h.handler({"token": "t" * 1500, "decision": "approve", "reviewer": "bob", "reason": "r" * 300_000}, CTX)["status"] == "sent"
+    out = h.handler(url_event({"token": "t" * 1500, "decision": "approve", "reason": "r" * 10_000}), CTX)
+    assert out["statusCode"] == 200
     sent = client.send_task_success.call_args.kwargs
     assert len(sent["taskToken"]) == 1500 and len(sent["output"]) <= 1024
-    with pytest.raises(h.MalformedApprovalError, match="1-2048 characters"):
-        h.handler({"token": "t" * 2049, "decision": "approve", "reviewer": "bob"}, CTX)
-    with pytest.raises(h.MalformedApprovalError, match="reviewer: at most 256"):
-        h.handler({"token": "t", "decision": "approve", "reviewer": "b" * 300_000}, CTX)
-    with pytest.raises(h.MalformedApprovalError, match="reason: must be text"):
-        h.handler({"token": "t", "decision": "approve", "reviewer": "bob", "reason": {"a": 1}}, CTX)
+    for body, message in (({"token": "t" * 2049, "decision": "approve"}, "1-2048 characters"),
+                          ({"token": "t", "decision": "approve", "reason": "r" * 300_000}, "body: at most")):
+        status, answer = _answer(h.handler(url_event(body), CTX))
+        assert status == 400 and message in answer["reason"]

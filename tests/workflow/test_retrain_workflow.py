@@ -13,6 +13,7 @@ moto's limits, and what covers them instead:
 from __future__ import annotations
 
 import json
+import re
 from unittest import mock
 
 import boto3
@@ -85,12 +86,13 @@ class Env:
         self.s3 = boto3.client("s3")
         self.machines = _Machines(self)
         self.buckets = {zone: self.bucket(zone) for zone in ("Raw", "Artifacts")}
-        # Every pipeline topic delivers to one queue, so a test reads what was notified.
+        # Every pipeline topic delivers to a queue of its own, so a test reads what was notified, and where.
         sqs = boto3.client("sqs")
-        self.queue = sqs.create_queue(QueueName="notifications")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        for logical in self.resolver.logical_ids("AWS::SNS::Topic"):
+        self.queues: dict[str, str] = {}
+        for i, logical in enumerate(self.resolver.logical_ids("AWS::SNS::Topic")):
             # (creating the topics first: a few resources, but every pipeline's notifications are captured)
+            self.queues[logical] = queue = sqs.create_queue(QueueName=f"topic-{i}")["QueueUrl"]
+            queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             boto3.client("sns").subscribe(TopicArn=self.resolver.ensure(logical)["Ref"], Protocol="sqs", Endpoint=queue_arn,
                                           Attributes={"RawMessageDelivery": "true"})
         self.s3.put_object(Bucket=self.buckets["Raw"], Key=f"dataset={DATASET}/version={VERSION}/part-0.parquet", Body=b"rows")
@@ -117,13 +119,17 @@ class Env:
         return run_execution(self.sfn, self.machines[machine], name, payload or {"dataset": DATASET, "version": VERSION,
                                                                                 "code_version": "abc1234"}, timeout)
 
-    def messages(self) -> list[dict]:
+    def messages(self, topics: dict[str, list[dict]] | None = None) -> list[dict]:
+        """Every message notified since the last call; ``topics`` (when given) collects them by topic logical id."""
         out = []
         sqs = boto3.client("sqs")
-        while batch := sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages", []):
-            for m in batch:
-                out.append(json.loads(m["Body"]))
-                sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=m["ReceiptHandle"])
+        for logical, queue in self.queues.items():
+            while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+                for m in batch:
+                    out.append(json.loads(m["Body"]))
+                    if topics is not None:
+                        topics.setdefault(logical, []).append(out[-1])
+                    sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
         return out
 
     def packages(self, pipeline: str) -> list[dict]:
@@ -250,10 +256,16 @@ def test_approval_timeout_rejects(env):
     assert result["states"][-1] == "ModelRejected" and "CreateModel" not in result["states"]
     (package,) = env.packages("Manual")
     assert package["ModelApprovalStatus"] == "Rejected"
-    request, outcome = env.messages()
+    topics: dict[str, list[dict]] = {}
+    env.messages(topics)
+    # Issue 13 item 7: the request (with the task token) goes to the approval topic only; the failure/outcome topic
+    # gets the outcome and never a token.
+    (request,) = next(msgs for logical, msgs in topics.items() if logical.startswith("ManualApprovalRequests"))
+    (outcome,) = next(msgs for logical, msgs in topics.items() if logical.startswith("ManualNotifications"))
     assert request["type"] == "approval-request" and request["token"]
-    # The message gives the reviewer the exact command, with this run's token filled in.
-    assert request["decide_with"].startswith("mlinfra approve --function ")
+    assert request["token"] not in json.dumps(outcome) and "approval-request" not in json.dumps(outcome)
+    # The message gives the reviewer the exact command (the signed function URL), with this run's token filled in.
+    assert re.match(r"mlinfra approve --url \S+ --decision approve\|reject --reason <why> --token ", request["decide_with"])
     assert request["decide_with"].endswith(f"--token {request['token']}")
     assert outcome["message"]["status"] == "Rejected" and outcome["message"]["approval"] == "States.Timeout"
 
@@ -273,13 +285,15 @@ def test_manual_approval_through_the_callback_deploys(env):
     approval = load_handler("pipeline_approval")
     from tests.workflow.sfn_harness import _Context
 
-    sent = approval.handler({"token": requests[0]["token"], "decision": "approve", "reviewer": "alice", "reason": "ok"}, _Context("a"))
-    assert sent == {"status": "sent", "decision": "approve"}
+    reviewer = "arn:aws:sts::123456789012:assumed-role/Reviewer/alice"
+    sent = approval.handler({"body": json.dumps({"token": requests[0]["token"], "decision": "approve", "reason": "ok"}),
+                             "requestContext": {"authorizer": {"iam": {"userArn": reviewer}}}}, _Context("a"))
+    assert json.loads(sent["body"]) == {"status": "sent", "decision": "approve", "reviewer": reviewer}
     runner.join(60)
     result = box["result"]
     assert result["status"] == "SUCCEEDED", result
     assert "ApproveModelPackage" in result["states"] and "CreateEndpoint" in result["states"]
-    assert json.loads(result["output"])["approval"]["reviewer"] == "alice"
+    assert json.loads(result["output"])["approval"]["reviewer"] == reviewer
     (package,) = env.packages("Reviewed")
     assert package["ModelApprovalStatus"] == "Approved"
 

@@ -1,17 +1,26 @@
 """Retrain pipeline: the manual approval callback. Completes the waiting ``RequestApproval`` state.
 
-The approval request (an SNS message) carries the task token. A reviewer approves or rejects with::
+The approval request (an SNS message on the pipeline's dedicated approval topic) carries the task token. The
+function is reached through its Lambda function URL (AuthType ``AWS_IAM``): every request is SigV4-signed, and
+Lambda puts the signer's identity in ``requestContext.authorizer.iam``. The reviewer recorded with the decision is
+that identity (``userArn``), never a name from the request: ``mlinfra approve --url <ApprovalUrl>`` signs with the
+caller's credentials::
 
-    aws lambda invoke --function-name <ApprovalFunction> --cli-binary-format raw-in-base64-out \
-      --payload '{"token": "<token>", "decision": "approve", "reviewer": "alice", "reason": "looks good"}' out.json
+    mlinfra approve --url https://<id>.lambda-url.<region>.on.aws/ --decision approve --reason "looks good" --token <token>
+
+Body: ``{"token": "<task token>", "decision": "approve"|"reject", "reason": "..."}``. A ``reviewer`` field is
+refused (400): who decides is who signed. An event without the function URL's IAM context (a direct ``Invoke``,
+or a URL that is not ``AWS_IAM``) is refused (403), so no caller can name someone else as the reviewer.
 
 ``approve`` sends ``SendTaskSuccess`` (the pipeline then deploys); ``reject`` sends ``SendTaskFailure`` with
 error ``ModelRejected`` (the pipeline marks the package Rejected). A token that is expired or already used
-returns ``{"status": "closed"}`` with the reason instead of failing, so repeating a decision is harmless.
+answers 409 ``{"status": "closed"}`` with the reason instead of failing, so repeating a decision is harmless.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any
 
@@ -24,7 +33,8 @@ DECISIONS = ("approve", "reject")
 #: SendTaskSuccess/SendTaskFailure (botocore's Step Functions model): taskToken 1-2048 characters, output at most
 #: 262,144, error 256, cause 32,768 (rule stepfunctions.task-token-length).
 TOKEN_MAX, OUTPUT_MAX, CAUSE_MAX = 2048, 262_144, 32_768
-REVIEWER_MAX, REASON_MAX = 256, 500
+#: IAM ARNs are at most 2048 characters; a function URL request body at most 6 MB (we need far less).
+REVIEWER_MAX, REASON_MAX, BODY_MAX = 2048, 500, 16_384
 _clients: dict[str, Any] = {}
 
 
@@ -35,42 +45,74 @@ def sfn():
 
 
 class MalformedApprovalError(ValueError):
-    """The approval request is missing the token, the decision or the reviewer."""
+    """The approval request is missing the token or the decision, or names a reviewer."""
+
+
+class UnauthenticatedApprovalError(PermissionError):
+    """The request did not come through the AWS_IAM function URL: there is no caller identity to record."""
+
+
+def caller_arn(event: Any) -> str:
+    """The SigV4 signer of a function URL request (rule lambda.function-url-iam-caller)."""
+    iam = ((event.get("requestContext") or {}).get("authorizer") or {}).get("iam") if isinstance(event, dict) else None
+    arn = iam.get("userArn") if isinstance(iam, dict) else None
+    if not isinstance(arn, str) or not arn.startswith("arn:") or len(arn) > REVIEWER_MAX:
+        raise UnauthenticatedApprovalError(
+            "requestContext.authorizer.iam.userArn: missing; decisions are accepted only through the approval "
+            "function URL (AuthType AWS_IAM, a SigV4-signed request: `mlinfra approve --url ...`), which records "
+            "the signer as the reviewer")
+    return arn
 
 
 def parse(event: Any) -> dict[str, str]:
-    if isinstance(event, dict) and isinstance(event.get("body"), str):  # a Lambda function URL / API request
-        try:
-            event = json.loads(event["body"])
-        except ValueError as exc:
-            raise MalformedApprovalError("body must be JSON") from exc
-    if not isinstance(event, dict):
-        raise MalformedApprovalError(f"event must be an object, got: {type(event).__name__}")
+    """The decision of a function URL request: token, decision, reason, and the reviewer from the IAM context."""
+    reviewer = caller_arn(event)
+    body = event.get("body")
+    if not isinstance(body, str) or not body:
+        raise MalformedApprovalError("body: a JSON object {token, decision, reason} is required")
+    if len(body) > BODY_MAX:
+        raise MalformedApprovalError(f"body: at most {BODY_MAX} characters, got: {len(body)}")
+    try:
+        if event.get("isBase64Encoded"):
+            body = base64.b64decode(body, validate=True).decode()
+        req = json.loads(body)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise MalformedApprovalError("body must be JSON") from exc
+    if not isinstance(req, dict):
+        raise MalformedApprovalError(f"body must be a JSON object, got: {type(req).__name__}")
     errors = []
-    token = event.get("token")
+    if "reviewer" in req:
+        errors.append(f"reviewer: not accepted, got: {str(req['reviewer'])[:64]!r}; the reviewer recorded is the "
+                      "IAM identity that signed the request")
+    token = req.get("token")
     if not isinstance(token, str) or not 1 <= len(token) <= TOKEN_MAX:
         got = f"{len(token)} characters" if isinstance(token, str) else type(token).__name__
         errors.append(f"token: the task token from the approval message (1-{TOKEN_MAX} characters) is required, got: {got} (AWS rule stepfunctions.task-token-length)")
-    decision = str(event.get("decision", "")).lower()
+    decision = str(req.get("decision", "")).lower()
     if decision not in DECISIONS:
-        errors.append(f"decision: must be one of {list(DECISIONS)}, got: {event.get('decision')!r}")
-    reviewer = event.get("reviewer")
-    if not isinstance(reviewer, str) or not reviewer.strip():
-        errors.append("reviewer: who decides is required (it is recorded with the model package)")
-    elif len(reviewer.strip()) > REVIEWER_MAX:
-        errors.append(f"reviewer: at most {REVIEWER_MAX} characters, got: {len(reviewer.strip())}")
-    reason = event.get("reason", "")
+        errors.append(f"decision: must be one of {list(DECISIONS)}, got: {req.get('decision')!r}")
+    reason = req.get("reason", "")
     if not isinstance(reason, (str, int, float)) or isinstance(reason, bool):
         errors.append(f"reason: must be text, got: {type(reason).__name__}")
     if errors:
         raise MalformedApprovalError("; ".join(errors))
-    return {"token": token, "decision": decision, "reviewer": reviewer.strip(), "reason": str(reason)[:REASON_MAX]}
+    return {"token": token, "decision": decision, "reviewer": reviewer, "reason": str(reason)[:REASON_MAX]}
+
+
+def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    req = parse(event)
+    try:
+        req = parse(event)
+    except UnauthenticatedApprovalError as exc:
+        logger.warning("approval refused: no IAM caller", extra={"error": str(exc)})
+        return _response(403, {"status": "refused", "reason": str(exc)})
+    except MalformedApprovalError as exc:
+        return _response(400, {"status": "invalid", "reason": str(exc)})
     client = sfn()
     try:
         if req["decision"] == "approve":
@@ -84,6 +126,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             )
     except (client.exceptions.TaskTimedOut, client.exceptions.TaskDoesNotExist, client.exceptions.InvalidToken) as exc:
         logger.warning("approval token is closed", extra={"error": str(exc)})
-        return {"status": "closed", "reason": str(exc)}
+        return _response(409, {"status": "closed", "reason": str(exc)})
     logger.info("approval sent", extra={"decision": req["decision"], "reviewer": req["reviewer"]})
-    return {"status": "sent", "decision": req["decision"]}
+    return _response(200, {"status": "sent", "decision": req["decision"], "reviewer": req["reviewer"]})
