@@ -473,8 +473,11 @@ class RetrainPipeline(Construct):
         self.approval_fn.role.add_to_policy(iam.PolicyStatement(
             actions=["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"], resources=[self.state_machine_arn]))
         # Reviewers call the function URL, SigV4-signed: Lambda authenticates the caller (AuthType AWS_IAM) and passes
-        # its ARN to the handler, which records it as the reviewer (rule lambda.function-url-iam-caller).
-        self.approval_url = self.approval_fn.function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
+        # its ARN to the handler, which records it as the reviewer (rule lambda.function-url-iam-caller). Only with
+        # manual approval (nothing to decide otherwise; the local emulator's CloudFormation has no AWS::Lambda::Url).
+        self.approval_url: lambda_.FunctionUrl | None = None
+        if manual_approval:
+            self.approval_url = self.approval_fn.function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
 
         subs = _Substitutions()
         job_role_arn = subs.add("JobRoleArn", self.job_role.role_arn)
@@ -522,7 +525,7 @@ class RetrainPipeline(Construct):
             approval_timeout_seconds=int(approval_timeout.to_seconds()),
             approval_function_name=subs.add("ApprovalFunctionName", self.approval_fn.function.function_name),
             approval_topic_arn=subs.add("ApprovalTopicArn", self.approval_topic.topic_arn) if self.approval_topic else "",
-            approval_url=subs.add("ApprovalUrl", self.approval_url.url) if manual_approval else "",
+            approval_url=subs.add("ApprovalUrl", self.approval_url.url) if self.approval_url else "",
             endpoint_config_function=subs.add("EndpointConfigFunctionArn", self.endpoint_config_fn.function.function_arn)
             if self.endpoint_config_fn else "",
             deploy=self._deploy_settings(deploy_target, subs),
@@ -632,6 +635,8 @@ class RetrainPipeline(Construct):
         ``lambda:InvokeFunctionUrl`` with ``lambda:FunctionUrlAuthType = AWS_IAM`` and ``lambda:InvokeFunction``
         with ``lambda:InvokedViaFunctionUrl = true`` (rule lambda.function-url-dual-permission). No plain invoke: a
         direct invocation carries no caller identity (the handler refuses it)."""
+        if self.approval_url is None:
+            raise ValueError(f"{self.node.path}: grant_approve needs manual_approval=True (there is no approval URL), got: False")
         return self.approval_url.grant_invoke_url(grantee)
 
     def grant_read_approval_url(self, grantee: iam.IGrantable) -> iam.Grant:

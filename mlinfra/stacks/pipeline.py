@@ -83,7 +83,7 @@ class PipelineStack(PlatformStack):
             "NotificationTopicArn": p.topic.topic_arn,
             "ModelPackageGroupName": p.model_package_group_name,
             "ApprovalFunctionName": p.approval_fn.function.function_name,
-            "ApprovalUrl": p.approval_url.url,
+            **({"ApprovalUrl": p.approval_url.url} if p.approval_url is not None else {}),
             **({"ApprovalTopicArn": p.approval_topic.topic_arn} if p.approval_topic is not None else {}),
             "TriggerFunctionName": p.trigger_fn.function.function_name,
             "ExecutionLogGroup": p.log_group.log_group_name,

@@ -99,7 +99,10 @@ def test_no_approval_topic_without_manual_approval_and_a_given_one_is_refused():
     stack = new_stack()
     auto = RetrainPipeline(stack, "Auto", lake=DataLake(stack, "Lake"), training=TrainingProps(image_uri=IMAGE),
                            metric_name="accuracy", datasets=["sales"])
-    assert auto.approval_topic is None
+    assert auto.approval_topic is None and auto.approval_url is None
+    assert not Template.from_stack(stack).find_resources("AWS::Lambda::Url")
+    with pytest.raises(ValueError, match=r"^TestStack/Auto: grant_approve needs manual_approval=True"):
+        auto.grant_approve(iam.Role(stack, "R", assumed_by=iam.AccountRootPrincipal()))
     with pytest.raises(ValueError, match=r"^TestStack/Other: approval_topic is used only with manual_approval=True"):
         RetrainPipeline(stack, "Other", lake=auto.lake, training=TrainingProps(image_uri=IMAGE), metric_name="accuracy",
                         datasets=["sales"], approval_topic=sns.Topic(stack, "T"))

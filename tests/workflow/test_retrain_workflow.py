@@ -398,8 +398,11 @@ def test_an_aborted_execution_releases_its_lock_from_the_status_change_event(env
         assert time.monotonic() < deadline + 30, "no approval request was published"
         time.sleep(0.2)
     request = requests[0]
-    load_handler("pipeline_approval").handler({"token": request["token"], "decision": "reject", "reviewer": "t", "reason": "end"},
-                                              _Context("a"))
+    answer = load_handler("pipeline_approval").handler(
+        {"body": json.dumps({"token": request["token"], "decision": "reject", "reason": "end"}),
+         "requestContext": {"authorizer": {"iam": {"userArn": "arn:aws:sts::123456789012:assumed-role/Reviewer/t"}}}},
+        _Context("a"))
+    assert answer["statusCode"] == 200, answer
     while env.sfn.describe_execution(executionArn=started)["status"] == "RUNNING":
         assert time.monotonic() < deadline + 60
         time.sleep(0.2)
