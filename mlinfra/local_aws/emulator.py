@@ -61,9 +61,20 @@ def provides_attribute(resource_type: str, attribute: str) -> bool | None:
     model = get_model_map().get(resource_type)
     if model is None:
         return None
-    if getattr(model.has_cfn_attr, "__func__", None) is getattr(CloudFormationModel.has_cfn_attr, "__func__", 0):
-        return None  # the model does not say: leave the reference alone
-    return bool(model.has_cfn_attr(attribute))
+    if getattr(model.has_cfn_attr, "__func__", None) is not getattr(CloudFormationModel.has_cfn_attr, "__func__", 0):
+        return bool(model.has_cfn_attr(attribute))
+    # The model does not declare its attributes. Without get_cfn_attribute it provides none (a GetAtt fails the
+    # stack or drops its outputs); otherwise look for the attribute's name in that method's code.
+    getter = getattr(model, "get_cfn_attribute", None)
+    if getter is None:
+        return False
+    import inspect
+
+    try:
+        source = inspect.getsource(getter)
+    except (OSError, TypeError):
+        return None
+    return f'"{attribute}"' in source or f"'{attribute}'" in source or None
 
 
 #: Resources of a supported type that moto still cannot create in this shape: (type, predicate, reason).
@@ -447,6 +458,11 @@ def rewrite_template(
     resources = out.get("Resources", {})
     mapping = {**(stand_ins or {}), **(ssm_values or {})}
     ssm_params = ssm_typed_parameters(out)
+    for param, name in ssm_params.items():
+        if name in (ssm_stand_ins or set()) and name in (ssm_values or {}):
+            # moto would fail the stack on the missing parameter: the stand-in value becomes the default
+            out["Parameters"][param] = {"Type": "String", "Default": ssm_values[name],
+                                        "Description": f"emulator stand-in for SSM parameter {name}"}
     for lid, res in resources.items():
         used: set[str] = set()
         res["Properties"] = _substitute_strings(res.get("Properties", {}), mapping, used)
@@ -454,9 +470,12 @@ def rewrite_template(
             if value in (stand_ins or {}):
                 _add_note(adjusted, lid, f"imported {value} stands in as {stand_ins[value]} (created in the emulator)")
             else:
-                _add_note(adjusted, lid, f"{value} resolved from the emulator's SSM"
-                          + (" (a stand-in value the deploy put there)" if _DYNAMIC_SSM.match(value)
-                             and _DYNAMIC_SSM.match(value).group(1) in (ssm_stand_ins or set()) else ""))
+                name = _DYNAMIC_SSM.match(value).group(1) if _DYNAMIC_SSM.match(value) else value
+                if name in (ssm_stand_ins or set()) or name not in (ssm_values or {}):
+                    _add_note(adjusted, lid, f"{value}: SSM parameter absent from the emulator, stand-in value "
+                              f"{(ssm_values or {}).get(name, PLACEHOLDER.format('ssm'))}")
+                else:
+                    _add_note(adjusted, lid, f"{value} resolved from the emulator's SSM")
         text = json.dumps(res.get("Properties", {}))
         placeholders = sorted(set(re.findall(r"emulator-skipped-([A-Za-z0-9-]+)", text)))
         if placeholders:
@@ -465,6 +484,6 @@ def rewrite_template(
         refs = sorted(p for p in ssm_params if f'"Ref": "{p}"' in text)
         for param in refs:
             if ssm_params[param] in (ssm_stand_ins or set()):
-                _add_note(adjusted, lid, f"parameter {param} reads SSM {ssm_params[param]}: a stand-in value the "
-                          "deploy put in the emulator")
+                _add_note(adjusted, lid, f"parameter {param} reads SSM {ssm_params[param]}, absent from the "
+                          f"emulator: stand-in value {(ssm_values or {}).get(ssm_params[param])}")
     return Rewrite(out, skipped, adjusted)

@@ -44,12 +44,15 @@ class ServerError(RuntimeError):
     """The emulator could not be started or answered wrongly; the message names its log."""
 
 
-def emulator_env(port: int, region: str = REGION) -> dict[str, str]:
-    """Environment for boto3 and the CDK CLI to talk to the emulator (never a real account)."""
+def emulator_env(port: int, region: str = REGION, account: str = ACCOUNT) -> dict[str, str]:
+    """Environment for boto3 and the CDK CLI to talk to the emulator (never a real account).
+
+    The access key names the account: the CDK CLI caches the account of each access key on disk
+    (``~/.cdk/cache``), so one key for every account would make it believe the first account it saw."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(
         AWS_ENDPOINT_URL=f"http://localhost:{port}",  # 'localhost', not 127.0.0.1: see LOCAL_AWS.md
-        AWS_ACCESS_KEY_ID="testing",
+        AWS_ACCESS_KEY_ID=f"MLINFRALOCAL{account}",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION=region,
         AWS_REGION=region,
@@ -215,11 +218,17 @@ def _stop_group(pid: int, grace: float) -> None:
         if not pid_alive(pid):
             break
         time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
+    if pid_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:  # reap our child, or wait for another parent's process to go
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        if not pid_alive(pid):
+            return
+        time.sleep(0.05)
