@@ -805,7 +805,9 @@ def destroy(app_dir: Path, say: Callable[[str], None] = print, workdir: Path | N
         say(f"No local deployment is recorded in {run.state_file}: nothing to destroy.")
         return 0
     code = 0
-    if server.answers():
+    if server.answers() and not (run.local_assembly / "manifest.json").is_file():
+        say("The kept run stopped before deploying anything (no rewritten assembly): nothing to destroy.")
+    elif server.answers():
         env = run._env(emulator_env(server.port, account=server.account))
         run.cdk_log.parent.mkdir(parents=True, exist_ok=True)
         try:

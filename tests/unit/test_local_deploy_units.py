@@ -298,3 +298,27 @@ def test_python_is_this_interpreter_for_the_app(tmp_path):
     """The CDK app (``python3 app.py``) runs with the interpreter that has mlinfra (first on PATH)."""
     env = LocalDeploy(app_dir=tmp_path)._env({"PATH": "/usr/bin"})
     assert env["PATH"].split(os.pathsep).index(str(Path(sys.executable).parent)) < env["PATH"].split(os.pathsep).index("/usr/bin")
+
+
+# ---------------------------------------------------------------------------------------------- item 6
+def test_a_stack_hanging_in_progress_stops_the_cli_and_is_named(tmp_path, monkeypatch):
+    fake = tmp_path / "cdk"
+    fake.write_text("#!/bin/sh\nsleep 61.234\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("MLINFRA_CDK_CLI", str(fake))
+    run = LocalDeploy(app_dir=tmp_path, workdir=tmp_path / "w", stack_timeout_s=0.5)
+    run.workdir.mkdir()
+    run.cdk_log.write_text("")
+    monkeypatch.setattr(run, "_stack_statuses", lambda: {"stuck": "CREATE_IN_PROGRESS", "other": "CREATE_COMPLETE"})
+    with pytest.raises(deploy_mod._Hung, match="stuck"):
+        run._run_cdk(["deploy"], dict(os.environ), "cdk deploy", watchdog=run._hang_watchdog(["stuck", "other"]),
+                     check=False)
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and b"61.234" in _cmdline_bytes(p)]
+    assert not left and run._helpers == []
+
+
+def _cmdline_bytes(proc_dir: Path) -> bytes:
+    try:
+        return (proc_dir / "cmdline").read_bytes()
+    except OSError:
+        return b""
