@@ -456,6 +456,64 @@ class SlurmQueueConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class HyperPodGroupConfig:
+    """One HyperPod instance group."""
+
+    #: Instance-group name (letters, digits, inner hyphens).
+    name: str = "gpu"
+    #: A SageMaker HyperPod instance type (``ml.``...).
+    instance_type: str = "ml.p5.48xlarge"
+    #: Controller, Login or Compute. :default: Compute
+    node_type: Literal["Controller", "Login", "Compute"] = "Compute"
+    #: Instances (compute groups may be 0 at rest). :default: 0
+    instance_count: int = 0
+    #: Slurm partition of a compute group. :default: None
+    partition: str | None = None
+
+
+def _default_hyperpod_groups() -> list[HyperPodGroupConfig]:
+    return [HyperPodGroupConfig(name="controller", instance_type="ml.t3.medium", node_type="Controller",
+                                instance_count=1),
+            HyperPodGroupConfig(name="gpu", instance_type="ml.p5.48xlarge", instance_count=0, partition="gpu")]
+
+
+@dataclasses.dataclass(frozen=True)
+class HyperPodConfig:
+    """SageMaker HyperPod with managed Slurm (constructs/hyperpod.py)."""
+
+    #: Build the HyperPod cluster. :default: False
+    enabled: bool = False
+    #: Cluster name, prefixed like every resource name (replacement on change). :default: hyperpod
+    cluster_name: str = "hyperpod"
+    #: Instance groups: one Controller (1 instance), at most one Login, Compute groups with a partition each.
+    #: :default: an ml.t3.medium controller and an ml.p5.48xlarge "gpu" partition at 0 instances
+    groups: list[HyperPodGroupConfig] = dataclasses.field(default_factory=_default_hyperpod_groups)
+    #: Replace faulty nodes: Automatic or None. :default: Automatic
+    node_recovery: Literal["Automatic", "None"] = "Automatic"
+    #: Prefix of the lifecycle scripts in the lake's artifacts zone. :default: hyperpod/lifecycle/
+    lifecycle_prefix: str = "hyperpod/lifecycle/"
+
+    def validate(self, path: str) -> list[str]:
+        from mlinfra.domain import hyperpod
+
+        if not self.enabled:
+            return []
+        errors = hyperpod.name_errors(f"{path}.cluster_name", self.cluster_name)
+        nodes = {n.value: n for n in hyperpod.SlurmNodeType}
+        for g in self.groups:
+            gp = f"{path}.groups[{g.name}]"
+            errors += hyperpod.name_errors(f"{gp}.name", g.name)
+            errors += hyperpod.instance_type_errors(f"{gp}.instance_type", g.instance_type)
+            errors += hyperpod.instance_count_errors(f"{gp}.instance_count", g.instance_count,
+                                                     0 if g.node_type == "Compute" else 1)
+        errors += hyperpod.slurm_topology_errors(
+            f"{path}.groups", [(g.name, nodes[g.node_type], g.instance_count, g.partition) for g in self.groups])
+        if not _PREFIX_RE.fullmatch(self.lifecycle_prefix) or not self.lifecycle_prefix:
+            errors.append(f"{path}.lifecycle_prefix: must be a key prefix ending with '/', got: {self.lifecycle_prefix!r}")
+        return errors
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     """GPU training: the Lustre cache, a Batch cluster and a Slurm (ParallelCluster) cluster."""
 
@@ -509,6 +567,8 @@ class TrainingConfig:
     slurm_head_node_instance_type: str = "m6i.2xlarge"
     #: Slurm queues. :default: one "gpu" queue of p4d.24xlarge, 0 to 4 nodes
     slurm_queues: list[SlurmQueueConfig] = dataclasses.field(default_factory=lambda: [SlurmQueueConfig()])
+    #: SageMaker HyperPod (managed Slurm), mounting the same cache. :default: disabled
+    hyperpod: HyperPodConfig = dataclasses.field(default_factory=HyperPodConfig)
 
     def validate(self) -> list[str]:
         from mlinfra.domain import instances, lustre_sizing
@@ -568,6 +628,7 @@ class TrainingConfig:
                     instances.validate_ec2_instance_type(q.instance_type, require_efa=self.efa, require_nvidia=True)
                 except instances.InstanceTypeError as exc:
                     errors.append(f"{p}.slurm_queues.{q.name}.instance_type: {exc}")
+        errors += self.hyperpod.validate(f"{p}.hyperpod")
         return errors
 
 

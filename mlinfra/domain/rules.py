@@ -70,7 +70,52 @@ _IAM: tuple[ServiceRule, ...] = ()
 
 
 # --- SageMaker HyperPod --------------------------------------------------------------------------------------------
-_HYPERPOD: tuple[ServiceRule, ...] = ()
+_HYPERPOD: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="hyperpod.names",
+        rule="Cluster, instance-group and partition names are 1-63 characters matching [a-zA-Z0-9](-*[a-zA-Z0-9])*.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateCluster.html (ClusterName, "
+        "ClusterInstanceGroupSpecification.InstanceGroupName)",
+        enforced_by="mlinfra.domain.hyperpod.name_errors",
+    ),
+    ServiceRule(
+        id="hyperpod.instance-type-offered",
+        rule="An instance group's InstanceType must be one HyperPod offers (the ClusterInstanceType enum).",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ClusterInstanceGroupSpecification.html "
+        "(InstanceType valid values; botocore sagemaker model ClusterInstanceType)",
+        enforced_by="mlinfra.domain.hyperpod.instance_type_errors",
+    ),
+    ServiceRule(
+        id="hyperpod.instance-count",
+        rule="InstanceCount is 0 to 6758 per instance group; at most 100 instance groups per cluster.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ClusterInstanceGroupSpecification.html",
+        enforced_by="mlinfra.domain.hyperpod.instance_count_errors",
+    ),
+    ServiceRule(
+        id="hyperpod.lifecycle-source-s3-prefix",
+        rule="Lifecycle scripts' SourceS3Uri must start with s3://sagemaker- (what the managed cluster instance "
+        "policy reads) unless the execution role has an explicit s3:ListBucket/s3:GetObject policy on the bucket.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ClusterLifeCycleConfig.html",
+        enforced_by="mlinfra.domain.hyperpod.lifecycle_uri_errors",
+    ),
+    ServiceRule(
+        id="hyperpod.deep-health-checks",
+        rule="On-start deep health checks (InstanceStress, InstanceConnectivity) run on accelerated (GPU, Trainium) "
+        "instance groups and need the current HyperPod AMI.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-hyperpod-eks-resiliency-deep-health-checks.html "
+        "and FACTS.md (SageMaker HyperPod)",
+        enforced_by="mlinfra.domain.hyperpod.deep_health_check_errors",
+    ),
+    ServiceRule(
+        id="hyperpod.slurm-topology",
+        rule="Managed Slurm: one Controller group, at most one Login group, Compute groups each in one partition "
+        "(ClusterSlurmConfig.PartitionNames holds at most one name); more than one controller node (multi-head) "
+        "needs an external Slurm accounting database (Orchestrator.Slurm.AccountingDatabase).",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ClusterSlurmConfig.html and "
+        "https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-hyperpod-multihead.html",
+        enforced_by="mlinfra.domain.hyperpod.slurm_topology_errors",
+    ),
+)
 
 
 # --- S3, DynamoDB, EventBridge, Transfer Family, DataSync (ingestion) ----------------------------------------------

@@ -1,5 +1,5 @@
-"""TrainingStack: the Lustre cache linked to the lake, an AWS Batch GPU cluster and a Slurm (ParallelCluster)
-GPU cluster, all in the network's single-AZ training subnet.
+"""TrainingStack: the Lustre cache linked to the lake, an AWS Batch GPU cluster, a Slurm (ParallelCluster)
+GPU cluster and a SageMaker HyperPod cluster, all in the network's single-AZ training subnet.
 
 The file system is RETAINED (stateful); the clusters are compute and go with the stack. SageMaker training jobs
 have no CloudFormation resource: :meth:`TrainingStack.training_job_spec` gives the retrain pipeline a
@@ -18,6 +18,13 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from mlinfra.config import PlatformConfig, parse_lake_target
+from mlinfra.constructs.hyperpod import (
+    HyperPodCluster,
+    HyperPodInstanceGroup,
+    HyperPodLakeAccess,
+    HyperPodLifecycle,
+    SlurmNodeType,
+)
 from mlinfra.constructs.lustre_cache import LustreCache, LustreDeploymentType, LustreLink
 from mlinfra.constructs.network import Network
 from mlinfra.constructs.training_cluster import (
@@ -110,6 +117,24 @@ class TrainingStack(PlatformStack):
                                    head_node_instance_type=cfg.slurm_head_node_instance_type),
             )
             cdk.CfnOutput(self, "SlurmClusterName", value=config.resource_name(cfg.slurm_cluster_name))
+
+        # --- SageMaker HyperPod (managed Slurm), mounting the same cache --------------------------------
+        self.hyperpod_cluster: HyperPodCluster | None = None
+        hp = cfg.hyperpod
+        if hp.enabled:
+            self.hyperpod_cluster = HyperPodCluster(
+                self, "HyperPod", vpc=vpc, subnet=subnet, cluster_name=config.resource_name(hp.cluster_name),
+                instance_groups=[HyperPodInstanceGroup(name=g.name, instance_type=g.instance_type,
+                                                       node_type=SlurmNodeType(g.node_type),
+                                                       instance_count=g.instance_count, partition=g.partition)
+                                 for g in hp.groups],
+                lifecycle=HyperPodLifecycle.bundled(lake.bucket("artifacts"), hp.lifecycle_prefix),
+                lustre=self.cache, lake=lake, lake_read=[HyperPodLakeAccess(*parse_lake_target(t)) for t in cfg.lake_read],
+                node_recovery=hp.node_recovery,
+            )
+            cdk.CfnOutput(self, "HyperPodClusterName", value=self.hyperpod_cluster.cluster_name)
+            cdk.CfnOutput(self, "HyperPodClusterArn", value=self.hyperpod_cluster.cluster_arn)
+            cdk.CfnOutput(self, "HyperPodJobQueueUrl", value=self.hyperpod_cluster.job_queue.queue_url)
 
         # --- SageMaker training jobs: placement in the training subnet --------------------------------
         self.sagemaker_security_group = ec2.SecurityGroup(
