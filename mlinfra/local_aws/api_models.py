@@ -20,6 +20,7 @@ data repository associations.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -382,6 +383,7 @@ API_TYPES: dict[str, ApiType] = {
 
 
 # ---------------------------------------------------------------------------------------------- clients
+@functools.lru_cache(maxsize=64)
 def client(service: str, endpoint_url: str, region: str) -> Any:
     import boto3
     from botocore.config import Config

@@ -283,9 +283,9 @@ class LocalDeploy:
         return "\n".join(self.cdk_log.read_text(errors="replace").splitlines()[-lines:])
 
     def _step(self, title: str, fn: Callable[[], Any]) -> Any:
-        n = len(self.timings) + 1
+        self._step_no = getattr(self, "_step_no", 0) + 1
         if not self.quiet:
-            self.say(f"[{n}/8] {title} ...")
+            self.say(f"[{self._step_no}/8] {title} ...")
         start = time.monotonic()
         try:
             return fn()
@@ -296,13 +296,10 @@ class LocalDeploy:
                 self.say(f"      done in {elapsed:.1f}s")
 
     def _client(self, service: str, region: str | None = None):
-        import boto3
-        from botocore.config import Config
+        from mlinfra.local_aws.api_models import client
 
         assert self.server is not None
-        return boto3.client(service, endpoint_url=self.server.endpoint_url, region_name=region or self.default_region,
-                            aws_access_key_id="testing", aws_secret_access_key="testing",
-                            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
+        return client(service, self.server.endpoint_url, region or self.default_region)
 
     # ------------------------------------------------------------------ steps
     def synth(self) -> None:
@@ -355,18 +352,68 @@ class LocalDeploy:
         self.regions = sorted(set(regions) | ({self.default_region} if any(not s.region for s in stacks) else set()))
         self.report.account, self.report.regions = self.account, self.regions
 
-    def start_server(self) -> MotoServer:
+    def start_server_early(self) -> None:
+        """Start the emulator in a thread while the app synthesizes (it needs nothing from the synth; the account
+        is set once the stacks are known), and load moto's models here meanwhile for the rewrite."""
+        self._cancel_start = threading.Event()
+        self._start_error: list[BaseException] = []
+
         def record(server: MotoServer) -> None:
             self.server = server
             self._save_state()
 
-        return MotoServer.start(self.workdir, account=self.account, on_spawn=record)
+        def start() -> None:
+            try:
+                MotoServer.start(self.workdir, on_spawn=record, cancel=self._cancel_start)
+                from mlinfra.local_aws.emulator import sagemaker_instance_types, supported_types
+
+                supported_types(), sagemaker_instance_types()
+            except BaseException as exc:  # noqa: BLE001 - re-raised by wait_for_server
+                self._start_error.append(exc)
+
+        self._start_thread = threading.Thread(target=start, name="emulator-start", daemon=True)
+        self._start_thread.start()
+
+    def wait_for_server(self) -> MotoServer:
+        while self._start_thread.is_alive():
+            self._start_thread.join(0.1)
+        if self._start_error:
+            raise self._start_error[0]
+        assert self.server is not None
+        self.server.set_account(self.account)
+        self.server.account = self.account
+        self._save_state()
+        return self.server
 
     def bootstrap(self) -> None:
         assert self.server is not None
         env = self._env(emulator_env(self.server.port, self.default_region, self.account))
         targets = [f"aws://{self.account}/{region}" for region in self.regions]
         self._run_cdk(["bootstrap", *targets, "--app", str(self.assembly)], env, "cdk bootstrap")
+
+    def bootstrap_in_background(self) -> Callable[[], None]:
+        """``cdk bootstrap`` in a thread (it needs only the emulator) while stand-ins and the rewrite run; the
+        returned function waits for it and raises its error."""
+        errors: list[BaseException] = []
+        started = time.monotonic()
+
+        def boot() -> None:
+            try:
+                self.bootstrap()
+            except BaseException as exc:  # noqa: BLE001 - re-raised by wait
+                errors.append(exc)
+            self.timings["cdk bootstrap (in the background)"] = round(time.monotonic() - started, 1)
+
+        thread = threading.Thread(target=boot, name="cdk-bootstrap", daemon=True)
+        thread.start()
+
+        def wait() -> None:
+            while thread.is_alive():
+                thread.join(0.1)
+            if errors:
+                raise errors[0]
+
+        return wait
 
     def prepare_stand_ins(self, stacks: list[AssemblyStack]) -> None:
         """What the app reads from its account but a fresh emulator lacks: imported VPC, subnet and security
@@ -700,16 +747,24 @@ class LocalDeploy:
         previous_term = signal.signal(signal.SIGTERM, _raise_interrupted) if _main_thread() else None
         ok = False
         try:
-            self._step(f"synthesize the app (cdk synth, environment '{self.env_name}')", self.synth)
+            self.start_server_early()
+            self._step(f"synthesize the app (cdk synth, environment '{self.env_name}'; the emulator starts "
+                       "meanwhile)", self.synth)
             stacks = self.stacks_in_assembly()
             self.check_environments(stacks)
-            self._step(f"start the local AWS (moto) as account {self.account}", self.start_server)
+            self._step(f"the local AWS (moto) as account {self.account}", self.wait_for_server)
             self.report.endpoint_url = self.server.endpoint_url
-            self._step(f"bootstrap {', '.join(self.regions)} (cdk bootstrap)", self.bootstrap)
+            wait_bootstrap = self._step(f"bootstrap {', '.join(self.regions)} (cdk bootstrap, while the next two "
+                                        "steps run)", self.bootstrap_in_background)
             self._step("stand-ins for what the app imports (VPC ids, SSM parameters)",
                        lambda: self.prepare_stand_ins(stacks))
             rewrites = self._step("rewrite templates for the emulator", lambda: self.rewrite(stacks))
-            self._step(f"deploy {len(stacks)} stack(s) (cdk deploy --method=direct)", lambda: self.deploy(stacks))
+
+            def deploy() -> None:
+                wait_bootstrap()
+                self.deploy(stacks)
+
+            self._step(f"deploy {len(stacks)} stack(s) (cdk deploy --method=direct)", deploy)
             self._step("read back what the emulator created", lambda: self.collect(stacks, rewrites))
             self.report.smoke = self._step("smoke checks that apply to this app", self.smoke)
             failed = [s.name for s in self.report.stacks if s.outcome != "deployed"]
@@ -726,6 +781,9 @@ class LocalDeploy:
                 raise LocalDeployError(str(exc)) from exc
             raise
         finally:
+            if getattr(self, "_start_thread", None) is not None and self._start_thread.is_alive():
+                self._cancel_start.set()  # interrupted while the emulator starts: it stops itself
+                self._start_thread.join(30)
             kept = self.keep and ok and self.server is not None
             if not kept:
                 if self.server is not None:

@@ -20,13 +20,14 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from mlinfra.local_aws.server_main import IDENTITY_PATH
+from mlinfra.local_aws.server_main import ACCOUNT_PATH, IDENTITY_PATH
 
 #: The emulator's default account and region (moto's default account). Stacks pinned to another account or
 #: region are served too (see :func:`emulator_env` and ``LocalDeploy.check_environments``).
@@ -103,7 +104,8 @@ class MotoServer:
     # ------------------------------------------------------------------ start
     @classmethod
     def start(cls, workdir: Path, account: str = ACCOUNT, timeout: float = 60.0,
-              on_spawn: Callable[["MotoServer"], None] | None = None) -> "MotoServer":
+              on_spawn: Callable[["MotoServer"], None] | None = None,
+              cancel: threading.Event | None = None) -> "MotoServer":
         """Start the emulator. ``on_spawn`` is called (with the port still 0) as soon as the process exists, so the
         caller can record it before anything can interrupt the wait."""
         workdir.mkdir(parents=True, exist_ok=True)
@@ -129,6 +131,8 @@ class MotoServer:
                                       + server.log_tail())
                 if time.monotonic() > deadline:
                     raise ServerError(f"the emulator did not start within {timeout:.0f}s; see {log_path}")
+                if cancel is not None and cancel.is_set():
+                    raise ServerError("the emulator's start was cancelled")
                 time.sleep(0.05)
             server.port = int(ready.read_text())
             record(server)
@@ -140,6 +144,10 @@ class MotoServer:
             server.stop()
             raise
         return server
+
+    def set_account(self, account: str) -> None:
+        """The account every request lands in from now on (before any deploy)."""
+        self._request("POST", ACCOUNT_PATH, {"account": account})
 
     def _request(self, method: str, path: str, body: dict | None = None, timeout: float = 10) -> bytes:
         data = json.dumps(body).encode() if body is not None else None

@@ -25,6 +25,8 @@ from typing import Any
 IDENTITY_PATH = "/__mlinfra_local__/identity"
 #: what :mod:`mlinfra.local_aws.api_models` created (or was refused), as JSON
 API_RECORDS_PATH = "/__mlinfra_local__/api-resources"
+#: ``POST {"account": "..."}``: the account every later request lands in (MOTO_ACCOUNT_ID)
+ACCOUNT_PATH = "/__mlinfra_local__/account"
 #: what moto did with each resource (see :mod:`mlinfra.local_aws.emulator_hooks`)
 OUTCOMES_PATH = "/__mlinfra_local__/outcomes"
 
@@ -34,6 +36,15 @@ def _identity_app(app: Any, token: str) -> Any:
 
     def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO")
+        if path == ACCOUNT_PATH and environ.get("REQUEST_METHOD") == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            account = json.loads(environ["wsgi.input"].read(length) or b"{}").get("account", "")
+            if not (account.isdigit() and len(account) == 12):
+                start_response("400 Bad Request", [("Content-Type", "text/plain")])
+                return [f"account must be 12 digits, got: {account!r}".encode()]
+            os.environ["MOTO_ACCOUNT_ID"] = account
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+            return [b"{}"]
         if path in (IDENTITY_PATH, API_RECORDS_PATH, OUTCOMES_PATH):
             from mlinfra.local_aws.api_models import records_json
             from mlinfra.local_aws.emulator_hooks import outcomes_json
