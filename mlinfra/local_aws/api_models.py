@@ -2,8 +2,8 @@
 
 moto 5.2.5 implements the service APIs of many types its CloudFormation engine skips (bucket, queue and topic
 policies, CloudWatch alarms, Application Auto Scaling, Glue databases, security-group egress,
-FSx file systems, SageMaker model package groups, DataSync S3 locations and tasks, Transfer Family servers and
-users, budgets). The emulator process (:mod:`mlinfra.local_aws.server_main`) registers one CloudFormation model
+FSx file systems, SageMaker model package groups and HyperPod clusters, DataSync S3 locations and tasks,
+Transfer Family servers and users, budgets). The emulator process (:mod:`mlinfra.local_aws.server_main`) registers one CloudFormation model
 per type here: when a stack creates such a resource, the model turns its properties into the service's API
 request (fitted to botocore's service model: strings to numbers where the API takes numbers, properties the
 API has no field for listed as dropped), sends it to the same emulator and returns the API's identifiers, so
@@ -342,6 +342,27 @@ def _transfer_user_read(c, pid, attrs):
     return f"Transfer user {user['UserName']} on {attrs['ServerId']}"
 
 
+def _hyperpod_cluster(c, p, name, account):
+    notes: list[str] = []
+    params = {k: v for k, v in p.items() if k != "Tags"}
+    params.setdefault("ClusterName", name[:63])
+    if p.get("Tags"):
+        params["Tags"] = p["Tags"]
+    out = _call(c, "CreateCluster", params, notes)
+    arn = out["ClusterArn"]
+    status = c.describe_cluster(ClusterName=arn).get("ClusterStatus", "")
+    notes.append("an API record only: no instances start in the emulator")
+    return arn, {"ClusterArn": arn, "ClusterName": params["ClusterName"], "ClusterStatus": status,
+                 "CreationTime": "", "FailureMessage": ""}, notes
+
+
+def _hyperpod_cluster_read(c, pid, attrs):
+    cluster = c.describe_cluster(ClusterName=pid)
+    groups = ", ".join(f"{g.get('InstanceGroupName')} x{g.get('TargetCount', g.get('CurrentCount', 0))}"
+                       for g in cluster.get("InstanceGroups", []))
+    return f"HyperPod cluster {cluster.get('ClusterName')} ({cluster.get('ClusterStatus')}; {groups})"
+
+
 def _budget(c, p, name, account):
     notes: list[str] = []
     budget = dict(p["Budget"])
@@ -379,6 +400,9 @@ API_TYPES: dict[str, ApiType] = {
     "AWS::Transfer::Server": ApiType("transfer", _transfer_server, _transfer_server_read, ("Arn", "ServerId")),
     "AWS::Transfer::User": ApiType("transfer", _transfer_user, _transfer_user_read, ("Arn", "ServerId", "UserName")),
     "AWS::Budgets::Budget": ApiType("budgets", _budget, _budget_read, ("Arn",)),
+    "AWS::SageMaker::Cluster": ApiType(
+        "sagemaker", _hyperpod_cluster, _hyperpod_cluster_read,
+        ("ClusterArn", "ClusterName", "ClusterStatus", "CreationTime", "FailureMessage"), "ClusterName"),
 }
 
 

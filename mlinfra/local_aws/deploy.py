@@ -558,11 +558,16 @@ class LocalDeploy:
         return report
 
     def _stack_statuses(self) -> dict[str, str]:
+        """Stack name -> status, by ListStacks. Never DescribeStacks while stacks are being created: moto evaluates
+        a stack's outputs for it, which creates not-yet-created resources a second time from this thread (seen:
+        "InvalidSubnet.Conflict" on a fresh VPC)."""
         out = {}
         for region in self.regions:
             try:
-                for page in self._client("cloudformation", region).get_paginator("describe_stacks").paginate():
-                    out.update({s["StackName"]: s["StackStatus"] for s in page["Stacks"]})
+                for page in self._client("cloudformation", region).get_paginator("list_stacks").paginate():
+                    for summary in page["StackSummaries"]:
+                        if summary["StackStatus"] != "DELETE_COMPLETE":
+                            out[summary["StackName"]] = summary["StackStatus"]
             except Exception:  # noqa: BLE001 - a server in trouble: the outcomes say "failed" with its log
                 pass
         return out
