@@ -116,7 +116,8 @@ def local_deploy_section() -> tuple[str, dict]:
 
 Both measured in the same bench run, one after the other, on the same templates: "before" is the local deploy of
 `{BASELINE_REF}` (before issue 14: resources moto's CloudFormation skips were removed) over today's library; "today"
-creates those through moto's service APIs and reads each back (see docs/local-aws.md).
+creates those through moto's service APIs and reads each back (see docs/local-aws.md). The machine is shared
+(other jobs run beside the bench): compare the two columns of one run, not runs of different days.
 
 | figure | before ({BASELINE_REF}) | today | ratio |
 | --- | --- | --- | --- |

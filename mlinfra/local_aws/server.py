@@ -211,32 +211,26 @@ class MotoServer:
 
 def _stop_group(pid: int, grace: float) -> None:
     """SIGTERM the process group led by ``pid`` (processes are started as session leaders), then SIGKILL."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    except PermissionError:
-        return
-    deadline = time.monotonic() + grace
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not pid_alive(pid):
+            return
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        if _wait_gone(pid, grace):
+            return
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Reap ``pid`` if it is our child, or wait for another parent's process to go; True once it is gone."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
         if not pid_alive(pid):
-            break
+            return True
         time.sleep(0.05)
-    if pid_alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:  # reap our child, or wait for another parent's process to go
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        if not pid_alive(pid):
-            return
-        time.sleep(0.05)
+    return False
