@@ -6,6 +6,7 @@
     mlinfra destroy-local [--app-dir DIR]
     mlinfra plan-transfer ...      (from mlinfra.domain.transfer_planner, when installed)
     mlinfra size-cache ...         (from mlinfra.domain.lustre_sizing, when installed)
+    mlinfra cost ...               (from mlinfra.domain.cost.cli: idle and per-use cost of a synthesized app)
     mlinfra approve --function F --token T --decision approve|reject --reviewer R   (mlinfra.approvals)
 
 Exit codes: 0 success, 1 a command failed (deploy error, missing optional module), 2 usage or
@@ -39,6 +40,7 @@ PLUGINS: tuple[tuple[str, str], ...] = (
     ("plan-transfer", "mlinfra.domain.transfer_planner"),
     ("size-cache", "mlinfra.domain.lustre_sizing"),
     ("approve", "mlinfra.approvals"),
+    ("cost", "mlinfra.domain.cost.cli"),
 )
 
 #: Stacks every environment deploys, before the capability sections add theirs.

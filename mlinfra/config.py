@@ -519,6 +519,9 @@ class TrainingConfig:
 
     #: Build the training stack. :default: True
     enabled: bool = True
+    #: Build the FSx for Lustre cache; without it the clusters and jobs read the lake from S3. Turning it off
+    #: does not delete a deployed file system (RETAINED): delete that by hand. :default: True
+    cache_enabled: bool = True
     #: Lustre deployment type. :default: PERSISTENT_2
     cache_deployment_type: Literal["SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"] = "PERSISTENT_2"
     #: Explicit capacity (GiB); null sizes the cache from the three sizing_* fields. :default: None
@@ -1124,6 +1127,47 @@ class PipelineConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CostConfig:
+    """Cost guard rails read by ``mlinfra cost`` and the cost policy test (issue 16): an idle budget, and a
+    recorded idle baseline that a change may not raise by more than ``idle_tolerance_percent`` unless the new
+    figure is acknowledged here."""
+
+    #: Most this environment may cost per month while idle (USD); ``mlinfra cost --max-idle`` and the test use
+    #: it. :default: None (no budget)
+    max_idle_usd: float | None = None
+    #: The idle cost per month (USD) recorded when the baseline was last accepted. :default: None (no baseline)
+    idle_baseline_usd: float | None = None
+    #: How far above the baseline (percent) the idle cost may rise without an acknowledgment. :default: 10
+    idle_tolerance_percent: float = 10.0
+    #: An accepted higher idle cost per month (USD): the test passes up to this figure. :default: None
+    idle_acknowledged_usd: float | None = None
+    #: Why the higher idle cost was accepted (who, when, what for); required with ``idle_acknowledged_usd``.
+    #: :default: None
+    idle_acknowledgment: str | None = None
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        for name in ("max_idle_usd", "idle_baseline_usd", "idle_acknowledged_usd"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                errors.append(f"cost.{name}: must be >= 0, got: {value}")
+        if not 0 <= self.idle_tolerance_percent <= 1000:
+            errors.append(f"cost.idle_tolerance_percent: must be between 0 and 1000, got: {self.idle_tolerance_percent}")
+        if (self.idle_acknowledged_usd is None) != (not self.idle_acknowledgment):
+            errors.append("cost.idle_acknowledgment: set it together with cost.idle_acknowledged_usd (the reason for "
+                          f"the accepted figure), got: {self.idle_acknowledgment!r} with {self.idle_acknowledged_usd!r}")
+        return errors
+
+    def idle_ceiling_usd(self) -> float | None:
+        """The idle cost above which the policy test fails: the baseline plus the tolerance, or the acknowledged
+        figure when that is higher. None when no baseline is recorded."""
+        if self.idle_baseline_usd is None:
+            return None
+        ceiling = self.idle_baseline_usd * (1 + self.idle_tolerance_percent / 100.0)
+        return max(ceiling, self.idle_acknowledged_usd or 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class PlatformConfig:
     """The whole platform for one environment."""
 
@@ -1151,6 +1195,7 @@ class PlatformConfig:
     delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
     vending: VendingConfig = dataclasses.field(default_factory=VendingConfig)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+    cost: CostConfig = dataclasses.field(default_factory=CostConfig)
 
     @property
     def is_production(self) -> bool:

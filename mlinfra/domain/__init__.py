@@ -8,5 +8,6 @@ constructs (import-linter contracts keep them free of CDK):
 - :mod:`.lustre_sizing`: FSx for Lustre sizing from a throughput target.
 - :mod:`.transfer_planner`: which transfer service for a data size, link and deadline.
 - :mod:`.inference_cost`: inference cost per million requests.
+- :mod:`.cost`: what a synthesized app costs idle and per use (``mlinfra cost``; dated price table).
 - :mod:`.rules`: the service-rules table: every AWS rule a construct relies on, with its documentation source.
 """

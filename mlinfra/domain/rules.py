@@ -122,6 +122,38 @@ _HYPERPOD: tuple[ServiceRule, ...] = (
 _INGESTION: tuple[ServiceRule, ...] = ()
 
 
+# --- Billing (what `mlinfra cost` relies on; mlinfra.domain.cost.pricers) ------------------------------------------
+_COST: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="cost.transfer-server-billed-until-deleted",
+        rule="A Transfer Family server is billed per enabled protocol per hour from creation until deletion, "
+        "also while it is stopped.",
+        source="https://aws.amazon.com/aws-transfer-family/pricing/",
+        enforced_by="mlinfra.domain.cost.pricers.transfer_server",
+    ),
+    ServiceRule(
+        id="cost.interface-endpoint-per-az-hour",
+        rule="An interface VPC endpoint is billed per hour in each Availability Zone it is provisioned in, "
+        "whatever its traffic; gateway endpoints (S3, DynamoDB) have no charge.",
+        source="https://aws.amazon.com/privatelink/pricing/",
+        enforced_by="mlinfra.domain.cost.pricers.vpc_endpoint",
+    ),
+    ServiceRule(
+        id="cost.public-ipv4-hourly",
+        rule="Every public IPv4 address (a NAT gateway's Elastic IP included) is billed per hour, attached or not.",
+        source="https://aws.amazon.com/vpc/pricing/ (Public IPv4 Address)",
+        enforced_by="mlinfra.domain.cost.pricers.eip",
+    ),
+    ServiceRule(
+        id="cost.endpoint-instances-at-the-floor",
+        rule="An instance-backed SageMaker endpoint bills every running instance-hour; an asynchronous endpoint "
+        "can scale to zero instances (MinCapacity 0), a real-time instance variant keeps at least one.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference-autoscale.html",
+        enforced_by="mlinfra.domain.cost.pricers.sagemaker_endpoint",
+    ),
+)
+
+
 def _index(*sections: tuple[ServiceRule, ...]) -> dict[str, ServiceRule]:
     table: dict[str, ServiceRule] = {}
     for section in sections:
@@ -134,7 +166,7 @@ def _index(*sections: tuple[ServiceRule, ...]) -> dict[str, ServiceRule]:
 
 #: Every rule, by id.
 RULES: dict[str, ServiceRule] = _index(
-    _SAGEMAKER, _STEPFUNCTIONS, _BATCH, _PARALLELCLUSTER, _FSX, _EC2, _IAM, _HYPERPOD, _INGESTION
+    _SAGEMAKER, _STEPFUNCTIONS, _BATCH, _PARALLELCLUSTER, _FSX, _EC2, _IAM, _HYPERPOD, _INGESTION, _COST
 )
 
 

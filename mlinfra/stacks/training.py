@@ -55,24 +55,27 @@ class TrainingStack(PlatformStack):
         cfg = config.training
         vpc, subnet = network.vpc, network.training_subnet
 
-        # --- the cache -----------------------------------------------------------------------------
-        links = []
-        for path, target in cfg.cache_links.items():
-            zone, prefix = parse_lake_target(target)
-            links.append(LustreLink(file_system_path=path, bucket=lake.bucket(zone), prefix=prefix))
-        if cfg.cache_storage_capacity_gib is None:
-            self.cache_plan = plan_cache(cfg.sizing_gpus, cfg.sizing_per_gpu_read_mbps, cfg.sizing_dataset_gib,
-                                         deployment_types=(cfg.cache_deployment_type,))
-            sizing: dict[str, Any] = {"plan": self.cache_plan}
-        else:
-            self.cache_plan = None
-            sizing = {"deployment_type": LustreDeploymentType(cfg.cache_deployment_type),
-                      "storage_capacity_gib": cfg.cache_storage_capacity_gib,
-                      "per_unit_storage_throughput": cfg.cache_per_unit_throughput}
-        self.cache = LustreCache(
-            self, "Cache", vpc=vpc, subnet=subnet, links=links,
-            destroy_data_on_delete=config.destroy_data_on_delete, **sizing,
-        )
+        # --- the cache (``training.cache_enabled``: without it the clusters and jobs read the lake) -----
+        self.cache: LustreCache | None = None
+        self.cache_plan = None
+        if cfg.cache_enabled:
+            links = []
+            for path, target in cfg.cache_links.items():
+                zone, prefix = parse_lake_target(target)
+                links.append(LustreLink(file_system_path=path, bucket=lake.bucket(zone), prefix=prefix))
+            if cfg.cache_storage_capacity_gib is None:
+                self.cache_plan = plan_cache(cfg.sizing_gpus, cfg.sizing_per_gpu_read_mbps, cfg.sizing_dataset_gib,
+                                             deployment_types=(cfg.cache_deployment_type,))
+                sizing: dict[str, Any] = {"plan": self.cache_plan}
+            else:
+                self.cache_plan = None
+                sizing = {"deployment_type": LustreDeploymentType(cfg.cache_deployment_type),
+                          "storage_capacity_gib": cfg.cache_storage_capacity_gib,
+                          "per_unit_storage_throughput": cfg.cache_per_unit_throughput}
+            self.cache = LustreCache(
+                self, "Cache", vpc=vpc, subnet=subnet, links=links,
+                destroy_data_on_delete=config.destroy_data_on_delete, **sizing,
+            )
 
         read = [LakeAccess(*parse_lake_target(t)) for t in cfg.lake_read]
         write = [LakeAccess(*parse_lake_target(t)) for t in cfg.lake_write]
@@ -145,13 +148,14 @@ class TrainingStack(PlatformStack):
         sg.add_ingress_rule(sg, ec2.Port.all_traffic(), "Distributed training between instances of a job")
         sg.add_egress_rule(sg, ec2.Port.all_traffic(), "Distributed training between instances of a job")
         sg.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs and ECR")
-        self.cache.connections.allow_default_port_from(sg, "Lustre from SageMaker training jobs")
         self._subnet = subnet
 
-        cdk.CfnOutput(self, "LustreFileSystemId", value=self.cache.file_system_id)
-        cdk.CfnOutput(self, "LustreDnsName", value=self.cache.dns_name)
-        cdk.CfnOutput(self, "LustreMountName", value=self.cache.mount_name)
-        cdk.CfnOutput(self, "LustreMountCommand", value=self.cache.mount_command())
+        if self.cache is not None:
+            self.cache.connections.allow_default_port_from(sg, "Lustre from SageMaker training jobs")
+            cdk.CfnOutput(self, "LustreFileSystemId", value=self.cache.file_system_id)
+            cdk.CfnOutput(self, "LustreDnsName", value=self.cache.dns_name)
+            cdk.CfnOutput(self, "LustreMountName", value=self.cache.mount_name)
+            cdk.CfnOutput(self, "LustreMountCommand", value=self.cache.mount_command())
         cdk.CfnOutput(self, "SageMakerJobSecurityGroupId", value=sg.security_group_id)
 
     def training_job_spec(self, *, image_uri: str, role_arn: str, output_s3_uri: str, **kwargs: Any) -> TrainingJobSpec:

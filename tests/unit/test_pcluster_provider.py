@@ -16,9 +16,16 @@ from tests.helpers import new_stack
 
 @pytest.fixture(scope="module")
 def dev_training(config_file):
+    """dev with its ParallelCluster turned back on (dev idles without it, on HyperPod's managed Slurm: see
+    docs/cost.md); the provider wiring is dev's setting (slurm_service_token: provider)."""
+    import dataclasses
+
     from mlinfra.config import load_config_file
 
-    _, platform = create_app(config=load_config_file(config_file, "dev"), nag=False)
+    cfg = load_config_file(config_file, "dev")
+    assert cfg.training.slurm_service_token == "provider"
+    cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, slurm_enabled=True))
+    _, platform = create_app(config=cfg, nag=False)
     return Template.from_stack(platform.extra["training"])
 
 
