@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -816,7 +817,10 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 
 
 def _cli_says_failed(text: str, name: str) -> bool:
-    return any(name in line and ("❌" in line or " failed" in line) for line in text.splitlines())
+    """The CLI's own failure lines for this stack ("❌  NAME failed to deploy", "NAME: fail: ..."), not those of
+    a stack whose name merely starts the same."""
+    pattern = re.compile(rf"(^|\s){re.escape(name)}(:\s*fail|\s+failed)")
+    return any(pattern.search(line) for line in text.splitlines())
 
 
 def _closure(name: str, deps: dict[str, set[str]]) -> set[str]:

@@ -322,3 +322,9 @@ def _cmdline_bytes(proc_dir: Path) -> bytes:
         return (proc_dir / "cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_cli_failure_lines_name_exactly_their_stack():
+    text = "❌  tiny-bad failed to deploy\ntiny-bad-2: start: Building\nother: fail: UnknownError"
+    assert deploy_mod._cli_says_failed(text, "tiny-bad") and deploy_mod._cli_says_failed(text, "other")
+    assert not deploy_mod._cli_says_failed(text, "tiny") and not deploy_mod._cli_says_failed(text, "tiny-bad-2")
