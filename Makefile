@@ -14,7 +14,7 @@ ENV ?= local
 CDK := $(CURDIR)/node_modules/.bin/cdk
 PYTEST_WORKERS ?= 2
 
-.PHONY: help setup synth lint deploy test test-fast deploy-local destroy-local bench clean docs
+.PHONY: help setup synth lint deploy test test-fast deploy-local destroy-local bench bench-drift clean docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -25,6 +25,8 @@ setup: .make/python.stamp .make/node.stamp ## install the Python venv and the No
 	@mkdir -p .make
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
+	@# The distribution was named mlinfra before it became cdk-mlinfra: drop an old editable install of it.
+	@$(PY) -m pip uninstall --quiet --disable-pip-version-check -y mlinfra 2>/dev/null || true
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	@touch $@
 
@@ -45,7 +47,8 @@ deploy: setup ## cdk deploy every stack of ENV=dev|prod to its AWS account (ENV=
 	@test "$(ENV)" != local || { echo "ENV=local is the embedded emulator: use make deploy-local"; exit 2; }
 	$(CDK) deploy --all -c mlinfra:env=$(ENV)
 
-test: setup ## run every test: unit, handlers, workflow, policy and the local deploy
+test: setup ## run every test: import contracts, unit, handlers, workflow, policy and the local deploy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
 
 test-fast: setup ## unit and handler tests only (no full validation, no local deploy)
@@ -57,8 +60,11 @@ deploy-local: setup ## deploy every stack into the embedded local AWS (moto) and
 destroy-local: setup ## destroy the stacks of a kept local deploy and stop its emulator
 	$(PY) -m mlinfra.local_aws destroy
 
-bench: setup ## measure synth, template size, test and local deploy times; writes docs/performance.md
+bench: setup ## measure synth, template size, test and local deploy times, the drift engine vs Evidently; writes docs/performance.md
 	$(PY) scripts/bench.py
+
+bench-drift: setup ## only the drift engine vs Evidently (1 M records); rewrites its section of docs/performance.md
+	$(PY) scripts/bench.py --drift-only
 
 clean: ## remove build outputs (keeps the toolchain)
 	rm -rf cdk.out cdk.out.* .local-aws .pytest_cache build dist *.egg-info

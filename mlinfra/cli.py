@@ -2,6 +2,7 @@
 
     mlinfra validate config/platform.yaml [--env prod] [--json]
     mlinfra init my-platform [--ci github|pipelines] [--prefix NAME]
+    mlinfra schema [--output config/platform.schema.json]
     mlinfra deploy-local [--app-dir DIR] [--env local] [--keep] [--json]
     mlinfra destroy-local [--app-dir DIR]
     mlinfra plan-transfer ...      (from mlinfra.domain.transfer_planner, when installed)
@@ -12,7 +13,7 @@
 Exit codes: 0 success, 1 a command failed (deploy error, missing optional module), 2 usage or
 configuration errors (every configuration error is printed at once).
 
-Fast start: ``validate``, ``init``, ``plan-transfer`` and ``size-cache`` never import ``aws_cdk`` (no jsii).
+Fast start: ``validate``, ``init``, ``schema``, ``plan-transfer`` and ``size-cache`` never import ``aws_cdk`` (no jsii).
 
 Plug-in contract: a module that adds a subcommand exposes ``register_cli(subparsers)``; it adds its parser
 with ``subparsers.add_parser(name, help=...)`` and sets ``func`` (``parser.set_defaults(func=run)``) to a
@@ -231,6 +232,22 @@ def cmd_init(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print (or write) the JSON Schema of a configuration file."""
+    from mlinfra.config import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        return _fail(args, f"cannot write {args.output}: {exc.strerror}", EXIT_USAGE)
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
 def _local_main() -> Callable[[list[str]], int] | None:
     try:
         from mlinfra.local_aws.__main__ import main as local_main
@@ -314,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="write into a non-empty directory, replacing files")
     _add_json(p)
     p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the configuration file",
+                       description="Print the JSON Schema (draft 2020-12) of a configuration file: every section, field, "
+                                   "default and bound. Editors read it through the '# yaml-language-server: $schema=' "
+                                   "comment at the top of config/platform.yaml.")
+    p.add_argument("--output", "-o", help="write the schema to this file instead of stdout")
+    p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("deploy-local", help="deploy the app's local environment into the local AWS emulator",
                        description="Synthesize the app's 'local' environment, start the embedded emulator (moto), "

@@ -5,26 +5,43 @@ One :class:`PlatformConfig` per environment (``local``, ``dev``, ``prod``, ...),
 ``defaults`` shared by every environment and an ``environments`` mapping whose entries override them
 (a deep merge: nested mappings merge, lists and scalars replace).
 
-Loading checks every field's type and every semantic rule, collects ALL problems and raises one
-:class:`ConfigError` listing each as ``<field path>: <what is wrong>, got: <value>``. Nothing here imports
-aws_cdk, so the CLI can validate a configuration without starting jsii.
+Each capability owns one section below: a pydantic (v2) dataclass, so a field reads as in a plain dataclass
+(``name: type = default`` with its ``#:`` comment), plus a ``validate()`` for the rules across fields. Loading
+checks in order, and reports ALL problems at once in one :class:`ConfigError`, each as
+``<field path>: <what is wrong>, got: <value>``:
 
-Each capability owns one section dataclass below; a section validates its own rules in ``validate()``
-and returns the list of problems (never raises), so that the loader can report all of them at once.
+1. the file: UTF-8, no duplicate keys, YAML aliases and nesting bounded (:mod:`mlinfra.domain.safe_yaml`);
+2. the types (pydantic, strict: no ``"3"`` for 3, no ``"yes"`` for true), unknown keys refused with the nearest
+   field name suggested, NaN and infinity refused;
+3. the bounds declared on each numeric field (``Annotated[int, between(1, 6)]``: service limits where AWS has
+   one), which the JSON Schema publishes too;
+4. each section's ``validate()``.
+
+``mlinfra schema`` prints the JSON Schema of the file (config/platform.schema.json; editors read it through the
+``yaml-language-server`` comment at the top of config/platform.yaml). Nothing here imports aws_cdk, so the CLI
+validates a configuration without starting jsii.
+
+Adding a field: write it as in a dataclass, with its ``#:`` comment and default; give a number its bounds
+(``Annotated[int, between(lo, hi)]``); run ``mlinfra schema > config/platform.schema.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import json
+import math
 import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
+import pydantic
 import yaml
+from pydantic import ConfigDict, field_validator
+from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
 __all__ = [
     "ConfigError",
@@ -33,19 +50,36 @@ __all__ = [
     "DataLakeConfig",
     "LifecycleConfig",
     "PipelineConfig",
+    "MonitoringConfig",
     "load_config",
     "load_config_file",
+    "json_schema",
+    "between",
     "ZONES",
 ]
 
-#: The lake's zones, in the order data flows through them.
-ZONES: tuple[str, ...] = ("landing", "raw", "curated", "features", "models", "artifacts")
+from mlinfra.domain.lake import (
+    DEFAULT_LIFECYCLES,
+    S3_PREFIX_PATTERN,
+    ZONES,
+    Lifecycle,
+    dataset_name_error,
+    lake_target_errors as _lake_target_errors,
+    lifecycle_errors as validate_lifecycle,
+    parse_lake_target,
+    retrainable_dataset_error,
+)
+from mlinfra.domain.network import DEFAULT_INTERFACE_ENDPOINTS, INTERFACE_ENDPOINT_NAMES, LOG_RETENTION_DAYS, cidr_error
+from mlinfra.domain.parallelcluster import DEFAULT_PCLUSTER_VERSION, DLAMI_SSM_PARAMETER, PCLUSTER_MIN_MINOR, is_pcluster_release
+from mlinfra.domain.hyperpod import MAX_INSTANCE_COUNT as MAX_HYPERPOD_INSTANCE_COUNT
+from mlinfra.domain.safe_yaml import DocumentError, load_document
+from mlinfra.domain.teams import family_min_vcpus, prefixes_overlap
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,20}[a-z0-9]$")
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _TAG_KEY_RE = re.compile(r"^[\w .:/=+\-@]{1,128}$")
-_PREFIX_RE = re.compile(r"^([a-zA-Z0-9!_.*'()-]+/)*$")
+_PREFIX_RE = re.compile(S3_PREFIX_PATTERN)
 
 
 class ConfigError(ValueError):
@@ -57,13 +91,103 @@ class ConfigError(ValueError):
         super().__init__(f"{source} is invalid ({len(self.errors)} error(s)):\n{lines}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """Inclusive (``ge``/``le``) or exclusive (``gt``/``lt``) bounds of a number, declared on its field with
+    ``Annotated[int, between(1, 6)]``. The loader reports a value outside them (with the field's path) and the
+    JSON Schema publishes them; constructing a section by hand does not check them, so ``validate()``-style
+    tests can build any value."""
+
+    ge: float | None = None
+    le: float | None = None
+    gt: float | None = None
+    lt: float | None = None
+
+    def error(self, value: Any) -> str | None:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return None
+        low_ok = (self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+        high_ok = (self.le is None or value <= self.le) and (self.lt is None or value < self.lt)
+        if low_ok and high_ok:
+            return None
+        if self.ge is not None and self.le is not None:
+            return f"must be between {_num(self.ge)} and {_num(self.le)}"
+        side = ((">=", self.ge), (">", self.gt)) if not low_ok else (("<=", self.le), ("<", self.lt))
+        return "must be " + " and ".join(f"{op} {_num(v)}" for op, v in side if v is not None)
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        schema = handler(core_schema)
+        target = schema
+        for option in schema.get("anyOf", []):  # ``int | None``: bound the number, not the null
+            if option.get("type") in ("integer", "number"):
+                target = option
+        for key, value in (("minimum", self.ge), ("maximum", self.le), ("exclusiveMinimum", self.gt),
+                           ("exclusiveMaximum", self.lt)):
+            if value is not None:
+                target[key] = value
+        return schema
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def between(low: float, high: float) -> Bounds:
+    """``low <= value <= high``."""
+    return Bounds(ge=low, le=high)
+
+
+def at_least(low: float, high: float | None = None) -> Bounds:
+    """``value >= low`` (and ``<= high`` when given)."""
+    return Bounds(ge=low, le=high)
+
+
+def positive(high: float | None = None) -> Bounds:
+    """``value > 0`` (and ``<= high`` when given)."""
+    return Bounds(gt=0, le=high)
+
+
+#: Every section: unknown keys refused, NaN and infinity refused, frozen like the dataclasses they replace.
+_MODEL_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=False)
+#: The decorator of every section class (a pydantic dataclass).
+section = _pydantic_dataclass(frozen=True, config=_MODEL_CONFIG)
+
+
+@section
+class _Section:
+    """Base of every section: YAML reads ``account: 123456789012`` or ``epochs: 10`` as numbers; a field that
+    takes text takes an integer as its decimal text (never a bool or a float)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _integers_as_text(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
+        field = cls.__pydantic_fields__.get(info.field_name)  # type: ignore[attr-defined]
+        return _int_to_text(value, field.annotation) if field is not None else value
+
+
+def _int_to_text(value: Any, tp: Any) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        return _int_to_text(value, args[0])
+    if isinstance(value, int) and not isinstance(value, bool):
+        accepts = set(args) if origin in (typing.Union, types.UnionType) else {tp}
+        if str in accepts and not accepts & {int, float}:
+            return str(value)
+        return value
+    if origin is list and isinstance(value, list):
+        return [_int_to_text(v, args[0]) for v in value]
+    if origin is dict and isinstance(value, dict):
+        return {k: _int_to_text(v, args[1]) for k, v in value.items()}
+    return value
+
+
 # --------------------------------------------------------------------------------------------------
 # Sections
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class NetworkConfig:
+@section
+class NetworkConfig(_Section):
     """The VPC the platform runs in: made from props, or imported by id (never both)."""
 
     #: Import this existing VPC instead of creating one (``vpc-...``). :default: None (create one)
@@ -71,28 +195,22 @@ class NetworkConfig:
     #: IPv4 CIDR of a created VPC. :default: 10.0.0.0/16
     cidr: str = "10.0.0.0/16"
     #: AZs used by the created VPC's private subnets. :default: 2
-    max_azs: int = 2
+    max_azs: Annotated[int, between(1, 6)] = 2
     #: NAT gateways for outbound internet (0: isolated subnets reaching AWS through endpoints only). :default: 1
-    nat_gateways: int = 1
+    nat_gateways: Annotated[int, between(0, 6)] = 1
     #: Index into the AZ list of the single AZ that hosts the training subnet (EFA and Lustre). :default: 0
-    training_az_index: int = 0
+    training_az_index: Annotated[int, between(0, 5)] = 0
     #: Interface endpoints (service names as in ``ec2.InterfaceVpcEndpointAwsService``). :default: see below
-    interface_endpoints: list[str] = dataclasses.field(
-        default_factory=lambda: ["SAGEMAKER_API", "SAGEMAKER_RUNTIME", "STS", "ECR", "ECR_DOCKER", "CLOUDWATCH_LOGS"]
-    )
+    interface_endpoints: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_INTERFACE_ENDPOINTS))
     #: Days to keep VPC flow logs. :default: 90
-    flow_log_retention_days: int = 90
+    flow_log_retention_days: Annotated[int, between(1, 3653)] = 90
 
     def validate(self) -> list[str]:
         errors: list[str] = []
         if self.vpc_id is not None and not re.fullmatch(r"vpc-[0-9a-f]{8,17}", self.vpc_id):
             errors.append(f"network.vpc_id: must look like vpc-0123456789abcdef0, got: {self.vpc_id!r}")
-        try:
-            net = ipaddress.ip_network(self.cidr)
-            if not 16 <= net.prefixlen <= 20:
-                errors.append(f"network.cidr: prefix length must be /16 to /20, got: {self.cidr!r}")
-        except ValueError:
-            errors.append(f"network.cidr: must be an IPv4 CIDR such as 10.0.0.0/16, got: {self.cidr!r}")
+        if (error := cidr_error(self.cidr, "network.cidr")) is not None:
+            errors.append(error)
         if not 1 <= self.max_azs <= 6:
             errors.append(f"network.max_azs: must be between 1 and 6, got: {self.max_azs}")
         if not 0 <= self.nat_gateways <= self.max_azs:
@@ -115,99 +233,31 @@ class NetworkConfig:
         return errors
 
 
-#: Interface endpoint names accepted in ``network.interface_endpoints`` (attributes of
-#: ``aws_ec2.InterfaceVpcEndpointAwsService``).
-INTERFACE_ENDPOINT_NAMES: tuple[str, ...] = (
-    "SAGEMAKER_API", "SAGEMAKER_RUNTIME", "SAGEMAKER_NOTEBOOK", "STS", "ECR", "ECR_DOCKER", "CLOUDWATCH_LOGS",
-    "CLOUDWATCH_MONITORING", "SSM", "SSM_MESSAGES", "EC2_MESSAGES", "KMS", "STEP_FUNCTIONS", "EVENTBRIDGE",
-    "SECRETS_MANAGER", "BATCH", "FSX", "DATASYNC", "TRANSFER", "GLUE", "SNS", "SQS", "LAMBDA",
-)
-
-#: Values CloudWatch Logs accepts for retention in days.
-LOG_RETENTION_DAYS: tuple[int, ...] = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class LifecycleConfig:
-    """Lifecycle of one zone's objects. ``None`` turns a transition or expiry off."""
-
-    #: Days until objects move to S3 Intelligent-Tiering. :default: None
-    intelligent_tiering_days: int | None = None
-    #: Days until objects move to Standard-IA (at least 30, S3's minimum). :default: None
-    infrequent_access_days: int | None = None
-    #: Days until objects move to Glacier Flexible Retrieval. :default: None
-    glacier_days: int | None = None
-    #: Days until objects move to Glacier Deep Archive. :default: None
-    deep_archive_days: int | None = None
-    #: Days until noncurrent (overwritten) versions expire. :default: 365
-    noncurrent_expiration_days: int | None = 365
-    #: Days until incomplete multipart uploads are aborted. :default: 7
-    abort_incomplete_multipart_days: int = 7
+@section
+class LifecycleConfig(Lifecycle, _Section):
+    """Lifecycle of one zone's objects (the fields of :class:`mlinfra.domain.lake.Lifecycle`, which the
+    ``DataLake`` construct takes). ``None`` turns a transition or expiry off."""
 
     def validate(self, path: str) -> list[str]:
         return validate_lifecycle(self, path)
 
 
-def validate_lifecycle(lc: LifecycleConfig, path: str) -> list[str]:
-    """Transitions must be positive, ordered (tiering/IA before Glacier before Deep Archive) and respect
-    S3's minimums (Standard-IA >= 30 days; Glacier -> Deep Archive >= 90 days apart)."""
-    errors: list[str] = []
-    for name in ("intelligent_tiering_days", "infrequent_access_days", "glacier_days", "deep_archive_days",
-                 "noncurrent_expiration_days"):
-        value = getattr(lc, name)
-        if value is not None and value < 1:
-            errors.append(f"{path}.{name}: must be a positive number of days or null, got: {value}")
-    if lc.abort_incomplete_multipart_days < 1:
-        errors.append(f"{path}.abort_incomplete_multipart_days: must be >= 1, got: {lc.abort_incomplete_multipart_days}")
-    if lc.infrequent_access_days is not None and lc.infrequent_access_days < 30:
-        errors.append(
-            f"{path}.infrequent_access_days: S3 requires at least 30 days before Standard-IA, got: {lc.infrequent_access_days}"
-        )
-    if lc.intelligent_tiering_days is not None and lc.infrequent_access_days is not None:
-        errors.append(f"{path}: choose intelligent_tiering_days or infrequent_access_days, not both")
-    ordered = [
-        ("intelligent_tiering_days", lc.intelligent_tiering_days),
-        ("infrequent_access_days", lc.infrequent_access_days),
-        ("glacier_days", lc.glacier_days),
-        ("deep_archive_days", lc.deep_archive_days),
-    ]
-    present = [(n, v) for n, v in ordered if v is not None and v >= 1]
-    for (n1, v1), (n2, v2) in zip(present, present[1:]):
-        if v2 <= v1:
-            errors.append(f"{path}.{n2}: must be later than {n1} ({v1}), got: {v2}")
-    if lc.glacier_days is not None and lc.deep_archive_days is not None and lc.deep_archive_days - lc.glacier_days < 90:
-        errors.append(
-            f"{path}.deep_archive_days: must be at least 90 days after glacier_days ({lc.glacier_days}), "
-            f"got: {lc.deep_archive_days}"
-        )
-    return errors
-
-
 def _default_lifecycles() -> dict[str, LifecycleConfig]:
-    return {
-        "landing": LifecycleConfig(infrequent_access_days=30, glacier_days=None, noncurrent_expiration_days=30),
-        "raw": LifecycleConfig(intelligent_tiering_days=1, glacier_days=180),
-        "curated": LifecycleConfig(intelligent_tiering_days=1),
-        "features": LifecycleConfig(intelligent_tiering_days=1),
-        "models": LifecycleConfig(intelligent_tiering_days=30, noncurrent_expiration_days=None),
-        "artifacts": LifecycleConfig(intelligent_tiering_days=30, noncurrent_expiration_days=90),
-    }
+    return {zone: LifecycleConfig(**dataclasses.asdict(lc)) for zone, lc in DEFAULT_LIFECYCLES.items()}
 
 
-@dataclasses.dataclass(frozen=True)
-class DataLakeConfig:
+@section
+class DataLakeConfig(_Section):
     """The lake: one bucket per zone, encrypted, versioned, logged, catalogued."""
 
     #: Encryption of every zone: a customer managed KMS key (rotated) or S3-managed keys. :default: "kms"
     encryption: Literal["kms", "s3"] = "kms"
-    #: Zones that get a Glue Data Catalog database. :default: curated, features
+    #: Zones that get a Glue Data Catalog database. :default: raw, curated, features
     glue_zones: list[str] = dataclasses.field(default_factory=lambda: ["raw", "curated", "features"])
     #: Per-zone lifecycle; zones left out keep the defaults. :default: tiering per zone
     lifecycle: dict[str, LifecycleConfig] = dataclasses.field(default_factory=_default_lifecycles)
     #: Days to keep S3 server access logs. :default: 365
-    access_log_retention_days: int = 365
+    access_log_retention_days: Annotated[int, between(1, 36500)] = 365
     #: Let `cdk destroy` delete buckets and their objects. Needs the app context flag
     #: ``mlinfra:allowDataDestruction=true`` too (two keys); refused in prod. :default: False
     destroy_data_on_delete: bool = False
@@ -236,14 +286,13 @@ class DataLakeConfig:
 # --- capability sections (ingestion, training, serving, pipeline, delivery, teams) are added below ---
 
 
-_DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _STORAGE_CLASSES = ("STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "ONEZONE_IA", "GLACIER_INSTANT_RETRIEVAL",
                     "GLACIER", "DEEP_ARCHIVE")
 _EXTENSION_RE = re.compile(r"^\.[a-z0-9]+(\.[a-z0-9]+)?$")
 
 
-@dataclasses.dataclass(frozen=True)
-class DatasetRuleConfig:
+@section
+class DatasetRuleConfig(_Section):
     """What the landing glue accepts for one dataset (``<dataset>/<version>/<file>`` in landing)."""
 
     #: Allowed file extensions, lower case with the dot (``.csv``, ``.tar.gz``); empty: any. :default: []
@@ -252,8 +301,8 @@ class DatasetRuleConfig:
     content_types: list[str] = dataclasses.field(default_factory=list)
 
 
-@dataclasses.dataclass(frozen=True)
-class TransferUserConfig:
+@section
+class TransferUserConfig(_Section):
     """A service-managed SFTP user confined to ``prefix`` of the landing zone."""
 
     #: User name (3-100 letters, digits, _@.-).
@@ -267,8 +316,8 @@ class TransferUserConfig:
     read_only: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
-class TransferConfig:
+@section
+class TransferConfig(_Section):
     """The SFTP server (Transfer Family)."""
 
     #: Create the server. :default: True
@@ -285,8 +334,8 @@ class TransferConfig:
     users: list[TransferUserConfig] = dataclasses.field(default_factory=list)
 
 
-@dataclasses.dataclass(frozen=True)
-class DataSyncTaskConfig:
+@section
+class DataSyncTaskConfig(_Section):
     """One DataSync task into the lake (see mlinfra.constructs.datasync for every option)."""
 
     #: Task name (also the construct id).
@@ -314,7 +363,7 @@ class DataSyncTaskConfig:
     #: ``rate(...)`` or ``cron(...)``; null runs on demand. :default: None
     schedule: str | None = None
     #: Bandwidth limit in bytes/s (-1 unlimited; `mlinfra plan-transfer` suggests one). :default: -1
-    bytes_per_second: int = -1
+    bytes_per_second: Annotated[int, between(-1, 10**12)] = -1
     #: Include / exclude SIMPLE_PATTERN filters. :default: []
     includes: list[str] = dataclasses.field(default_factory=list)
     excludes: list[str] = dataclasses.field(default_factory=list)
@@ -324,8 +373,8 @@ class DataSyncTaskConfig:
     storage_class: str = "STANDARD"
 
 
-@dataclasses.dataclass(frozen=True)
-class DataSyncConfig:
+@section
+class DataSyncConfig(_Section):
     """DataSync tasks and the private endpoint their agents use."""
 
     #: Create the DataSync interface endpoint for agents. :default: False
@@ -336,8 +385,8 @@ class DataSyncConfig:
     tasks: list[DataSyncTaskConfig] = dataclasses.field(default_factory=list)
 
 
-@dataclasses.dataclass(frozen=True)
-class IngestionConfig:
+@section
+class IngestionConfig(_Section):
     """Ingestion: landing glue, dataset catalog, SFTP, DataSync, optional Firehose stream into raw."""
 
     #: Build the ingestion stack. :default: True
@@ -349,9 +398,9 @@ class IngestionConfig:
     #: Extensions allowed for unregistered datasets; empty: any. :default: []
     default_extensions: list[str] = dataclasses.field(default_factory=list)
     #: Glue handler timeout (seconds); the SQS visibility timeout is six times this. :default: 300
-    handler_timeout_seconds: int = 300
+    handler_timeout_seconds: Annotated[int, between(10, 600)] = 300
     #: Largest object the glue hashes itself (bytes) when S3 holds no full-object SHA-256. :default: 10 GiB
-    max_hash_bytes: int = 10 * 1024**3
+    max_hash_bytes: Annotated[int, between(1, 50 * 1024**4)] = 10 * 1024**3
     #: Email subscribed to the ingestion alarm topic. :default: None
     alarm_email: str | None = None
     transfer: TransferConfig = dataclasses.field(default_factory=TransferConfig)
@@ -363,8 +412,8 @@ class IngestionConfig:
         errors: list[str] = []
         p = "ingestion"
         for name, rule in self.datasets.items():
-            if not _DATASET_NAME_RE.fullmatch(name) or name.startswith("_"):
-                errors.append(f"{p}.datasets: names must be 1-128 letters, digits or ._- (not starting with _), got: {name!r}")
+            if (problem := dataset_name_error(name)) is not None:
+                errors.append(f"{p}.datasets: {problem}")
             bad = [e for e in rule.extensions if not _EXTENSION_RE.fullmatch(e)]
             if bad:
                 errors.append(f"{p}.datasets.{name}.extensions: must be lower case with a leading dot (.csv), got: {bad}")
@@ -424,23 +473,10 @@ class IngestionConfig:
 
 # --- training (issue 4) ---
 
-#: Deep Learning Base AMI (OSS NVIDIA driver, Amazon Linux 2023) SSM parameter: the default node image.
-#: The ParallelCluster CloudFormation custom resource exists from release 3.6.0 on.
-PCLUSTER_MIN_MINOR = 6
-DEFAULT_PCLUSTER_VERSION = "3.16.1"
 
 
-def is_pcluster_release(version: str) -> bool:
-    """``3.<minor>.<patch>`` with minor >= 6: a ParallelCluster release with the CloudFormation custom resource."""
-    m = re.fullmatch(r"3\.(\d+)\.\d+", version or "")
-    return m is not None and int(m.group(1)) >= PCLUSTER_MIN_MINOR
-
-
-DLAMI_SSM_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
-
-
-@dataclasses.dataclass(frozen=True)
-class SlurmQueueConfig:
+@section
+class SlurmQueueConfig(_Section):
     """One Slurm queue with one compute resource."""
 
     #: Queue name: lowercase letters, digits, hyphens (ParallelCluster), starting with a letter.
@@ -448,15 +484,15 @@ class SlurmQueueConfig:
     #: EC2 instance type of the queue's nodes (EFA-capable when ``training.efa``).
     instance_type: str = "p4d.24xlarge"
     #: Nodes kept running (0: scale to zero). :default: 0
-    min_count: int = 0
+    min_count: Annotated[int, between(0, 10_000)] = 0
     #: Most nodes. :default: 4
-    max_count: int = 4
+    max_count: Annotated[int, between(0, 10_000)] = 4
     #: ONDEMAND, SPOT or CAPACITY_BLOCK. :default: ONDEMAND
     capacity_type: Literal["ONDEMAND", "SPOT", "CAPACITY_BLOCK"] = "ONDEMAND"
 
 
-@dataclasses.dataclass(frozen=True)
-class HyperPodGroupConfig:
+@section
+class HyperPodGroupConfig(_Section):
     """One HyperPod instance group."""
 
     #: Instance-group name (letters, digits, inner hyphens).
@@ -466,7 +502,7 @@ class HyperPodGroupConfig:
     #: Controller, Login or Compute. :default: Compute
     node_type: Literal["Controller", "Login", "Compute"] = "Compute"
     #: Instances (compute groups may be 0 at rest). :default: 0
-    instance_count: int = 0
+    instance_count: Annotated[int, between(0, MAX_HYPERPOD_INSTANCE_COUNT)] = 0
     #: Slurm partition of a compute group. :default: None
     partition: str | None = None
 
@@ -477,8 +513,8 @@ def _default_hyperpod_groups() -> list[HyperPodGroupConfig]:
             HyperPodGroupConfig(name="gpu", instance_type="ml.p5.48xlarge", instance_count=0, partition="gpu")]
 
 
-@dataclasses.dataclass(frozen=True)
-class HyperPodConfig:
+@section
+class HyperPodConfig(_Section):
     """SageMaker HyperPod with managed Slurm (constructs/hyperpod.py)."""
 
     #: Build the HyperPod cluster. :default: False
@@ -513,8 +549,8 @@ class HyperPodConfig:
         return errors
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainingConfig:
+@section
+class TrainingConfig(_Section):
     """GPU training: the Lustre cache, a Batch cluster and a Slurm (ParallelCluster) cluster."""
 
     #: Build the training stack. :default: True
@@ -525,13 +561,13 @@ class TrainingConfig:
     #: Lustre deployment type. :default: PERSISTENT_2
     cache_deployment_type: Literal["SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"] = "PERSISTENT_2"
     #: Explicit capacity (GiB); null sizes the cache from the three sizing_* fields. :default: None
-    cache_storage_capacity_gib: int | None = None
+    cache_storage_capacity_gib: Annotated[int | None, between(1, 10**7)] = None
     #: Explicit per-unit throughput (MB/s/TiB), with an explicit capacity only. :default: None
-    cache_per_unit_throughput: int | None = None
+    cache_per_unit_throughput: Annotated[int | None, between(1, 1000)] = None
     #: Sizing inputs: GPUs reading at once, MB/s each, dataset GiB. :default: 16 GPUs x 100 MB/s, 1000 GiB
-    sizing_gpus: int = 16
-    sizing_per_gpu_read_mbps: float = 100.0
-    sizing_dataset_gib: float = 1000.0
+    sizing_gpus: Annotated[int, between(1, 100_000)] = 16
+    sizing_per_gpu_read_mbps: Annotated[float, positive(100_000)] = 100.0
+    sizing_dataset_gib: Annotated[float, between(0, 10**8)] = 1000.0
     #: Lustre path -> lake ``zone`` or ``zone:prefix/`` (one data repository association each, at most 8).
     cache_links: dict[str, str] = dataclasses.field(
         default_factory=lambda: {"/raw": "raw", "/features": "features", "/checkpoints": "artifacts:checkpoints/"})
@@ -552,9 +588,9 @@ class TrainingConfig:
     #: Batch instance types (one EFA interface count). :default: p4d.24xlarge
     batch_instance_types: list[str] = dataclasses.field(default_factory=lambda: ["p4d.24xlarge"])
     #: Nodes of the multi-node parallel job definition. :default: 2
-    batch_nodes: int = 2
+    batch_nodes: Annotated[int, between(1, 1000)] = 2
     #: Compute environment ceiling; null: 4 nodes of the first type. :default: None
-    batch_max_vcpus: int | None = None
+    batch_max_vcpus: Annotated[int | None, between(1, 10**6)] = None
     #: Spot capacity. :default: False
     batch_spot: bool = False
     #: Build the Slurm cluster (AWS ParallelCluster; needs ``slurm_service_token``). :default: False
@@ -635,24 +671,8 @@ class TrainingConfig:
         return errors
 
 
-def parse_lake_target(target: str) -> tuple[str, str]:
-    """``zone`` or ``zone:prefix/`` -> (zone, prefix)."""
-    zone, _, prefix = target.partition(":")
-    return zone, prefix
-
-
-def _lake_target_errors(path: str, target: str) -> list[str]:
-    zone, prefix = parse_lake_target(target)
-    errors = []
-    if zone not in ZONES:
-        errors.append(f"{path}: zone must be one of {list(ZONES)}, got: {target!r}")
-    if prefix and not re.fullmatch(r"([A-Za-z0-9!_.*'()=-]+/)+", prefix):
-        errors.append(f"{path}: prefix must be path segments each ending with '/', got: {target!r}")
-    return errors
-
-
-@dataclasses.dataclass(frozen=True)
-class ScheduledScalingConfig:
+@section
+class ScheduledScalingConfig(_Section):
     """A scheduled capacity change of the real-time endpoint (e.g. a smaller night floor)."""
 
     #: Action name (letters, digits, hyphens).
@@ -660,15 +680,15 @@ class ScheduledScalingConfig:
     #: Application Auto Scaling schedule: ``cron(...)``, ``rate(...)`` or ``at(...)``.
     schedule: str
     #: New minimum capacity. :default: None (unchanged)
-    min_capacity: int | None = None
+    min_capacity: Annotated[int | None, between(0, 10_000)] = None
     #: New maximum capacity. :default: None (unchanged)
-    max_capacity: int | None = None
+    max_capacity: Annotated[int | None, between(0, 10_000)] = None
     #: IANA time zone of the schedule. :default: None (UTC)
     time_zone: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class ServingConfig:
+@section
+class ServingConfig(_Section):
     """Serving (issue 6): one real-time endpoint with autoscaling, alarms and guarded rollout, plus an async
     endpoint example. The retrain pipeline deploys new model versions to the real-time endpoint."""
 
@@ -682,49 +702,49 @@ class ServingConfig:
     #: Instance type of the real-time endpoint (``ml.*``). :default: ml.m5.large
     instance_type: str = "ml.m5.large"
     #: Instances at creation. :default: 1
-    initial_instance_count: int = 1
+    initial_instance_count: Annotated[int, between(1, 10_000)] = 1
     #: Autoscaling floor (>= 1 for real-time). :default: 1
-    min_capacity: int = 1
+    min_capacity: Annotated[int, between(0, 10_000)] = 1
     #: Autoscaling ceiling. :default: 4
-    max_capacity: int = 4
+    max_capacity: Annotated[int, between(0, 10_000)] = 4
     #: Target-tracking metric: invocations per instance (default), GPU or CPU utilization. :default: invocations
     scaling_metric: Literal["invocations", "gpu", "cpu"] = "invocations"
     #: Target value in the metric's unit (invocations/instance/minute or percent). :default: 100
-    target_value: float = 100.0
+    target_value: Annotated[float, positive(10**9)] = 100.0
     #: Seconds between scale-in activities. :default: 300
-    scale_in_cooldown_seconds: int = 300
+    scale_in_cooldown_seconds: Annotated[int, between(0, 86_400)] = 300
     #: Seconds between scale-out activities. :default: 60
-    scale_out_cooldown_seconds: int = 60
+    scale_out_cooldown_seconds: Annotated[int, between(0, 86_400)] = 60
     #: Never scale in by target tracking (scale-in protection). :default: False
     protect_from_scale_in: bool = False
     #: Scheduled capacity changes. :default: none
     scheduled: list[ScheduledScalingConfig] = dataclasses.field(default_factory=list)
     #: Percent of requests captured to the lake's artifacts zone (0 turns capture off). :default: 20
-    data_capture_percent: int = 20
+    data_capture_percent: Annotated[int, between(0, 100)] = 20
     #: Alarm threshold on ModelLatency p99, in milliseconds (converted to microseconds). :default: 500
-    latency_p99_ms: float = 500.0
+    latency_p99_ms: Annotated[float, positive(3_600_000)] = 500.0
     #: Alarm threshold on 5XX errors, percent of invocations. :default: 1
-    error_5xx_rate_percent: float = 1.0
+    error_5xx_rate_percent: Annotated[float, positive(100)] = 1.0
     #: Alarm threshold on 4XX errors, percent of invocations. :default: 10
-    error_4xx_rate_percent: float = 10.0
+    error_4xx_rate_percent: Annotated[float, positive(100)] = 10.0
     #: Alarm when invocations drop to zero for 15 minutes. :default: False
     invocations_zero_alarm: bool = False
     #: Blue/green traffic shifting of the pipeline's updates. :default: canary
     traffic_shifting: Literal["canary", "linear", "all_at_once"] = "canary"
     #: Canary size, percent of capacity (1-50). :default: 10
-    canary_percent: int = 10
+    canary_percent: Annotated[int, between(1, 50)] = 10
     #: Linear step, percent of capacity (10-50). :default: 20
-    linear_step_percent: int = 20
+    linear_step_percent: Annotated[int, between(10, 50)] = 20
     #: Bake time between traffic shifts, minutes (0-60). :default: 5
-    bake_minutes: int = 5
+    bake_minutes: Annotated[int, between(0, 60)] = 5
     #: Build the async endpoint example (scales to zero on an empty backlog). :default: True
     async_enabled: bool = True
     #: Instance type of the async endpoint. :default: ml.m5.large
     async_instance_type: str = "ml.m5.large"
     #: Async autoscaling ceiling. :default: 2
-    async_max_capacity: int = 2
+    async_max_capacity: Annotated[int, between(1, 10_000)] = 2
     #: Async target backlog per instance. :default: 5
-    async_backlog_target: float = 5.0
+    async_backlog_target: Annotated[float, positive(10**6)] = 5.0
     #: EventBridge schedule of a batch transform with the real-time model (curated zone
     #: ``batch-inference/input/`` -> artifacts zone ``batch-inference/output/<model>/<version>/``). :default: None (off)
     batch_transform_schedule: str | None = None
@@ -803,12 +823,12 @@ _CONNECTION_ARN_RE = re.compile(r"^arn:aws[a-z-]*:(codeconnections|codestar-conn
 _REPOSITORY_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PRINCIPAL_ARN_RE = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+|assumed-role/[\w+=,.@/-]+)$")
-_TEAM_PREFIX_RE = re.compile(r"^([a-z]+)/((?:[A-Za-z0-9!_.*'()=-]+/)+)$")
+_TEAM_PREFIX_RE = re.compile(rf"^([a-z]+)/({S3_PREFIX_PATTERN})$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-@dataclasses.dataclass(frozen=True)
-class GithubDeployConfig:
+@section
+class GithubDeployConfig(_Section):
     """GitHub Actions deploys through OIDC (``GithubOidcDeployRole``), one role per environment."""
 
     #: ``owner/name`` of the repository whose workflows may deploy.
@@ -836,8 +856,8 @@ class GithubDeployConfig:
         return errors
 
 
-@dataclasses.dataclass(frozen=True)
-class DeliveryConfig:
+@section
+class DeliveryConfig(_Section):
     """Continuous delivery: a self-mutating CDK pipeline deploying ``stages`` in order, built in the
     environment(s) where ``enabled`` is true (a tooling or the dev account)."""
 
@@ -907,20 +927,8 @@ def validate_prod_approval(stages: list[str], approval_before: list[str], prop: 
     return []
 
 
-def family_min_vcpus() -> dict[str, int]:
-    """Instance family (``g5``, ``p4d``, ``trn1``...) -> vCPUs of its smallest size, from the accelerator
-    table of :mod:`mlinfra.domain.instances` (no aws_cdk import)."""
-    from mlinfra.domain import instances
-
-    out: dict[str, int] = {}
-    for itype in instances.all_instance_types():
-        row = instances.get(itype)
-        out[row.family] = min(row.vcpu, out.get(row.family, row.vcpu))
-    return out
-
-
-@dataclasses.dataclass(frozen=True)
-class TeamConfig:
+@section
+class TeamConfig(_Section):
     """One vended team environment. Prefixes are ``<zone>/<prefix>/`` (e.g. ``curated/vision/``)."""
 
     #: Team name: lowercase letters, digits and hyphens (3-22 characters).
@@ -936,11 +944,11 @@ class TeamConfig:
     #: GPU instance families the team's compute may launch (``g5``, ``p4d``...). :default: g5
     instance_families: list[str] = dataclasses.field(default_factory=lambda: ["g5"])
     #: vCPU quota of the team's Batch compute environment. :default: 64
-    max_vcpus: int = 64
+    max_vcpus: Annotated[int, between(1, 10**6)] = 64
     #: Monthly cost budget in USD. :default: 1000
-    monthly_budget_usd: float = 1000.0
+    monthly_budget_usd: Annotated[float, positive(10**9)] = 1000.0
     #: Budget alert thresholds, percent of the budget (actual spend; 100 also forecast). :default: 50, 80, 100
-    budget_thresholds_percent: list[int] = dataclasses.field(default_factory=lambda: [50, 80, 100])
+    budget_thresholds_percent: list[Annotated[int, between(1, 1000)]] = dataclasses.field(default_factory=lambda: [50, 80, 100])
     #: E-mail addresses subscribed to the team's budget topic. :default: none
     alert_emails: list[str] = dataclasses.field(default_factory=list)
 
@@ -992,13 +1000,8 @@ class TeamConfig:
         return zone, prefix
 
 
-def prefixes_overlap(a: str, b: str) -> bool:
-    """Two ``<zone>/<prefix>/`` values overlap when one contains the other."""
-    return a.startswith(b) or b.startswith(a)
-
-
-@dataclasses.dataclass(frozen=True)
-class VendingConfig:
+@section
+class VendingConfig(_Section):
     """Self-service team environments, one stack per team, and the Service Catalog portfolio they share."""
 
     #: The teams to vend. Removing one deletes its compute but RETAINS its data. :default: none
@@ -1033,11 +1036,10 @@ def validate_teams(teams: list[TeamConfig]) -> list[str]:
 
 
 _SCHEDULE_RE = re.compile(r"^(rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)|cron\((\S+ ){5}\S+\))$")
-_DATASET_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
-@dataclasses.dataclass(frozen=True)
-class PipelineConfig:
+@section
+class PipelineConfig(_Section):
     """The retrain pipeline (issue 5): new dataset version -> train -> evaluate -> gate -> register -> deploy."""
 
     #: Build the pipeline stack. :default: True
@@ -1054,17 +1056,17 @@ class PipelineConfig:
     #: ``ml.*`` training instance type. :default: ml.g5.xlarge
     training_instance_type: str = "ml.g5.xlarge"
     #: :default: 1
-    training_instance_count: int = 1
+    training_instance_count: Annotated[int, between(1, 10_000)] = 1
     #: :default: 100
-    training_volume_gb: int = 100
+    training_volume_gb: Annotated[int, between(1, 16384)] = 100
     #: MaxRuntimeInSeconds, in hours (at most 28 days). :default: 24
-    max_runtime_hours: int = 24
+    max_runtime_hours: Annotated[int, between(1, 672)] = 24
     #: Managed spot training with checkpoints. :default: True
     use_spot: bool = True
     #: MaxWaitTimeInSeconds, in hours (spot only, >= max_runtime_hours). :default: None (2 x max_runtime_hours)
-    max_wait_hours: int | None = None
+    max_wait_hours: Annotated[int | None, between(1, 672)] = None
     #: Attempts per run, each resuming from the run's checkpoints. :default: 2
-    max_training_attempts: int = 2
+    max_training_attempts: Annotated[int, between(1, 5)] = 2
     #: Default hyperparameters (strings). :default: none
     hyperparameters: dict[str, str] = dataclasses.field(default_factory=dict)
     #: The gate's metric in the evaluation report. :default: "accuracy"
@@ -1072,17 +1074,17 @@ class PipelineConfig:
     #: Which way the metric is better. :default: "higher"
     direction: Literal["higher", "lower"] = "higher"
     #: Absolute threshold the metric must reach. :default: None
-    threshold: float | None = None
+    threshold: Annotated[float | None, between(-10**12, 10**12)] = None
     #: Required improvement over the production model. :default: 0.0
-    min_improvement: float = 0.0
+    min_improvement: Annotated[float, at_least(0, 10**9)] = 0.0
     #: Wait for a reviewer (task token) before deploying. :default: False
     manual_approval: bool = False
     #: An unanswered approval rejects after this many hours. :default: 72
-    approval_timeout_hours: int = 72
+    approval_timeout_hours: Annotated[int, between(1, 8760)] = 72
     #: Interval of the pipeline's describe loops, seconds. :default: 60
-    poll_interval_seconds: int = 60
+    poll_interval_seconds: Annotated[int, between(1, 3600)] = 60
     #: Days to keep the execution logs. :default: 90
-    log_retention_days: int = 90
+    log_retention_days: Annotated[int, between(1, 3653)] = 90
     #: Image of an optional preprocessing Processing job. :default: None
     preprocessing_image: str | None = None
     #: Image of an optional evaluation Processing job (writes evaluation.json). :default: None
@@ -1093,7 +1095,7 @@ class PipelineConfig:
         p = "pipeline"
         if not self.datasets:
             errors.append(f"{p}.datasets: must name at least one dataset, got: []")
-        bad = [d for d in self.datasets if not _DATASET_RE.fullmatch(d)]
+        bad = [d for d in self.datasets if retrainable_dataset_error(d) is not None]
         if bad:
             errors.append(f"{p}.datasets: names must be 1-63 lowercase letters, digits, '_' or '-', got: {bad}")
         if self.schedule is not None and not _SCHEDULE_RE.fullmatch(self.schedule):
@@ -1126,21 +1128,82 @@ class PipelineConfig:
         return errors
 
 
-@dataclasses.dataclass(frozen=True)
-class CostConfig:
+_SCHEDULER_RE = re.compile(r"^(rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)|cron\((\S+ ){5}\S+\))$")
+
+
+@section
+class MonitoringConfig(_Section):
+    """Drift monitoring of the real-time endpoint (issue 15): a scheduled drift job, alarms, retrain on drift."""
+
+    #: Build the monitoring stack (needs ``serving`` with data capture). :default: False
+    enabled: bool = False
+    #: EventBridge Scheduler expression of the drift job (``rate(1 day)``, ``cron(0 6 * * ? *)``). :default: "rate(1 day)"
+    schedule: str = "rate(1 day)"
+    #: Hours of captured traffic each run reads, ending at the scheduled time (at most 31 days). :default: 24
+    window_hours: Annotated[int, between(1, 744)] = 24
+    #: ``ml.*`` instance type of the Processing job. :default: ml.m5.xlarge
+    instance_type: str = "ml.m5.xlarge"
+    #: Default thresholds (keys of mlinfra.domain.drift.Thresholds: psi, ks, js, new_category_share,
+    #: missing_rate_change, alpha, min_samples). :default: none (the engine's defaults)
+    thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: Per-feature thresholds, ``{feature: {key: value}}``. :default: none
+    feature_thresholds: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    #: Prefix (artifacts zone) of ground-truth JSON Lines joined on inference id. :default: None
+    ground_truth_prefix: str | None = None
+    #: Profile each successful retrain run's training data into the monitored baseline. :default: True
+    baseline_after_retrain: bool = True
+    #: The training data's label column, left out of the baseline's features. :default: None (no label column)
+    baseline_label_column: str | None = None
+    #: Start a retrain run on a "Model Drift Detected" event (needs ``pipeline``). :default: True
+    retrain_on_drift: bool = True
+    #: Dataset a drift-triggered run retrains on (its newest version). :default: None (the pipeline's first dataset)
+    retrain_dataset: str | None = None
+    #: No drift-triggered run within this many hours of the last one. :default: 24
+    cooldown_hours: Annotated[int, between(0, 2160)] = 24
+    #: No drift-triggered run within this many hours of any run's start. :default: 6
+    min_interval_hours: Annotated[int, between(0, 2160)] = 6
+
+    def validate(self) -> list[str]:
+        from mlinfra.domain.drift.detect import thresholds_by_feature
+
+        errors: list[str] = []
+        p = "monitoring"
+        if not _SCHEDULER_RE.fullmatch(self.schedule):
+            errors.append(f"{p}.schedule: must be rate(N minutes|hours|days) or cron(6 fields), got: {self.schedule!r}")
+        if not self.instance_type.startswith("ml."):
+            errors.append(f"{p}.instance_type: must start with 'ml.', got: {self.instance_type!r}")
+        try:
+            thresholds_by_feature(self.thresholds_spec())
+        except ValueError as err:
+            errors.append(f"{p}.thresholds: {err}")
+        if self.ground_truth_prefix is not None and not _PREFIX_RE.fullmatch(self.ground_truth_prefix or "-"):
+            errors.append(f"{p}.ground_truth_prefix: must be path segments ending with '/', got: {self.ground_truth_prefix!r}")
+        if self.retrain_dataset is not None and retrainable_dataset_error(self.retrain_dataset) is not None:
+            errors.append(f"{p}.retrain_dataset: must be 1-63 lowercase letters, digits, '_' or '-', got: {self.retrain_dataset!r}")
+        return errors
+
+    def thresholds_spec(self) -> dict[str, Any]:
+        """The drift engine's threshold document (``{"default": ..., "features": ...}``), integers where they must be."""
+        def fix(t: dict[str, float]) -> dict[str, Any]:
+            return {k: (int(v) if k == "min_samples" else v) for k, v in t.items()}
+        return {"default": fix(self.thresholds), "features": {n: fix(t) for n, t in self.feature_thresholds.items()}}
+
+
+@section
+class CostConfig(_Section):
     """Cost guard rails read by ``mlinfra cost`` and the cost policy test (issue 16): an idle budget, and a
     recorded idle baseline that a change may not raise by more than ``idle_tolerance_percent`` unless the new
     figure is acknowledged here."""
 
     #: Most this environment may cost per month while idle (USD); ``mlinfra cost --max-idle`` and the test use
     #: it. :default: None (no budget)
-    max_idle_usd: float | None = None
+    max_idle_usd: Annotated[float | None, between(0, 10**9)] = None
     #: The idle cost per month (USD) recorded when the baseline was last accepted. :default: None (no baseline)
-    idle_baseline_usd: float | None = None
+    idle_baseline_usd: Annotated[float | None, between(0, 10**9)] = None
     #: How far above the baseline (percent) the idle cost may rise without an acknowledgment. :default: 10
-    idle_tolerance_percent: float = 10.0
+    idle_tolerance_percent: Annotated[float, between(0, 1000)] = 10.0
     #: An accepted higher idle cost per month (USD): the test passes up to this figure. :default: None
-    idle_acknowledged_usd: float | None = None
+    idle_acknowledged_usd: Annotated[float | None, between(0, 10**9)] = None
     #: Why the higher idle cost was accepted (who, when, what for); required with ``idle_acknowledged_usd``.
     #: :default: None
     idle_acknowledgment: str | None = None
@@ -1167,8 +1230,8 @@ class CostConfig:
         return max(ceiling, self.idle_acknowledged_usd or 0.0)
 
 
-@dataclasses.dataclass(frozen=True)
-class PlatformConfig:
+@section
+class PlatformConfig(_Section):
     """The whole platform for one environment."""
 
     #: Environment name (``local``, ``dev``, ``prod``, ...).
@@ -1195,6 +1258,7 @@ class PlatformConfig:
     delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
     vending: VendingConfig = dataclasses.field(default_factory=VendingConfig)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+    monitoring: MonitoringConfig = dataclasses.field(default_factory=MonitoringConfig)
     cost: CostConfig = dataclasses.field(default_factory=CostConfig)
 
     @property
@@ -1248,8 +1312,24 @@ class PlatformConfig:
             errors.append("data_lake.destroy_data_on_delete: must be false in a production environment, got: true")
         if self.target == "local" and self.account not in (None, "123456789012"):
             errors.append(f"account: the local emulator's account is 123456789012, got: {self.account!r}")
+        errors.extend(self._monitoring_errors())
         for section in _sections(self):
             errors.extend(section.validate())
+        return errors
+
+
+    def _monitoring_errors(self) -> list[str]:
+        """Monitoring watches the real-time endpoint's captures and retrains through the pipeline."""
+        m = self.monitoring
+        if not m.enabled:
+            return []
+        errors = []
+        if not self.serving.enabled or self.serving.data_capture_percent <= 0:
+            errors.append("monitoring.enabled: needs serving.enabled and serving.data_capture_percent > 0 (the drift job "
+                          f"reads captured traffic), got: serving.enabled={self.serving.enabled}, "
+                          f"data_capture_percent={self.serving.data_capture_percent}")
+        if m.retrain_dataset is not None and m.retrain_dataset not in self.pipeline.datasets:
+            errors.append(f"monitoring.retrain_dataset: must be one of pipeline.datasets {self.pipeline.datasets}, got: {m.retrain_dataset!r}")
         return errors
 
 
@@ -1258,95 +1338,167 @@ def _sections(cfg: PlatformConfig) -> list[Any]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Loading: dict -> typed dataclasses, collecting every error
+# Loading: document -> pydantic sections, collecting every error
 # --------------------------------------------------------------------------------------------------
 
+_ADAPTER = pydantic.TypeAdapter(PlatformConfig)
 
-def _type_name(tp: Any) -> str:
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def _field_type(loc: tuple[Any, ...]) -> Any:
+    """The declared type at ``loc`` (``Annotated`` kept), or None where the path leaves the schema."""
+    tp: Any = PlatformConfig
+    for part in loc:
+        tp = _strip_optional(tp)
+        if typing.get_origin(tp) is Annotated:
+            tp = typing.get_args(tp)[0]
+        fields = getattr(tp, "__pydantic_fields__", None)
+        if fields is not None:
+            if part not in fields:
+                return None
+            info = fields[part]
+            tp = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        elif typing.get_origin(tp) is list and isinstance(part, int):
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return None
+    return tp
+
+
+def _strip_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _describe(tp: Any) -> str:
+    tp = _strip_optional(tp) if tp is not None else tp
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _describe(typing.get_args(tp)[0])
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    if origin is dict:
-        return f"a mapping of {_type_name(typing.get_args(tp)[1])}"
-    if tp is type(None):
-        return "null"
-    if dataclasses.is_dataclass(tp):
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if origin is dict or hasattr(tp, "__pydantic_fields__"):
         return "a mapping"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, str(tp))
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, "a valid value")
 
 
-def _convert(value: Any, tp: Any, path: str, errors: list[str]) -> Any:
-    """Convert ``value`` to ``tp``; on a mismatch append ``path: expected ..., got: ...`` and return None."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        if len(non_none) == 1:
-            return _convert(value, non_none[0], path, errors)
-    elif origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-    elif origin is list:
-        if isinstance(value, list):
-            (item_tp,) = typing.get_args(tp)
-            return [_convert(v, item_tp, f"{path}[{i}]", errors) for i, v in enumerate(value)]
-    elif origin is dict:
-        if isinstance(value, Mapping):
-            _, val_tp = typing.get_args(tp)
-            return {str(k): _convert(v, val_tp, f"{path}.{k}", errors) for k, v in value.items()}
-    elif dataclasses.is_dataclass(tp):
-        if isinstance(value, Mapping):
-            return _build(tp, value, path, errors)
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):  # YAML reads 123456789012 as an int
-            return str(value)
-    else:  # pragma: no cover - a section declared a type the loader does not know
-        raise TypeError(f"{path}: unsupported config type {tp!r}")
-    errors.append(f"{path}: expected {_type_name(tp)}, got: {value!r}")
-    return None
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    tp = _strip_optional(_field_type(loc))
+    return sorted(getattr(tp, "__pydantic_fields__", {}) or {})
 
 
-def _build(cls: type, data: Mapping[str, Any], path: str, errors: list[str]) -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
-    for key in unknown:
-        errors.append(f"{path + '.' if path else ''}{key}: unknown field; allowed: {sorted(fields)}")
-    kwargs: dict[str, Any] = {}
-    for name, field in fields.items():
+def _format_error(err: Any) -> str:
+    """One pydantic error as ``<path>: <what is wrong>, got: <value>``."""
+    loc = tuple(err["loc"])
+    kind, value, path = err["type"], err.get("input"), _path(loc)
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        allowed = _allowed_fields(loc[:-1])
+        near = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        return f"{path}: unknown field; allowed: {allowed}{hint}"
+    if kind in ("missing", "missing_argument", "missing_keyword_only_argument"):
+        return f"{path}: required field is missing"
+    if kind == "finite_number":
+        return f"{path}: must be a finite number (not NaN or infinity), got: {value!r}"
+    tp = _field_type(loc)
+    if kind == "literal_error":
+        return f"{path}: expected {_describe(tp)}, got: {value!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"{path}: {err['msg'].replace('Input should be', 'must be')}, got: {value!r}"
+    return f"{path}: expected {_describe(tp) if tp is not None else err['msg']}, got: {value!r}"
+
+
+def _bounds_errors(obj: Any, path: str = "") -> list[str]:
+    """Values outside the :class:`Bounds` declared on their fields, anywhere below ``obj``."""
+    errors: list[str] = []
+    fields = getattr(type(obj), "__pydantic_fields__", None)
+    if fields is None:
+        return errors
+    for name, info in fields.items():
+        value = getattr(obj, name)
         fpath = f"{path}.{name}" if path else name
-        if name in data:
-            kwargs[name] = _convert(data[name], hints[name], fpath, errors)
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            errors.append(f"{fpath}: required field is missing")
-    if any(v is None and not _accepts_none(hints[k]) for k, v in kwargs.items()):
-        # A type error was recorded; build with defaults for the broken fields so validation can go on.
-        kwargs = {k: v for k, v in kwargs.items() if v is not None or _accepts_none(hints[k])}
-    try:
-        return cls(**kwargs)
-    except TypeError:
-        return None
+        item_tp = _strip_optional(info.annotation)
+        for bound in (m for m in info.metadata if isinstance(m, Bounds)):
+            if (problem := bound.error(value)) is not None:
+                errors.append(f"{fpath}: {problem}, got: {value!r}")
+        if isinstance(value, list):
+            item_bounds = _annotated_bounds(typing.get_args(item_tp)[0]) if typing.get_args(item_tp) else []
+            for i, item in enumerate(value):
+                for bound in item_bounds:
+                    if (problem := bound.error(item)) is not None:
+                        errors.append(f"{fpath}[{i}]: {problem}, got: {item!r}")
+                errors.extend(_bounds_errors(item, f"{fpath}[{i}]"))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                errors.extend(_bounds_errors(item, f"{fpath}.{key}"))
+        else:
+            errors.extend(_bounds_errors(value, fpath))
+    return errors
 
 
-def _accepts_none(tp: Any) -> bool:
-    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
+def _annotated_bounds(tp: Any) -> list[Bounds]:
+    if typing.get_origin(tp) is Annotated:
+        return [m for m in typing.get_args(tp)[1:] if isinstance(m, Bounds)]
+    return []
+
+
+def _parse(merged: dict[str, Any]) -> tuple[PlatformConfig | None, list[str], list[str]]:
+    """Validate ``merged`` (strictly, as JSON data); returns (config or None, type errors, paths that failed).
+
+    On type errors the failing values are dropped (so their defaults apply) and the rest is parsed again, so
+    the rules of ``validate()`` still run over everything that was well typed."""
+    errors: list[str] = []
+    failed: list[str] = []
+    document = merged
+    for _ in range(4):
+        try:
+            data = json.dumps(document, allow_nan=True, default=str)
+            return _ADAPTER.validate_json(data, strict=True), errors, failed
+        except pydantic.ValidationError as exc:
+            details = exc.errors()
+        except (TypeError, ValueError) as exc:  # keys that are not text, numbers too large for JSON
+            return None, errors + [f"<root>: cannot be read as configuration data: {exc}"], failed
+        for err in details:
+            message = _format_error(err)
+            if message not in errors:
+                errors.append(message)
+        locs = [tuple(err["loc"]) for err in details]
+        document = _without(document, [loc if err["type"] not in ("missing", "missing_argument") else loc[:-1]
+                                       for loc, err in zip(locs, details)])
+        failed.extend(_path(loc) for loc in locs)
+    return None, errors, failed
+
+
+def _without(document: Any, locs: list[tuple[Any, ...]]) -> Any:
+    """A copy of ``document`` without the values at ``locs`` (list items become dropped too)."""
+    drop = {loc for loc in locs if loc}
+    if () in {loc for loc in locs}:
+        return {}
+
+    def walk(node: Any, here: tuple[Any, ...]) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, here + (k,)) for k, v in node.items() if here + (k,) not in drop}
+        if isinstance(node, list):
+            return [walk(v, here + (i,)) for i, v in enumerate(node) if here + (i,) not in drop]
+        return node
+
+    return walk(document, ())
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -1365,39 +1517,143 @@ def load_config(document: Mapping[str, Any], env_name: str, source: str = "confi
     ``environments``. Raises :class:`ConfigError` listing every problem."""
     if not isinstance(document, Mapping):
         raise ConfigError([f"<root>: expected a mapping with 'defaults' and 'environments', got: {type(document).__name__}"], source)
-    unknown = sorted(set(document) - {"defaults", "environments"})
+    unknown = sorted(set(document) - {"defaults", "environments"}, key=str)
     errors = [f"{k}: unknown top-level key; allowed: ['defaults', 'environments']" for k in unknown]
     envs = document.get("environments") or {}
+    defaults = document.get("defaults") or {}
+    for name, value in (("environments", envs), ("defaults", defaults)):
+        if not isinstance(value, Mapping):
+            raise ConfigError(errors + [f"{name}: expected a mapping, got: {value!r}"], source)
     if env_name not in envs:
-        raise ConfigError(errors + [f"environments: no environment named {env_name!r}; defined: {sorted(envs)}"], source)
-    merged = deep_merge(document.get("defaults") or {}, envs[env_name] or {})
+        raise ConfigError(errors + [f"environments: no environment named {env_name!r}; defined: {sorted(map(str, envs))}"], source)
+    override = envs[env_name] or {}
+    if not isinstance(override, Mapping):
+        raise ConfigError(errors + [f"environments.{env_name}: expected a mapping, got: {override!r}"], source)
+    merged = deep_merge(defaults, override)
     merged["env_name"] = env_name
-    cfg = _build(PlatformConfig, merged, "", errors)
-    if cfg is not None and not errors:
-        errors.extend(cfg.validate())
-    elif cfg is not None:
-        # Report semantic problems too, except those caused by fields that failed to parse.
-        errors.extend(e for e in cfg.validate() if e not in errors)
+    cfg, type_errors, failed = _parse(merged)
+    errors.extend(type_errors)
+    if cfg is not None:
+        bounds = _bounds_errors(cfg)
+        # A value that failed its type or its bounds is reported once, not again by a rule of validate().
+        reported = set(failed) | {e.split(":", 1)[0] for e in bounds}
+        errors.extend(bounds)
+        errors.extend(e for e in cfg.validate() if e not in errors and e.split(":", 1)[0] not in reported)
     if errors or cfg is None:
         raise ConfigError(errors or ["configuration could not be built"], f"{source} [{env_name}]")
     return cfg
 
 
-def load_config_file(path: str | Path, env_name: str) -> PlatformConfig:
-    """Load ``env_name`` from a YAML or JSON file (see :func:`load_config`)."""
+def _read_document(path: str | Path) -> Any:
     p = Path(path)
     try:
-        text = p.read_text()
+        data = p.read_bytes()
     except OSError as exc:
         raise ConfigError([f"cannot read {p}: {exc.strerror}"], str(p)) from exc
+    kind = "JSON" if p.suffix == ".json" else "YAML"
     try:
-        document = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        return load_document(data, json_format=p.suffix == ".json")
+    except DocumentError as exc:
+        raise ConfigError([f"not valid {kind}: {exc}"], str(p)) from exc
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError([f"not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}"], str(p)) from exc
-    return load_config(document, env_name, source=str(p))
+        raise ConfigError([f"not valid {kind}: {exc}"], str(p)) from exc
+
+
+def load_config_file(path: str | Path, env_name: str) -> PlatformConfig:
+    """Load ``env_name`` from a YAML or JSON file (see :func:`load_config`)."""
+    return load_config(_read_document(path), env_name, source=str(path))
 
 
 def environment_names(path: str | Path) -> list[str]:
     """The environments a configuration file defines."""
-    document = yaml.safe_load(Path(path).read_text()) or {}
-    return sorted((document.get("environments") or {}).keys())
+    document = _read_document(path) or {}
+    envs = document.get("environments") if isinstance(document, Mapping) else None
+    return sorted(map(str, envs)) if isinstance(envs, Mapping) else []
+
+
+# --------------------------------------------------------------------------------------------------
+# The JSON Schema of a configuration file
+# --------------------------------------------------------------------------------------------------
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """``#:`` comments above each field of ``cls`` (its documentation), by field name."""
+    import inspect
+
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    out: dict[str, str] = {}
+    pending: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if text.startswith("#:"):
+            pending.append(text[2:].strip())
+            continue
+        m = re.match(r"(\w+)\s*:", text)
+        if m and pending and not text.startswith(("def ", "return ", "class ")):
+            out[m.group(1)] = " ".join(pending)
+        if not text.startswith("#"):
+            pending = [] if m or text else pending
+    return out
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a configuration file: ``defaults`` and ``environments.<name>``, each a (partial)
+    platform configuration that the loader deep-merges."""
+    platform = _ADAPTER.json_schema(ref_template="#/$defs/{model}")
+    defs = platform.pop("$defs", {})
+    classes = {cls.__name__: cls for cls in _section_classes(PlatformConfig)}
+    for name, schema in [*defs.items(), ("PlatformConfig", platform)]:
+        cls = classes.get(name)
+        if cls is None:
+            continue
+        if cls.__doc__:
+            schema["description"] = " ".join(cls.__doc__.split())
+        for field, text in _field_comments(cls).items():
+            if field in schema.get("properties", {}):
+                schema["properties"][field]["description"] = text
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+    platform["properties"].pop("env_name", None)
+    platform["required"] = [r for r in platform.get("required", []) if r != "env_name"]
+    if not platform["required"]:
+        platform.pop("required")
+    defs["PlatformConfig"] = platform
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "mlinfra platform configuration",
+        "description": "defaults shared by every environment, and environments that override them (a deep merge: "
+                       "mappings merge, lists and scalars replace). Generated by `mlinfra schema`.",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "defaults": {"$ref": "#/$defs/PlatformConfig"},
+            "environments": {
+                "type": "object",
+                "additionalProperties": {"anyOf": [{"$ref": "#/$defs/PlatformConfig"}, {"type": "null"}]},
+            },
+        },
+        "required": ["environments"],
+        "$defs": dict(sorted(defs.items())),
+    }
+
+
+def _section_classes(root: type) -> list[type]:
+    """``root`` and every section class reachable from its fields."""
+    seen: dict[str, type] = {}
+
+    def visit(tp: Any) -> None:
+        if hasattr(tp, "__pydantic_fields__") and isinstance(tp, type):
+            if tp.__name__ in seen:
+                return
+            seen[tp.__name__] = tp
+            for info in tp.__pydantic_fields__.values():
+                visit(info.annotation)
+            return
+        for arg in typing.get_args(tp):
+            visit(arg)
+
+    visit(root)
+    return list(seen.values())

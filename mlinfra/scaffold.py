@@ -39,6 +39,15 @@ def _render(text: str, prefix: str, ci: str | None) -> str:
     return text.replace("__PREFIX__", prefix).replace("__MLINFRA_VERSION__", __version__)
 
 
+def _schema_text() -> str:
+    """The configuration's JSON Schema, which the app's config/platform.yaml names for editors."""
+    import json
+
+    from mlinfra.config import json_schema
+
+    return json.dumps(json_schema(), indent=2) + "\n"
+
+
 def scaffold(directory: Path, *, prefix: str | None = None, ci: str | None = None, force: bool = False) -> list[Path]:
     """Write the app into ``directory``; returns the written paths relative to it."""
     if ci not in (None, "github", "pipelines"):
@@ -58,6 +67,7 @@ def scaffold(directory: Path, *, prefix: str | None = None, ci: str | None = Non
             rel = src.relative_to(app_dir)
             rel = rel.with_name(RENAMES.get(rel.name, rel.name))
             files[rel] = _render(src.read_text(), prefix, ci)
+    files[Path("config/platform.schema.json")] = _schema_text()
     if ci == "github":
         files[Path(".github/workflows/mlinfra.yml")] = _render((TEMPLATES / "ci" / "github" / "workflow.yml").read_text(), prefix, ci)
 

@@ -8,9 +8,13 @@ Figures, in one run:
 - `make test` wall time;
 - the local deploy of the reference app, side by side in the same run: today's `deploy-local` and the one of
   BENCH_BASELINE_REF (the code before issue 14's rewrite: its `mlinfra/local_aws` over today's library, so both
-  deploy the same templates), wall time and created share of each.
+  deploy the same templates), wall time and created share of each;
+- the drift engine on 1 M capture records vs Evidently's data-drift report (scripts/bench_drift.py);
+- every Lambda handler's import time (its cold-start floor), beside a bare ``import boto3``.
 Each synth runs REPEAT times (median reported). `scripts/bench.py --deploy-only` measures the local deploy
 comparison alone and replaces only that section of docs/performance.md.
+``scripts/bench.py --handlers`` measures only the handlers and rewrites that section of docs/performance.md;
+``scripts/bench.py --drift-only`` (``make bench-drift``) does the same for the drift section.
 """
 
 from __future__ import annotations
@@ -136,6 +140,57 @@ Where today's time goes (seconds, one run): {', '.join(f"{k}: {v}" for k, v in n
     return section, new
 
 
+DRIFT_START, DRIFT_END = "<!-- drift-bench:start -->", "<!-- drift-bench:end -->"
+
+
+def drift_section() -> str:
+    """The drift engine vs Evidently on 1 M records (scripts/bench_drift.py), as a Markdown section."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_drift
+
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print("bench: drift engine vs Evidently (1 M records; minutes)", flush=True)
+    fig = bench_drift.main()
+    ours, ev = fig["ours"], fig["evidently"]
+    if ev is None:
+        ev_rows = f"| Evidently `DataDriftPreset` | not measured: {fig.get('evidently_error', 'could not be installed (offline?)')[:200]} | | |"
+        ratio = ""
+    else:
+        ev_rows = (f"| Evidently 0.7.23 `DataDriftPreset` (DataFrames in memory) | {ev['seconds']:.1f} s | {ev['peak_mib']:,.0f} MiB | "
+                   f"{', '.join(ev['drifted'])} |")
+        ratio = (f"\nOurs is {ev['seconds'] / ours['seconds']:.1f}x faster with {ev['peak_mib'] / ours['peak_mib']:.1f}x less peak "
+                 f"memory; same decisions: {'yes' if ev['drifted'] == ours['drifted'] else 'NO'}.\n")
+    return f"""{DRIFT_START}
+## Drift engine vs Evidently
+
+Measured by `make bench` (`scripts/bench_drift.py`) on {when}, on {machine()}: {fig['records']:,} captured records x
+{fig['features']} features (50 numeric, 2 categorical) against a {fig['baseline_records']:,}-record baseline, drift
+injected in x03, x17, x41 (0.5 sigma) and colour (a new category in 15%). Each side in a fresh process; peak memory is
+the process's maximum resident set size. Ours parses SageMaker capture JSON Lines from local files (S3 I/O excluded)
+and writes the JSON and HTML reports; Evidently gets the same data as pandas DataFrames (building them not timed).
+
+| engine | time | peak memory | drifted features |
+| --- | --- | --- | --- |
+| mlinfra drift job (parse {ours['parse_seconds']:.1f} s + compare + reports) | {ours['seconds']:.1f} s | {ours['peak_mib']:,.0f} MiB | {', '.join(ours['drifted'])} |
+{ev_rows}
+{ratio}{DRIFT_END}
+"""
+
+
+def update_drift_only() -> int:
+    section = drift_section()
+    path = ROOT / "docs" / "performance.md"
+    doc = path.read_text() if path.exists() else "# Performance\n"
+    if DRIFT_START in doc and DRIFT_END in doc:
+        head, rest = doc.split(DRIFT_START, 1)
+        doc = head + section.rstrip("\n") + rest.split(DRIFT_END, 1)[1]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + section
+    path.write_text(doc)
+    print(section)
+    return 0
+
+
 def cost_section() -> str:
     """The idle cost of the reference dev and prod environments (`mlinfra cost` on one synth of the dev app, which
     carries the delivery pipeline's Prod stage) and how long pricing takes after the synth."""
@@ -175,6 +230,73 @@ dev's budget is $150/month (`environments.dev.cost.max_idle_usd`); prod's record
 """
 
 
+HANDLER_GOAL = 1.3  # a handler's import may take at most this multiple of a bare `import boto3`
+HANDLER_HEADING = "## Handler cold start"
+
+
+def _import_once(module: str, cwd: Path, env: dict[str, str]) -> float:
+    code = "import sys, time; sys.path.insert(0, '.'); s = time.perf_counter(); import " + module + \
+        "; print(time.perf_counter() - s)"
+    return float(subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                                check=True).stdout.strip())
+
+
+def _xray_seconds(cwd: Path, env: dict[str, str]) -> float:
+    """The X-Ray SDK's share of ``import handler`` (one run under -X importtime, which inflates it a little)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import sys; sys.path.insert(0, '.'); import handler"],
+                          cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    return max((int(line.split("|")[1]) / 1e6 for line in proc.stderr.splitlines()
+                if line.rstrip().endswith(" aws_xray_sdk.core")), default=0.0)
+
+
+def handler_section() -> str:
+    """Each handler imported as Lambda imports it (``import handler`` from its folder), tracing off."""
+    env = dict(ENV, POWERTOOLS_TRACE_DISABLED="true", AWS_DEFAULT_REGION="us-east-1", PYTHONDONTWRITEBYTECODE="1")
+    env.pop("PYTHONPATH", None)
+    lambdas = ROOT / "mlinfra" / "lambdas"
+    runs = max(REPEAT, 7)
+    rows, floors = [], []
+    for folder in sorted(p for p in lambdas.iterdir() if (p / "handler.py").is_file()):
+        _import_once("handler", folder, env)  # warm the page cache
+        # boto3 and the handler alternate, so a busy machine slows both alike; the fastest run of each counts.
+        pairs = [(_import_once("boto3", folder, env), _import_once("handler", folder, env)) for _ in range(runs)]
+        boto3_s, seconds = min(p[0] for p in pairs), min(p[1] for p in pairs)
+        floors.append(boto3_s)
+        ratio = seconds / boto3_s
+        rows.append(f"| {folder.name} | {seconds:.2f} s | {boto3_s:.2f} s | {_xray_seconds(folder, env):.2f} s | "
+                    f"{ratio:.2f} | {'yes' if ratio <= HANDLER_GOAL else 'no'} |")
+        print(f"handler {folder.name}: {seconds:.2f}s ({ratio:.2f}x boto3 {boto3_s:.2f}s)", flush=True)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""{HANDLER_HEADING}
+
+Measured by `make bench` (or `scripts/bench.py --handlers`) on {when}: each handler imported in a fresh
+interpreter from its own folder, as Lambda imports it, with `POWERTOOLS_TRACE_DISABLED=true`, alternating with
+a bare `import boto3`; the fastest of {runs} runs of each. The goal is at most {HANDLER_GOAL}x `import boto3`.
+
+| handler | import | `import boto3` | of which X-Ray SDK | x boto3 | within {HANDLER_GOAL}x |
+| --- | --- | --- | --- | --- | --- |
+{chr(10).join(rows)}
+
+Powertools' `Tracer()` loads the X-Ray SDK (`aws_xray_sdk.core`) when it is created, even with tracing disabled,
+because its default provider is the SDK's recorder. A handler meets the goal by creating the tracer only when
+tracing is on (X-Ray active sets `AWS_XRAY_DAEMON_ADDRESS` in Lambda) and importing clients and helpers on the
+code path that needs them. With tracing on, the SDK's import is part of the price of tracing.
+"""
+
+
+def update_handler_section() -> None:
+    doc_path = ROOT / "docs" / "performance.md"
+    doc = doc_path.read_text() if doc_path.is_file() else "# Performance\n"
+    section = handler_section()
+    if HANDLER_HEADING in doc:
+        head, _, rest = doc.partition(HANDLER_HEADING)
+        tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
+        doc = head + section + tail
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + section
+    doc_path.write_text(doc)
+
+
 def main() -> int:
     if "--deploy-only" in sys.argv[1:]:
         section, _ = local_deploy_section()
@@ -186,6 +308,11 @@ def main() -> int:
             doc = doc.rstrip("\n") + "\n\n" + section
         doc_path.write_text(doc)
         print(section)
+        return 0
+    if "--drift-only" in sys.argv:
+        return update_drift_only()
+    if "--handlers" in sys.argv[1:]:
+        update_handler_section()
         return 0
     print(f"bench: {REPEAT} runs per synth figure (median)", flush=True)
     out = ROOT / "cdk.out.bench"
@@ -241,7 +368,9 @@ Where the time goes: most of a synth is the jsii kernel and Node starting and th
 only the policy test runs the validated synth. The local deploy's time is mostly the CDK CLI (bootstrap and
 asset publishing) and moto creating resources one by one.
 """
+    doc += "\n" + drift_section()
     doc += "\n" + cost_section()
+    doc += "\n" + handler_section()
     (ROOT / "docs").mkdir(exist_ok=True)
     (ROOT / "docs" / "performance.md").write_text(doc)
     print(doc)

@@ -43,7 +43,7 @@ def venv(tmp_path_factory) -> Path:
             shutil.copy2(ROOT / rel, src / rel)
     dist = tmp / "dist"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", str(src), "-w", str(dist)])
-    (wheel,) = dist.glob("mlinfra-*.whl")
+    (wheel,) = dist.glob("cdk_mlinfra-*.whl")
 
     env_dir = tmp / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)])

@@ -18,8 +18,7 @@ bundles live in ``artifacts`` under ``checkpoints/``, ``evaluation/`` and ``code
 
 from __future__ import annotations
 
-import re
-from typing import Mapping
+from typing import Mapping, Protocol, runtime_checkable
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -29,15 +28,14 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mlinfra.config import ZONES, LifecycleConfig, validate_lifecycle
 from mlinfra.constructs.common import acknowledge, data_removal_policy
+from mlinfra.domain.lake import ZONES, LakeEncryption, Lifecycle, Zone, default_lifecycle, lifecycle_errors, prefix_error
 
-__all__ = ["DataLake", "ImportedDataLake", "LakeEncryption", "ZONES", "dataset_prefix"]
+__all__ = ["DataLake", "ImportedDataLake", "IDataLake", "LakeBase", "LakeEncryption", "Lifecycle", "Zone", "ZONES",
+           "dataset_prefix"]
 
 #: Sub-prefixes of the artifacts zone.
 ARTIFACT_PREFIXES = {"checkpoints": "checkpoints/", "evaluation": "evaluation/", "code": "code/"}
-
-_PREFIX_RE = re.compile(r"^(?:[A-Za-z0-9!_.*'()=-]+/)+$")
 
 
 def dataset_prefix(dataset: str, version: str) -> str:
@@ -45,20 +43,13 @@ def dataset_prefix(dataset: str, version: str) -> str:
     return f"dataset={dataset}/version={version}/"
 
 
-class LakeEncryption:
-    KMS = "kms"
-    S3_MANAGED = "s3"
-
-
 def validate_prefix(prefix: str | None, prop: str = "prefix") -> str | None:
     """A key prefix: path segments of S3 safe characters, ending with ``/`` and not starting with one."""
     if prefix is None or cdk.Token.is_unresolved(prefix):
         return prefix
-    if not _PREFIX_RE.fullmatch(prefix):
-        raise ValueError(
-            f"{prop} must be one or more path segments of letters, digits and !_.*'()=- each ending with '/' "
-            f"(e.g. 'team-a/images/'), got: {prefix!r}"
-        )
+    error = prefix_error(prefix, prop)
+    if error:
+        raise ValueError(error)
     return prefix
 
 
@@ -68,7 +59,29 @@ def validate_zone(zone: str, available: tuple[str, ...] = ZONES) -> str:
     return zone
 
 
-class _LakeBase(Construct):
+@runtime_checkable
+class IDataLake(Protocol):
+    """What other constructs consume from a lake, created (:class:`DataLake`) or imported
+    (:class:`ImportedDataLake`, ``DataLake.from_lake_attributes``): take this type, not a concrete class."""
+
+    #: The KMS key of the zone buckets, or None for S3-managed keys.
+    encryption_key: kms.IKey | None
+
+    @property
+    def zones(self) -> tuple[str, ...]: ...
+
+    def bucket(self, zone: str) -> s3.IBucket: ...
+
+    def grant_read(self, zone: str, grantee: iam.IGrantable, prefix: str | None = None) -> iam.Grant: ...
+
+    def grant_write(self, zone: str, grantee: iam.IGrantable, prefix: str | None = None) -> iam.Grant: ...
+
+    def grant_read_write(self, zone: str, grantee: iam.IGrantable, prefix: str | None = None) -> iam.Grant: ...
+
+    def s3_uri(self, zone: str, prefix: str = "") -> str: ...
+
+
+class LakeBase(Construct):
     """Behaviour shared by a created and an imported lake: buckets by zone and prefix-scoped grants."""
 
     _buckets: dict[str, s3.IBucket]
@@ -120,7 +133,11 @@ class _LakeBase(Construct):
         )
 
 
-class DataLake(_LakeBase):
+#: The former private name of :class:`LakeBase`.
+_LakeBase = LakeBase
+
+
+class DataLake(LakeBase):
     """The lake's zone buckets, key, access logs and Glue databases.
 
     :param zones: zones to create, in flow order. :default: all of ``ZONES``
@@ -148,9 +165,9 @@ class DataLake(_LakeBase):
         id: str,
         *,
         zones: tuple[str, ...] | list[str] = ZONES,
-        encryption: str = LakeEncryption.KMS,
+        encryption: LakeEncryption | str = LakeEncryption.KMS,
         encryption_key: kms.IKey | None = None,
-        lifecycle: Mapping[str, LifecycleConfig] | None = None,
+        lifecycle: Mapping[str, Lifecycle] | None = None,
         glue_zones: tuple[str, ...] | list[str] = ("raw", "curated", "features"),
         access_log_retention_days: int = 365,
         destroy_data_on_delete: bool = False,
@@ -216,7 +233,7 @@ class DataLake(_LakeBase):
 
         self._buckets = {}
         for zone in zones:
-            lc = lifecycle.get(zone) or _default_lifecycle(zone)
+            lc = lifecycle.get(zone) or default_lifecycle(zone)
             bucket = s3.Bucket(
                 self,
                 f"{zone.title()}Bucket",
@@ -282,11 +299,17 @@ class DataLake(_LakeBase):
             )
         )
 
+    @staticmethod
+    def from_lake_attributes(scope: Construct, id: str, *, bucket_names: Mapping[str, str],
+                             key_arn: str | None = None) -> "ImportedDataLake":
+        """An existing lake, by its zone bucket names (and the key ARN when the buckets use SSE-KMS)."""
+        return ImportedDataLake(scope, id, bucket_names=bucket_names, key_arn=key_arn)
+
     def glue_database_name(self, zone: str) -> str:
         return self.glue_databases[validate_zone(zone, tuple(self.glue_databases))].ref
 
 
-class ImportedDataLake(_LakeBase):
+class ImportedDataLake(LakeBase):
     """An existing lake, imported by bucket names (and the key ARN if the buckets use SSE-KMS)."""
 
     def __init__(
@@ -305,13 +328,7 @@ class ImportedDataLake(_LakeBase):
         }
 
 
-def _default_lifecycle(zone: str) -> LifecycleConfig:
-    from mlinfra.config import DataLakeConfig
-
-    return DataLakeConfig().lifecycle_for(zone)
-
-
-def lifecycle_rules(lc: LifecycleConfig) -> list[s3.LifecycleRule]:
+def lifecycle_rules(lc: Lifecycle) -> list[s3.LifecycleRule]:
     """S3 lifecycle rules of one zone: current-version transitions, noncurrent expiry, multipart abort."""
     transitions = [
         s3.Transition(storage_class=cls, transition_after=cdk.Duration.days(days))
@@ -350,7 +367,7 @@ def _validate_props(zones, encryption, encryption_key, lifecycle, glue_zones, lo
     bad = [z for z in lifecycle if z not in zones]
     if bad:
         raise ValueError(f"lifecycle has zone(s) not in this lake {list(zones)}: {bad}")
-    errors = [e for z, lc in lifecycle.items() for e in validate_lifecycle(lc, f"lifecycle.{z}")]
+    errors = [e for z, lc in lifecycle.items() for e in lifecycle_errors(lc, f"lifecycle.{z}")]
     if errors:
         raise ValueError("; ".join(errors))
     if log_days < 1:

@@ -19,7 +19,7 @@ from constructs import Construct
 
 from mlinfra.constructs.common import encrypted_log_group, log_retention
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
-from mlinfra.constructs.data_lake import _LakeBase, validate_zone
+from mlinfra.constructs.data_lake import IDataLake, validate_zone
 
 __all__ = ["RawDeliveryStream"]
 
@@ -44,7 +44,7 @@ class RawDeliveryStream(Construct):
         scope: Construct,
         id: str,
         *,
-        lake: _LakeBase,
+        lake: IDataLake,
         name: str,
         zone: str = "raw",
         date_field: str | None = None,

@@ -20,7 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, encrypted_log_group, log_retention
+from mlinfra.constructs.common import acknowledge, encrypted_log_group, is_token, log_retention
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
 
@@ -77,7 +77,7 @@ class HandlerFunction(Construct):
         timeout = timeout or cdk.Duration.seconds(60)
         if not cdk.Token.is_unresolved(timeout.to_seconds()) and not 1 <= timeout.to_seconds() <= MAX_TIMEOUT_SECONDS:
             raise ValueError(f"timeout must be between 1 and {MAX_TIMEOUT_SECONDS} seconds, got: {timeout.to_seconds()}")
-        if not 128 <= memory_size <= 10240:
+        if not is_token(memory_size) and not 128 <= memory_size <= 10240:
             raise ValueError(f"memory_size must be between 128 and 10240 MiB, got: {memory_size}")
         code_dir = handler_dir(handler)
 

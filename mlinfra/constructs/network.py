@@ -16,12 +16,10 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from mlinfra.config import INTERFACE_ENDPOINT_NAMES, LOG_RETENTION_DAYS
-from mlinfra.constructs.common import encrypted_log_group, log_retention
+from mlinfra.constructs.common import encrypted_log_group, is_token, log_retention
+from mlinfra.domain.network import DEFAULT_INTERFACE_ENDPOINTS, INTERFACE_ENDPOINT_NAMES, LOG_RETENTION_DAYS, cidr_error
 
-DEFAULT_INTERFACE_ENDPOINTS: tuple[str, ...] = (
-    "SAGEMAKER_API", "SAGEMAKER_RUNTIME", "STS", "ECR", "ECR_DOCKER", "CLOUDWATCH_LOGS",
-)
+__all__ = ["Network", "DEFAULT_INTERFACE_ENDPOINTS", "INTERFACE_ENDPOINT_NAMES", "PRIVATE_SUBNET_GROUP"]
 
 PRIVATE_SUBNET_GROUP = "private"
 
@@ -183,6 +181,8 @@ def _validate(vpc, cidr, max_azs, nat_gateways, training_az_index, interface_end
         raise ValueError(
             "Network: pass either vpc (an existing VPC) or cidr/max_azs/nat_gateways (to create one), not both"
         )
+    if cidr is not None and not is_token(cidr) and (error := cidr_error(cidr)):
+        raise ValueError(error)
     if max_azs is not None and not 1 <= max_azs <= 6:
         raise ValueError(f"max_azs must be between 1 and 6, got: {max_azs}")
     azs = max_azs or 2

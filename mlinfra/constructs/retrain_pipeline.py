@@ -43,6 +43,7 @@ from mlinfra.constructs.data_lake import DataLake, ImportedDataLake, dataset_pre
 from mlinfra.constructs.endpoint_target import EndpointTarget
 from mlinfra.constructs.lambda_function import HandlerFunction
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
+from mlinfra.domain.lake import retrainable_dataset_error
 from mlinfra.retrain_definition import DefinitionSettings, PollSettings, build_definition
 
 __all__ = ["RetrainPipeline", "TrainingProps", "ProcessingProps", "MetricDirection", "INPUT_SCHEMA", "READY_EVENT"]
@@ -674,7 +675,7 @@ def _validate(training, preprocessing, evaluation, metric_name, datasets, thresh
         raise ValueError(f"metric_name must be 1-64 letters, digits or _.:-, got: {metric_name!r}")
     if not datasets:
         raise ValueError("datasets must name at least one dataset the pipeline trains on, got: []")
-    bad = [d for d in datasets if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", d)]
+    bad = [d for d in datasets if retrainable_dataset_error(d) is not None]
     if bad:
         raise ValueError(f"datasets must be 1-63 lowercase letters, digits, '_' or '-', got: {bad}")
     if min_improvement < 0:

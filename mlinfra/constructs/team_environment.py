@@ -41,10 +41,11 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
-from mlinfra.config import ZONES, family_min_vcpus, prefixes_overlap
 from mlinfra.constructs.common import acknowledge, is_token
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards
+from mlinfra.domain.lake import ZONES
+from mlinfra.domain.teams import family_min_vcpus, prefixes_overlap
 
 __all__ = ["TeamEnvironment", "TeamPortfolio", "team_role_path", "STUDIO_VISIBILITY_TAG"]
 

@@ -31,7 +31,7 @@ from aws_cdk import aws_transfer as transfer
 from constructs import Construct
 
 from mlinfra.constructs.common import acknowledge, encrypted_log_group, log_retention
-from mlinfra.constructs.data_lake import _LakeBase, validate_prefix, validate_zone
+from mlinfra.constructs.data_lake import IDataLake, validate_prefix, validate_zone
 from mlinfra.constructs.lambda_function import HandlerFunction
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 
@@ -208,7 +208,7 @@ class SftpServer(Construct):
         scope: Construct,
         id: str,
         *,
-        lake: _LakeBase | None = None,
+        lake: IDataLake | None = None,
         vpc: ec2.IVpc,
         zone: str = "landing",
         subnets: ec2.SubnetSelection | None = None,
@@ -370,7 +370,7 @@ class SftpServer(Construct):
             description=description,
         )
 
-    def _grant_s3(self, lake: _LakeBase) -> None:
+    def _grant_s3(self, lake: IDataLake) -> None:
         self.user_role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket", "s3:GetBucketLocation"], resources=[self.bucket.bucket_arn]))
         self.user_role.add_to_policy(iam.PolicyStatement(
             actions=["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging",

@@ -122,6 +122,31 @@ _HYPERPOD: tuple[ServiceRule, ...] = (
 _INGESTION: tuple[ServiceRule, ...] = ()
 
 
+# --- Drift monitoring (issue 15): SageMaker Processing, CloudWatch, EventBridge, Scheduler ------------------------
+_MONITORING: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="sagemaker.processing-max-runtime",
+        rule="A processing job's StoppingCondition.MaxRuntimeInSeconds is between 1 and 777600 (9 days).",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProcessingStoppingCondition.html",
+        enforced_by="mlinfra.constructs.drift_monitor.validate_max_runtime",
+    ),
+    ServiceRule(
+        id="sagemaker.list-processing-jobs-resource",
+        rule="sagemaker:ListProcessingJobs supports no resource-level permissions: a policy allowing it must name "
+        "Resource '*' (an ARN never matches, the call is denied).",
+        source="https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html",
+        enforced_by="mlinfra.constructs.drift_monitor.DriftMonitor",
+    ),
+    ServiceRule(
+        id="cloudwatch.put-metric-data-limits",
+        rule="One PutMetricData request carries at most 1000 metrics, up to 30 dimensions each, and no NaN or "
+        "infinite values.",
+        source="https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html",
+        enforced_by="mlinfra.domain.drift.job.put_metrics",
+    ),
+)
+
+
 # --- Billing (what `mlinfra cost` relies on; mlinfra.domain.cost.pricers) ------------------------------------------
 _COST: tuple[ServiceRule, ...] = (
     ServiceRule(
@@ -166,7 +191,8 @@ def _index(*sections: tuple[ServiceRule, ...]) -> dict[str, ServiceRule]:
 
 #: Every rule, by id.
 RULES: dict[str, ServiceRule] = _index(
-    _SAGEMAKER, _STEPFUNCTIONS, _BATCH, _PARALLELCLUSTER, _FSX, _EC2, _IAM, _HYPERPOD, _INGESTION, _COST
+    _SAGEMAKER, _STEPFUNCTIONS, _BATCH, _PARALLELCLUSTER, _FSX, _EC2, _IAM, _HYPERPOD, _INGESTION, _COST,
+    _MONITORING,
 )
 
 

@@ -18,7 +18,7 @@ Cross-account targets must trust the pipeline's account once, from a laptop with
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_codebuild as codebuild
@@ -34,7 +34,11 @@ from mlinfra.constructs.github_oidc import GithubOidcDeployRole
 from mlinfra.constructs.wildcards import acknowledge_wildcards
 from mlinfra.stacks.base import PlatformStack
 
-__all__ = ["DeliveryPipelineStack", "GithubDeployStack", "PlatformStage", "bootstrap_commands"]
+__all__ = ["DeliveryPipelineStack", "GithubDeployStack", "PlatformStage", "StageBuilder", "bootstrap_commands"]
+
+#: Builds every stack of one environment inside a stage: ``build(stage, config)``. The platform passes its
+#: ``build_platform``, so this module never imports the platform that composes it (no import cycle).
+StageBuilder = Callable[[Construct, PlatformConfig], object]
 
 
 #: Wildcard actions of the policies CDK Pipelines generates (artifact bucket and key grants).
@@ -52,14 +56,16 @@ PIPELINE_WILDCARD_RESOURCES: tuple[str, ...] = (
 
 
 class PlatformStage(cdk.Stage):
-    """Every stack of one environment, as a deployable unit of the pipeline."""
+    """Every stack of one environment, as a deployable unit of the pipeline.
 
-    def __init__(self, scope: Construct, id: str, *, config: PlatformConfig) -> None:
+    :param config: the environment the stage deploys.
+    :param build: builds the environment's stacks inside the stage (the platform's ``build_platform``).
+    """
+
+    def __init__(self, scope: Construct, id: str, *, config: PlatformConfig, build: StageBuilder) -> None:
         env = cdk.Environment(account=config.account, region=config.region) if config.account else None
         super().__init__(scope, id, env=env)
-        from mlinfra.stacks.platform import build_platform
-
-        self.platform = build_platform(self, config)
+        self.platform = build(self, config)
 
 
 def bootstrap_commands(pipeline_config: PlatformConfig, stage_configs: Sequence[PlatformConfig]) -> list[str]:
@@ -91,9 +97,11 @@ class DeliveryPipelineStack(PlatformStack):
 
     :param config: the environment the pipeline itself lives in (its ``delivery`` section drives the pipeline).
     :param stage_configs: the environments to deploy, in the order of ``config.delivery.stages``.
+    :param build_stage: builds one environment's stacks inside its stage (the platform's ``build_platform``).
     """
 
-    def __init__(self, scope: Construct, *, config: PlatformConfig, stage_configs: Sequence[PlatformConfig]) -> None:
+    def __init__(self, scope: Construct, *, config: PlatformConfig, stage_configs: Sequence[PlatformConfig],
+                 build_stage: StageBuilder) -> None:
         super().__init__(scope, "delivery", config=config, description="Self-mutating CDK pipeline (dev, then prod)")
         delivery = config.delivery
         _validate(delivery, stage_configs)
@@ -133,7 +141,7 @@ class DeliveryPipelineStack(PlatformStack):
         )
         self.stages: dict[str, PlatformStage] = {}
         for cfg in self.stage_configs:
-            stage = PlatformStage(self, _stage_id(cfg.env_name), config=cfg)
+            stage = PlatformStage(self, _stage_id(cfg.env_name), config=cfg, build=build_stage)
             pre = []
             if cfg.env_name in delivery.approval_before:
                 pre.append(pipelines.ManualApprovalStep(

@@ -74,6 +74,20 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
         target = endpoint.deploy_target if endpoint is not None else None
         platform.extra["pipeline"] = PipelineStack(scope, config=config, lake=data_lake.lake, deploy_target=target)
 
+    # --- drift monitoring (issue 15) ---
+    if config.monitoring.enabled and "serving" in platform.extra:
+        from mlinfra.stacks.monitoring import MonitoringStack, add_retrain_on_drift
+        from mlinfra.stacks.serving import CAPTURE_PREFIX
+
+        endpoint = platform.extra["serving"].realtime_endpoint
+        pipeline_stack = platform.extra.get("pipeline")
+        pipeline = getattr(pipeline_stack, "pipeline", None)
+        platform.extra["monitoring"] = MonitoringStack(
+            scope, config=config, lake=data_lake.lake, endpoint=endpoint, capture_prefix=CAPTURE_PREFIX,
+            pipeline=pipeline)
+        if pipeline is not None and config.monitoring.retrain_on_drift:
+            add_retrain_on_drift(pipeline_stack, config=config, pipeline=pipeline, endpoint=endpoint)
+
     # --- delivery and teams (issue 8) ---
     from mlinfra.stacks.teams import build_teams
 
@@ -88,7 +102,7 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
         from mlinfra.stacks.delivery import DeliveryPipelineStack, load_stage_configs
 
         platform.extra["delivery"] = DeliveryPipelineStack(
-            scope, config=config, stage_configs=load_stage_configs(scope, config)
+            scope, config=config, stage_configs=load_stage_configs(scope, config), build_stage=build_platform
         )
 
     apply_platform_tags(scope, config.all_tags)

@@ -271,3 +271,39 @@ def test_trigger_rejects_malformed_events(aws, event, message):
     h = load_handler("pipeline_trigger")
     with mock.patch.dict(os.environ, {"RAW_BUCKET": "raw"}), pytest.raises(h.MalformedTriggerError, match=message):
         h.handler(event, CTX)
+
+
+# --- trigger: drift events (issue 15) -------------------------------------------------------------------------------
+
+def _drift_event(**kw):
+    return {"trigger": "drift", "dataset": "images", "endpoint": "ep", "report_uri": "s3://art/drift-reports/ep/r.json",
+            "event_id": "ev-1", "cooldown_hours": 24, "min_interval_hours": 6, **kw}
+
+
+def test_drift_event_retrains_on_the_newest_version_outside_cooldown_and_interval(aws):
+    from datetime import datetime, timedelta, timezone
+    h = load_handler("pipeline_trigger")
+    now = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)
+    with mock.patch.dict(os.environ, {"RAW_BUCKET": "raw"}):
+        req = h.drift_request(_drift_event(), now, [])
+        assert (req["version"], req["trigger"], req["report_uri"]) == ("v2", "drift", "s3://art/drift-reports/ep/r.json")
+        assert "-drift" in req["name"]
+        recent = [{"name": "images-v1-abc", "startDate": now - timedelta(hours=2)}]
+        assert h.drift_request(_drift_event(), now, recent)["skip"].startswith("min-interval")
+        drift_run = [{"name": req["name"], "startDate": now - timedelta(hours=10)}]
+        assert h.drift_request(_drift_event(), now, drift_run)["skip"].startswith("cooldown")
+        assert "name" in h.drift_request(_drift_event(cooldown_hours=8), now, drift_run)
+        assert "name" in h.drift_request(_drift_event(), now, [{"name": req["name"], "startDate": now - timedelta(hours=30)}])
+
+
+@pytest.mark.parametrize("event, message", [
+    (_drift_event(dataset=None), "a drift event must name 'dataset'"),
+    (_drift_event(report_uri="http://x"), "a drift event must carry 'report_uri' \\(s3://...\\), got: 'http://x'"),
+    (_drift_event(cooldown_hours=-1), "cooldown_hours and min_interval_hours must be >= 0"),
+    (_drift_event(dataset="nothing"), "drift: no version of dataset 'nothing' in the raw zone"),
+])
+def test_trigger_rejects_malformed_drift_events(aws, event, message):
+    from datetime import datetime, timezone
+    h = load_handler("pipeline_trigger")
+    with mock.patch.dict(os.environ, {"RAW_BUCKET": "raw"}), pytest.raises(h.MalformedTriggerError, match=message):
+        h.drift_request(event, datetime(2026, 11, 30, tzinfo=timezone.utc), [])

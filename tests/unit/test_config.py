@@ -86,7 +86,7 @@ def test_config_error_message_lists_each_error():
         ({"azs": ["us-east-1a"]}, "azs: lists 1 AZ(s) but network.max_azs is 2"),
         ({"tags": {"aws:owner": "x"}}, "tags: invalid tag key 'aws:owner'"),
         ({"data_lake": {"lifecycle": {"gold": {}}}}, "data_lake.lifecycle: unknown zone(s) ['gold']"),
-        ({"data_lake": {"access_log_retention_days": 0}}, "data_lake.access_log_retention_days: must be >= 1"),
+        ({"data_lake": {"access_log_retention_days": 0}}, "data_lake.access_log_retention_days: must be between 1 and 36500, got: 0"),
         ({"target": "mars"}, "target: expected one of 'aws', 'local', got: 'mars'"),
     ],
 )
@@ -135,7 +135,7 @@ def test_json_file_and_bad_file(tmp_path):
         (LifecycleConfig(intelligent_tiering_days=1, infrequent_access_days=30), "choose intelligent_tiering_days or infrequent_access_days"),
         (LifecycleConfig(glacier_days=100, deep_archive_days=150), "deep_archive_days: must be at least 90 days after glacier_days (100), got: 150"),
         (LifecycleConfig(noncurrent_expiration_days=0), "noncurrent_expiration_days: must be a positive number of days or null, got: 0"),
-        (LifecycleConfig(abort_incomplete_multipart_days=0), "abort_incomplete_multipart_days: must be >= 1, got: 0"),
+        (LifecycleConfig(abort_incomplete_multipart_days=0), "abort_incomplete_multipart_days: must be >= 1 and <= 36500, got: 0"),
     ],
 )
 def test_lifecycle_rules(lc, expected):

@@ -474,3 +474,17 @@ def test_cli_without_cdk_json_says_how_to_proceed(tmp_path, capsys):
 
     assert main(["cost", "--app-dir", str(tmp_path), "--synth"]) == 1
     assert f"{tmp_path}: no cdk.json to synthesize (pass --assembly DIR)" in capsys.readouterr().err
+
+
+def test_a_daily_scheduled_floor_is_time_weighted():
+    from mlinfra.domain.cost.pricers import daily_floor
+
+    res = _endpoint({"InstanceType": "ml.c6i.xlarge", "InitialInstanceCount": 2}, min_capacity=2)
+    res["Target"]["Properties"]["ScheduledActions"] = [
+        {"ScheduledActionName": "night", "Schedule": "cron(0 22 * * ? *)", "ScalableTargetAction": {"MinCapacity": 1}},
+        {"ScheduledActionName": "day", "Schedule": "cron(0 6 * * ? *)", "ScalableTargetAction": {"MinCapacity": 2}}]
+    ep = price(res)["Ep"]
+    assert ep.idle_usd == pytest.approx(0.204 * H * (8 * 1 + 16 * 2) / 24)  # 248.20: 8 h at 1, 16 h at 2
+    assert "averaged over its daily schedule" in ep.detail
+    assert daily_floor([{"Schedule": "rate(1 hour)", "ScalableTargetAction": {"MinCapacity": 1}}]) is None
+    assert daily_floor([{"Schedule": "cron(0 6 ? * MON-FRI *)", "ScalableTargetAction": {"MinCapacity": 1}}]) is None

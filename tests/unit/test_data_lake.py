@@ -244,3 +244,24 @@ def test_lustre_key_access_can_be_turned_off():
     DataLake(stack, "Lake", allow_lustre_repository_access=False, zones=["raw"], glue_zones=())
     key = next(iter(Template.from_stack(stack).find_resources("AWS::KMS::Key").values()))
     assert not [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid", "").startswith("AllowFsx")]
+
+
+def test_created_and_imported_lakes_satisfy_the_public_protocol():
+    from mlinfra.constructs.data_lake import DataLake, IDataLake, ImportedDataLake
+
+    stack = new_stack()
+    created = DataLake(stack, "Lake", zones=["raw"], glue_zones=[])
+    imported = DataLake.from_lake_attributes(stack, "Imported", bucket_names={"raw": "my-raw-bucket"})
+    assert isinstance(imported, ImportedDataLake)
+    for lake in (created, imported):
+        assert isinstance(lake, IDataLake)
+    assert stack.resolve(imported.bucket("raw").bucket_name) == "my-raw-bucket"
+
+
+def test_zone_and_encryption_enums_are_accepted_where_strings_were():
+    from mlinfra.constructs.data_lake import DataLake, LakeEncryption, Zone
+
+    stack = new_stack()
+    lake = DataLake(stack, "Lake", zones=[Zone.RAW, Zone.MODELS], glue_zones=[Zone.RAW], encryption=LakeEncryption.S3_MANAGED)
+    assert lake.zones == ("raw", "models") and lake.encryption_key is None
+    assert lake.bucket(Zone.RAW) is lake.bucket("raw")

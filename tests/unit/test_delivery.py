@@ -12,6 +12,7 @@ from aws_cdk.assertions import Match, Template
 
 from mlinfra.config import DeliveryConfig, GithubDeployConfig, load_config
 from mlinfra.constructs.github_oidc import GithubOidcDeployRole
+from mlinfra.stacks.platform import build_platform
 from tests.helpers import new_stack, only
 
 
@@ -141,7 +142,7 @@ def test_pipeline_stack_rejects_a_prod_stage_without_approval(dev_config, prod_c
 
     cfg = dataclasses.replace(dev_config, delivery=dataclasses.replace(dev_config.delivery, approval_before=[]))
     with pytest.raises(ValueError, match=r"approval_before: production stage\(s\) \['prod'\] need a manual approval"):
-        DeliveryPipelineStack(cdk.App(), config=cfg, stage_configs=[dev_config, prod_config])
+        DeliveryPipelineStack(cdk.App(), config=cfg, stage_configs=[dev_config, prod_config], build_stage=build_platform)
 
 
 def test_pipeline_stack_rejects_the_local_emulator_as_a_stage(dev_config, local_config):
@@ -149,7 +150,7 @@ def test_pipeline_stack_rejects_the_local_emulator_as_a_stage(dev_config, local_
 
     cfg = dataclasses.replace(dev_config, delivery=dataclasses.replace(dev_config.delivery, stages=["local"], approval_before=[]))
     with pytest.raises(ValueError, match="not to the local emulator"):
-        DeliveryPipelineStack(cdk.App(), config=cfg, stage_configs=[local_config])
+        DeliveryPipelineStack(cdk.App(), config=cfg, stage_configs=[local_config], build_stage=build_platform)
 
 
 def test_s3_source_needs_a_bucket():

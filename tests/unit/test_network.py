@@ -139,3 +139,9 @@ def test_vpc_and_props_are_exclusive():
     vpc = ec2.Vpc.from_vpc_attributes(stack, "V", vpc_id="vpc-1", availability_zones=["us-east-1a"])
     with pytest.raises(ValueError, match="pass either vpc .* or cidr/max_azs/nat_gateways"):
         Network(stack, "N", vpc=vpc, cidr="10.1.0.0/16")
+
+
+def test_cidr_with_host_bits_is_refused_with_the_aligned_block():
+    stack = new_stack()
+    with pytest.raises(ValueError, match=r"^cidr: has host bits set .* use 10\.117\.48\.0/20, got: '10\.117\.50\.0/20'$"):
+        Network(stack, "N", cidr="10.117.50.0/20")

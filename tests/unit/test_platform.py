@@ -102,3 +102,17 @@ def test_handler_timeout_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(lambda_function, "LAMBDAS_DIR", tmp_path)
     with pytest.raises(ValueError, match="timeout must be between 1 and 900 seconds, got: 1200"):
         HandlerFunction(new_stack(), "F", handler="echo", description="x", timeout=cdk.Duration.minutes(20))
+
+
+def test_handler_memory_size_token_is_skipped_not_validated(tmp_path, monkeypatch):
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+    from mlinfra.constructs import lambda_function
+
+    (tmp_path / "echo").mkdir()
+    (tmp_path / "echo" / "handler.py").write_text("def handler(e, c):\n    return e\n")
+    monkeypatch.setattr(lambda_function, "LAMBDAS_DIR", tmp_path)
+    stack = new_stack()
+    memory = cdk.CfnParameter(stack, "Memory", type="Number", default=1024)
+    HandlerFunction(stack, "F", description="x", handler="echo", memory_size=memory.value_as_number)
+    Template.from_stack(stack).has_resource_properties("AWS::Lambda::Function", {"MemorySize": {"Ref": "Memory"}})

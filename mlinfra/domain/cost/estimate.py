@@ -102,7 +102,7 @@ def price_template(template: dict[str, Any], *, stack: str, region: str, prices:
             items.append(item)
             continue
         ctx = Context(template=template, region=region, prices=prices, stack=stack, directory=directory,
-                      usage=usage or {})
+                      usage=usage or {}, price_nested=price_template)
         try:
             priced = pricer(ctx, lid, resource)
         except (NotLiteral, MissingPrice) as exc:

@@ -57,6 +57,9 @@ class Context:
     directory: Path | None = None
     usage: dict[str, Any] = dataclasses.field(default_factory=dict)
     keys: list[str] = dataclasses.field(default_factory=list)
+    #: Prices a nested stack's template (``estimate.price_template``, passed in so this module never imports the
+    #: estimator that imports it). :default: None (nested stacks cannot be priced)
+    price_nested: Callable[..., list[Any]] | None = None
 
     def price(self, key: str) -> float:
         p = self.prices.require(key, self.region)
@@ -244,6 +247,30 @@ def _invocation_target(ctx: Context, target_lid: str) -> float | None:
     return None
 
 
+_DAILY_CRON = re.compile(r"cron\((\d{1,2}) (\d{1,2}) \* \* \? \*\)")
+
+
+def daily_floor(actions: list[dict[str, Any]]) -> float | None:
+    """The time-weighted floor of a scalable target whose scheduled actions are daily ``cron(M H * * ? *)``
+    changes of MinCapacity (each floor holds until the next action, round the clock), or None when any action is
+    something else (a rate, a one-off ``at()``, a weekday schedule, a time zone, no MinCapacity)."""
+    points = []
+    for action in actions:
+        match = _DAILY_CRON.fullmatch(str(action.get("Schedule", "")))
+        floor = (action.get("ScalableTargetAction") or {}).get("MinCapacity")
+        if match is None or not isinstance(floor, int) or action.get("Timezone") not in (None, "UTC", "Etc/UTC"):
+            return None
+        points.append((int(match.group(2)) * 60 + int(match.group(1)), floor))
+    if not points:
+        return None
+    points.sort()
+    total = 0.0
+    for i, (minute, floor) in enumerate(points):
+        end = points[(i + 1) % len(points)][0] + (1440 if i + 1 == len(points) else 0)
+        total += (end - minute) * floor
+    return total / 1440.0
+
+
 def sagemaker_endpoint(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
     _, cfg = _endpoint_config(ctx, r)
     kind = "async" if cfg.get("AsyncInferenceConfig") else "real-time"
@@ -272,14 +299,19 @@ def sagemaker_endpoint(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
             count = ctx.literal(target[1].get("MinCapacity"), f"variant {name} MinCapacity")
             floor_note = "autoscaling floor"
             if target[1].get("ScheduledActions"):
-                floor_note += " (scheduled actions change it; not time-weighted)"
+                daily = daily_floor(target[1]["ScheduledActions"])
+                if daily is None:
+                    floor_note += " (its scheduled actions are not daily floors: MinCapacity counted all day)"
+                else:
+                    count = daily
+                    floor_note = "autoscaling floor averaged over its daily schedule"
             per_minute = _invocation_target(ctx, target[0])
             if per_minute:
                 out.per_use.append(Rate(f"{name}: inferences at the scaling target ({per_minute:g}/instance/min on "
                                         f"{itype})", hourly / (per_minute * 60.0) * 1e6, "1M inferences", "inference"))
         out.per_use.append(Rate(f"{name}: {itype} instance above the floor", hourly, "instance-hour", "inference"))
         out.idle_usd += hourly * HOURS_PER_MONTH * float(count)
-        parts.append(f"{name}: {count} x {itype} ({kind}, {floor_note})")
+        parts.append(f"{name}: {float(count):.3g} x {itype} ({kind}, {floor_note})")
     out.detail = "; ".join(parts)
     return out
 
@@ -446,11 +478,9 @@ def codepipeline(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
 def nested_stack(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
     url = json.dumps(_props(r).get("TemplateURL"))
     asset = (r.get("Metadata") or {}).get("aws:asset:path")
-    if asset and ctx.directory is not None and (ctx.directory / asset).is_file():
-        from mlinfra.domain.cost.estimate import price_template
-
+    if asset and ctx.directory is not None and (ctx.directory / asset).is_file() and ctx.price_nested is not None:
         template = json.loads((ctx.directory / asset).read_text())
-        items = price_template(template, stack=f"{ctx.stack}/{lid}", region=ctx.region, prices=ctx.prices,
+        items = ctx.price_nested(template, stack=f"{ctx.stack}/{lid}", region=ctx.region, prices=ctx.prices,
                                directory=ctx.directory, usage=ctx.usage)
         unknown = [i for i in items if i.unknown]
         out = Priced(sum(i.idle_usd for i in items), f"nested stack: {len(items)} resource(s)")

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import boto3
@@ -84,14 +85,98 @@ def run_request(event: Any) -> dict[str, str]:
     )
 
 
+# ---- drift events (issue 15): kept apart from the dataset/schedule validation above ---------------------------
+DRIFT_SOURCE = "mlinfra.drift"
+DRIFT_DETAIL_TYPE = "Model Drift Detected"
+#: Defaults when the drift rule's input does not set them (hours).
+DRIFT_COOLDOWN_HOURS = 24.0
+DRIFT_MIN_INTERVAL_HOURS = 6.0
+
+
+def is_drift_event(event: Any) -> bool:
+    return isinstance(event, dict) and (event.get("trigger") == "drift" or event.get("detail-type") == DRIFT_DETAIL_TYPE)
+
+
+def drift_request(event: dict[str, Any], now: datetime, executions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run a drift event asks for, or ``{"skip": reason}``.
+
+    ``event`` is the drift rule's input (``{"trigger": "drift", "dataset", "endpoint", "report_uri", "event_id",
+    "time", "cooldown_hours", "min_interval_hours", "lineage_table"}``) or a raw ``Model Drift Detected`` event
+    whose detail names ``dataset``. ``executions`` are the state machine's recent executions (name, startDate).
+    Cool-down: no drift-triggered run within ``cooldown_hours`` of the last one. Minimum interval: no run of any
+    kind within ``min_interval_hours`` of the last start. The run trains on the newest dataset version and goes
+    through the pipeline's gate and approval like any other run.
+    """
+    detail = event.get("detail") if isinstance(event.get("detail"), dict) else event
+    dataset = detail.get("dataset") or event.get("dataset")
+    report = detail.get("report_uri") or event.get("report_uri")
+    if not isinstance(dataset, str) or not dataset:
+        raise MalformedTriggerError(f"a drift event must name 'dataset' (the drift rule's input sets it), got: {dataset!r}")
+    if not isinstance(report, str) or not report.startswith("s3://"):
+        raise MalformedTriggerError(f"a drift event must carry 'report_uri' (s3://...), got: {report!r}")
+    cooldown = float(event.get("cooldown_hours", DRIFT_COOLDOWN_HOURS))
+    interval = float(event.get("min_interval_hours", DRIFT_MIN_INTERVAL_HOURS))
+    if cooldown < 0 or interval < 0:
+        raise MalformedTriggerError(f"cooldown_hours and min_interval_hours must be >= 0, got: {cooldown}, {interval}")
+    starts = sorted(executions, key=lambda e: e["startDate"], reverse=True)
+    if starts and now - starts[0]["startDate"] < timedelta(hours=interval):
+        return {"skip": f"min-interval: last run {starts[0]['name']} started {starts[0]['startDate'].isoformat()}"}
+    drift_runs = [e for e in starts if "-drift" in e["name"]]
+    if drift_runs and now - drift_runs[0]["startDate"] < timedelta(hours=cooldown):
+        return {"skip": f"cooldown: last drift run {drift_runs[0]['name']} started {drift_runs[0]['startDate'].isoformat()}"}
+    version = latest_version(os.environ.get("RAW_BUCKET", ""), dataset)
+    if version is None:
+        raise MalformedTriggerError(f"drift: no version of dataset {dataset!r} in the raw zone")
+    event_id = str(event.get("event_id") or event.get("id") or hashlib.sha256(report.encode()).hexdigest()[:12])
+    return {"dataset": dataset, "version": version, "trigger": "drift", "event_id": event_id, "report_uri": report,
+            "endpoint": str(detail.get("endpoint", "")), "lineage_table": event.get("lineage_table", ""),
+            "name": execution_name(dataset, version, f"drift{hashlib.sha256(event_id.encode()).hexdigest()[:7]}")}
+
+
+def recent_executions(arn: str, since: datetime) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for page in client("stepfunctions").get_paginator("list_executions").paginate(stateMachineArn=arn):
+        out += [e for e in page.get("executions", []) if e["startDate"] >= since]
+    return out
+
+
+def record_drift_cause(req: dict[str, Any]) -> None:
+    """Lineage of a drift-triggered run: an item beside the run's own (``sk = version#<v>#run#<run>#cause``), so
+    the pipeline's own writes to the run item never erase it."""
+    if not req.get("lineage_table"):
+        return
+    client("dynamodb").put_item(TableName=req["lineage_table"], Item={
+        "pk": {"S": f"dataset#{req['dataset']}"}, "sk": {"S": f"version#{req['version']}#run#{req['name']}#cause"},
+        "trigger": {"S": "drift"}, "drift_report": {"S": req["report_uri"]}, "endpoint": {"S": req["endpoint"]},
+        "event_id": {"S": req["event_id"]}, "run_id": {"S": req["name"]},
+    })
+
+
+def drift_handler(event: dict[str, Any], arn: str) -> dict[str, Any] | dict[str, str]:
+    now = datetime.now(timezone.utc)
+    window = max(float(event.get("cooldown_hours", DRIFT_COOLDOWN_HOURS)), float(event.get("min_interval_hours", DRIFT_MIN_INTERVAL_HOURS)))
+    req = drift_request(event, now, recent_executions(arn, now - timedelta(hours=window)))
+    if "skip" in req:
+        logger.info("drift event skipped", extra={"reason": req["skip"]})
+        return {"started": False, "reason": req["skip"]}
+    return req
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    req = run_request(event)
+    drift = is_drift_event(event)
+    req = {} if drift else run_request(event)
     arn = os.environ.get("STATE_MACHINE_ARN")
     if not arn:
         raise RuntimeError("STATE_MACHINE_ARN environment variable is not set")
+    if drift:
+        req = drift_handler(event, arn)
+        if "name" not in req:
+            return req
     body = {"dataset": req["dataset"], "version": req["version"], "trigger": req["trigger"], "event_id": req["event_id"]}
+    if req.get("report_uri"):
+        body["note"] = f"drift report {req['report_uri']}"
     sfn = client("stepfunctions")
     existing = arn.replace(":stateMachine:", ":execution:", 1) + ":" + req["name"]
     try:  # StartExecution is idempotent for a RUNNING execution with the same input: check first
@@ -105,5 +190,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except sfn.exceptions.ExecutionAlreadyExists:
         logger.info("duplicate trigger: execution exists", extra={"execution_name": req["name"]})
         return {"started": False, "reason": "duplicate", "name": req["name"]}
+    if req["trigger"] == "drift":
+        record_drift_cause(req)
     logger.info("execution started", extra={"execution_name": req["name"], "dataset": req["dataset"], "version": req["version"]})
     return {"started": True, "name": req["name"], "execution_arn": resp["executionArn"]}
