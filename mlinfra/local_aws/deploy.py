@@ -745,6 +745,11 @@ class LocalDeploy:
     def run(self) -> DeployReport:
         if not (self.app_dir / "cdk.json").is_file():
             raise LocalDeployError(f"no cdk.json in {self.app_dir}: run from a CDK app directory (or --app-dir)")
+        import importlib.util
+
+        if importlib.util.find_spec("moto") is None:
+            raise LocalDeployError("the local emulator needs moto: pip install 'cdk-mlinfra[local]'")
+        find_cdk_cli(self.app_dir)  # before anything starts: the exact install command when it is missing
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.refuse_if_kept()
         self.report_file.unlink(missing_ok=True)

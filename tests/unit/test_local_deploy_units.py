@@ -328,3 +328,13 @@ def test_cli_failure_lines_name_exactly_their_stack():
     text = "❌  tiny-bad failed to deploy\ntiny-bad-2: start: Building\nother: fail: UnknownError"
     assert deploy_mod._cli_says_failed(text, "tiny-bad") and deploy_mod._cli_says_failed(text, "other")
     assert not deploy_mod._cli_says_failed(text, "tiny") and not deploy_mod._cli_says_failed(text, "tiny-bad-2")
+
+
+def test_a_missing_cli_is_refused_before_anything_starts(tmp_path, monkeypatch):
+    (tmp_path / "cdk.json").write_text('{"app": "python3 app.py"}')
+    monkeypatch.delenv("MLINFRA_CDK_CLI", raising=False)
+    monkeypatch.setattr(deploy_mod, "_package_root", lambda: tmp_path / "site-packages")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(LocalDeployError, match="npm install --global aws-cdk@"):
+        LocalDeploy(app_dir=tmp_path, quiet=True).run()
+    assert not (tmp_path / ".local-aws" / "server.json").exists()
