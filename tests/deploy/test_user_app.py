@@ -1,8 +1,8 @@
 """A user's own app (examples/local-user-app: imported VPC, two lakes, a serverless endpoint, a PERSISTENT_1
 cache, a Batch GPU cluster, a retrain pipeline, a CfnInclude'd YAML template; pinned to account 111111111111 in
 eu-west-1; no platform configuration) deployed with ``mlinfra deploy-local`` as a user would: zero workarounds,
-a complete report. One kept deploy is shared by the module (one xdist group); the last tests refuse a second
-deploy and destroy the kept one, checking that no process is left."""
+a complete report. One kept deploy is shared by the module (one worker: `make test` runs --dist loadfile); the
+last tests refuse a second deploy and destroy the kept one, checking that no process is left."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ from mlinfra.local_aws.deploy import (
 )
 from mlinfra.local_aws.server import MotoServer, pid_alive
 
-pytestmark = [pytest.mark.deploy, pytest.mark.slow, pytest.mark.xdist_group("local-aws-user-app")]
+# `make test` runs --dist loadfile, so the module's tests (and its one deploy) stay on one worker. (xdist 3.8's
+# loadgroup does not group under pytest 9.2: it sets item._nodeid, which pytest 9 no longer reads.)
+pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "local-user-app"
