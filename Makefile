@@ -19,7 +19,7 @@ PYTEST_WORKERS ?= 2
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-setup: .make/python.stamp .make/node.stamp ## install the Python venv and the Node toolchain (idempotent)
+setup: .make/python.stamp .make/pcluster.stamp .make/node.stamp ## install the Python venv and the Node toolchain (idempotent)
 
 .make/python.stamp: pyproject.toml
 	@mkdir -p .make
@@ -28,6 +28,14 @@ setup: .make/python.stamp .make/node.stamp ## install the Python venv and the No
 	@# The distribution was named mlinfra before it became cdk-mlinfra: drop an old editable install of it.
 	@$(PY) -m pip uninstall --quiet --disable-pip-version-check -y mlinfra 2>/dev/null || true
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $@
+
+# AWS ParallelCluster's schema and validators for the tests (tests/unit/test_pcluster_validators.py). The package
+# declares CDK v1 and jsii 1.85, which conflict with aws-cdk-lib v2: it goes in without its dependencies; the few
+# it needs to load and validate a configuration (marshmallow, tabulate, jinja2) are pinned in the dev extra.
+PCLUSTER_VERSION := 3.16.1
+.make/pcluster.stamp: .make/python.stamp
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "aws-parallelcluster==$(PCLUSTER_VERSION)"
 	@touch $@
 
 .make/node.stamp: package.json package-lock.json

@@ -11,7 +11,10 @@
     mlinfra approve --function F --token T --decision approve|reject --reviewer R   (mlinfra.approvals)
 
 Exit codes: 0 success, 1 a command failed (deploy error, missing optional module), 2 usage or
-configuration errors (every configuration error is printed at once).
+configuration errors (every configuration error is printed at once; a bad argument is named, never a
+traceback), 141 the reader closed the output pipe (``mlinfra ... | head``: nothing printed on stderr).
+``init`` writes the whole app or nothing: it renders into a temporary folder beside the target and moves it
+into place, so an unwritable or full target leaves no half-written app.
 
 Fast start: ``validate``, ``init``, ``schema``, ``plan-transfer`` and ``size-cache`` never import ``aws_cdk`` (no jsii).
 
@@ -26,7 +29,10 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -35,6 +41,7 @@ from mlinfra import __version__
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 
 #: Optional subcommands contributed by other modules: (subcommand, module).
 PLUGINS: tuple[tuple[str, str], ...] = (
@@ -206,11 +213,14 @@ def _report_errors(args: argparse.Namespace, errors: dict[str, list[str]], summa
 def cmd_init(args: argparse.Namespace) -> int:
     from mlinfra.scaffold import ScaffoldError, scaffold
 
+    target = Path(args.dir)
     try:
-        written = scaffold(Path(args.dir), prefix=args.prefix, ci=args.ci, force=args.force)
+        written = _scaffold_atomically(scaffold, target, prefix=args.prefix, ci=args.ci, force=args.force)
     except ScaffoldError as exc:
         return _fail(args, str(exc), EXIT_USAGE)
-    target = Path(args.dir)
+    except OSError as exc:
+        return _fail(args, f"DIR {target}: cannot write the app there ({exc.strerror or exc}); nothing was written",
+                     EXIT_USAGE)
     if args.json:
         print(json.dumps({"created": str(target), "ci": args.ci, "files": [str(p) for p in written]}, indent=2))
         return EXIT_OK
@@ -225,6 +235,62 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.ci == "github":
         print("  # then set the repository variables AWS_ACCOUNT_ID and AWS_REGION and deploy the GitHub OIDC role")
     return EXIT_OK
+
+
+def _scaffold_atomically(scaffold: Callable[..., list[Path]], target: Path, **kwargs: Any) -> list[Path]:
+    """Render into a temporary folder beside ``target``, then move it into place: all or nothing.
+
+    A new or empty target: one rename. ``--force`` into a non-empty target: file by file, each replaced file kept
+    aside until every move succeeded, and everything put back when one fails."""
+    from mlinfra.scaffold import ScaffoldError
+
+    target = target.absolute()
+    if target.exists() and not target.is_dir():
+        raise ScaffoldError(f"{target} exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not kwargs.get("force"):
+        raise ScaffoldError(f"{target} is not empty (use --force to write into it)")
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.mlinfra-init-", dir=parent))
+    try:
+        kwargs.setdefault("prefix", None)
+        if kwargs["prefix"] is None:
+            from mlinfra.scaffold import default_prefix
+
+            kwargs["prefix"] = default_prefix(target)
+        written = scaffold(staging / "app", **kwargs)
+        if not target.exists() or not any(target.iterdir()):
+            if target.exists():
+                target.rmdir()  # empty: replaced by the rendered app in one rename
+            os.rename(staging / "app", target)
+            return written
+        _move_into(staging / "app", target, written, staging / "replaced")
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_into(source: Path, target: Path, files: list[Path], aside: Path) -> None:
+    moved: list[Path] = []
+    try:
+        for rel in files:
+            dest = target / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():
+                (aside / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(dest, aside / rel)
+            moved.append(rel)
+            os.replace(source / rel, dest)
+    except OSError:
+        for rel in reversed(moved):  # undo: remove what was moved in, put back what it replaced
+            try:
+                if (target / rel).exists() and not (source / rel).exists():
+                    os.replace(target / rel, source / rel)
+                if (aside / rel).exists():
+                    os.replace(aside / rel, target / rel)
+            except OSError:
+                pass
+        raise
 
 
 # --------------------------------------------------------------------------------------------------
@@ -370,10 +436,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
     except KeyboardInterrupt:
         print("mlinfra: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_PIPE_CLOSED
+    except (ValueError, ArithmeticError) as exc:  # a subcommand's own check missed a bad value: still a usage error
+        print(f"mlinfra {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _silence_stdout() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null so the interpreter's final flush is quiet
+    (Python docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -71,6 +71,7 @@ from mlinfra.domain.lake import (
 )
 from mlinfra.domain.network import DEFAULT_INTERFACE_ENDPOINTS, INTERFACE_ENDPOINT_NAMES, LOG_RETENTION_DAYS, cidr_error
 from mlinfra.domain.parallelcluster import DEFAULT_PCLUSTER_VERSION, DLAMI_SSM_PARAMETER, PCLUSTER_MIN_MINOR, is_pcluster_release
+from mlinfra.domain.instances import ECS_GPU_AMI_SSM_PARAMETER
 from mlinfra.domain.hyperpod import MAX_INSTANCE_COUNT as MAX_HYPERPOD_INSTANCE_COUNT
 from mlinfra.domain.safe_yaml import DocumentError, load_document
 from mlinfra.domain.teams import family_min_vcpus, prefixes_overlap
@@ -487,8 +488,10 @@ class SlurmQueueConfig(_Section):
     min_count: Annotated[int, between(0, 10_000)] = 0
     #: Most nodes. :default: 4
     max_count: Annotated[int, between(0, 10_000)] = 4
-    #: ONDEMAND, SPOT or CAPACITY_BLOCK. :default: ONDEMAND
+    #: ONDEMAND, SPOT or CAPACITY_BLOCK (then min_count = max_count > 0). :default: ONDEMAND
     capacity_type: Literal["ONDEMAND", "SPOT", "CAPACITY_BLOCK"] = "ONDEMAND"
+    #: The capacity block's reservation id (``cr-...``), required with CAPACITY_BLOCK. :default: None
+    capacity_reservation_id: str | None = None
 
 
 @section
@@ -579,8 +582,8 @@ class TrainingConfig(_Section):
     efa: bool = True
     #: A literal AMI id for the nodes (the local emulator); null uses ``ami_ssm_parameter``. :default: None
     ami_id: str | None = None
-    #: SSM parameter of the node AMI. :default: the Deep Learning Base AMI (AL2023)
-    ami_ssm_parameter: str = DLAMI_SSM_PARAMETER
+    #: SSM parameter of the Batch node AMI (it needs the ECS agent). :default: the ECS GPU-optimized AL2023 image
+    ami_ssm_parameter: str = ECS_GPU_AMI_SSM_PARAMETER
     #: Build the AWS Batch cluster. :default: True
     batch_enabled: bool = True
     #: Training container image. :default: an AWS Deep Learning Container (PyTorch, GPU)
@@ -591,8 +594,6 @@ class TrainingConfig(_Section):
     batch_nodes: Annotated[int, between(1, 1000)] = 2
     #: Compute environment ceiling; null: 4 nodes of the first type. :default: None
     batch_max_vcpus: Annotated[int | None, between(1, 10**6)] = None
-    #: Spot capacity. :default: False
-    batch_spot: bool = False
     #: Build the Slurm cluster (AWS ParallelCluster; needs ``slurm_service_token``). :default: False
     slurm_enabled: bool = False
     #: ServiceToken of the ParallelCluster provider stack: an ARN, ``ssm:<parameter name>`` holding it, or
@@ -600,8 +601,11 @@ class TrainingConfig(_Section):
     slurm_service_token: str | None = None
     #: ParallelCluster release of a ``provider`` deployed with the cluster (3.6.0 or later). :default: 3.16.1
     slurm_provider_version: str = DEFAULT_PCLUSTER_VERSION
-    #: ParallelCluster cluster name (immutable). :default: training
-    slurm_cluster_name: str = "training"
+    #: ParallelCluster cluster name (immutable; prefixed ``<prefix>-<env>-``; must not be a stack's name).
+    #: :default: slurm
+    slurm_cluster_name: str = "slurm"
+    #: What a stack update that changes a queue does to running nodes. :default: DRAIN
+    slurm_queue_update_strategy: Literal["DRAIN", "TERMINATE", "COMPUTE_FLEET_STOP"] = "DRAIN"
     #: Head node type. :default: m6i.2xlarge
     slurm_head_node_instance_type: str = "m6i.2xlarge"
     #: Slurm queues. :default: one "gpu" queue of p4d.24xlarge, 0 to 4 nodes

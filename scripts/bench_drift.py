@@ -107,6 +107,7 @@ def main() -> dict:
     with tempfile.TemporaryDirectory(prefix="mlinfra-drift-bench-") as tmp:
         prepare(Path(tmp))
         ours = json.loads(subprocess.run([sys.executable, __file__, "ours", tmp], capture_output=True, text=True, check=True).stdout)
+    print(f"bench-drift: ours {json.dumps(ours)}", file=sys.stderr, flush=True)
     out = {"records": N_CURRENT, "baseline_records": N_BASELINE, "features": 52, "ours": ours, "evidently": None}
     py = evidently_python()
     if py is not None:

@@ -3,7 +3,8 @@ the platform tag aspect and token-aware validation helpers."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+import functools
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import aws_cdk as cdk
 import jsii
@@ -25,8 +26,36 @@ def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
 
 
 def is_token(value: Any) -> bool:
-    """True when ``value`` is an unresolved CDK token (it is then skipped by literal validation)."""
-    return value is not None and cdk.Token.is_unresolved(value)
+    """True when ``value`` is an unresolved CDK token (it is then skipped by literal validation): the one test
+    every validation uses, for strings, numbers and lists; a ``Duration`` is a token when its amount is."""
+    if value is None:
+        return False
+    if isinstance(value, cdk.Duration):
+        return value.is_unresolved()
+    return cdk.Token.is_unresolved(value)
+
+
+_Init = TypeVar("_Init", bound=Callable[..., None])
+
+
+def path_in_errors(init: _Init) -> _Init:
+    """Decorate a construct's ``__init__``: a ``ValueError`` raised while it builds starts with the construct's
+    path (``Stack/Lake: zones must be ...``), so a large app shows where it failed. Errors of a construct
+    inside it already start with a longer path and are left as they are."""
+
+    @functools.wraps(init)
+    def wrapper(self: Any, scope: IConstruct, id: str, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, scope, id, *args, **kwargs)
+        except ValueError as exc:
+            parent = scope.node.path
+            path = f"{parent}/{id}" if parent else id
+            message = str(exc.args[0]) if exc.args else ""
+            if not message.startswith(path):
+                exc.args = (f"{path}: {message}", *exc.args[1:])
+            raise
+
+    return wrapper  # type: ignore[return-value]
 
 
 def data_destruction_allowed(scope: IConstruct) -> bool:

@@ -28,7 +28,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, data_removal_policy
+from mlinfra.constructs.common import acknowledge, data_removal_policy, path_in_errors
 from mlinfra.domain.lake import ZONES, LakeEncryption, Lifecycle, Zone, default_lifecycle, lifecycle_errors, prefix_error
 
 __all__ = ["DataLake", "ImportedDataLake", "IDataLake", "LakeBase", "LakeEncryption", "Lifecycle", "Zone", "ZONES",
@@ -159,6 +159,7 @@ class DataLake(LakeBase):
     :param name_prefix: prefix of the Glue database names. :default: "mlinfra"
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,
@@ -312,6 +313,7 @@ class DataLake(LakeBase):
 class ImportedDataLake(LakeBase):
     """An existing lake, imported by bucket names (and the key ARN if the buckets use SSE-KMS)."""
 
+    @path_in_errors
     def __init__(
         self, scope: Construct, id: str, *, bucket_names: Mapping[str, str], key_arn: str | None = None
     ) -> None:

@@ -73,9 +73,10 @@ SKLEARN_IMAGE_ACCOUNTS: dict[str, str] = {
 SKLEARN_IMAGE_TAG = "sagemaker-scikit-learn:1.4-2-cpu-py3"
 _CODE_DIR = Path(drift_engine.__file__).parent
 _CODE_PATH = "/opt/ml/processing/input/code"
-#: Unzip the code asset and run the job; "$@" are the ContainerArguments.
-_ENTRYPOINT = ["/bin/sh", "-c", f"python3 -m zipfile -e {_CODE_PATH}/*.zip /tmp/mlinfra/drift && "
-               "PYTHONPATH=/tmp/mlinfra exec python3 -m drift.job \"$@\"", "drift"]
+#: Unzip the code asset (whatever name the download gives it) and run the job; "$@" are the ContainerArguments.
+_UNZIP = ("import glob, zipfile; z = [p for p in glob.glob('" + _CODE_PATH + "/**', recursive=True) if zipfile.is_zipfile(p)]; "
+          "zipfile.ZipFile(z[0]).extractall('/tmp/mlinfra/drift')")
+_ENTRYPOINT = ["/bin/sh", "-c", f'python3 -c "{_UNZIP}" && PYTHONPATH=/tmp/mlinfra exec python3 -m drift.job "$@"', "drift"]
 #: ProcessingStoppingCondition.MaxRuntimeInSeconds upper bound (rule sagemaker.processing-max-runtime).
 MAX_PROCESSING_RUNTIME_SECONDS = 777_600
 
@@ -485,7 +486,8 @@ def retrain_on_drift(scope: Construct, id: str, *, trigger_function: lambda_.IFu
         if lineage_table is not None:
             lineage_table.grant(trigger_function.role, "dynamodb:PutItem")
             if lineage_table.encryption_key is not None:
-                lineage_table.encryption_key.grant_encrypt(trigger_function.role)
+                # DynamoDB calls KMS with the caller's permissions for a customer managed table key.
+                lineage_table.encryption_key.grant_encrypt_decrypt(trigger_function.role)
     return rule
 
 

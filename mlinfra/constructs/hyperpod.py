@@ -67,7 +67,7 @@ DEFAULT_EXPORTER_IMAGES: dict[str, str] = {
 #: enroot and pyxis releases the ``containers`` step installs.
 ENROOT_VERSION = "3.5.0"
 PYXIS_VERSION = "0.20.0"
-_ON_CREATE = "on_create.sh"
+_ENTRY = "on_init_complete.sh"
 
 
 class NodeRecovery:
@@ -101,7 +101,8 @@ class HyperPodInstanceGroup:
     :param training_plan_arn: a SageMaker training plan reserving the capacity. :default: None
     :param image_id: a custom AMI; None (or ``"default"``) is HyperPod's current AMI, which deep health checks
         need. :default: None
-    :param mount_lustre: mount the cache on this group's nodes (login and compute groups). :default: True
+    :param mount_lustre: mount the cache on this group's nodes (the controller keeps the job bridge's state there).
+        :default: True
     """
 
     name: str
@@ -150,13 +151,15 @@ class HyperPodLifecycle:
     """Where the lifecycle scripts are. Use :meth:`bundled` (the default) or :meth:`from_bucket`.
 
     :param bucket: the bucket holding (or receiving) the scripts; the execution role is granted read on the
-        prefix. :param prefix: key prefix ending with ``/``. :param on_create: the entry script's file name.
+        prefix. :param prefix: key prefix ending with ``/``. :param on_init_complete: the entry script's file name,
+        run after HyperPod has configured its own software (Slurm, FSx) on the node ("Extended" mode; the other
+        mode, ``OnCreate``, leaves the whole Slurm setup to the scripts, which managed Slurm does not want).
     :param upload: upload the scripts shipped with mlinfra to ``bucket``/``prefix``.
     """
 
     bucket: s3.IBucket
     prefix: str
-    on_create: str = _ON_CREATE
+    on_init_complete: str = _ENTRY
     upload: bool = True
 
     @classmethod
@@ -165,9 +168,9 @@ class HyperPodLifecycle:
         return cls(bucket=bucket, prefix=prefix)
 
     @classmethod
-    def from_bucket(cls, bucket: s3.IBucket, prefix: str, on_create: str) -> "HyperPodLifecycle":
+    def from_bucket(cls, bucket: s3.IBucket, prefix: str, on_init_complete: str) -> "HyperPodLifecycle":
         """Scripts you maintain, already in ``bucket``/``prefix`` (read is granted to the execution role)."""
-        return cls(bucket=bucket, prefix=prefix, on_create=on_create, upload=False)
+        return cls(bucket=bucket, prefix=prefix, on_init_complete=on_init_complete, upload=False)
 
     @property
     def source_s3_uri(self) -> str:
@@ -188,6 +191,9 @@ class HyperPodCluster(Construct):
     :param lustre_mount_path: :default: /fsx
     :param lake: the data lake whose prefixes the nodes read. :default: None
     :param lake_read: lake prefixes the nodes read. :default: none
+    :param lake_write: lake prefixes the jobs write (checkpoints, models). :default: none
+    :param image_repositories: ECR repositories the jobs' containers pull from (enroot logs in with the node's
+        role). :default: none (public images only)
     :param node_recovery: ``NodeRecovery.AUTOMATIC`` or ``NodeRecovery.NONE``. :default: AUTOMATIC
     :param software_updates: scheduled rolling AMI updates of the compute groups. :default: None
     :param exporter_images: images of the ``node`` and ``dcgm`` exporters. :default: DEFAULT_EXPORTER_IMAGES
@@ -209,6 +215,8 @@ class HyperPodCluster(Construct):
         lustre_mount_path: str = "/fsx",
         lake: Any = None,
         lake_read: Sequence[HyperPodLakeAccess] = (),
+        lake_write: Sequence[HyperPodLakeAccess] = (),
+        image_repositories: Sequence[Any] = (),
         node_recovery: str = NodeRecovery.AUTOMATIC,
         software_updates: HyperPodSoftwareUpdates | None = None,
         exporter_images: dict[str, str] | None = None,
@@ -216,8 +224,8 @@ class HyperPodCluster(Construct):
     ) -> None:
         super().__init__(scope, id)
         name = cluster_name or cdk.Names.unique_resource_name(self, max_length=63, separator="-")
-        errors = _validate(self.node.path, name, instance_groups, lifecycle, lustre_mount_path, lake, lake_read,
-                           node_recovery, software_updates)
+        errors = _validate(self.node.path, name, instance_groups, lifecycle, lustre_mount_path, lake,
+                           (*lake_read, *lake_write), node_recovery, software_updates)
         if errors:
             raise ValueError(f"{self.node.path}: HyperPodCluster is invalid:\n  - " + "\n  - ".join(errors))
         self.cluster_name = name
@@ -246,13 +254,19 @@ class HyperPodCluster(Construct):
         lifecycle.bucket.grant_read(self.role, f"{lifecycle.prefix}*")
         for access in lake_read:
             lake.grant_read(access.zone, self.role, access.prefix or None)
+        for access in lake_write:
+            lake.grant_write(access.zone, self.role, access.prefix or None)
+        self.image_repositories = tuple(image_repositories)
+        for repository in image_repositories:
+            repository.grant_pull(self.role)
         acknowledge_wildcards(
             self.role,
-            "Read-only object access under the lifecycle prefix and the lake prefixes given ('<prefix>*'), KMS use "
+            "Object access under the lifecycle prefix (read) and the lake prefixes given ('<prefix>*'), KMS use "
             "through S3 for those objects, HyperPod's log groups of this cluster, and APIs without resource-level "
             "permissions (ENI description, SSM session channels, metrics in HyperPod's namespace).",
             actions=(*S3_GRANT_WILDCARD_ACTIONS, *KMS_WILDCARD_ACTIONS),
-            resources=("*", "*/*", f"*{lifecycle.prefix}*", *(f"*{a.prefix}*" for a in lake_read if a.prefix),
+            resources=("*", "*/*", f"*{lifecycle.prefix}*",
+                       *(f"*{a.prefix}*" for a in (*lake_read, *lake_write) if a.prefix),
                        "*:log-group:/aws/sagemaker/Clusters/*", "*:network-interface/*"),
         )
 
@@ -339,13 +353,12 @@ class HyperPodCluster(Construct):
             iam.PolicyStatement(actions=["ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
                                          "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"],
                                 resources=["*"]),
-            # The nodes' interfaces in the cluster's subnet and group (HyperPod with a customer VPC).
+            # The nodes' interfaces in a customer VPC: the action list of the HyperPod guide ("IAM role for
+            # SageMaker HyperPod", Amazon VPC permissions); creation only in the cluster's subnet and group.
             iam.PolicyStatement(actions=["ec2:CreateNetworkInterface"], resources=[subnet_arn, sg_arn, eni_arns]),
             iam.PolicyStatement(actions=["ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
-                                         "ec2:DeleteNetworkInterfacePermission", "ec2:DetachNetworkInterface"],
-                                resources=[eni_arns], conditions={"ArnEquals": {"ec2:Subnet": subnet_arn}}),
-            iam.PolicyStatement(actions=["ec2:CreateTags"], resources=[eni_arns],
-                                conditions={"StringEquals": {"ec2:CreateAction": "CreateNetworkInterface"}}),
+                                         "ec2:DeleteNetworkInterfacePermission", "ec2:DetachNetworkInterface",
+                                         "ec2:CreateTags"], resources=[eni_arns]),
             iam.PolicyStatement(actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeSubnets",
                                          "ec2:DescribeSecurityGroups", "ec2:DescribeDhcpOptions"],
                                 resources=["*"]),
@@ -360,11 +373,13 @@ class HyperPodCluster(Construct):
             "lustre": ({"dns_name": lustre.dns_name, "mount_name": lustre.mount_name, "mount_path": mount_path}
                        if lustre is not None else None),
             "groups": {g.name: {"node_type": g.node_type.value, "accelerators": g.accelerators,
-                                "mount_lustre": g.mount_lustre and g.node_type is not SlurmNodeType.CONTROLLER}
+                                                "mount_lustre": g.mount_lustre}
                        for g in self.instance_groups},
             "exporters": {"node": exporters.get("node", ""), "dcgm": exporters.get("dcgm", "")},
             "bridge": ({"queue_url": self.job_queue.queue_url, "region": cdk.Stack.of(self).region}
                        if self.job_queue is not None else None),
+            "ecr_registries": sorted({f"{r.env.account}.dkr.ecr.{r.env.region}.amazonaws.com"
+                                      for r in self.image_repositories}),
             "enroot_version": ENROOT_VERSION,
             "pyxis_version": PYXIS_VERSION,
         }
@@ -386,7 +401,7 @@ class HyperPodCluster(Construct):
     def _group(self, g: HyperPodInstanceGroup, lifecycle: HyperPodLifecycle, lustre: LustreCache | None,
                mount_path: str, updates: HyperPodSoftwareUpdates | None) -> sagemaker.CfnCluster.ClusterInstanceGroupProperty:
         storage = []
-        if lustre is not None and g.mount_lustre and g.node_type is not SlurmNodeType.CONTROLLER:
+        if lustre is not None and g.mount_lustre:
             storage.append(sagemaker.CfnCluster.ClusterInstanceStorageConfigProperty(
                 fsx_lustre_config=sagemaker.CfnCluster.ClusterFsxLustreConfigProperty(
                     dns_name=lustre.dns_name, mount_name=lustre.mount_name, mount_path=mount_path)))
@@ -414,7 +429,7 @@ class HyperPodCluster(Construct):
             instance_count=g.instance_count,
             execution_role=self.role.role_arn,
             life_cycle_config=sagemaker.CfnCluster.ClusterLifeCycleConfigProperty(
-                source_s3_uri=lifecycle.source_s3_uri, on_create=lifecycle.on_create),
+                source_s3_uri=lifecycle.source_s3_uri, on_init_complete=lifecycle.on_init_complete),
             slurm_config=sagemaker.CfnCluster.ClusterSlurmConfigProperty(
                 node_type=g.node_type.value, partition_names=[g.partition] if g.partition else None),
             on_start_deep_health_checks=[c.value for c in checks] or None,
@@ -514,8 +529,7 @@ def _validate(path: str, name: str, groups: Sequence[HyperPodInstanceGroup], lif
         wait = updates.wait.to_seconds()
         if not 0 <= wait <= 3600:
             errors.append(f"software_updates.wait must be 0 to 3600 seconds, got: {wait}")
-        if not (updates.schedule_expression.startswith(("cron(", "rate(", "at("))
-                and updates.schedule_expression.endswith(")")):
+        if not (updates.schedule_expression.startswith("cron(") and updates.schedule_expression.endswith(")")):
             errors.append("software_updates.schedule_expression must be a cron(...) expression, got: "
                           f"{updates.schedule_expression!r}")
     return errors

@@ -20,7 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, encrypted_log_group, is_token, log_retention
+from mlinfra.constructs.common import acknowledge, encrypted_log_group, is_token, log_retention, path_in_errors
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
 
@@ -55,6 +55,7 @@ class HandlerFunction(Construct):
     :param dead_letter_queue: give asynchronous invocations a DLQ. :default: True
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,

@@ -22,6 +22,7 @@ import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_fsx as fsx
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -30,6 +31,7 @@ from constructs import Construct
 from mlinfra.constructs.common import data_removal_policy, is_token, log_retention
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.domain.lustre_sizing import PER_UNIT_THROUGHPUT, CachePlan, capacity_errors
+from mlinfra.domain.rules import cite
 
 __all__ = [
     "LustreCache",
@@ -101,11 +103,17 @@ class LustreLink:
 
 @jsii.implements(ec2.IConnectable)
 class LustreConnections(ec2.Connections):
-    """``ec2.Connections`` whose default port is the Lustre port set (TCP 988 and 1018-1023), not one range."""
+    """``ec2.Connections`` whose default port is the Lustre port set (TCP 988 and 1018-1023), not one range.
+
+    Lustre traffic goes both ways: FSx needs inbound AND outbound 988 and 1018-1023 between the file system and
+    every client (service rules ``fsx.lustre-ports-both-ways`` and ParallelCluster's
+    ``ExistingFsxNetworkingValidator``), so admitting a client opens both directions on both groups.
+    """
 
     def allow_default_port_from(self, other: ec2.IConnectable, description: str | None = None) -> None:
         for port in LUSTRE_PORTS:
             self.allow_from(_peer(other), port, description or "Lustre client to file system")
+            self.allow_to(_peer(other), port, description or "Lustre file system to client")
 
     def allow_default_port_to(self, other: ec2.IConnectable, description: str | None = None) -> None:
         for port in LUSTRE_PORTS:
@@ -136,10 +144,14 @@ class LustreCache(Construct):
     :param metadata_iops: PERSISTENT_2 only: USER_PROVISIONED metadata IOPS; None gives AUTOMATIC mode.
         :default: None
     :param backup_retention: automatic daily backups of persistent types (``Duration.days(0)`` turns them
-        off; scratch types take none). :default: 7 days for persistent types
+        off; scratch types take none). FSx backs up only file systems NOT linked to S3: with ``links`` a
+        retention above 0 is refused and backups (and CopyTagsToBackups) stay off. :default: 7 days for
+        persistent types without links, off with links
     :param kms_key: key of a persistent file system (scratch types always use FSx-managed keys). :default: a new
         rotated key for persistent types
     :param log_retention_days: days to keep the Lustre event logs. :default: 90
+    :param log_key: customer-managed key of the log group. :default: the file system's key when this
+        construct made it, else a new rotated key
     :param security_group: an existing group; not created then (its rules are yours). :default: a new group
         with exactly the Lustre ports
     :param destroy_data_on_delete: delete the file system with the stack; needs the app context flag
@@ -164,6 +176,7 @@ class LustreCache(Construct):
         backup_retention: cdk.Duration | None = None,
         kms_key: kms.IKey | None = None,
         log_retention_days: int = 90,
+        log_key: kms.IKey | None = None,
         security_group: ec2.ISecurityGroup | None = None,
         destroy_data_on_delete: bool = False,
     ) -> None:
@@ -174,6 +187,9 @@ class LustreCache(Construct):
         _validate_throughput(dtype, per_unit)
         _validate_metadata(dtype, metadata_iops)
         _validate_backups(dtype, backup_retention)
+        errors = backup_errors(dtype, backup_retention, links)
+        if errors:
+            raise ValueError(f"{self.node.path}: {errors[0]}")
         _validate_kms(dtype, kms_key)
         _validate_links(dtype, links, use_import_export_paths)
         self.deployment_type = dtype
@@ -192,14 +208,24 @@ class LustreCache(Construct):
         self.security_group = security_group
         self.connections = LustreConnections(security_groups=[security_group])
 
+        own_key: kms.Key | None = None
         if dtype.is_persistent and kms_key is None:
-            kms_key = kms.Key(self, "Key", enable_key_rotation=True, removal_policy=removal,
-                              description="Encrypts the FSx for Lustre cache")
+            own_key = kms.Key(self, "Key", enable_key_rotation=True, removal_policy=removal,
+                              description="Encrypts the FSx for Lustre cache and its log group")
+            kms_key = own_key
         self.kms_key = kms_key
+        # FSx delivers Lustre logs only to log groups named /aws/fsx/...
+        log_group_name = f"/aws/fsx/lustre/{cdk.Names.unique_id(self)}"
+        if log_key is None:
+            log_key = own_key or kms.Key(self, "LogKey", enable_key_rotation=True,
+                                         removal_policy=cdk.RemovalPolicy.RETAIN,
+                                         description="Encrypts the FSx for Lustre cache's log group")
+            _allow_logs(log_key, log_group_name)
+        self.log_key = log_key
         self.log_group = logs.LogGroup(
             self, "Logs",
-            # FSx delivers Lustre logs only to log groups named /aws/fsx/...
-            log_group_name=f"/aws/fsx/lustre/{cdk.Names.unique_id(self)}",
+            log_group_name=log_group_name,
+            encryption_key=log_key,
             retention=log_retention(log_retention_days, "log_retention_days"),
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
@@ -208,8 +234,8 @@ class LustreCache(Construct):
             deployment_type=dtype.value,
             per_unit_storage_throughput=per_unit,
             data_compression_type="LZ4" if compression else "NONE",
-            automatic_backup_retention_days=_backup_days(dtype, backup_retention),
-            copy_tags_to_backups=True if dtype.is_persistent else None,
+            automatic_backup_retention_days=_backup_days(dtype, backup_retention, bool(links)),
+            copy_tags_to_backups=True if dtype.is_persistent and not links else None,
             metadata_configuration=(
                 fsx.CfnFileSystem.MetadataConfigurationProperty(
                     mode="USER_PROVISIONED" if metadata_iops else "AUTOMATIC", iops=metadata_iops)
@@ -344,10 +370,37 @@ def _validate_backups(dtype: LustreDeploymentType, retention: cdk.Duration | Non
         raise ValueError(f"backup_retention must be 0 to 90 days, got: {days} days")
 
 
-def _backup_days(dtype: LustreDeploymentType, retention: cdk.Duration | None) -> int | None:
+def backup_errors(dtype: LustreDeploymentType, retention: cdk.Duration | None,
+                  links: Sequence[LustreLink]) -> list[str]:
+    """Service rule ``fsx.no-backups-with-s3-links``: no backup retention on a file system linked to S3."""
+    if retention is None or not links or not dtype.is_persistent:
+        return []
+    days = retention.to_days()
+    if days > 0:
+        return [f"backup_retention must be 0 days (or unset) on a file system linked to S3 (links: "
+                f"{[link.file_system_path for link in links]}), got: {days:g} days {cite('fsx.no-backups-with-s3-links')}"]
+    return []
+
+
+def _backup_days(dtype: LustreDeploymentType, retention: cdk.Duration | None, linked: bool) -> int | None:
     if not dtype.is_persistent:
         return None
+    if linked:
+        return 0  # FSx does not back up file systems linked to S3 (fsx.no-backups-with-s3-links)
     return 7 if retention is None else int(retention.to_days())
+
+
+def _allow_logs(key: kms.IKey, log_group_name: str) -> None:
+    """Let CloudWatch Logs use ``key`` for this one log group (the CloudWatch Logs KMS key policy)."""
+    stack = cdk.Stack.of(key)
+    key.add_to_resource_policy(iam.PolicyStatement(
+        principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+        actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+        resources=["*"],
+        conditions={"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+            service="logs", resource="log-group", resource_name=log_group_name,
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)}},
+    ))
 
 
 def _validate_kms(dtype: LustreDeploymentType, key) -> None:

@@ -16,7 +16,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from mlinfra.constructs.common import encrypted_log_group, is_token, log_retention
+from mlinfra.constructs.common import encrypted_log_group, is_token, log_retention, path_in_errors
 from mlinfra.domain.network import DEFAULT_INTERFACE_ENDPOINTS, INTERFACE_ENDPOINT_NAMES, LOG_RETENTION_DAYS, cidr_error
 
 __all__ = ["Network", "DEFAULT_INTERFACE_ENDPOINTS", "INTERFACE_ENDPOINT_NAMES", "PRIVATE_SUBNET_GROUP"]
@@ -37,6 +37,7 @@ class Network(Construct):
     :param flow_log_retention: flow log retention in days. :default: 90
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,

@@ -13,6 +13,15 @@ JSON-encoded like every framework hyperparameter (FACTS.md): ``sagemaker_distrib
 ``sagemaker_mpi_num_of_processes_per_host``, ``sagemaker_torch_distributed_enabled`` (torchrun) and
 ``mp_parameters`` (model parallel, JSON). Model-parallel topology rule:
 ``pipeline (partitions) x tensor x data parallel degree = processes per host x instance count``.
+
+Volume keys: SageMaker refuses ``VolumeKmsKeyId`` for instance types with local NVMe instance storage (the
+default ml.p4d.24xlarge among them; rule ``sagemaker.no-volume-kms-with-instance-storage``), so the spec refuses
+the combination, reading the instance-store column of the accelerator table and the hosting table.
+
+Network isolation (on by default) gives the container no network: a framework image in script mode cannot
+download its ``sagemaker_submit_directory`` from S3 then. Pass ``code`` (a :class:`CodeChannel`): the source
+archive arrives as an input channel named ``code`` and the submit directory points at its local copy, which the
+SageMaker training toolkit accepts.
 """
 
 from __future__ import annotations
@@ -23,12 +32,14 @@ import json
 import re
 from typing import Any, Mapping, Sequence
 
-from mlinfra.domain.instances import validate_sagemaker_instance_type
+from mlinfra.domain.instances import InstanceTypeError, has_instance_store, validate_sagemaker_instance_type
+from mlinfra.domain.rules import cite
 
 __all__ = [
     "InputMode",
     "S3Channel",
     "FsxLustreChannel",
+    "CodeChannel",
     "DataParallel",
     "MpiDistribution",
     "TorchDistributed",
@@ -108,6 +119,33 @@ class FsxLustreChannel:
 
 
 @dataclasses.dataclass(frozen=True)
+class CodeChannel:
+    """Framework script-mode code delivered as an input channel (works with network isolation).
+
+    :param s3_uri: the source archive, ``s3://bucket/prefix/sourcedir.tar.gz`` (the SDK's upload). :default: required
+    :param entry_point: the script the framework runs, e.g. ``train.py``. :default: required
+    """
+
+    s3_uri: str
+    entry_point: str
+
+    CHANNEL_NAME = "code"
+
+    @property
+    def archive_name(self) -> str:
+        return self.s3_uri.rstrip("/").rsplit("/", 1)[-1]
+
+    def to_api(self) -> dict[str, Any]:
+        return S3Channel(self.CHANNEL_NAME, self.s3_uri, input_mode=InputMode.FILE).to_api()
+
+    def hyperparameters(self) -> dict[str, str]:
+        """``sagemaker_program`` and a local ``sagemaker_submit_directory`` (JSON-encoded, as the SDK sends them)."""
+        return {"sagemaker_program": json.dumps(self.entry_point),
+                "sagemaker_submit_directory": json.dumps(
+                    f"/opt/ml/input/data/{self.CHANNEL_NAME}/{self.archive_name}")}
+
+
+@dataclasses.dataclass(frozen=True)
 class DataParallel:
     """SageMaker distributed data parallel (SMDDP): PyTorch DDP with ``backend="smddp"``."""
 
@@ -159,7 +197,9 @@ class TrainingJobSpec:
     :param max_wait_seconds: spot only, >= max runtime. :default: 2 x max runtime with spot
     :param checkpoint_s3_uri: checkpoint sync target (needed to resume spot jobs). :default: None
     :param subnet_ids / security_group_ids: VPC config (required for FSx channels). :default: none
-    :param network_isolation: no network for the container. :default: True
+    :param network_isolation: no network for the container; framework script mode then needs ``code``.
+        :default: True
+    :param code: script-mode code as an input channel (see :class:`CodeChannel`). :default: None
     :param inter_container_encryption: encrypt traffic between instances. :default: True
     :param distribution: DataParallel, MpiDistribution, TorchDistributed or ModelParallel. :default: None
     :param keep_alive_period_seconds: warm pool keep-alive (0-3600) for iterative jobs. :default: None
@@ -185,6 +225,7 @@ class TrainingJobSpec:
     network_isolation: bool = True
     inter_container_encryption: bool = True
     distribution: Distribution | None = None
+    code: CodeChannel | None = None
     keep_alive_period_seconds: int | None = None
     hyperparameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -194,7 +235,7 @@ class TrainingJobSpec:
         object.__setattr__(self, "subnet_ids", tuple(self.subnet_ids))
         object.__setattr__(self, "security_group_ids", tuple(self.security_group_ids))
         for rule in (_check_instance, _check_runtime, _check_spot, _check_channels, _check_vpc, _check_uris,
-                     _check_distribution, _check_warm_pool, _check_volume):
+                     _check_distribution, _check_warm_pool, _check_volume, _check_volume_key, _check_code):
             rule(self)
 
     # ------------------------------------------------------------------------------------------------
@@ -230,7 +271,8 @@ class TrainingJobSpec:
         if not _is_dynamic(job_name) and not _JOB_NAME_RE.fullmatch(job_name or ""):
             raise ValueError(f"job_name must be 1-63 letters, digits or hyphens, starting with a letter or digit, "
                              f"got: {job_name!r}")
-        hp = {**self.distribution_hyperparameters(), **dict(self.hyperparameters), **dict(hyperparameters or {})}
+        hp = {**self.distribution_hyperparameters(), **(self.code.hyperparameters() if self.code else {}),
+              **dict(self.hyperparameters), **dict(hyperparameters or {})}
         bad = [k for k, v in hp.items() if not isinstance(v, str)]
         if bad:
             raise ValueError(f"hyperparameters values must be strings, got non-strings for: {bad}")
@@ -257,8 +299,9 @@ class TrainingJobSpec:
             "EnableInterContainerTrafficEncryption": self.inter_container_encryption,
             "EnableManagedSpotTraining": self.use_spot,
         }
-        if self.channels:
-            request["InputDataConfig"] = [c.to_api() for c in self.channels]
+        if self.channels or self.code:
+            request["InputDataConfig"] = [c.to_api() for c in self.channels] + (
+                [self.code.to_api()] if self.code else [])
         if hp:
             request["HyperParameters"] = hp
         if self.environment:
@@ -289,6 +332,32 @@ def _check_instance(s: TrainingJobSpec) -> None:
 def _check_volume(s: TrainingJobSpec) -> None:
     if not 1 <= s.volume_size_gb <= 16384:
         raise ValueError(f"volume_size_gb must be 1 to 16384 GB, got: {s.volume_size_gb}")
+
+
+def _check_volume_key(s: TrainingJobSpec) -> None:
+    if not s.volume_kms_key_id:
+        return
+    try:
+        local = has_instance_store(s.instance_type)
+    except InstanceTypeError:
+        return  # a type neither table knows: SageMaker decides
+    if local:
+        raise ValueError(f"volume_kms_key_id must not be set for {s.instance_type}, which has local NVMe instance "
+                         f"storage (encrypted by the instance's hardware module), got: {s.volume_kms_key_id!r} "
+                         f"{cite('sagemaker.no-volume-kms-with-instance-storage')}")
+
+
+def _check_code(s: TrainingJobSpec) -> None:
+    c = s.code
+    if c is None:
+        return
+    if not _is_dynamic(c.s3_uri) and not (c.s3_uri.startswith("s3://") and c.s3_uri.endswith(".tar.gz")):
+        raise ValueError(f"code.s3_uri must be an s3:// URI of the source archive (.tar.gz), got: {c.s3_uri!r}")
+    if not c.entry_point or "/" in c.entry_point:
+        raise ValueError(f"code.entry_point must be a file name in the archive, such as 'train.py', got: "
+                         f"{c.entry_point!r}")
+    if any(ch.name == CodeChannel.CHANNEL_NAME for ch in s.channels):
+        raise ValueError(f"channels: the name {CodeChannel.CHANNEL_NAME!r} is taken by code, got a channel of that name")
 
 
 def _check_runtime(s: TrainingJobSpec) -> None:

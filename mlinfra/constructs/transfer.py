@@ -34,6 +34,7 @@ from mlinfra.constructs.common import acknowledge, encrypted_log_group, log_rete
 from mlinfra.constructs.data_lake import IDataLake, validate_prefix, validate_zone
 from mlinfra.constructs.lambda_function import HandlerFunction
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
+from mlinfra.domain.lake import user_prefix_error
 
 __all__ = ["SftpServer", "SftpUser", "IdentityProvider", "Protocol", "CURRENT_SECURITY_POLICIES", "session_policy"]
 
@@ -109,6 +110,9 @@ def validate_user(user: SftpUser) -> None:
     if not user.prefix or user.prefix.startswith("_"):
         raise ValueError(f"users[{user.name}].prefix must be the user's own landing prefix (not '' nor a reserved '_' prefix), got: {user.prefix!r}")
     validate_prefix(user.prefix, f"users[{user.name}].prefix")
+    problem = user_prefix_error(user.prefix, f"users[{user.name}].prefix")  # no '..', '*' segments (issue 19)
+    if problem:
+        raise ValueError(problem)
     if not user.ssh_public_keys:
         raise ValueError(f"users[{user.name}].ssh_public_keys must list at least one key, got: []")
     bad = [k[:24] for k in user.ssh_public_keys if not _SSH_KEY_RE.fullmatch(k.strip())]

@@ -141,10 +141,10 @@ def slurm_topology_errors(prop: str, groups: Iterable[tuple[str, SlurmNodeType, 
     by_type = {t: [g for g in groups if g[1] is t] for t in SlurmNodeType}
     controllers = by_type[SlurmNodeType.CONTROLLER]
     if len(controllers) != 1 or controllers[0][2] != 1:
-        # Several controller nodes (multi-head failover) need an external Slurm accounting database
-        # (Orchestrator.Slurm.AccountingDatabase), which mlinfra does not configure yet: one controller node.
+        # API-driven (managed) Slurm runs one controller node; multi-head controllers exist only with the legacy
+        # provisioning-parameters configuration.
         errors.append(f"{prop} must have exactly one {SlurmNodeType.CONTROLLER.value} group with instance_count 1 "
-                      f"(multi-head controllers need an accounting database this construct does not set up), "
+                      f"(managed Slurm runs one controller node), "
                       f"got: {[(g[0], g[2]) for g in controllers]} {cite('hyperpod.slurm-topology')}")
     if len(by_type[SlurmNodeType.LOGIN]) > 1:
         errors.append(f"{prop} may have at most one {SlurmNodeType.LOGIN.value} group, got: "

@@ -4,7 +4,8 @@ Pure Python (no aws_cdk import), so the CLI, handlers and constructs share one t
 
 The table is ``mlinfra/data/accelerator-instances.csv`` (package data). Source: EC2 DescribeInstanceTypes
 (``GpuInfo``/``NeuronInfo``, ``VCpuInfo``, ``MemoryInfo``, ``NetworkInfo.EfaInfo.MaximumEfaInterfaces`` and
-``NetworkInfo.MaximumNetworkCards``), as collected in the project's shared table (2026, see FACTS.md). Types
+``NetworkInfo.MaximumNetworkCards``, ``InstanceStorageInfo.TotalSizeInGB`` as ``instance_store_gb``, the
+column added to the shared table's columns), as collected in the project's shared table (2026, see FACTS.md). Types
 absent from the table (retired ``dl1``, legacy ``p3`` except ``p3dn``, CPU types) are rejected with a clear
 error rather than guessed.
 
@@ -33,10 +34,19 @@ __all__ = [
     "efa_interface_layout",
     "validate_ec2_instance_type",
     "validate_sagemaker_instance_type",
+    "has_instance_store",
+    "efa_rdma_capable",
+    "health_profile",
     "SAGEMAKER_PREFIX",
+    "EFA_RDMA_FAMILIES",
+    "ECS_GPU_AMI_SSM_PARAMETER",
 ]
 
 SAGEMAKER_PREFIX = "ml."
+
+#: ECS GPU-optimized Amazon Linux 2023 image (has ecs-init, which Batch multi-node jobs need; rule
+#: batch.mnp-ecs-agent-image): the default Batch node image.
+ECS_GPU_AMI_SSM_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
 _TYPE_RE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
 
 #: Families that exist in EC2 but must not be used for new clusters, with the reason (FACTS.md).
@@ -45,6 +55,11 @@ RETIRED_FAMILIES: dict[str, str] = {
     "p2": "p2 is retired",
     "p3": "p3 is legacy; use p4d, p5 or newer (p3dn.24xlarge is still listed)",
 }
+
+#: Families whose EFA devices support RDMA (read/write) - AWS EFA docs "Supported instance types" (RDMA column)
+#: and libfabric's FI_EFA_USE_DEVICE_RDMA: p4d/p4de, p5*, p6*, trn1/trn1n/trn2. Older EFA types (g5, g6, g6e,
+#: p3dn) have EFA without RDMA read/write: forcing FI_EFA_USE_DEVICE_RDMA=1 there aborts libfabric.
+EFA_RDMA_FAMILIES = frozenset({"p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6-b300", "trn1", "trn1n", "trn2"})
 
 #: Accelerator kinds whose health is checked with ``nvidia-smi``.
 NVIDIA_ACCELERATORS = frozenset({"a10g", "l4", "l40s", "v100", "a100", "h100", "h200", "b200", "b300"})
@@ -73,6 +88,8 @@ class AcceleratorInstance:
     #: Maximum EFA interfaces (0: no EFA).
     max_efa_interfaces: int
     network_cards: int
+    #: Local NVMe instance storage in GB (``InstanceStorageInfo.TotalSizeInGB``; 0: EBS only).
+    instance_store_gb: int = 0
 
     @property
     def family(self) -> str:
@@ -107,6 +124,7 @@ def _table() -> dict[str, AcceleratorInstance]:
             net_baseline_mbps=int(row["net_baseline_mbps"]),
             max_efa_interfaces=int(row["max_efa_interfaces"]),
             network_cards=int(row["network_cards"]),
+            instance_store_gb=int(row.get("instance_store_gb") or 0),
         )
     return rows
 
@@ -149,6 +167,49 @@ def max_efa_interfaces(instance_type: str) -> int:
 
 def network_cards(instance_type: str) -> int:
     return get(instance_type).network_cards
+
+
+def has_instance_store(instance_type: str) -> bool:
+    """Whether a type has local NVMe instance storage (service rule ``ec2.instance-store``).
+
+    EC2 types (``p4d.24xlarge``) come from the accelerator table; SageMaker types (``ml.p4d.24xlarge``) from it
+    when listed there, else from the SageMaker hosting table (:mod:`mlinfra.domain.hosting_instances`). Raises
+    :class:`InstanceTypeError` for a type neither table knows."""
+    name = instance_type[len(SAGEMAKER_PREFIX):] if instance_type.startswith(SAGEMAKER_PREFIX) else instance_type
+    row = _table().get(name)
+    if row is not None:
+        return row.instance_store_gb > 0
+    if instance_type.startswith(SAGEMAKER_PREFIX):
+        from mlinfra.domain import hosting_instances
+
+        try:
+            return hosting_instances.family_of(instance_type).local_storage
+        except ValueError as exc:
+            raise InstanceTypeError(str(exc)) from None
+    return get(instance_type).instance_store_gb > 0
+
+
+#: Families whose GPUs are joined by NVLink (multi-GPU sizes) and those with NVSwitch, which need the NVIDIA
+#: fabric manager (NVIDIA fabric manager guide; EC2 accelerated computing instance specifications).
+NVLINK_FAMILIES = frozenset({"p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6-b300"})
+NVSWITCH_FAMILIES = frozenset({"p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6-b300"})
+
+
+def health_profile(instance_type: str, efa: bool) -> dict[str, object]:
+    """What the GPU health check expects of a node of this type: GPUs, EFA devices (when EFA is attached: one
+    per interface of the launch template, rule ``ec2.efa-interface-count``), NVLink, the fabric manager."""
+    row = get(instance_type)
+    multi = row.accelerators > 1
+    profile: dict[str, object] = {"gpus": row.accelerators, "nvlink": multi and row.family in NVLINK_FAMILIES,
+                                  "fabric_manager": multi and row.family in NVSWITCH_FAMILIES}
+    if efa and row.efa_supported:
+        profile["efa"] = row.max_efa_interfaces
+    return profile
+
+
+def efa_rdma_capable(instance_type: str) -> bool:
+    """Whether the type's EFA devices do RDMA read/write (``EFA_RDMA_FAMILIES``)."""
+    return get(instance_type).family in EFA_RDMA_FAMILIES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,8 @@ __all__ = [
     "DEFAULT_LIFECYCLES",
     "S3_PREFIX_PATTERN",
     "prefix_error",
+    "USER_PREFIX_PATTERN",
+    "user_prefix_error",
     "DATASET_NAME_PATTERN",
     "RETRAINABLE_DATASET_PATTERN",
     "dataset_name_error",
@@ -145,6 +147,23 @@ def default_lifecycle(zone: str) -> Lifecycle:
 #: Source: https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html (safe characters).
 S3_PREFIX_PATTERN = r"(?:[A-Za-z0-9!_.*'()=-]+/)+"
 _PREFIX_RE = re.compile(S3_PREFIX_PATTERN)
+
+
+#: A prefix that becomes someone's access scope (an SFTP user's home, a session policy's resource): the S3 prefix
+#: rule, and each segment starts with a letter or digit: no ``.``/``..`` segment, no ``*`` (a policy wildcard), no
+#: leading ``_`` (reserved prefixes such as the glue's ``_quarantine/``). Issue 19 item 6.
+USER_PREFIX_PATTERN = r"(?:[A-Za-z0-9][A-Za-z0-9!_.'()=-]*/)+"
+_USER_PREFIX_RE = re.compile(USER_PREFIX_PATTERN)
+
+
+def user_prefix_error(prefix: str, prop: str = "prefix") -> str | None:
+    """The message for an access-scope prefix that breaks :data:`USER_PREFIX_PATTERN`, or None when it is valid."""
+    if isinstance(prefix, str) and _USER_PREFIX_RE.fullmatch(prefix):
+        return None
+    return (
+        f"{prop} must be one or more path segments of letters, digits and !_.'()=-, each starting with a letter or "
+        f"digit and ending with '/' (no '.', '..', '*' or reserved '_' segments), got: {prefix!r}"
+    )
 
 
 def prefix_error(prefix: str, prop: str = "prefix") -> str | None:

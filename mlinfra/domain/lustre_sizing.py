@@ -43,6 +43,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from mlinfra.domain.cli_args import number
+
 __all__ = [
     "CachePlan",
     "PriceTable",
@@ -284,14 +286,20 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
         description="Print the cheapest FSx for Lustre file system that serves GPUS x PER_GPU_MBPS MB/s and holds "
                     "the dataset, with the arithmetic. Prices come from a dated table (--prices to pass your own).",
     )
-    parser.add_argument("--gpus", type=int, required=True, help="GPUs reading at once")
-    parser.add_argument("--per-gpu-mbps", type=float, required=True, help="read rate of one GPU, MB/s")
+    # Bounds far above any real job (and finite): an absurd or overflowing value is a usage error, not a plan.
+    parser.add_argument("--gpus", type=number("--gpus", minimum=1, maximum=1_000_000, integer=True), required=True,
+                        help="GPUs reading at once (1-1,000,000)")
+    parser.add_argument("--per-gpu-mbps", type=number("--per-gpu-mbps", minimum=0, maximum=1_000_000, exclusive_minimum=True),
+                        required=True, help="read rate of one GPU, MB/s")
     size = parser.add_mutually_exclusive_group(required=True)
-    size.add_argument("--dataset-gib", type=float, help="dataset size, GiB")
-    size.add_argument("--dataset-tib", type=float, help="dataset size, TiB")
+    size.add_argument("--dataset-gib", type=number("--dataset-gib", minimum=0, maximum=1e9, exclusive_minimum=True),
+                      help="dataset size, GiB")
+    size.add_argument("--dataset-tib", type=number("--dataset-tib", minimum=0, maximum=1e6, exclusive_minimum=True),
+                      help="dataset size, TiB")
     parser.add_argument("--types", nargs="+", choices=DEPLOYMENT_TYPES, default=["SCRATCH_2", "PERSISTENT_2"],
                         help="deployment types to consider (default: SCRATCH_2 PERSISTENT_2)")
-    parser.add_argument("--free-space", type=float, default=0.1, help="fraction of capacity kept free (default 0.1)")
+    parser.add_argument("--free-space", type=number("--free-space", minimum=0, maximum=0.95), default=0.1,
+                        help="fraction of capacity kept free (0-0.95, default 0.1)")
     parser.add_argument("--prices", type=Path, help="a JSON price table (see PriceTable.from_dict)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.set_defaults(func=run_cli)
@@ -307,14 +315,14 @@ def run_cli(args: argparse.Namespace) -> int:
         dataset = args.dataset_gib if args.dataset_gib is not None else args.dataset_tib * GIB_PER_TIB
         plan = plan_cache(args.gpus, args.per_gpu_mbps, dataset, deployment_types=tuple(args.types),
                           free_space_fraction=args.free_space, prices=prices)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, ArithmeticError) as exc:
         if args.json:
             print(json.dumps({"error": str(exc)}))
         else:
             print(f"mlinfra size-cache: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(plan.to_dict(), indent=2))
+        print(json.dumps(plan.to_dict(), indent=2, allow_nan=False))
     else:
         print(f"{plan.deployment_type}, {plan.storage_capacity_gib} GiB at {plan.per_unit_storage_throughput} "
               f"MB/s/TiB: {plan.aggregate_throughput_mbps:.0f} MB/s for a demand of {plan.demand_mbps:g} MB/s, "

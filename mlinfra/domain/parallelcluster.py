@@ -16,7 +16,8 @@ PCLUSTER_MIN_MINOR = 6
 #: The release a ``provider`` deployed with the cluster uses unless told otherwise.
 DEFAULT_PCLUSTER_VERSION = "3.16.1"
 
-#: Deep Learning Base AMI (OSS NVIDIA driver, Amazon Linux 2023) SSM parameter: the default node image.
+#: Deep Learning Base AMI (OSS NVIDIA driver, Amazon Linux 2023) SSM parameter. Not the Batch default: it has no
+#: ECS agent (rule batch.mnp-ecs-agent-image); Batch uses ``instances.ECS_GPU_AMI_SSM_PARAMETER``.
 DLAMI_SSM_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
 
 

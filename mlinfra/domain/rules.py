@@ -42,6 +42,21 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         "API_ResourceConfig.html (VolumeKmsKeyId)",
         enforced_by="mlinfra.domain.hosting_instances.family_of",
     ),
+    ServiceRule(
+        id="sagemaker.customer-metadata",
+        rule="A model package's CustomerMetadataProperties hold at most 50 entries; keys are 1-128 and values 1-256 "
+        "characters of letters, separators, numbers and _.:/=+-@ (no JSON braces or quotes).",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateModelPackage.html "
+        "(CustomerMetadataProperties) and botocore's sagemaker model (the same bounds and pattern; tests run it)",
+        enforced_by="mlinfra.lambdas.pipeline_gate.handler.customer_metadata",
+    ),
+    ServiceRule(
+        id="sagemaker.hyperparameters",
+        rule="CreateTrainingJob accepts at most 100 hyperparameters, keys up to 256 and values up to 2500 characters.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html "
+        "(HyperParameters: maximum of 100 items) and botocore's sagemaker model",
+        enforced_by="mlinfra.lambdas.pipeline_validate.handler.validate_input",
+    ),
 )
 
 
@@ -50,19 +65,154 @@ _STEPFUNCTIONS: tuple[ServiceRule, ...] = ()
 
 
 # --- AWS Batch -----------------------------------------------------------------------------------------------------
-_BATCH: tuple[ServiceRule, ...] = ()
+_BATCH: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="batch.mnp-no-spot",
+        rule="Multi-node parallel jobs are not supported on compute environments that use Spot Instances.",
+        source="https://docs.aws.amazon.com/batch/latest/userguide/mnp-ce.html",
+        enforced_by="mlinfra.constructs.training_cluster.BatchOptions",
+    ),
+    ServiceRule(
+        id="batch.mnp-ecs-agent-image",
+        rule="Multi-node parallel jobs run on ECS container instances: the node image needs the ECS agent "
+        "(ecs-init); the Deep Learning Base AMI has none, the ECS GPU-optimized AL2023 image has it but neither the "
+        "EFA software nor the Lustre client (installed by the node bootstrap).",
+        source="https://docs.aws.amazon.com/batch/latest/userguide/compute_resource_AMIs.html (AMI specification) "
+        "and https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-optimized_AMI.html",
+        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+    ),
+    ServiceRule(
+        id="batch.mnp-task-eni-security-groups",
+        rule="Multi-node parallel containers use the awsvpc network mode: each task ENI takes the compute "
+        "environment's security groups, or the VPC's default group when the environment lists none (as with EFA "
+        "launch-template interfaces).",
+        source="https://docs.aws.amazon.com/batch/latest/userguide/mnp-ce.html",
+        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+    ),
+    ServiceRule(
+        id="batch.execution-role-pulls-image",
+        rule="The job execution role pulls the container image: it needs ecr:GetAuthorizationToken and the pull "
+        "actions on the image's repository.",
+        source="https://docs.aws.amazon.com/batch/latest/userguide/execution-IAM-role.html",
+        enforced_by="mlinfra.constructs.training_cluster.image_repository",
+    ),
+    ServiceRule(
+        id="batch.infrastructure-updates",
+        rule="Infrastructure updates of a compute environment (new AMI, new launch-template version) need the "
+        "service-linked role AWSServiceRoleForBatch and an explicit launch-template version that changes.",
+        source="https://docs.aws.amazon.com/batch/latest/userguide/updating-compute-environments.html and "
+        "infrastructure-updates.html",
+        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+    ),
+    ServiceRule(
+        id="batch.job-state-time-limit",
+        rule="jobStateTimeLimitActions cancel a job RUNNABLE longer than maxTimeSeconds (600 to 86400) for one of "
+        "the blocked reasons (CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY, MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_"
+        "RESOURCE, MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT); only CANCEL on ECS queues.",
+        source="https://docs.aws.amazon.com/batch/latest/userguide/job_stuck_in_runnable_time_limit_actions.html",
+        enforced_by="mlinfra.constructs.training_cluster.BatchOptions",
+    ),
+    ServiceRule(
+        id="batch.efa-no-forced-device-rdma",
+        rule="libfabric aborts when FI_EFA_USE_DEVICE_RDMA=1 is set on an EFA device without RDMA; unset, RDMA is "
+        "used where the device has it.",
+        source="AWS EFA docs https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-start-nccl.html and the "
+        "libfabric fi_efa(7) man page (FI_EFA_USE_DEVICE_RDMA)",
+        enforced_by="mlinfra.constructs.training_cluster.efa_environment",
+    ),
+)
 
 
 # --- AWS ParallelCluster -------------------------------------------------------------------------------------------
-_PARALLELCLUSTER: tuple[ServiceRule, ...] = ()
+_PARALLELCLUSTER: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="parallelcluster.cluster-name-not-a-stack-name",
+        rule="A cluster is created as a CloudFormation stack named after the cluster: its name must differ from "
+        "every stack name of the account and region (the app's stacks included).",
+        source="https://docs.aws.amazon.com/parallelcluster/latest/ug/cloudformation-v3.html and "
+        "ClusterNameValidator (aws-parallelcluster)",
+        enforced_by="mlinfra.constructs.training_cluster.cluster_name_errors",
+    ),
+    ServiceRule(
+        id="parallelcluster.fsx-networking",
+        rule="The file system's security groups must allow inbound AND outbound TCP 988 to and from the cluster "
+        "nodes.",
+        source="ExistingFsxNetworkingValidator (aws-parallelcluster 3.16.1, pcluster/validators/fsx_validators.py)",
+        enforced_by="mlinfra.constructs.lustre_cache.LustreConnections",
+    ),
+    ServiceRule(
+        id="parallelcluster.provider-policy-path",
+        rule="The hosted provider's default Lambda role attaches only IAM policies named or pathed "
+        "parallelcluster*; other additional policies need a custom provider role allowed to attach them.",
+        source="https://docs.aws.amazon.com/parallelcluster/latest/ug/cloudformation-v3.html (custom resource "
+        "provider permissions) and the provider template cluster.yaml (iam:AttachRolePolicy condition)",
+        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+    ),
+    ServiceRule(
+        id="parallelcluster.capacity-block",
+        rule="CAPACITY_BLOCK queues need a capacity reservation id on each compute resource, MinCount = MaxCount "
+        "> 0, and no placement group.",
+        source="https://docs.aws.amazon.com/parallelcluster/latest/ug/launch-instances-capacity-blocks.html and "
+        "the capacity-block validators of aws-parallelcluster 3.16.1",
+        enforced_by="mlinfra.constructs.training_cluster.capacity_block_errors",
+    ),
+    ServiceRule(
+        id="parallelcluster.queue-update-strategy",
+        rule="A stack update that changes queues needs Scheduling.SlurmSettings.QueueUpdateStrategy (DRAIN, "
+        "TERMINATE or COMPUTE_FLEET_STOP); the CloudFormation provider does not stop the fleet for it.",
+        source="https://docs.aws.amazon.com/parallelcluster/latest/ug/Scheduling-v3.html#yaml-Scheduling-"
+        "SlurmSettings-QueueUpdateStrategy",
+        enforced_by="mlinfra.constructs.training_cluster.SlurmOptions",
+    ),
+)
 
 
 # --- FSx for Lustre ------------------------------------------------------------------------------------------------
-_FSX: tuple[ServiceRule, ...] = ()
+_FSX: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="fsx.no-backups-with-s3-links",
+        rule="Backups (automatic or user-initiated) are only for file systems not linked to an S3 data repository, "
+        "and CopyTagsToBackups is not available with a data repository.",
+        source="https://docs.aws.amazon.com/fsx/latest/LustreGuide/using-backups-fsx.html",
+        enforced_by="mlinfra.constructs.lustre_cache.backup_errors",
+    ),
+    ServiceRule(
+        id="fsx.lustre-ports-both-ways",
+        rule="Without all-outbound rules, the file system's group needs inbound and outbound TCP 988 and 1018-1023 "
+        "to its clients and to itself.",
+        source="https://docs.aws.amazon.com/fsx/latest/LustreGuide/limit-access-security-groups.html",
+        enforced_by="mlinfra.constructs.lustre_cache.LustreConnections",
+    ),
+)
 
 
 # --- EC2 (instances, EFA, placement, IMDS) -------------------------------------------------------------------------
-_EC2: tuple[ServiceRule, ...] = ()
+_EC2: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="ec2.imds-hop-limit-containers",
+        rule="With an IMDSv2 hop limit of 1, containers behind a bridge or their own ENI cannot reach the instance "
+        "metadata (and so the instance role); 2 lets them. Containers with their own role get 1.",
+        source="https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/configuring-IMDS-existing-instances.html and "
+        "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/security-iam-roles.html",
+        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+    ),
+    ServiceRule(
+        id="ec2.efa-interface-count",
+        rule="An instance takes at most its type's MaximumEfaInterfaces EFA interfaces, one per network card; a "
+        "healthy node shows that many EFA devices.",
+        source="https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-acc-inst-types.html (DescribeInstanceTypes "
+        "NetworkInfo.EfaInfo)",
+        enforced_by="mlinfra.domain.instances.efa_interface_layout",
+    ),
+    ServiceRule(
+        id="ec2.instance-store",
+        rule="Types with local NVMe instance storage (InstanceStorageInfo.TotalSizeInGB > 0) encrypt it with a "
+        "hardware key on the instance; services refuse a customer volume key for them.",
+        source="https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/InstanceStorage.html and DescribeInstanceTypes "
+        "(InstanceStorageInfo)",
+        enforced_by="mlinfra.domain.instances.has_instance_store",
+    ),
+)
 
 
 # --- IAM, KMS, SQS, SNS, Service Catalog (isolation and confused deputy) -------------------------------------------
@@ -99,6 +249,15 @@ _HYPERPOD: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.domain.hyperpod.lifecycle_uri_errors",
     ),
     ServiceRule(
+        id="hyperpod.lifecycle-extended-mode",
+        rule="With managed Slurm, lifecycle scripts run as OnInitComplete (Extended mode, after HyperPod configures "
+        "Slurm and FSx); OnCreate (Customer Managed mode) leaves the whole node setup to the scripts. The two are "
+        "mutually exclusive.",
+        source="AWS::SageMaker::Cluster ClusterLifeCycleConfig (CloudFormation resource schema) and "
+        "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ClusterLifeCycleConfig.html",
+        enforced_by="mlinfra.constructs.hyperpod.HyperPodLifecycle",
+    ),
+    ServiceRule(
         id="hyperpod.deep-health-checks",
         rule="On-start deep health checks (InstanceStress, InstanceConnectivity) run on accelerated (GPU, Trainium) "
         "instance groups and need the current HyperPod AMI.",
@@ -109,8 +268,8 @@ _HYPERPOD: tuple[ServiceRule, ...] = (
     ServiceRule(
         id="hyperpod.slurm-topology",
         rule="Managed Slurm: one Controller group, at most one Login group, Compute groups each in one partition "
-        "(ClusterSlurmConfig.PartitionNames holds at most one name); more than one controller node (multi-head) "
-        "needs an external Slurm accounting database (Orchestrator.Slurm.AccountingDatabase).",
+        "(ClusterSlurmConfig.PartitionNames holds at most one name); API-driven (managed) Slurm runs one controller "
+        "node (multi-head controllers are a legacy-configuration feature).",
         source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ClusterSlurmConfig.html and "
         "https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-hyperpod-multihead.html",
         enforced_by="mlinfra.domain.hyperpod.slurm_topology_errors",
@@ -119,7 +278,61 @@ _HYPERPOD: tuple[ServiceRule, ...] = (
 
 
 # --- S3, DynamoDB, EventBridge, Transfer Family, DataSync (ingestion) ----------------------------------------------
-_INGESTION: tuple[ServiceRule, ...] = ()
+_INGESTION: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="ingestion.s3-key-length",
+        rule="An S3 object key is at most 1,024 bytes of UTF-8: a derived key (raw zone, quarantine) past it is "
+        "refused by S3, so the glue quarantines (or hashes the quarantine key) instead of retrying forever.",
+        source="https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html (object key naming)",
+        enforced_by="mlinfra.lambdas.landing_glue.handler.quarantine_key",
+    ),
+    ServiceRule(
+        id="ingestion.dynamodb-item-size",
+        rule="A DynamoDB item is at most 400 KB (names and values): a manifest is stored as a header and compressed "
+        "shards, never one item.",
+        source="https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html (item size)",
+        enforced_by="mlinfra.lambdas.landing_glue.handler.manifest_shards",
+    ),
+    ServiceRule(
+        id="ingestion.dynamodb-transaction-items",
+        rule="TransactWriteItems takes at most 100 actions, all or none; a cancelled transaction reports one "
+        "CancellationReason per action.",
+        source="https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html",
+        enforced_by="mlinfra.lambdas.landing_glue.handler.count_files",
+    ),
+    ServiceRule(
+        id="ingestion.s3-conditional-copy",
+        rule="CopyObject and CompleteMultipartUpload with If-None-Match: * write only when the key does not exist "
+        "(412 otherwise, 409 on a concurrent conflict: retry); the only way to write a raw key exactly once.",
+        source="https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html and the CopyObject "
+        "API reference (IfNoneMatch); moto 5.2.5 ignores it on CopyObject (tests/handlers/faults.py emulates it)",
+        enforced_by="mlinfra.lambdas.landing_glue.handler._copy_once",
+    ),
+    ServiceRule(
+        id="ingestion.eventbridge-failed-entries",
+        rule="PutEvents can fail some entries without raising: FailedEntryCount > 0 and an ErrorCode per failed "
+        "entry; the caller must retry them.",
+        source="https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html (FailedEntryCount)",
+        enforced_by="mlinfra.lambdas.landing_glue.handler.maybe_emit_ready",
+    ),
+    ServiceRule(
+        id="ingestion.transfer-key-login-sftp-only",
+        rule="A custom identity provider call with an empty password is a public-key login, which only SFTP has; "
+        "FTP, FTPS and AS2 logins always carry a password.",
+        source="https://docs.aws.amazon.com/transfer/latest/userguide/custom-lambda-idp.html and "
+        "API_IdentityProviderDetails.html (SftpAuthenticationMethods: SFTP-enabled servers only)",
+        enforced_by="mlinfra.lambdas.transfer_idp.handler.authenticate",
+    ),
+    # (kept here, not in the Step Functions section, to keep parallel changes apart)
+    ServiceRule(
+        id="stepfunctions.task-token-length",
+        rule="SendTaskSuccess/SendTaskFailure: taskToken 1-2048 characters, output at most 262,144 characters, "
+        "cause at most 32,768.",
+        source="https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html and "
+        "botocore's stepfunctions model (tests compare the handler's limits with it)",
+        enforced_by="mlinfra.lambdas.pipeline_approval.handler.parse",
+    ),
+)
 
 
 # --- Drift monitoring (issue 15): SageMaker Processing, CloudWatch, EventBridge, Scheduler ------------------------

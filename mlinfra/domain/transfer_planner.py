@@ -38,6 +38,8 @@ import math
 import re
 from typing import Any
 
+from mlinfra.domain.cli_args import number, parsed
+
 __all__ = [
     "TransferPlan",
     "parse_size",
@@ -243,10 +245,10 @@ def _run(args: argparse.Namespace) -> int:
             args.size, args.link, utilization=args.utilization, deadline=args.deadline,
             public_internet=args.public_internet, long_distance=args.long_distance,
         )
-    except ValueError as exc:
+    except (ValueError, ArithmeticError) as exc:
         print(f"plan-transfer: {exc}", file=__import__("sys").stderr)
         return 2
-    print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan))
+    print(json.dumps(plan.to_dict(), indent=2, allow_nan=False) if args.json else format_plan(plan))
     return 0
 
 
@@ -257,10 +259,16 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
         help="estimate online transfer time and recommend DataSync, S3 Transfer Acceleration or physical transfer",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("--size", required=True, help="data size with an explicit unit: 40TiB, 500GB")
-    p.add_argument("--link", required=True, help="link speed with an explicit unit: 1Gbps, 125MB/s")
-    p.add_argument("--utilization", type=float, default=0.8, help="share of the link the copy may use (0-1]; default 0.8")
-    p.add_argument("--deadline", default=None, help="deadline: 36h, 14d, 2w; default none")
+    # Bounds far above any real transfer (1 EB, 100 Tbps): an absurd value is a usage error, not a plan.
+    p.add_argument("--size", required=True, type=parsed("--size", parse_size, minimum=1, maximum=10**18, unit="bytes"),
+                   help="data size with an explicit unit: 40TiB, 500GB (at most 1 EB)")
+    p.add_argument("--link", required=True, type=parsed("--link", parse_rate, minimum=1, maximum=1e14, unit="bits/s"),
+                   help="link speed with an explicit unit: 1Gbps, 125MB/s (1 bps to 100 Tbps)")
+    p.add_argument("--utilization", type=number("--utilization", minimum=0, maximum=1, exclusive_minimum=True), default=0.8,
+                   help="share of the link the copy may use (0-1]; default 0.8")
+    p.add_argument("--deadline", default=None, type=parsed("--deadline", parse_duration, minimum=1, maximum=100 * 365 * 86400,
+                                                         unit="seconds"),
+                   help="deadline: 36h, 14d, 2w (at most 100 years); default none")
     p.add_argument("--public-internet", action="store_true", help="the data crosses the public internet")
     p.add_argument("--long-distance", action="store_true", help="the source is far from the bucket's region")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")

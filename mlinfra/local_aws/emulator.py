@@ -208,12 +208,12 @@ def _sagemaker_variants(props: dict[str, Any], resources: dict[str, Any]) -> str
 
 
 def _batch_compute_environment(props: dict[str, Any], resources: dict[str, Any]) -> str | None:
-    notes = []
+    notes = [note] if (note := _batch_service_role(props, resources)) else []
     if isinstance(props.get("Type"), str) and props["Type"].upper() != props["Type"]:
         props["Type"] = props["Type"].upper()  # the API's enum spelling; CloudFormation accepts either
     compute = props.get("ComputeResources")
     if not isinstance(compute, dict):
-        return None
+        return "; ".join(notes) or None
     types = compute.get("InstanceTypes")
     if isinstance(types, list):
         accepted = ec2_instance_types()
@@ -249,6 +249,18 @@ def _launch_template_groups(spec: Any, resources: dict[str, Any]) -> list[Any]:
 
 #: Property rewrites for moto quirks on types it does create, by type. A fix returns a note when the emulated
 #: resource differs from the template (a substitution, something left out); notes are shown in the report.
+def _batch_service_role(props: dict[str, Any], resources: dict[str, Any]) -> str | None:
+    """moto requires ServiceRole; AWS uses the service-linked role AWSServiceRoleForBatch when it is absent
+    (which infrastructure updates need): give the emulated environment a plain role instead."""
+    if props.get("ServiceRole"):
+        return None
+    resources.setdefault("EmulatorBatchServiceRole", {"Type": "AWS::IAM::Role", "Properties": {
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}]}}})
+    props["ServiceRole"] = {"Fn::GetAtt": ["EmulatorBatchServiceRole", "Arn"]}
+    return "an explicit service role (AWS uses the service-linked role AWSServiceRoleForBatch; moto requires one)"
+
+
 FIXUPS: dict[str, Any] = {
     "AWS::KMS::Key": _kms_key_tags,
     "AWS::Events::Rule": _event_rule_targets,
@@ -440,7 +452,7 @@ def rewrite_template(
                 res["DependsOn"] = kept
             else:
                 res.pop("DependsOn", None)
-    for lid, res in resources.items():
+    for lid, res in list(resources.items()):  # a fixup may add a resource
         if res.get("Type") in FIXUPS and "Properties" in res:
             note = FIXUPS[res["Type"]](res["Properties"], resources)
             if note:

@@ -3,7 +3,8 @@
 - the dataset catalog (DynamoDB, PITR, customer managed KMS key, RETAINED),
 - the landing glue (``mlinfra/lambdas/landing_glue``): landing ``Object Created`` events -> EventBridge rule ->
   encrypted SQS queue (with a DLQ) -> Lambda in batches with partial batch failures, alarms on errors, on
-  the DLQ and on the age of the oldest message,
+  the DLQ and on the age of the oldest message, and an hourly schedule that runs the glue's reconciler
+  (versions whose files are all catalogued but whose ready event was lost),
 - the SFTP server (Transfer Family) and its users, DataSync tasks and the DataSync endpoint, from the config,
 - optionally a Firehose delivery stream into raw.
 
@@ -116,8 +117,17 @@ class IngestionStack(PlatformStack):
         raw.grant_read(fn, "dataset=*")
         raw.grant_put(fn, "dataset=*")
         # Only what the glue does: never DeleteItem (the catalog is append-only, like the lake).
+        # (TransactWriteItems is authorized by the UpdateItem actions it contains; Scan is the reconciler's.)
         self.catalog.grant(fn, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
-                           "dynamodb:DescribeTable")
+                           "dynamodb:Scan", "dynamodb:DescribeTable")
+        # The reconciler: finishes dataset versions whose files are all catalogued but whose deliveries were lost
+        # before the ready event (see the glue's ``reconcile``); hourly, same function, its own input.
+        self.glue_reconcile_rule = events.Rule(
+            self, "GlueReconcileSchedule", schedule=events.Schedule.rate(cdk.Duration.hours(1)),
+            description="Hourly: landing glue reconciler (versions catalogued but not marked ready)",
+            targets=[targets.LambdaFunction(fn, event=events.RuleTargetInput.from_object({"mlinfra": "reconcile"}),
+                                            dead_letter_queue=self.glue_dlq, retry_attempts=2)],
+        )
         self.key.grant_encrypt_decrypt(fn)
         events.EventBus.from_event_bus_name(self, "DefaultBus", READY_EVENT_BUS).grant_put_events_to(fn)
         self.glue.add_error_alarm(alarm_action)

@@ -58,8 +58,10 @@ class MonitoringStack(PlatformStack):
         outputs = {
             "DriftStateMachineArn": self.monitor.state_machine.state_machine_arn,
             "DriftNotificationTopicArn": self.monitor.notification_topic.topic_arn,
-            "BaselineUri": self.monitor.baseline_uri,
-            "DriftReportUri": self.monitor.report_uri,
+            # Keys in the lake's artifacts bucket (the data-lake stack outputs the bucket's name; an output made
+            # of another stack's export is what cfn-lint W6001 warns about).
+            "BaselineKey": BASELINE_KEY,
+            "DriftReportPrefix": REPORT_PREFIX,
             "DriftNamespace": self.monitor.namespace,
         }
         for name, value in outputs.items():

@@ -32,6 +32,7 @@ from mlinfra.constructs.training_cluster import (
     GpuTrainingCluster,
     ParallelClusterProvider,
     LakeAccess,
+    QueueUpdateStrategy,
     SlurmComputeResource,
     SlurmOptions,
     SlurmQueue,
@@ -89,7 +90,7 @@ class TrainingStack(PlatformStack):
                 self, "BatchCluster", vpc=vpc, subnet=subnet, engine=TrainingEngine.BATCH,
                 lustre=self.cache, lake=lake, instance_read=read, efa=cfg.efa, machine_image=image,
                 batch=BatchOptions(image=cfg.batch_image, instance_types=tuple(cfg.batch_instance_types),
-                                   nodes=cfg.batch_nodes, max_vcpus=cfg.batch_max_vcpus, spot=cfg.batch_spot,
+                                   nodes=cfg.batch_nodes, max_vcpus=cfg.batch_max_vcpus,
                                    job_read=read, job_write=write),
             )
             cdk.CfnOutput(self, "BatchJobQueueArn", value=self.batch_cluster.job_queue.ref)
@@ -109,7 +110,8 @@ class TrainingStack(PlatformStack):
             queues = [
                 SlurmQueue(name=q.name, capacity_type=q.capacity_type, compute_resources=[SlurmComputeResource(
                     name=_resource_name(q.instance_type), instance_type=q.instance_type,
-                    min_count=q.min_count, max_count=q.max_count, efa=cfg.efa)])
+                    min_count=q.min_count, max_count=q.max_count, efa=cfg.efa,
+                    capacity_reservation_id=q.capacity_reservation_id)])
                 for q in cfg.slurm_queues
             ]
             self.slurm_cluster = GpuTrainingCluster(
@@ -117,7 +119,8 @@ class TrainingStack(PlatformStack):
                 lustre=self.cache, lake=lake, instance_read=read, efa=cfg.efa,
                 slurm=SlurmOptions(service_token=token, cluster_name=config.resource_name(cfg.slurm_cluster_name),
                                    queues=queues,
-                                   head_node_instance_type=cfg.slurm_head_node_instance_type),
+                                   head_node_instance_type=cfg.slurm_head_node_instance_type,
+                                   queue_update_strategy=QueueUpdateStrategy(cfg.slurm_queue_update_strategy)),
             )
             cdk.CfnOutput(self, "SlurmClusterName", value=config.resource_name(cfg.slurm_cluster_name))
 
@@ -132,7 +135,9 @@ class TrainingStack(PlatformStack):
                                                        instance_count=g.instance_count, partition=g.partition)
                                  for g in hp.groups],
                 lifecycle=HyperPodLifecycle.bundled(lake.bucket("artifacts"), hp.lifecycle_prefix),
-                lustre=self.cache, lake=lake, lake_read=[HyperPodLakeAccess(*parse_lake_target(t)) for t in cfg.lake_read],
+                lustre=self.cache, lake=lake,
+                lake_read=[HyperPodLakeAccess(*parse_lake_target(t)) for t in cfg.lake_read],
+                lake_write=[HyperPodLakeAccess(*parse_lake_target(t)) for t in cfg.lake_write],
                 node_recovery=hp.node_recovery,
             )
             cdk.CfnOutput(self, "HyperPodClusterName", value=self.hyperpod_cluster.cluster_name)

@@ -37,7 +37,8 @@ def test_smoke_promotes_and_catalogues(ctx):
     assert any("promoted to s3://raw/dataset=" in l for l in lines)
     assert any("in-process" in l for l in lines)
     raw = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="raw")["Contents"]
-    assert len(raw) == 2
+    assert len([o for o in raw if "/version=" in o["Key"]]) == 2
+    assert len([o for o in raw if "/_ready/" in o["Key"]]) == 1  # the glue's ready marker
 
 
 def test_smoke_fails_clearly_without_outputs(ctx):

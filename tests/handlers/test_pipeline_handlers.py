@@ -26,6 +26,8 @@ def aws():
             s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket="raw", Key="dataset=images/version=v1/a.csv", Body=b"x")
         s3.put_object(Bucket="raw", Key="dataset=images/version=v2/a.csv", Body=b"x")
+        for stamp, version in (("20261124T000000Z", "v1"), ("20261125T000000Z", "v2")):  # the glue's ready markers
+            s3.put_object(Bucket="raw", Key=f"dataset=images/_ready/{stamp}_{version}.json", Body=b"{}")
         yield s3
 
 
@@ -287,13 +289,16 @@ def test_drift_event_retrains_on_the_newest_version_outside_cooldown_and_interva
     with mock.patch.dict(os.environ, {"RAW_BUCKET": "raw"}):
         req = h.drift_request(_drift_event(), now, [])
         assert (req["version"], req["trigger"], req["report_uri"]) == ("v2", "drift", "s3://art/drift-reports/ep/r.json")
-        assert "-drift" in req["name"]
+        assert h.DRIFT_RUN_NAME.search(req["name"]), req["name"]
         recent = [{"name": "images-v1-abc", "startDate": now - timedelta(hours=2)}]
         assert h.drift_request(_drift_event(), now, recent)["skip"].startswith("min-interval")
         drift_run = [{"name": req["name"], "startDate": now - timedelta(hours=10)}]
         assert h.drift_request(_drift_event(), now, drift_run)["skip"].startswith("cooldown")
         assert "name" in h.drift_request(_drift_event(cooldown_hours=8), now, drift_run)
         assert "name" in h.drift_request(_drift_event(), now, [{"name": req["name"], "startDate": now - timedelta(hours=30)}])
+        # a dataset whose name contains "-drift" is not mistaken for a drift-triggered run
+        other = [{"name": "my-drift-data-v1-0a1b2c3d", "startDate": now - timedelta(hours=10)}]
+        assert "name" in h.drift_request(_drift_event(), now, other)
 
 
 @pytest.mark.parametrize("event, message", [
@@ -307,3 +312,178 @@ def test_trigger_rejects_malformed_drift_events(aws, event, message):
     h = load_handler("pipeline_trigger")
     with mock.patch.dict(os.environ, {"RAW_BUCKET": "raw"}), pytest.raises(h.MalformedTriggerError, match=message):
         h.drift_request(event, datetime(2026, 11, 30, tzinfo=timezone.utc), [])
+
+
+# --- issue 19 items 7-9: versions, the gate's numbers and metadata, malformed inputs -----------------------------
+
+
+import botocore.session  # noqa: E402
+import regex  # noqa: E402
+
+_SM = botocore.session.get_session().get_service_model("sagemaker")
+_SFN = botocore.session.get_session().get_service_model("stepfunctions")
+
+
+def test_the_schedule_trains_the_newest_ready_version_by_recorded_time_not_by_name(aws):
+    """Item 7: v10 became ready after v9 (string order says v9); v11 is half-ingested (no marker)."""
+    for version in ("v9", "v10", "v11"):
+        aws.put_object(Bucket="raw", Key=f"dataset=images/version={version}/a.csv", Body=b"x")
+    aws.put_object(Bucket="raw", Key="dataset=images/_ready/20261126T000000Z_v9.json", Body=b"{}")
+    aws.put_object(Bucket="raw", Key="dataset=images/_ready/20261127T000000Z_v10.json", Body=b"{}")
+    h = load_handler("pipeline_trigger")
+    with mock.patch.dict(os.environ, {"RAW_BUCKET": "raw"}):
+        assert h.run_request({"trigger": "schedule", "dataset": "images", "time": "t"})["version"] == "v10"
+
+
+def test_the_glue_marker_key_is_what_the_trigger_and_validate_read(aws):
+    from mlinfra.lambdas.landing_glue.handler import ready_marker_key
+
+    key = ready_marker_key("images", "v12", "2026-11-28T10:11:12+00:00")
+    assert key == "dataset=images/_ready/20261128T101112Z_v12.json"
+    aws.put_object(Bucket="raw", Key=key, Body=b"{}")
+    aws.put_object(Bucket="raw", Key="dataset=images/version=v12/a.csv", Body=b"x")
+    with mock.patch.dict(os.environ, {"RAW_BUCKET": "raw"}):
+        assert load_handler("pipeline_trigger").latest_version("raw", "images") == "v12"
+    assert load_handler("pipeline_validate").declared_ready("raw", "images", "v12")
+
+
+def test_validate_refuses_a_half_ingested_version_of_a_manual_run(aws):
+    """Item 7: objects exist under the version but the glue never declared it ready."""
+    aws.put_object(Bucket="raw", Key="dataset=images/version=v11/a.csv", Body=b"x")
+    h = load_handler("pipeline_validate")
+    with pytest.raises(h.InvalidInputError, match="version: images/v11 was not declared ready"):
+        h.handler({"input": {"dataset": "images", "version": "v11"}, "execution": EXECUTION, "settings": SETTINGS}, CTX)
+    plan = h.handler({"input": {"dataset": "images", "version": "v11"}, "execution": EXECUTION,
+                      "settings": {**SETTINGS, "require_ready": False}}, CTX)["plan"]
+    assert plan["version"] == "v11"
+
+
+@pytest.mark.parametrize("stored", ["nan", "NaN", "inf", "-inf", "Infinity"])
+def test_gate_ignores_a_non_finite_production_metric(aws, stored):
+    """Item 8: NaN/inf in the registry is not a baseline; the older finite one is."""
+    sm = boto3.client("sagemaker")
+    sm.create_model_package_group(ModelPackageGroupName="g")
+    older = _register(sm, "g", "Approved", 1.2)
+    _register(sm, "g", "Approved", stored)
+    out = load_handler("pipeline_gate").handler({"metric_name": "rmse", "direction": "lower", "candidate": 1.0,
+                                                 "model_package_group": "g"}, CTX)
+    assert out["baseline"] == 1.2 and out["baseline_model_package_arn"] == older and out["passed"] is True
+
+
+def _metadata_valid(meta: dict) -> list[str]:
+    shape = _SM.operation_model("CreateModelPackage").input_shape.members["CustomerMetadataProperties"]
+    problems = [] if len(meta) <= shape.metadata["max"] else [f"{len(meta)} entries"]
+    for sub, items in ((shape.key, meta.keys()), (shape.value, meta.values())):
+        pattern = regex.compile(sub.metadata["pattern"])
+        for text in items:
+            if not (sub.metadata["min"] <= len(text) <= sub.metadata["max"]) or not pattern.fullmatch(text):
+                problems.append(text)
+    return problems
+
+
+@pytest.mark.parametrize("metric_name,lineage", [
+    ("f1 (macro)", {"dataset": "images", "hyperparameters": {"lr": 0.1}}),
+    ("m" * 300, {"dataset": "ïmages €", "code_version": "x" * 1000}),
+    ("acc", {"training_job_arn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/a", "run_id": "r#1;drop"}),
+    ("acc", {"hyperparameters": {f"k{i}": "v" * 50 for i in range(20)}, "dataset_version": "v1\n\t"}),
+])
+def test_gate_metadata_follows_the_botocore_model(aws, metric_name, lineage):
+    """Item 8: CustomerMetadataProperties keys 1-128, values 1-256, the model's character set, <= 50 entries."""
+    boto3.client("sagemaker").create_model_package_group(ModelPackageGroupName="g")
+    out = load_handler("pipeline_gate").handler({"metric_name": metric_name, "direction": "higher", "candidate": 0.5,
+                                                 "model_package_group": "g", "lineage": lineage}, CTX)
+    assert out["customer_metadata"] and _metadata_valid(out["customer_metadata"]) == []
+
+
+def test_more_than_100_hyperparameters_are_refused_before_training(aws):
+    """Item 8: CreateTrainingJob's HyperParameters map holds at most 100 entries (botocore model)."""
+    limit = _SM.operation_model("CreateTrainingJob").input_shape.members["HyperParameters"].metadata["max"]
+    h = load_handler("pipeline_validate")
+    assert h.MAX_HYPERPARAMETERS == limit == 100
+    hps = {f"h{i}": i for i in range(limit - 2)}  # + the default lr + the report URI = 100: accepted
+    assert len(h.handler({"input": {"dataset": "images", "version": "v1", "hyperparameters": hps},
+                          "execution": EXECUTION, "settings": SETTINGS}, CTX)["plan"]["hyperparameters"]) == limit
+    with pytest.raises(h.InvalidInputError, match="hyperparameters: CreateTrainingJob accepts at most 100, got: 101"):
+        h.handler({"input": {"dataset": "images", "version": "v1", "hyperparameters": {**hps, "one_more": 1}},
+                   "execution": EXECUTION, "settings": SETTINGS}, CTX)
+
+
+@pytest.mark.parametrize("event, message", [
+    ({"detail-type": "Dataset Version Ready", "detail": "images/v1"}, "detail must be an object"),
+    ({"detail-type": "Dataset Version Ready", "detail": ["images"]}, "detail must be an object"),
+    ({"detail-type": "Dataset Version Ready", "detail": {"dataset": "images", "version": 3}}, "detail must name 'dataset' and 'version'"),
+])
+def test_trigger_malformed_details_name_the_field(aws, event, message):
+    """Item 9."""
+    h = load_handler("pipeline_trigger")
+    with pytest.raises(h.MalformedTriggerError, match=message):
+        h.handler(event, CTX)
+
+
+def test_trigger_schedule_without_raw_bucket_names_the_variable(aws):
+    h = load_handler("pipeline_trigger")
+    with mock.patch.dict(os.environ, {"RAW_BUCKET": ""}), pytest.raises(RuntimeError, match="RAW_BUCKET"):
+        h.run_request({"trigger": "schedule", "dataset": "images"})
+
+
+@pytest.mark.parametrize("event, message", [
+    ({"input": {}, "execution": {"id": "x"}, "settings": SETTINGS}, "execution.name"),
+    ({"input": {}, "execution": EXECUTION, "settings": {**SETTINGS, "raw_bucket": None}}, "settings.raw_bucket"),
+    ({"input": {}, "execution": EXECUTION, "settings": {k: v for k, v in SETTINGS.items() if k != "job_prefix"}}, "settings.job_prefix"),
+    ({"input": {}, "execution": EXECUTION, "settings": {**SETTINGS, "default_hyperparameters": [1]}}, "settings.default_hyperparameters"),
+    ({"input": {"dataset": "images", "version": "v1", "hyperparameters": {"lr": float("nan")}}, "execution": EXECUTION,
+      "settings": SETTINGS}, "hyperparameters.lr: must be a finite number"),
+    ("x", "event: must be"),
+])
+def test_validate_malformed_events_name_the_field(aws, event, message):
+    """Item 9: no KeyError/AttributeError; the message names the field."""
+    h = load_handler("pipeline_validate")
+    with pytest.raises(h.InvalidInputError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        h.handler(event, CTX)
+
+
+@pytest.mark.parametrize("event, message", [
+    ({"metric_name": "a", "direction": "higher", "candidate": 1, "model_package_group": "g", "lineage": "x"}, "lineage must be an object"),
+    ({"metric_name": "a", "direction": "higher", "candidate": float("inf"), "model_package_group": "g"}, "candidate must be a finite number"),
+    ({"metric_name": "a", "direction": "higher", "candidate": 1, "model_package_group": "g", "manual_approval": "yes"}, "manual_approval"),
+])
+def test_gate_malformed_events_name_the_field(aws, event, message):
+    h = load_handler("pipeline_gate")
+    with pytest.raises(h.GateConfigurationError, match=message):
+        h.handler(event, CTX)
+
+
+@pytest.mark.parametrize("body", [None, b"[" * 100_000 + b"]" * 100_000, b'{"value": ' * 900 + b"1" + b"}" * 900])
+def test_evaluation_missing_or_hostile_reports_name_the_report(aws, body):
+    """Item 9: a report not found (no bucket) or nested 100k deep: an EvaluationReportError, not a crash."""
+    uri = "s3://nobucket/r.json" if body is None else "s3://art/evaluation/deep.json"
+    if body is not None:
+        aws.put_object(Bucket="art", Key="evaluation/deep.json", Body=body)
+    h = load_handler("pipeline_evaluation")
+    with pytest.raises(h.EvaluationReportError, match="r.json|deep.json"):
+        h.handler({"report_uri": uri, "metric_name": "accuracy"}, CTX)
+
+
+def _sfn_client():
+    client = mock.MagicMock()
+    for name in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
+        setattr(client.exceptions, name, type(name, (Exception,), {}))
+    return client
+
+
+def test_approval_accepts_tokens_up_to_the_botocore_limit_and_bounds_the_output():
+    """Item 9: SendTaskSuccess taskToken is 1-2048 characters (a 1,500-character token is valid); output <= 256 KiB."""
+    h = load_handler("pipeline_approval")
+    shape = _SFN.operation_model("SendTaskSuccess").input_shape.members
+    assert h.TOKEN_MAX == shape["taskToken"].metadata["max"] and h.OUTPUT_MAX == shape["output"].metadata["max"]
+    client = _sfn_client()
+    h._clients["sfn"] = client
+    assert h.handler({"token": "t" * 1500, "decision": "approve", "reviewer": "bob", "reason": "r" * 300_000}, CTX)["status"] == "sent"
+    sent = client.send_task_success.call_args.kwargs
+    assert len(sent["taskToken"]) == 1500 and len(sent["output"]) <= 1024
+    with pytest.raises(h.MalformedApprovalError, match="1-2048 characters"):
+        h.handler({"token": "t" * 2049, "decision": "approve", "reviewer": "bob"}, CTX)
+    with pytest.raises(h.MalformedApprovalError, match="reviewer: at most 256"):
+        h.handler({"token": "t", "decision": "approve", "reviewer": "b" * 300_000}, CTX)
+    with pytest.raises(h.MalformedApprovalError, match="reason: must be text"):
+        h.handler({"token": "t", "decision": "approve", "reviewer": "bob", "reason": {"a": 1}}, CTX)

@@ -93,3 +93,72 @@ def test_broken_or_incomplete_secrets_are_denied(sm):
 
 def test_user_without_password_cannot_log_in_with_one(sm):
     assert login("reader", "anything") == {}
+
+
+# --- issue 19 item 6: authentication fails closed ------------------------------------------------------------------
+
+
+@pytest.fixture()
+def work(monkeypatch):
+    """Counts PBKDF2 computations: every path of a login must cost exactly one."""
+    calls = []
+    real = idp.hashlib.pbkdf2_hmac
+    idp._dummy_parts()
+    monkeypatch.setattr(idp.hashlib, "pbkdf2_hmac", lambda *a: calls.append(a[3]) or real(*a))
+    return calls
+
+
+@pytest.mark.parametrize("protocol", ["FTP", "FTPS", "AS2"])
+def test_empty_password_is_not_a_key_login_outside_sftp(sm, work, protocol):
+    assert login("alice", "", protocol=protocol) == {}
+    assert idp.handler({"username": "alice", "protocol": protocol, "serverId": "s", "sourceIp": "1"}, CTX) == {}
+    assert len(work) == 2
+
+
+def test_a_missing_or_unknown_protocol_is_denied(sm, work):
+    assert idp.handler({"username": "alice", "password": "correct horse"}, CTX) == {}
+    assert login("alice", "correct horse", protocol="HTTP") == {}
+    assert len(work) == 2
+
+
+@pytest.mark.parametrize("password", [False, 0, [], {}, 0.0, True])
+def test_a_password_that_is_not_a_string_is_denied_not_a_key_login(sm, work, password):
+    assert login("alice", password) == {}
+    assert len(work) == 1
+
+
+def test_a_password_with_a_lone_surrogate_is_denied_without_raising(sm, work):
+    assert login("alice", "pass\ud800word") == {}
+    assert len(work) == 1
+
+
+@pytest.mark.parametrize("record", [
+    {"public_keys": None, "prefix": "p/"},
+    {"public_keys": KEY, "prefix": "p/"},
+    {"public_keys": [KEY, 3], "prefix": "p/"},
+    {"password_hash": "pbkdf2_sha256$0$AAAA$AAAA", "prefix": "p/"},
+    {"password_hash": "pbkdf2_sha256$-5$AAAA$AAAA", "prefix": "p/"},
+    {"password_hash": "pbkdf2_sha256$99999999999$AAAA$AAAA", "prefix": "p/"},
+    {"password_hash": "pbkdf2_sha256$1000$!!$AAAA", "prefix": "p/"},
+    {"password_hash": ["pbkdf2_sha256"], "prefix": "p/"},
+    {"password_hash": None, "public_keys": [], "prefix": "p/"},
+])
+@pytest.mark.parametrize("password", ["x", ""])
+def test_broken_user_records_deny_with_one_hash_of_work(sm, work, record, password):
+    sm.create_secret(Name="mlinfra/transfer/odd", SecretString=json.dumps(record))
+    assert login("odd", password) == {}
+    assert len(work) == 1 and all(n <= idp.MAX_ITERATIONS for n in work)
+
+
+@pytest.mark.parametrize("prefix", ["../", "a/../", "*/", "a/*/", "_quarantine/", "./", "a//", "/a/", "a", ""])
+def test_dangerous_prefixes_are_refused_not_turned_into_a_policy(sm, work, prefix):
+    sm.create_secret(Name="mlinfra/transfer/pfx", SecretString=json.dumps(
+        {"password_hash": idp.hash_password("pw"), "public_keys": [KEY], "prefix": prefix}))
+    assert login("pfx", "pw") == {} and login("pfx") == {}
+
+
+@pytest.mark.parametrize("prefix", ["partner-a/", "a/b.c/", "team_1/in/"])
+def test_ordinary_prefixes_still_work(sm, prefix):
+    sm.create_secret(Name="mlinfra/transfer/ok1", SecretString=json.dumps(
+        {"password_hash": idp.hash_password("pw"), "prefix": prefix}))
+    assert json.loads(login("ok1", "pw")["HomeDirectoryDetails"])[0]["Target"] == f"/landing/{prefix}"

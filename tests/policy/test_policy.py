@@ -56,3 +56,16 @@ def test_cfn_lint_clean(assembly):
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_training_stack_has_no_library_warnings(assembly):
+    """`make synth` prints no warning of the library's making for the training stack (issue 11)."""
+    from aws_cdk.assertions import Annotations, Match
+
+    _, platform = assembly
+    training = platform.extra.get("training")
+    if training is None or platform.config.env_name != "prod":
+        # local and dev deliberately warn that data is RETAINED without the destruction flag
+        pytest.skip("`make synth ENV=prod` is the warning-free build; this environment has no training stack or is not prod")
+    warnings = Annotations.from_stack(training).find_warning("*", Match.any_value())
+    assert [(w.id, w.entry.data) for w in warnings] == []

@@ -488,3 +488,17 @@ def test_a_daily_scheduled_floor_is_time_weighted():
     assert "averaged over its daily schedule" in ep.detail
     assert daily_floor([{"Schedule": "rate(1 hour)", "ScalableTargetAction": {"MinCapacity": 1}}]) is None
     assert daily_floor([{"Schedule": "cron(0 6 ? * MON-FRI *)", "ScalableTargetAction": {"MinCapacity": 1}}]) is None
+
+
+def test_hyperpod_training_plan_and_extra_volumes_are_unknown_not_zero() -> None:
+    from mlinfra.domain.cost.pricers import Context, NotLiteral, sagemaker_cluster
+    from mlinfra.domain.cost.prices import PriceTable
+
+    ctx = Context(template={}, region="us-east-1", prices=PriceTable([]), stack="s")
+    base = {"InstanceGroupName": "gpu", "InstanceType": "ml.t3.medium", "InstanceCount": 1}
+    for extra, reason in (({"TrainingPlanArn": "arn:aws:sagemaker:us-east-1:123456789012:training-plan/p"},
+                           "training plan"),
+                          ({"InstanceStorageConfigs": [{"EbsVolumeConfig": {"VolumeSizeInGB": 500}}]}, "EBS")):
+        resource = {"Properties": {"InstanceGroups": [{**base, **extra}]}}
+        with pytest.raises(NotLiteral, match=reason):
+            sagemaker_cluster(ctx, "Cluster", resource)

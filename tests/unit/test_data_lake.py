@@ -265,3 +265,11 @@ def test_zone_and_encryption_enums_are_accepted_where_strings_were():
     lake = DataLake(stack, "Lake", zones=[Zone.RAW, Zone.MODELS], glue_zones=[Zone.RAW], encryption=LakeEncryption.S3_MANAGED)
     assert lake.zones == ("raw", "models") and lake.encryption_key is None
     assert lake.bucket(Zone.RAW) is lake.bucket("raw")
+
+
+def test_validation_messages_start_with_the_construct_path():
+    stack = new_stack()
+    with pytest.raises(ValueError, match=r"^TestStack/Lake: zones must be a non-empty subset of"):
+        DataLake(stack, "Lake", zones=["gold"])
+    with pytest.raises(ValueError, match=r"^TestStack/Old: bucket_names must map zones"):
+        ImportedDataLake(stack, "Old", bucket_names={"gold": "b"})

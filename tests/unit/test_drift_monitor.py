@@ -297,3 +297,26 @@ def test_metrics_and_event_pass_botocore_models():
         _botocore_validate("cloudwatch", "PutMetricData", {"Namespace": NAMESPACE, "MetricData": metrics[i:i + METRICS_PER_CALL]})
     _botocore_validate("events", "PutEvents", {"Entries": [{"Source": "mlinfra.drift", "DetailType": "Model Drift Detected",
                                                             "Detail": json.dumps(event_detail("ep", report))}]})
+
+
+def test_the_container_entrypoint_unzips_the_code_asset_and_runs_the_job(tmp_path):
+    """The entrypoint as the Processing container runs it (paths moved under tmp_path): the asset's zip of
+    mlinfra/domain/drift, unpacked, runs as the stand-alone package ``drift`` (no other mlinfra module)."""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    from mlinfra.constructs import drift_monitor
+
+    code = tmp_path / "opt/ml/processing/input/code"
+    code.mkdir(parents=True)
+    with zipfile.ZipFile(code / "0123abcd.zip", "w") as z:
+        for f in drift_monitor._CODE_DIR.glob("*.py"):
+            z.write(f, f.name)
+    script = drift_monitor._ENTRYPOINT[2].replace("/opt/ml/processing/input/code", str(code)).replace("/tmp/mlinfra", str(tmp_path / "run"))
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run(["/bin/sh", "-c", script, "drift", "baseline", "--help"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "usage: drift.job baseline" in out.stdout

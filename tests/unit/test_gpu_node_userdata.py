@@ -14,7 +14,8 @@ import pytest
 
 from mlinfra.userdata import OnFailure, gpu_health, render_gpu_node_script
 
-HEALTHY_8 = "\n".join(f"{i}, NVIDIA A100-SXM4-40GB, 550.90.07, Enabled, 0" for i in range(8))
+DATA = Path(__file__).parent / "data" / "gpu_health"
+HEALTHY_8 = (DATA / "p4d_query_healthy.csv").read_text().strip()
 
 
 def _fake_smi(tmp_path: Path, stdout: str = "", exit_code: int = 0, sleep: float = 0) -> Path:
@@ -56,7 +57,7 @@ def test_missing_gpu_is_unhealthy(tmp_path, on_path):
 
 def test_uncorrected_ecc_errors_are_unhealthy(tmp_path, on_path):
     rows = HEALTHY_8.splitlines()
-    rows[3] = "3, NVIDIA A100-SXM4-40GB, 550.90.07, Enabled, 2"
+    rows[3] = "3, NVIDIA A100-SXM4-40GB, 550.90.07, Enabled, Enabled, 2, No"
     on_path(_fake_smi(tmp_path, "\n".join(rows)))
     code, report = gpu_health.check(8)
     assert code == 1 and report["problems"] == ["GPU 3 (NVIDIA A100-SXM4-40GB) has 2 uncorrected ECC error(s)"]
@@ -71,7 +72,7 @@ def test_old_or_mixed_driver_is_unhealthy(tmp_path, on_path):
 
 
 def test_ecc_not_reported_is_not_an_error():
-    gpus = gpu_health.parse("0, NVIDIA L4, 550.90.07, [N/A], [N/A]")
+    gpus = gpu_health.parse("0, NVIDIA L4, 550.90.07, Enabled, [N/A], [N/A], [N/A]")
     assert gpus[0].uncorrected_ecc_errors is None and gpu_health.evaluate(gpus, 1) == []
 
 
@@ -144,11 +145,23 @@ def test_rendered_script_content():
     assert 'LUSTRE_DNS="fs-1.fsx.us-east-1.amazonaws.com"' in text and 'LUSTRE_MOUNT_NAME="abcdef"' in text
     assert "lustre defaults,relatime,flock,_netdev" in text
     assert "export FI_PROVIDER=efa" in text and "NCCL_SOCKET_IFNAME" in text
-    assert 'EXPECTED_GPUS_BY_TYPE="p4d.24xlarge=8"' in text and 'MIN_DRIVER="535.0"' in text
-    assert "def evaluate(" in text  # the health check travels inside the script
+    assert """PROFILES='{"p4d.24xlarge":{"gpus":8}}'""" in text and 'MIN_DRIVER="535.0"' in text
+    import ast
+
+    shipped = gpu_health_source(text)  # travels inside, gzipped, without docstrings
+    assert ast.dump(ast.parse(shipped)) != "" and "def check_node(" in shipped and '"""' not in shipped
     assert "X-aws-ec2-metadata-token" in text  # IMDSv2 only
     for word in ("yum ", "dnf ", "apt-get", "pip install", "wget ", "curl -sfL http"):
         assert word not in text, f"the bootstrap must install nothing: found {word!r}"
+
+
+def gpu_health_source(script: str) -> str:
+    import base64
+    import gzip
+    import re
+
+    (blob,) = re.findall(r"echo '([A-Za-z0-9+/=]+)' \| base64 -d \| gunzip", script)
+    return gzip.decompress(base64.b64decode(blob)).decode()
 
 
 def test_render_validation():
@@ -165,14 +178,17 @@ def test_bootstrap_marks_node_unhealthy_when_gpus_are_missing(tmp_path):
     root = tmp_path / "root"
     text = _render(lustre_dns_name="", efa_enabled=False, on_failure=OnFailure.SHUTDOWN)
     for src, dst in (("/var/lib/mlinfra", f"{root}/state"), ("/opt/mlinfra", f"{root}/opt"),
-                     ("/var/log/mlinfra-node.log", f"{root}/node.log"), ("/etc/profile.d", f"{root}")):
+                     ("/var/log/mlinfra-node.log", f"{root}/node.log"), ("/etc/profile.d", f"{root}"),
+                     ("/etc/systemd/system", f"{root}/systemd")):
         text = text.replace(src, dst)
     bindir = _fake_smi(tmp_path, "\n".join(HEALTHY_8.splitlines()[:7]))
     (bindir / "curl").write_text("#!/bin/sh\ncase \"$*\" in *api/token*) echo tok;; *) echo p4d.24xlarge;; esac\n")
     (bindir / "shutdown").write_text(f"#!/bin/sh\necho \"$@\" > {root}/shutdown-called\n")
     (bindir / "logger").write_text("#!/bin/sh\nexit 0\n")
+    (bindir / "aws").write_text(f"#!/bin/sh\necho \"$@\" >> {root}/aws-calls\n")
+    (bindir / "systemctl").write_text(f"#!/bin/sh\necho \"$@\" >> {root}/systemctl-calls\n")
     (bindir / "python3").symlink_to(sys.executable)
-    for f in ("curl", "shutdown", "logger"):
+    for f in ("curl", "shutdown", "logger", "aws", "systemctl"):
         (bindir / f).chmod(0o755)
     script = tmp_path / "node.sh"
     script.write_text(text)
@@ -181,6 +197,9 @@ def test_bootstrap_marks_node_unhealthy_when_gpus_are_missing(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "expected 8 GPU(s), nvidia-smi lists 7" in (root / "state" / "unhealthy").read_text()
     assert (root / "shutdown-called").read_text().strip() == "-h now"
+    calls = (root / "aws-calls").read_text()  # counted for the alarm and tagged before powering off
+    assert "cloudwatch put-metric-data" in calls and "--metric-name UnhealthyNode" in calls
+    assert "ec2 create-tags" in calls and "Key=mlinfra:gpu-health,Value=unhealthy" in calls
     # and a healthy node passes and clears the marker
     bindir.joinpath("nvidia-smi").unlink()
     _fake_smi(tmp_path, HEALTHY_8)
@@ -190,10 +209,22 @@ def test_bootstrap_marks_node_unhealthy_when_gpus_are_missing(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not (root / "state" / "unhealthy").exists() and not (root / "shutdown-called").exists()
     assert "GPU health check passed (p4d.24xlarge)" in (root / "node.log").read_text()
+    # the periodic check is installed as a systemd timer
+    (root / "systemd").mkdir(exist_ok=True)
+    proc = subprocess.run(["bash", str(script)], env={"PATH": f"{bindir}:/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=60)
+    assert "OnUnitActiveSec=15min" in (root / "systemd" / "mlinfra-gpu-health.timer").read_text()
+    assert "enable --now mlinfra-gpu-health.timer" in (root / "systemctl-calls").read_text()
+    assert "--dcgm-level 0" in (root / "opt" / "gpu-health-periodic.sh").read_text()
 
 
 def test_rendered_script_fits_ec2_user_data_limit():
-    """EC2 takes at most 16 KB of user data (before base64); leave room for the MIME wrapper and long names."""
-    text = _render(expected_gpus_by_type={t: 8 for t in ("p4d.24xlarge", "p4de.24xlarge", "p5.48xlarge")},
-                   lustre_dns_name="fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com")
-    assert len(text.encode()) < 14 * 1024
+    """EC2 takes at most 16 KB of user data (before base64): both parts, with room for the MIME wrapper."""
+    from mlinfra.domain.instances import health_profile
+    from mlinfra.userdata import render_node_install_script
+
+    types = ("p4d.24xlarge", "p4de.24xlarge", "p5.48xlarge", "p5e.48xlarge")
+    text = render_gpu_node_script(profiles_by_type={t: health_profile(t, True) for t in types},
+                                  lustre_dns_name="fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com",
+                                  lustre_mount_name="abcdefgh", cluster_id="TrainingBatchClusterC0FFEE12")
+    assert len(text.encode()) + len(render_node_install_script().encode()) < 15 * 1024

@@ -55,7 +55,8 @@ def _cluster(stack, *, groups=None, lustre=True, **kwargs) -> HyperPodCluster:
     kwargs.setdefault("lifecycle", HyperPodLifecycle.bundled(lake.bucket("artifacts"), "hyperpod/lifecycle/"))
     return HyperPodCluster(stack, "HyperPod", vpc=vpc, subnet=subnet, instance_groups=groups or _groups(),
                            cluster_name=kwargs.pop("cluster_name", "ml-training"), lustre=cache, lake=lake,
-                           lake_read=[HyperPodLakeAccess("raw", "dataset=images/")], **kwargs)
+                           lake_read=[HyperPodLakeAccess("raw", "dataset=images/")],
+                           lake_write=[HyperPodLakeAccess("artifacts", "checkpoints/")], **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,11 @@ def synthesized() -> tuple[cdk.Stack, dict]:
     stack = new_stack()
     alarm = cloudwatch.Alarm(stack, "Alarm", metric=cloudwatch.Metric(namespace="X", metric_name="Y"),
                              threshold=1, evaluation_periods=1)
-    cluster = _cluster(stack, software_updates=HyperPodSoftwareUpdates("cron(0 3 ? * SUN *)", [alarm]))
+    from aws_cdk import aws_ecr as ecr
+
+    repo = ecr.Repository.from_repository_name(stack, "Repo", "train")
+    cluster = _cluster(stack, software_updates=HyperPodSoftwareUpdates("cron(0 3 ? * SUN *)", [alarm]),
+                       image_repositories=[repo])
     return stack, {"template": Template.from_stack(stack).to_json(), "cluster": cluster}
 
 
@@ -146,12 +151,20 @@ def test_deep_health_checks_on_gpu_groups_only(template) -> None:
     assert "OnStartDeepHealthChecks" not in groups["controller"]
 
 
-def test_lustre_mounted_on_login_and_compute_not_controller(template) -> None:
+def test_lustre_mounted_on_every_group(template) -> None:
+    # compute and login for jobs and users; the controller for the job bridge's state and the job logs
     groups = {g["InstanceGroupName"]: g for g in _cluster_props(template)["InstanceGroups"]}
-    for name in ("login", "gpu"):
+    for name in ("controller", "login", "gpu"):
         fsx = groups[name]["InstanceStorageConfigs"][0]["FsxLustreConfig"]
         assert fsx["MountPath"] == "/fsx" and "Fn::GetAtt" in fsx["DnsName"]
-    assert "InstanceStorageConfigs" not in groups["controller"]
+
+
+def test_lifecycle_runs_after_hyperpods_own_setup(template) -> None:
+    # OnInitComplete (Extended mode): HyperPod configures managed Slurm and FSx first; OnCreate would leave the
+    # whole node setup, Slurm included, to the scripts (and the two are mutually exclusive).
+    for g in _cluster_props(template)["InstanceGroups"]:
+        assert g["LifeCycleConfig"]["OnInitComplete"] == "on_init_complete.sh"
+        assert "OnCreate" not in g["LifeCycleConfig"]
 
 
 def test_one_subnet_and_efa_security_group(template) -> None:
@@ -221,16 +234,27 @@ def test_role_reads_only_given_lake_prefix(template) -> None:
     assert not _allows(st, "s3:PutObject", "raw-bkt")
 
 
+def test_jobs_write_checkpoints_and_pull_private_images(template) -> None:
+    st = _role_statements(template)
+    assert _allows(st, "s3:PutObject", "art-bkt/checkpoints/*") and _allows(st, "kms:GenerateDataKey", KEY)
+    assert not _allows(st, "s3:PutObject", "raw-bkt")
+    assert _allows(st, "ecr:BatchGetImage", "repository/train") and _allows(st, "ecr:GetAuthorizationToken", "*")
+
+
 def test_role_logs_only_to_this_clusters_log_groups(template) -> None:
     st = _role_statements(template)
     assert _allows(st, "logs:PutLogEvents", "/aws/sagemaker/Clusters/ml-training/*")
     assert not any(st_["Resource"] == "*" and "logs:PutLogEvents" in st_["Action"] for st_ in st)
 
 
-def test_eni_deletion_is_limited_to_the_cluster_subnet(template) -> None:
+def test_eni_permissions_are_the_documented_set_scoped_to_interfaces(template) -> None:
     st = _role_statements(template)
-    delete = [s for s in st if "ec2:DeleteNetworkInterface" in s["Action"]]
-    assert delete and all("ec2:Subnet" in json.dumps(s.get("Condition", {})) for s in delete)
+    create = [s for s in st if "ec2:CreateNetworkInterface" in s["Action"]]
+    assert create and all("subnet-0123456789abcdef0" in json.dumps(s["Resource"]) for s in create)
+    for action in ("ec2:DeleteNetworkInterface", "ec2:DetachNetworkInterface", "ec2:CreateNetworkInterfacePermission",
+                   "ec2:CreateTags"):
+        assert _allows(st, action, ":network-interface/*"), action
+        assert not _allows(st, action, '"*"'), f"{action} must not reach every resource type"
 
 
 def test_lifecycle_config_carries_the_cache_and_group_roles(synthesized) -> None:
@@ -280,6 +304,7 @@ def test_error_starts_with_construct_path() -> None:
                  HyperPodInstanceGroup("gpu", "ml.p5.48xlarge", partition="gpu")]}, "is for compute groups only"),
     ({"node_recovery": "Sometimes"}, "node_recovery must be NodeRecovery.AUTOMATIC"),
     ({"lustre_mount_path": "fsx"}, "lustre_mount_path must be an absolute path"),
+    ({"software_updates": HyperPodSoftwareUpdates("rate(7 days)", [])}, "schedule_expression must be a cron(...)"),
 ])
 def test_each_rule_is_enforced(kwargs, message) -> None:
     assert message in _error(**kwargs)

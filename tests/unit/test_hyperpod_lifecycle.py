@@ -1,4 +1,4 @@
-"""HyperPod lifecycle scripts: the step plan (pure Python), shellcheck, and on_create.sh run twice on a fake node
+"""HyperPod lifecycle scripts: the step plan (pure Python), shellcheck, and on_init_complete.sh run twice on a fake node
 (stubbed mount, docker, enroot) to prove every step is idempotent."""
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ CONFIG = {
     "cluster_name": "ml-hyperpod",
     "lustre": {"dns_name": "fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com", "mount_name": "abcdef12",
                "mount_path": "/fsx"},
-    "groups": {"controller": {"node_type": "Controller", "accelerators": 0, "mount_lustre": False},
+    "groups": {"controller": {"node_type": "Controller", "accelerators": 0, "mount_lustre": True},
                "login": {"node_type": "Login", "accelerators": 0, "mount_lustre": True},
                "gpu": {"node_type": "Compute", "accelerators": 8, "mount_lustre": True},
                "cpu": {"node_type": "Compute", "accelerators": 0, "mount_lustre": False}},
     "exporters": {"node": "quay.io/prometheus/node-exporter:v1.9.1", "dcgm": "nvcr.io/nvidia/k8s/dcgm-exporter:x"},
     "enroot_version": "3.5.0",
     "pyxis_version": "0.20.0",
+    "ecr_registries": ["123456789012.dkr.ecr.us-east-1.amazonaws.com"],
     "bridge": {"queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs", "region": "us-east-1"},
 }
 RESOURCES = {"InstanceGroups": [
@@ -42,7 +43,7 @@ RESOURCES = {"InstanceGroups": [
 
 
 @pytest.mark.parametrize(("group", "steps"), [
-    ("controller", ["exporters", "bridge"]),
+    ("controller", ["lustre", "exporters", "bridge"]),
     ("login", ["lustre", "containers"]),
     ("gpu", ["lustre", "containers", "exporters"]),
     ("cpu", ["containers", "exporters"]),
@@ -56,7 +57,7 @@ def test_no_lustre_step_without_a_file_system() -> None:
 
 
 def test_no_bridge_without_a_job_queue() -> None:
-    assert lifecycle.plan({**CONFIG, "bridge": None}, "controller") == ["exporters"]
+    assert lifecycle.plan({**CONFIG, "bridge": None}, "controller") == ["lustre", "exporters"]
 
 
 def test_own_group_by_address() -> None:
@@ -105,7 +106,7 @@ STUBS = {
     "curl": 'echo "curl $*" >> "$STATE/calls"; exit 1',
     "git": 'echo "git $*" >> "$STATE/calls"; exit 1',
     "sleep": "exit 0",
-    "systemctl": 'echo "systemctl $*" >> "$STATE/calls"',
+    "systemctl": 'echo "systemctl $*" >> "$STATE/calls"; [[ "$1" != is-active ]] || [[ "$3" == slurmd ]]',
     "docker": '''case "$1" in
   ps) cat "$STATE/containers" 2>/dev/null || true ;;
   rm) ;;
@@ -138,11 +139,11 @@ def node(tmp_path: Path) -> dict:
 
 
 def _run(node: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(node["scripts"] / "on_create.sh")], env=node["env"], capture_output=True,
+    return subprocess.run(["bash", str(node["scripts"] / "on_init_complete.sh")], env=node["env"], capture_output=True,
                           text=True, timeout=60)
 
 
-def test_on_create_runs_every_step_once_and_again_safely(node) -> None:
+def test_on_init_complete_runs_every_step_once_and_again_safely(node) -> None:
     first = _run(node)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "steps for this node: lustre containers exporters" in first.stdout
@@ -158,14 +159,22 @@ def test_on_create_runs_every_step_once_and_again_safely(node) -> None:
     fstab = (node["root"] / "etc/fstab").read_text().splitlines()
     assert len(fstab) == 1 and fstab[0].startswith("fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com@tcp:/abcdef12 "
                                                    "/fsx lustre ")
-    assert (node["root"] / "etc/slurm/plugstack.conf.d/pyxis.conf").read_text() == \
+    # pyxis registered with HyperPod's Slurm (/opt/slurm), once, and slurmd restarted once to load it
+    assert (node["root"] / "opt/slurm/etc/plugstack.conf.d/pyxis.conf").read_text() == \
         "required /usr/local/lib/slurm/spank_pyxis.so\n"
+    assert (node["root"] / "opt/slurm/etc/plugstack.conf").read_text() == \
+        "include /opt/slurm/etc/plugstack.conf.d/*\n"
+    assert calls.count("systemctl restart slurmd") == 1
+    assert (node["root"] / "fsx/mlinfra/jobs").is_dir(), "the job bridge's log folder on the cache"
     assert "ENROOT_CACHE_PATH /tmp/enroot/cache" in (node["root"] / "etc/enroot/enroot.conf").read_text()
+    assert (node["root"] / "etc/enroot/config/.credentials").read_text() == (
+        "machine 123456789012.dkr.ecr.us-east-1.amazonaws.com login AWS password "
+        "$(aws ecr get-login-password --region us-east-1)\n")
     runs = [c for c in calls if c.startswith("docker run")]
     assert len(runs) == 2 and any("dcgm-exporter" in r for r in runs), runs
 
 
-def test_on_create_fails_when_the_node_is_not_in_the_cluster(node) -> None:
+def test_on_init_complete_fails_when_the_node_is_not_in_the_cluster(node) -> None:
     node["env"]["MLINFRA_NODE_ADDRESSES"] = "10.9.9.9"
     result = _run(node)
     assert result.returncode != 0
@@ -184,9 +193,10 @@ def test_controller_installs_the_bridge_service_once(node) -> None:
     for _ in range(2):
         result = _run(node)
         assert result.returncode == 0, result.stdout + result.stderr
-    assert "steps for this node: exporters bridge" in result.stdout and "bridge: unit unchanged" in result.stdout
+    assert "steps for this node: lustre exporters bridge" in result.stdout and "bridge: unit unchanged" in result.stdout
     unit = (node["root"] / "etc/systemd/system/mlinfra-slurm-bridge.service").read_text()
     assert "Environment=MLINFRA_JOB_QUEUE_URL=https://sqs.us-east-1.amazonaws.com/123456789012/jobs" in unit
+    assert "Environment=MLINFRA_SHARED_PATH=/fsx" in unit, "bridge state on the cache survives a new controller"
     assert (node["root"] / "opt/mlinfra/slurm_bridge.py").exists()
     calls = (node["state"] / "calls").read_text().splitlines()
     assert calls.count("systemctl restart mlinfra-slurm-bridge.service") == 1

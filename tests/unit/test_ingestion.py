@@ -347,6 +347,8 @@ def _sftp(**kwargs):
     (tf.SftpUser("alice", "", [KEY]), "prefix"),
     (tf.SftpUser("alice", "_quarantine/", [KEY]), "prefix"),
     (tf.SftpUser("alice", "images", [KEY]), "prefix"),
+    (tf.SftpUser("alice", "../", [KEY]), r"users\[alice\].prefix must be .*\(no '.', '..', '\*'"),
+    (tf.SftpUser("alice", "images/*/", [KEY]), r"users\[alice\].prefix must be"),
     (tf.SftpUser("alice", "images/", []), "ssh_public_keys"),
     (tf.SftpUser("alice", "images/", ["ssh-dss AAAAB3Nza"]), "ssh_public_keys"),
     (tf.SftpUser("alice", "images/", [KEY], extra_mappings=[("reports", "images/r/")]), "home_directory_mappings"),
@@ -565,3 +567,13 @@ def test_ingestion_stack_is_nag_clean(prod_config):
 
     app, _ = create_app(config=prod_config, nag=True)
     app.synth()  # raises on any unacknowledged cdk-nag finding
+
+
+def test_glue_reconciler_runs_hourly_with_its_input(stack_t):
+    """Issue 19 item 1: a schedule invokes the glue's reconciler (versions catalogued but never marked ready)."""
+    rule = next(p for p in props(stack_t, "AWS::Events::Rule") if p.get("ScheduleExpression") == "rate(1 hour)")
+    (target,) = rule["Targets"]
+    assert json.loads(target["Input"]) == {"mlinfra": "reconcile"} and "DeadLetterConfig" in target
+    assert "LandingGlue" in json.dumps(target["Arn"])
+    glue_policy = next(v for k, v in stack_t.find_resources("AWS::IAM::Policy").items() if k.startswith("LandingGlueRole"))
+    assert "dynamodb:Scan" in json.dumps(glue_policy)

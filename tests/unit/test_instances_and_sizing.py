@@ -236,8 +236,9 @@ def test_cli_json(capsys):
 def test_cli_text_and_errors(capsys, tmp_path):
     assert _cli(["size-cache", "--gpus", "8", "--per-gpu-mbps", "25", "--dataset-gib", "1024"]) == 0
     assert "SCRATCH_2, 1200 GiB" in capsys.readouterr().out
-    assert _cli(["size-cache", "--gpus", "0", "--per-gpu-mbps", "25", "--dataset-gib", "1", "--json"]) == 2
-    assert "gpu_count must be" in json.loads(capsys.readouterr().out)["error"]
+    with pytest.raises(SystemExit) as exit_:  # a usage error, named by argparse (issue 19: bounded argument types)
+        _cli(["size-cache", "--gpus", "0", "--per-gpu-mbps", "25", "--dataset-gib", "1", "--json"])
+    assert exit_.value.code == 2 and "--gpus must be a whole number in [1, 1e+06], got: '0'" in capsys.readouterr().err
     prices = tmp_path / "p.json"
     prices.write_text(json.dumps({"region": "eu-west-1", "as_of": "2026-10-01", "source": "test", "prices": [
         {"deployment_type": "PERSISTENT_2", "per_unit_throughput": 250, "usd_per_gb_month": 0.2}]}))

@@ -143,5 +143,5 @@ def test_vpc_and_props_are_exclusive():
 
 def test_cidr_with_host_bits_is_refused_with_the_aligned_block():
     stack = new_stack()
-    with pytest.raises(ValueError, match=r"^cidr: has host bits set .* use 10\.117\.48\.0/20, got: '10\.117\.50\.0/20'$"):
+    with pytest.raises(ValueError, match=r"^TestStack/N: cidr: has host bits set .* use 10\.117\.48\.0/20, got: '10\.117\.50\.0/20'$"):
         Network(stack, "N", cidr="10.117.50.0/20")

@@ -116,3 +116,11 @@ def test_handler_memory_size_token_is_skipped_not_validated(tmp_path, monkeypatc
     memory = cdk.CfnParameter(stack, "Memory", type="Number", default=1024)
     HandlerFunction(stack, "F", description="x", handler="echo", memory_size=memory.value_as_number)
     Template.from_stack(stack).has_resource_properties("AWS::Lambda::Function", {"MemorySize": {"Ref": "Memory"}})
+
+
+def test_handler_function_errors_start_with_its_path(tmp_path, monkeypatch):
+    from mlinfra.constructs import lambda_function
+
+    monkeypatch.setattr(lambda_function, "LAMBDAS_DIR", tmp_path)
+    with pytest.raises(ValueError, match=r"^TestStack/F: handler must name a folder"):
+        HandlerFunction(new_stack(), "F", description="x", handler="missing")

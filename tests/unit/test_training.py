@@ -62,8 +62,10 @@ def construct_template() -> dict:
                         metadata_iops=12000)
     GpuTrainingCluster(stack, "Batch", vpc=vpc, subnet=subnet, engine=TrainingEngine.BATCH, lustre=cache, lake=lake,
                        instance_read=[LakeAccess("raw", "dataset=imagenet/")],
+                       task_security_group=ec2.SecurityGroup.from_security_group_id(
+                           stack, "VpcDefaultGroup", "sg-0default0000000000", allow_all_outbound=False, mutable=True),
                        batch=BatchOptions(image=IMAGE, instance_types=("p5.48xlarge",), nodes=4, max_vcpus=768,
-                                          spot=True, job_read=[LakeAccess("raw")],
+                                          job_read=[LakeAccess("raw")],
                                           job_write=[LakeAccess("artifacts", "checkpoints/")]))
     GpuTrainingCluster(stack, "Slurm", vpc=vpc, subnet=subnet, engine=TrainingEngine.SLURM, lustre=cache, lake=lake,
                        slurm=SlurmOptions(service_token=TOKEN, cluster_name="train-a", queues=[
@@ -88,7 +90,9 @@ def test_lustre_file_system(construct_template):
     assert (p["StorageCapacity"], lc["PerUnitStorageThroughput"], lc["DeploymentType"]) == (14400, 1000, "PERSISTENT_2")
     assert lc["DataCompressionType"] == "LZ4"
     assert lc["MetadataConfiguration"] == {"Mode": "USER_PROVISIONED", "Iops": 12000}
-    assert lc["AutomaticBackupRetentionDays"] == 7 and lc["LogConfiguration"]["Level"] == "WARN_ERROR"
+    # Linked to S3: FSx takes no backups and refuses CopyTagsToBackups (rule fsx.no-backups-with-s3-links).
+    assert lc["AutomaticBackupRetentionDays"] == 0 and "CopyTagsToBackups" not in lc
+    assert lc["LogConfiguration"]["Level"] == "WARN_ERROR"
     assert "KmsKeyId" in p and len(p["SubnetIds"]) == 1 and p["FileSystemTypeVersion"] == "2.15"
     assert fs["DeletionPolicy"] == "Retain"
 
@@ -119,6 +123,12 @@ def test_lustre_security_group_has_only_lustre_ports(construct_template):
     assert {(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in ingress} == {("tcp", 988, 988), ("tcp", 1018, 1023)}
     # from itself and from both clusters: 3 sources x 2 port ranges
     assert len(ingress) == 6
+    # and OUT to the same sources (FSx docs; ParallelCluster's ExistingFsxNetworkingValidator)
+    egress = _rules(construct_template, key, "Egress")
+    assert {(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in egress} == {("tcp", 988, 988), ("tcp", 1018, 1023)}
+    assert len(egress) == 6
+    assert {json.dumps(r["DestinationSecurityGroupId"]) for r in egress} == {
+        json.dumps(r["SourceSecurityGroupId"]) for r in ingress}
     sg = construct_template["Resources"][key]["Properties"]
     assert "SecurityGroupIngress" not in sg and sg.get("SecurityGroupEgress", [{}])[0].get("CidrIp") != "0.0.0.0/0"
 
@@ -129,7 +139,9 @@ def test_cluster_security_group_is_self_referencing_both_ways(construct_template
     ingress = _rules(construct_template, key, "Ingress")
     egress = _rules(construct_template, key, "Egress")
     assert any(r["IpProtocol"] == "-1" and r.get("SourceSecurityGroupId") == me for r in ingress)
-    assert all(r.get("SourceSecurityGroupId") == me for r in ingress)  # nothing else gets in
+    others = [r for r in ingress if r.get("SourceSecurityGroupId") != me]  # only the cache's Lustre replies
+    assert {(r["FromPort"], r["ToPort"]) for r in others} == {(988, 988), (1018, 1023)}
+    assert all("CacheSecurityGroup" in json.dumps(r["SourceSecurityGroupId"]) for r in others)
     assert any(r["IpProtocol"] == "-1" and r.get("DestinationSecurityGroupId") == me for r in egress)
     lustre_ports = {(r["FromPort"], r["ToPort"]) for r in egress if r.get("DestinationSecurityGroupId") != me}
     assert lustre_ports == {(988, 988), (1018, 1023)}
@@ -145,6 +157,7 @@ def test_launch_template_efa_interfaces_single_subnet_imdsv2_encrypted(construct
     assert {json.dumps(n["SubnetId"]) for n in nics} == {'"subnet-0123456789abcdef0"'}
     assert "SecurityGroupIds" not in lt
     assert lt["MetadataOptions"]["HttpTokens"] == "required"
+    assert lt["MetadataOptions"]["HttpPutResponseHopLimit"] == 1  # containers have their own role
     assert lt["BlockDeviceMappings"][0]["Ebs"]["Encrypted"] is True
     assert lt["InstanceInitiatedShutdownBehavior"] == "terminate"
     user_data = json.dumps(lt["UserData"])
@@ -159,9 +172,13 @@ def test_placement_groups_are_cluster(construct_template):
 def test_batch_compute_environment(construct_template):
     ce = _one(construct_template, "AWS::Batch::ComputeEnvironment")["Properties"]
     cr = ce["ComputeResources"]
-    assert ce["Type"] == "MANAGED" and "ServiceRole" in ce
+    # No ServiceRole: the service-linked role, which infrastructure updates need.
+    assert ce["Type"] == "MANAGED" and "ServiceRole" not in ce
     assert cr["MinvCpus"] == 0 and cr["MaxvCpus"] == 768 and cr["SecurityGroupIds"] == []
-    assert cr["Type"] == "SPOT" and cr["AllocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
+    assert cr["Type"] == "EC2" and cr["AllocationStrategy"] == "BEST_FIT_PROGRESSIVE"  # no Spot for MNP
+    assert cr["LaunchTemplate"]["Version"] == {"Fn::GetAtt": [cr["LaunchTemplate"]["LaunchTemplateId"]["Ref"],
+                                                              "LatestVersionNumber"]}
+    assert ce["ReplaceComputeEnvironment"] is False and cr["UpdateToLatestImageVersion"] is True
     assert cr["InstanceTypes"] == ["p5.48xlarge"] and cr["Subnets"] == ["subnet-0123456789abcdef0"]
     assert cr["PlacementGroup"]["Ref"].startswith("BatchPlacementGroup")
 
@@ -179,7 +196,10 @@ def test_job_queue_and_multi_node_job_definition(construct_template):
     assert {"HardLimit": -1, "Name": "memlock", "SoftLimit": -1} in c["Ulimits"]
     assert c["Volumes"] == [{"Host": {"SourcePath": "/fsx"}, "Name": "lustre"}]
     assert c["MountPoints"] == [{"ContainerPath": "/fsx", "SourceVolume": "lustre"}]
-    assert c["Image"] == IMAGE and {"Type": "GPU", "Value": "8"} in c["ResourceRequirements"]
+    assert c["Image"] == {"Fn::Join": ["", ["123456789012.dkr.ecr.us-east-1.", {"Ref": "AWS::URLSuffix"}, "/train:1"]]}
+    assert {"Type": "GPU", "Value": "8"} in c["ResourceRequirements"]
+    env = {e["Name"]: e["Value"] for e in c["Environment"]}
+    assert env["FI_PROVIDER"] == "efa" and "FI_EFA_USE_DEVICE_RDMA" not in env
 
 
 def _policy_of_role(t: dict, role_contains: str) -> list[dict]:
@@ -200,15 +220,22 @@ def test_job_role_scoped_to_lake_prefixes(construct_template):
 
 
 def test_instance_role_reads_given_prefix_only(construct_template):
-    policies = [v["Properties"] for k, v in _of(construct_template, "AWS::IAM::ManagedPolicy").items() if "Batch" in k]
+    policies = [v["Properties"] for k, v in _of(construct_template, "AWS::IAM::ManagedPolicy").items()
+                if "BatchLakeReadPolicy" in k]
     (doc,) = [p["PolicyDocument"] for p in policies]
+    assert policies[0]["Path"] == "/parallelcluster/"
     actions = {a for s in doc["Statement"] for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
     assert actions == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "kms:Decrypt", "kms:DescribeKey"}
     listing = [s for s in doc["Statement"] if s["Action"] == "s3:ListBucket"][0]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["dataset=imagenet/*"]}}
     role = _one(construct_template, "AWS::IAM::Role", "BatchInstanceRole")["Properties"]
     managed = json.dumps(role["ManagedPolicyArns"])
-    assert "AmazonSSMManagedInstanceCore" in managed and "CloudWatchAgentServerPolicy" in managed
+    # Session Manager only: not AmazonSSMManagedInstanceCore (ssm:GetParameter* on every parameter)
+    assert "AmazonSSMManagedInstanceCore" not in managed and "CloudWatchAgentServerPolicy" in managed
+    (session,) = [v["Properties"]["PolicyDocument"] for k, v in _of(construct_template, "AWS::IAM::ManagedPolicy").items()
+                  if "BatchSessionManagerPolicy" in k]
+    actions = {a for st in session["Statement"] for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])}
+    assert not any(a.startswith("ssm:GetParameter") for a in actions) and "ssm:UpdateInstanceInformation" in actions
 
 
 def test_parallelcluster_configuration(construct_template):

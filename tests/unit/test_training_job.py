@@ -7,6 +7,7 @@ import json
 import pytest
 
 from mlinfra.constructs.training_job import (
+    CodeChannel,
     DataParallel,
     FsxLustreChannel,
     InputMode,
@@ -31,7 +32,7 @@ def test_full_request():
         instance_type="ml.p4d.24xlarge", instance_count=4,
         channels=[S3Channel("train", "s3://raw/dataset=x/", InputMode.FAST_FILE, sharded=True),
                   S3Channel("val", "s3://raw/val/", InputMode.FAST_FILE)],
-        volume_size_gb=500, volume_kms_key_id="key-1", output_kms_key_id="key-2", max_runtime_seconds=7200,
+        volume_size_gb=500, output_kms_key_id="key-2", max_runtime_seconds=7200,
         use_spot=True, max_wait_seconds=14400, checkpoint_s3_uri="s3://artifacts/checkpoints/run/",
         subnet_ids=["subnet-1"], security_group_ids=["sg-1"], distribution=DataParallel(),
         hyperparameters={"epochs": "10"}, environment={"A": "b"},
@@ -39,8 +40,7 @@ def test_full_request():
     r = s.to_request("run-1", hyperparameters={"lr": "0.1"}, tags={"team": "a"})
     assert r["TrainingJobName"] == "run-1" and r["RoleArn"] == ROLE
     assert r["AlgorithmSpecification"] == {"TrainingImage": BASE["image_uri"], "TrainingInputMode": "FastFile"}
-    assert r["ResourceConfig"] == {"InstanceType": "ml.p4d.24xlarge", "InstanceCount": 4, "VolumeSizeInGB": 500,
-                                   "VolumeKmsKeyId": "key-1"}
+    assert r["ResourceConfig"] == {"InstanceType": "ml.p4d.24xlarge", "InstanceCount": 4, "VolumeSizeInGB": 500}
     assert r["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 14400}
     assert r["EnableManagedSpotTraining"] is True and r["EnableNetworkIsolation"] is True
     assert r["EnableInterContainerTrafficEncryption"] is True
@@ -125,6 +125,16 @@ def test_tokens_and_paths_are_not_validated_as_literals():
     ({"distribution": ModelParallel(partitions=3, microbatches=4, processes_per_host=8)},
      r"partitions x tensor_parallel_degree \(3 x 1 = 3\) must divide processes_per_host x instance_count"),
     ({"distribution": ModelParallel(partitions=0, microbatches=4, processes_per_host=8)}, "must be >= 1"),
+    # rule sagemaker.no-volume-kms-with-instance-storage: the default ml.p4d.24xlarge has local NVMe
+    ({"volume_kms_key_id": "key-1"},
+     r"volume_kms_key_id must not be set for ml.p4d.24xlarge, which has local NVMe instance storage .*got: 'key-1' "
+     r"\(AWS rule sagemaker.no-volume-kms-with-instance-storage"),
+    ({"instance_type": "ml.g5.2xlarge", "volume_kms_key_id": "key-1"}, "ml.g5.2xlarge, which has local NVMe"),
+    ({"instance_type": "ml.m5d.xlarge", "volume_kms_key_id": "key-1"}, "ml.m5d.xlarge, which has local NVMe"),
+    ({"code": CodeChannel("s3://code/src/", "train.py")}, "code.s3_uri must be an s3:// URI of the source archive"),
+    ({"code": CodeChannel("s3://code/sourcedir.tar.gz", "src/train.py")}, "code.entry_point must be a file name"),
+    ({"code": CodeChannel("s3://code/sourcedir.tar.gz", "train.py"), "channels": [S3Channel("code", "s3://x/")]},
+     "the name 'code' is taken by code"),
 ])
 def test_validation(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -136,3 +146,27 @@ def test_request_errors():
         spec().to_request("bad_name!")
     with pytest.raises(ValueError, match="hyperparameters values must be strings"):
         spec(hyperparameters={"epochs": 10}).to_request("ok")
+
+
+def test_volume_key_is_fine_on_ebs_only_types():
+    r = spec(instance_type="ml.m5.xlarge", volume_kms_key_id="key-1").to_request("run")
+    assert r["ResourceConfig"]["VolumeKmsKeyId"] == "key-1"
+    assert spec(instance_type="ml.p4d.24xlarge", output_kms_key_id="key-2").output_kms_key_id == "key-2"
+
+
+def test_code_channel_gives_script_mode_its_code_under_network_isolation():
+    s = spec(code=CodeChannel("s3://artifacts/code/run-1/sourcedir.tar.gz", "train.py"))
+    assert s.network_isolation is True
+    r = s.to_request("run-1")
+    (code,) = [c for c in r["InputDataConfig"] if c["ChannelName"] == "code"]
+    assert code["DataSource"]["S3DataSource"]["S3Uri"] == "s3://artifacts/code/run-1/sourcedir.tar.gz"
+    assert code["InputMode"] == "File"
+    hp = r["HyperParameters"]
+    assert hp["sagemaker_program"] == '"train.py"'
+    assert hp["sagemaker_submit_directory"] == '"/opt/ml/input/data/code/sourcedir.tar.gz"'
+    import botocore.session
+
+    from botocore.validate import validate_parameters
+
+    model = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob")
+    validate_parameters(r, model.input_shape)

@@ -77,6 +77,8 @@ def test_capture_to_drift_report_metrics_event_and_retrain(aws):
     train = syn.frame(20_000, 1)
     s3.put_object(Bucket="raw", Key="dataset=tabular/version=v1/train.csv", Body=b"x")
     s3.put_object(Bucket="raw", Key="dataset=tabular/version=v2/train.csv", Body=syn.training_csv(train).encode())
+    for stamp, version in (("20261101T000000Z", "v1"), ("20261102T000000Z", "v2")):  # the glue's ready markers
+        s3.put_object(Bucket="raw", Key=f"dataset=tabular/_ready/{stamp}_{version}.json", Body=b"{}")
     job.main(["baseline", "--data", "s3://raw/dataset=tabular/version=v2/", "--output", "s3://art/baselines/runs/r1/baseline.json",
               "--copy-to", "s3://art/baselines/realtime/baseline.json"], clients=aws)
 
@@ -175,3 +177,18 @@ def test_window_hours_cover_the_window_exactly():
     assert job.window_hours(end, 3) == ["2026/11/30/03/", "2026/11/30/04/", "2026/11/30/05/"]
     assert job.window_hours(datetime(2026, 11, 30, 6, 30, tzinfo=timezone.utc), 2) == ["2026/11/30/05/", "2026/11/30/06/"]
     assert np.unique(job.window_hours(end, 48)).size == 48
+
+
+def test_baseline_leaves_the_label_out_and_reads_json_lines(aws):
+    s3 = aws["s3"]
+    s3.create_bucket(Bucket="raw")
+    s3.put_object(Bucket="raw", Key="d/part-0.csv", Body=b"a,b,y\n" + b"".join(f"{i},{i % 3},{i % 2}\n".encode() for i in range(600)))
+    out = job.main(["baseline", "--data", "s3://raw/d/", "--output", "s3://raw/b.json", "--label-column", "y"], clients=aws)
+    assert out == {"baseline_uri": "s3://raw/b.json", "features": 2, "rows": 600}
+    from mlinfra.domain.drift import Baseline
+    base = Baseline.from_json(s3.get_object(Bucket="raw", Key="b.json")["Body"].read())
+    assert base.feature_order == ["a", "b"] and [f.kind for f in base.features] == ["numeric", "numeric"]
+    s3.put_object(Bucket="raw", Key="j/part-0.jsonl", Body=b"".join(json.dumps({"c": "x" if i % 2 else "y", "n": i}).encode() + b"\n" for i in range(10)))
+    job.main(["baseline", "--data", "s3://raw/j/", "--output", "s3://raw/j.json"], clients=aws)
+    base = Baseline.from_json(s3.get_object(Bucket="raw", Key="j.json")["Body"].read())
+    assert [(f.name, f.kind) for f in base.features] == [("c", "categorical"), ("n", "numeric")]

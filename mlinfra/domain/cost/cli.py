@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mlinfra.domain.cli_args import number
 from mlinfra.domain.cost.assembly import read_assembly
 from mlinfra.domain.cost.estimate import Report, diff, estimate
 from mlinfra.domain.cost.prices import PriceTable
@@ -53,7 +54,7 @@ def register_cli(subparsers: Any) -> None:
                                                           "(needs credentials; falls back to the table per row)")
     p.add_argument("--save-prices", type=Path, help="with --refresh: write the refreshed table here")
     p.add_argument("--diff", type=Path, metavar="OLD.json", help="compare with an earlier --json report")
-    p.add_argument("--max-idle", type=float, metavar="USD", help="exit 1 when the idle cost per month is above USD "
+    p.add_argument("--max-idle", type=number("--max-idle", minimum=0, maximum=1e12), metavar="USD", help="exit 1 when the idle cost per month is above USD "
                                                                  "(or when a resource is unknown)")
     p.add_argument("--allow-unknown", action="store_true", help="with --max-idle: do not fail on unknown resources")
     p.add_argument("--per-use", action="store_true", help="list every per-use rate in the text output")

@@ -323,6 +323,13 @@ def sagemaker_cluster(ctx: Context, lid: str, r: dict[str, Any]) -> Priced:
         itype = ctx.literal(group.get("InstanceType"), "InstanceGroups.InstanceType")
         count = ctx.literal(group.get("InstanceCount"), "InstanceGroups.InstanceCount")
         parts.append(f"{group.get('InstanceGroupName', '?')}: {count} x {itype}")
+        if count and group.get("TrainingPlanArn"):
+            # Capacity reserved by a training plan is prepaid with the plan, not billed at on-demand rates.
+            raise NotLiteral(f"InstanceGroups.{group.get('InstanceGroupName')} runs on a training plan "
+                             f"(prepaid; its price is the plan's, not in the table)")
+        if count and any("EbsVolumeConfig" in (c or {}) for c in group.get("InstanceStorageConfigs") or []):
+            raise NotLiteral(f"InstanceGroups.{group.get('InstanceGroupName')} has extra EBS volumes per node "
+                             f"(SageMaker ML storage, no row in the table)")
         # A group at 0 costs nothing idle: its price is only needed for the per-use rate.
         hourly = ctx.price(f"sagemaker.hyperpod.{itype}") if count else \
             ctx.optional_price(f"sagemaker.hyperpod.{itype}")

@@ -21,6 +21,10 @@ from aws_lambda_powertools import Logger, Tracer
 logger = Logger()
 tracer = Tracer()
 DECISIONS = ("approve", "reject")
+#: SendTaskSuccess/SendTaskFailure (botocore's Step Functions model): taskToken 1-2048 characters, output at most
+#: 262,144, error 256, cause 32,768 (rule stepfunctions.task-token-length).
+TOKEN_MAX, OUTPUT_MAX, CAUSE_MAX = 2048, 262_144, 32_768
+REVIEWER_MAX, REASON_MAX = 256, 500
 _clients: dict[str, Any] = {}
 
 
@@ -44,17 +48,23 @@ def parse(event: Any) -> dict[str, str]:
         raise MalformedApprovalError(f"event must be an object, got: {type(event).__name__}")
     errors = []
     token = event.get("token")
-    if not isinstance(token, str) or not 1 <= len(token) <= 1024:
-        errors.append("token: the task token from the approval message (1-1024 characters) is required")
+    if not isinstance(token, str) or not 1 <= len(token) <= TOKEN_MAX:
+        got = f"{len(token)} characters" if isinstance(token, str) else type(token).__name__
+        errors.append(f"token: the task token from the approval message (1-{TOKEN_MAX} characters) is required, got: {got} (AWS rule stepfunctions.task-token-length)")
     decision = str(event.get("decision", "")).lower()
     if decision not in DECISIONS:
         errors.append(f"decision: must be one of {list(DECISIONS)}, got: {event.get('decision')!r}")
     reviewer = event.get("reviewer")
     if not isinstance(reviewer, str) or not reviewer.strip():
         errors.append("reviewer: who decides is required (it is recorded with the model package)")
+    elif len(reviewer.strip()) > REVIEWER_MAX:
+        errors.append(f"reviewer: at most {REVIEWER_MAX} characters, got: {len(reviewer.strip())}")
+    reason = event.get("reason", "")
+    if not isinstance(reason, (str, int, float)) or isinstance(reason, bool):
+        errors.append(f"reason: must be text, got: {type(reason).__name__}")
     if errors:
         raise MalformedApprovalError("; ".join(errors))
-    return {"token": token, "decision": decision, "reviewer": reviewer.strip(), "reason": str(event.get("reason", ""))[:500]}
+    return {"token": token, "decision": decision, "reviewer": reviewer.strip(), "reason": str(reason)[:REASON_MAX]}
 
 
 @logger.inject_lambda_context
@@ -66,11 +76,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if req["decision"] == "approve":
             client.send_task_success(
                 taskToken=req["token"],
-                output=json.dumps({"decision": "Approved", "reviewer": req["reviewer"], "reason": req["reason"]}),
+                output=json.dumps({"decision": "Approved", "reviewer": req["reviewer"], "reason": req["reason"]})[:OUTPUT_MAX],
             )
         else:
             client.send_task_failure(
-                taskToken=req["token"], error="ModelRejected", cause=f"rejected by {req['reviewer']}: {req['reason']}"[:32768]
+                taskToken=req["token"], error="ModelRejected", cause=f"rejected by {req['reviewer']}: {req['reason']}"[:CAUSE_MAX]
             )
     except (client.exceptions.TaskTimedOut, client.exceptions.TaskDoesNotExist, client.exceptions.InvalidToken) as exc:
         logger.warning("approval token is closed", extra={"error": str(exc)})

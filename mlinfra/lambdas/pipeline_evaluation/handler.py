@@ -80,7 +80,7 @@ def read_report(uri: str) -> Any:
     bucket, key = parse_s3_uri(uri)
     try:
         obj = s3().get_object(Bucket=bucket, Key=key)
-    except s3().exceptions.NoSuchKey as exc:
+    except (s3().exceptions.NoSuchKey, s3().exceptions.NoSuchBucket) as exc:
         raise EvaluationReportError(f"no evaluation report at {uri}: the training or evaluation job did not write it") from exc
     if obj.get("ContentLength", 0) > MAX_REPORT_BYTES:
         raise EvaluationReportError(f"evaluation report {uri} is larger than {MAX_REPORT_BYTES} bytes")
@@ -88,6 +88,8 @@ def read_report(uri: str) -> Any:
         return json.loads(obj["Body"].read())
     except (ValueError, UnicodeDecodeError) as exc:
         raise EvaluationReportError(f"evaluation report {uri} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise EvaluationReportError(f"evaluation report {uri} is nested too deeply to be a report") from None
 
 
 @logger.inject_lambda_context
@@ -99,7 +101,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not isinstance(metric_name, str) or not metric_name:
         raise EvaluationReportError(f"metric_name must be a non-empty string, got: {metric_name!r}")
     uri = event.get("report_uri")
-    metrics = flatten_metrics(read_report(uri))
+    try:
+        metrics = flatten_metrics(read_report(uri))
+    except RecursionError:
+        raise EvaluationReportError(f"evaluation report {uri} is nested too deeply to be a report") from None
     if metric_name not in metrics:
         raise EvaluationReportError(
             f"metric {metric_name!r} is not a number in {uri}; numeric metrics found: {sorted(metrics)}"

@@ -14,7 +14,10 @@ package Approved only once it is deployed); its metric is read from the package'
 Returns ``{"passed", "approval_status", "reasons", "candidate", "baseline", "baseline_model_package_arn",
 "customer_metadata", "approval_description"}``: ``approval_status`` is ``PendingManualApproval`` when the
 candidate passes (the pipeline approves it after approval and deployment) and ``Rejected`` otherwise;
-``customer_metadata`` is the lineage to attach to the model package (strings, at most 256 characters each).
+``customer_metadata`` is the lineage to attach to the model package, within SageMaker's
+CustomerMetadataProperties rules (botocore's model: at most 50 entries, keys 1-128 and values 1-256 characters of
+letters, digits, spaces and ``_.:/=+-@``; other characters become ``_``, the hyperparameters a ``sha256:`` digest).
+A production metric that is NaN or infinite counts as missing (the gate looks at older approved packages).
 Read-only, so retries are safe.
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import unicodedata
 from typing import Any
 
 import boto3
@@ -31,6 +35,10 @@ from aws_lambda_powertools import Logger, Tracer
 logger = Logger()
 tracer = Tracer()
 DIRECTIONS = ("higher", "lower")
+#: CustomerMetadataProperties (CreateModelPackage): entries, key and value lengths, extra characters besides
+#: letters (L), separators (Z) and numbers (N) (rule sagemaker.customer-metadata).
+META_MAX_ENTRIES, META_KEY_MAX, META_VALUE_MAX = 50, 128, 256
+_META_EXTRA = frozenset("_.:/=+-@")
 _clients: dict[str, Any] = {}
 
 
@@ -87,20 +95,38 @@ def production_model(group: str, metric_name: str) -> tuple[float | None, str | 
     for summary in summaries:
         arn = summary["ModelPackageArn"]
         desc = sagemaker().describe_model_package(ModelPackageName=arn)
-        raw = (desc.get("CustomerMetadataProperties") or {}).get(f"metric:{metric_name}")
+        raw = (desc.get("CustomerMetadataProperties") or {}).get(metric_key(metric_name))
         try:
-            return float(raw), arn
+            value = float(raw)
         except (TypeError, ValueError):
-            logger.warning("approved package lacks the metric; looking at older ones", extra={"arn": arn})
+            value = math.nan
+        if math.isfinite(value):
+            return value, arn
+        logger.warning("approved package lacks a finite metric; looking at older ones", extra={"arn": arn, "value": str(raw)[:50]})
     return None, None
 
 
+def _meta_text(text: str, limit: int) -> str:
+    """``text`` in the metadata character set (others become ``_``); longer than ``limit``: cut, with a digest of
+    the whole so distinct long texts stay distinct."""
+    clean = "".join(c if c in _META_EXTRA or unicodedata.category(c)[0] in "LZN" else "_" for c in text)
+    if len(clean) <= limit:
+        return clean
+    return clean[: limit - 17] + "_" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def metric_key(metric_name: str) -> str:
+    """The metadata key of a metric (the same for writing and for reading the production model's)."""
+    return _meta_text(f"metric:{metric_name}", META_KEY_MAX)
+
+
 def customer_metadata(lineage: dict[str, Any], metric_name: str, candidate: float) -> dict[str, str]:
+    # JSON's braces and quotes are outside the metadata character set: the registry keeps a verifiable digest of
+    # the hyperparameters (the full set is in the lineage table).
     hps = json.dumps(lineage.get("hyperparameters") or {}, sort_keys=True, separators=(",", ":"))
-    if len(hps) > 256:  # the full set is in the lineage table; the registry keeps a verifiable digest
-        hps = "sha256:" + hashlib.sha256(hps.encode()).hexdigest()
+    hps = "sha256:" + hashlib.sha256(hps.encode("utf-8", "surrogatepass")).hexdigest()
     meta = {
-        f"metric:{metric_name}": repr(candidate),
+        metric_key(metric_name): repr(candidate),
         "dataset": lineage.get("dataset"),
         "dataset_version": lineage.get("dataset_version"),
         "code_version": lineage.get("code_version"),
@@ -109,7 +135,12 @@ def customer_metadata(lineage: dict[str, Any], metric_name: str, candidate: floa
         "hyperparameters": hps,
         "run_id": lineage.get("run_id"),
     }
-    return {k: str(v)[:256] for k, v in meta.items() if v not in (None, "")}
+    out = {}
+    for key, value in meta.items():
+        text = _meta_text(str(value), META_VALUE_MAX) if value not in (None, "") else ""
+        if text:
+            out[key] = text
+    return dict(list(out.items())[:META_MAX_ENTRIES])
 
 
 @logger.inject_lambda_context
@@ -131,6 +162,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     group = event.get("model_package_group")
     if not isinstance(group, str) or not group:
         raise GateConfigurationError(f"model_package_group must be a non-empty string, got: {group!r}")
+    lineage = event.get("lineage") or {}
+    if not isinstance(lineage, dict):
+        raise GateConfigurationError(f"lineage must be an object, got: {type(lineage).__name__}")
+    if not isinstance(event.get("manual_approval", False), bool):
+        raise GateConfigurationError(f"manual_approval must be true or false, got: {event.get('manual_approval')!r}")
     baseline, baseline_arn = production_model(group, metric_name)
     passed, reasons = decide(candidate, baseline, direction, threshold, min_improvement)
     status = "PendingManualApproval" if passed else "Rejected"
@@ -143,6 +179,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "candidate": candidate,
         "baseline": baseline,
         "baseline_model_package_arn": baseline_arn,
-        "customer_metadata": customer_metadata(event.get("lineage") or {}, metric_name, candidate),
+        "customer_metadata": customer_metadata(lineage, metric_name, candidate),
         "approval_description": description[:1000],
     }

@@ -5,7 +5,10 @@ Invoked by two EventBridge rules:
 - the ingestion capability's ``Dataset Version Ready`` event (source ``mlinfra.ingestion``), whose detail
   names ``dataset`` and ``version`` (``dataset_version`` is accepted too);
 - a schedule, with input ``{"trigger": "schedule", "dataset": "<name>", "time": "<event time>"}``: the run
-  trains on the newest version found in the raw zone (``dataset=<name>/version=<v>/``, highest ``v``).
+  trains on the newest version the landing glue DECLARED READY, by the time it recorded: the glue writes
+  ``dataset=<name>/_ready/<UTC stamp>_<version>.json`` in the raw bucket when it emits the ready event, so a
+  half-ingested version (no marker) is never picked, and ``v10`` beats ``v9`` when it became ready later
+  (versions are never compared as strings).
 
 The execution name is derived from dataset and version (and the schedule's minute), so a duplicate event
 maps to the same name and Step Functions refuses a second run (``ExecutionAlreadyExists``): the handler
@@ -49,12 +52,27 @@ def execution_name(dataset: str, version: str, suffix: str = "") -> str:
     return f"{slug}{tail}-{digest}"[:80]
 
 
+#: Where the landing glue records the versions it declared ready (same layout as the glue's ``ready_marker_key``).
+READY_MARKER_DIR = "_ready/"
+_MARKER_RE = re.compile(r"^(\d{8}T\d{6}Z)_([A-Za-z0-9._-]{1,128})\.json$")
+
+
+def ready_versions(bucket: str, dataset: str) -> list[tuple[str, str]]:
+    """``(ready stamp, version)`` of every version of ``dataset`` the glue declared ready, oldest first."""
+    prefix = f"dataset={dataset}/{READY_MARKER_DIR}"
+    found: list[tuple[str, str]] = []
+    for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            match = _MARKER_RE.fullmatch(obj["Key"][len(prefix):])
+            if match:
+                found.append((match.group(1), match.group(2)))
+    return sorted(found)
+
+
 def latest_version(bucket: str, dataset: str) -> str | None:
-    prefix = f"dataset={dataset}/version="
-    versions: list[str] = []
-    for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
-        versions += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
-    return max(versions) if versions else None
+    """The version declared ready most recently (ties: the later name); None when none is ready."""
+    versions = ready_versions(bucket, dataset)
+    return versions[-1][1] if versions else None
 
 
 def run_request(event: Any) -> dict[str, str]:
@@ -62,7 +80,9 @@ def run_request(event: Any) -> dict[str, str]:
     if not isinstance(event, dict):
         raise MalformedTriggerError(f"event must be an object, got: {type(event).__name__}")
     if event.get("detail-type") == READY_DETAIL_TYPE:
-        detail = event.get("detail") or {}
+        detail = event.get("detail")
+        if not isinstance(detail, dict):
+            raise MalformedTriggerError(f"detail must be an object naming 'dataset' and 'version', got: {type(detail).__name__}")
         dataset, version = detail.get("dataset"), detail.get("version", detail.get("dataset_version"))
         if not isinstance(dataset, str) or not dataset or not isinstance(version, str) or not version:
             raise MalformedTriggerError(f"detail must name 'dataset' and 'version' (strings), got: {json.dumps(detail)[:300]}")
@@ -73,9 +93,13 @@ def run_request(event: Any) -> dict[str, str]:
         if not isinstance(dataset, str) or not dataset:
             raise MalformedTriggerError(f"a schedule input must name 'dataset', got: {dataset!r}")
         bucket = os.environ.get("RAW_BUCKET", "")
+        if not bucket:
+            raise RuntimeError("RAW_BUCKET environment variable is not set (the raw bucket holding the ready markers)")
         version = latest_version(bucket, dataset)
         if version is None:
-            raise MalformedTriggerError(f"schedule: no version of dataset {dataset!r} in s3://{bucket}/dataset={dataset}/")
+            raise MalformedTriggerError(
+                f"schedule: no version of dataset {dataset!r} was declared ready "
+                f"(no marker under s3://{bucket}/dataset={dataset}/{READY_MARKER_DIR})")
         minute = re.sub(r"[^0-9]", "", str(event.get("time", "")))[:12]
         return {"dataset": dataset, "version": version, "trigger": "schedule", "event_id": minute,
                 "name": execution_name(dataset, version, f"s{minute}")}
@@ -91,6 +115,8 @@ DRIFT_DETAIL_TYPE = "Model Drift Detected"
 #: Defaults when the drift rule's input does not set them (hours).
 DRIFT_COOLDOWN_HOURS = 24.0
 DRIFT_MIN_INTERVAL_HOURS = 6.0
+#: The tail execution_name() gives a drift-triggered run: ``-drift<7 hex>-<8 hex>``.
+DRIFT_RUN_NAME = re.compile(r"-drift[0-9a-f]{7}-[0-9a-f]{8}$")
 
 
 def is_drift_event(event: Any) -> bool:
@@ -121,12 +147,13 @@ def drift_request(event: dict[str, Any], now: datetime, executions: list[dict[st
     starts = sorted(executions, key=lambda e: e["startDate"], reverse=True)
     if starts and now - starts[0]["startDate"] < timedelta(hours=interval):
         return {"skip": f"min-interval: last run {starts[0]['name']} started {starts[0]['startDate'].isoformat()}"}
-    drift_runs = [e for e in starts if "-drift" in e["name"]]
+    drift_runs = [e for e in starts if DRIFT_RUN_NAME.search(e["name"])]
     if drift_runs and now - drift_runs[0]["startDate"] < timedelta(hours=cooldown):
         return {"skip": f"cooldown: last drift run {drift_runs[0]['name']} started {drift_runs[0]['startDate'].isoformat()}"}
     version = latest_version(os.environ.get("RAW_BUCKET", ""), dataset)
     if version is None:
-        raise MalformedTriggerError(f"drift: no version of dataset {dataset!r} in the raw zone")
+        raise MalformedTriggerError(f"drift: no version of dataset {dataset!r} in the raw zone was declared ready "
+                                    f"(no marker under dataset={dataset}/{READY_MARKER_DIR})")
     event_id = str(event.get("event_id") or event.get("id") or hashlib.sha256(report.encode()).hexdigest()[:12])
     return {"dataset": dataset, "version": version, "trigger": "drift", "event_id": event_id, "report_uri": report,
             "endpoint": str(detail.get("endpoint", "")), "lineage_table": event.get("lineage_table", ""),
@@ -134,9 +161,13 @@ def drift_request(event: dict[str, Any], now: datetime, executions: list[dict[st
 
 
 def recent_executions(arn: str, since: datetime) -> list[dict[str, Any]]:
+    """Executions started since ``since`` (ListExecutions returns the newest first: stop at the first older page)."""
     out: list[dict[str, Any]] = []
     for page in client("stepfunctions").get_paginator("list_executions").paginate(stateMachineArn=arn):
-        out += [e for e in page.get("executions", []) if e["startDate"] >= since]
+        executions = page.get("executions", [])
+        out += [e for e in executions if e["startDate"] >= since]
+        if any(e["startDate"] < since for e in executions):
+            break
     return out
 
 

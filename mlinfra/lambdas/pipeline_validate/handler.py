@@ -13,11 +13,19 @@ The execution input (the pipeline's input schema, also used by manual ``StartExe
 Returns ``{"plan": {...}}``: dataset, version, run id, job and model names, S3 URIs (input, checkpoints,
 output, evaluation report), hyperparameters as strings, code version, image and its digest, lock expiry.
 Pure and deterministic for one execution (safe to retry); the only AWS calls are reads (S3 list, ECR).
+
+A run trains only on a version the landing glue declared ready (its marker
+``dataset=<d>/_ready/<UTC stamp>_<version>.json`` in the raw bucket; settings ``require_ready: false`` turns
+this off for lakes fed without the glue). At most 100 hyperparameters reach CreateTrainingJob (its
+``HyperParameters`` map: 0-100 entries, keys up to 256 and values up to 2500 characters, botocore's SageMaker
+model), counting the defaults and the report URI the plan adds. Every malformed input raises
+:class:`InvalidInputError` naming the field.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import time
@@ -32,6 +40,10 @@ tracer = Tracer()
 DATASET_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 HYPERPARAMETER_KEY_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,256}$")
+MAX_HYPERPARAMETERS = 100  # CreateTrainingJob HyperParameters: at most 100 entries (rule sagemaker.hyperparameters)
+MAX_HYPERPARAMETER_VALUE = 2500
+REQUIRED_SETTINGS = ("raw_bucket", "curated_bucket", "artifacts_bucket", "models_bucket", "job_prefix")
+READY_MARKER_DIR = "_ready/"  # the landing glue's ready markers (same layout as its ready_marker_key)
 ALLOWED_INPUT_KEYS = {"dataset", "version", "hyperparameters", "code_version", "trigger", "event_id", "note"}
 _ECR_RE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)(?::([^@]+))?(?:@(sha256:[0-9a-f]{64}))?$")
 
@@ -77,9 +89,16 @@ def validate_input(data: Any, settings: dict[str, Any]) -> list[str]:
             if not HYPERPARAMETER_KEY_RE.fullmatch(str(key)):
                 errors.append(f"hyperparameters.{key}: invalid name (1-256 of A-Za-z0-9_.:/-)")
             if isinstance(value, (dict, list)) or value is None:
-                errors.append(f"hyperparameters.{key}: must be a string, number or boolean, got: {value!r}")
-            elif len(to_hyperparameter_string(value)) > 2500:
-                errors.append(f"hyperparameters.{key}: SageMaker allows at most 2500 characters per value")
+                errors.append(f"hyperparameters.{key}: must be a string, number or boolean, got: {value!r}"[:300])
+            elif isinstance(value, float) and not math.isfinite(value):
+                errors.append(f"hyperparameters.{key}: must be a finite number, got: {value!r}")
+            elif len(to_hyperparameter_string(value)) > MAX_HYPERPARAMETER_VALUE:
+                errors.append(f"hyperparameters.{key}: SageMaker allows at most {MAX_HYPERPARAMETER_VALUE} characters per value")
+        merged = {str(k) for k in settings.get("default_hyperparameters") or {}} | {str(k) for k in hps}
+        merged.add("mlinfra_evaluation_report_uri")
+        if len(merged) > MAX_HYPERPARAMETERS:
+            errors.append(f"hyperparameters: CreateTrainingJob accepts at most {MAX_HYPERPARAMETERS}, got: {len(merged)} "
+                          "(with the pipeline's defaults and mlinfra_evaluation_report_uri; AWS rule sagemaker.hyperparameters)")
     for key in ("code_version", "trigger", "event_id", "note"):
         if key in data and not isinstance(data[key], str):
             errors.append(f"{key}: must be a string, got: {data[key]!r}")
@@ -144,6 +163,35 @@ def plan_run(data: dict[str, Any], execution: dict[str, Any], settings: dict[str
     }
 
 
+def validate_event(event: Any) -> list[str]:
+    """Problems of the state's event itself (built by the state machine, so each names a construct bug)."""
+    if not isinstance(event, dict):
+        return [f"event: must be {{'input', 'execution', 'settings'}} as sent by the pipeline, got: {type(event).__name__}"]
+    errors = []
+    execution, settings = event.get("execution"), event.get("settings")
+    if not isinstance(execution, dict) or not isinstance(execution.get("name"), str) or not execution.get("name"):
+        errors.append(f"execution.name: the execution's name (a string) is required, got: {execution!r}"[:300])
+    if not isinstance(settings, dict):
+        errors.append(f"settings: must be an object, got: {type(settings).__name__}")
+    else:
+        for key in REQUIRED_SETTINGS:
+            if not isinstance(settings.get(key), str) or not settings[key]:
+                errors.append(f"settings.{key}: a non-empty string is required, got: {settings.get(key)!r}")
+        if not isinstance(settings.get("default_hyperparameters") or {}, dict):
+            errors.append("settings.default_hyperparameters: must be an object")
+    return errors
+
+
+@tracer.capture_method
+def declared_ready(bucket: str, dataset: str, version: str) -> bool:
+    """Whether the landing glue declared ``dataset``/``version`` ready (its marker exists in the raw bucket)."""
+    prefix = f"dataset={dataset}/{READY_MARKER_DIR}"
+    for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        if any(obj["Key"].endswith(f"_{version}.json") for obj in page.get("Contents", [])):
+            return True
+    return False
+
+
 @tracer.capture_method
 def dataset_exists(bucket: str, dataset: str, version: str) -> bool:
     resp = client("s3").list_objects_v2(Bucket=bucket, Prefix=dataset_prefix(dataset, version), MaxKeys=1)
@@ -172,8 +220,10 @@ def resolve_image_digest(image: str) -> str:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    if not isinstance(event, dict) or not isinstance(event.get("settings"), dict) or not isinstance(event.get("execution"), dict):
-        raise InvalidInputError("event must be {'input': ..., 'execution': {...}, 'settings': {...}} as sent by the pipeline")
+    problems = validate_event(event)
+    if problems:
+        raise InvalidInputError("event must be {'input': ..., 'execution': {...}, 'settings': {...}} as sent by the "
+                                "pipeline: " + "; ".join(problems))
     settings, data = event["settings"], event.get("input")
     errors = validate_input(data, settings)
     if errors:
@@ -182,6 +232,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise InvalidInputError(
             f"dataset: no objects under s3://{settings['raw_bucket']}/{dataset_prefix(data['dataset'], data['version'])}"
         )
+    if settings.get("check_data", True) and settings.get("require_ready", True) and not declared_ready(
+            settings["raw_bucket"], data["dataset"], data["version"]):
+        raise InvalidInputError(
+            f"version: {data['dataset']}/{data['version']} was not declared ready by the landing glue (no marker "
+            f"under s3://{settings['raw_bucket']}/dataset={data['dataset']}/{READY_MARKER_DIR}); a half-ingested "
+            "version is never trained")
     digest = resolve_image_digest(settings.get("training_image", ""))
     plan = plan_run(data, event["execution"], settings, digest)
     logger.info("run planned", extra={"dataset": plan["dataset"], "version": plan["version"], "run_id": plan["run_id"]})

@@ -8,8 +8,13 @@ Each user is one secret named ``<SECRET_PREFIX><username>`` holding JSON::
      "read_only": false}
 
 Transfer calls the function with ``{"username", "password", "protocol", "serverId", "sourceIp"}``. A password
-login succeeds only when the PBKDF2 hash matches; a key login (empty password) returns the user's public keys
-and Transfer checks the key. The answer on success carries the session role, a LOGICAL home directory
+login succeeds only when the PBKDF2 hash matches; a key login (empty or absent password) exists only for SFTP: it
+returns the user's public keys and Transfer checks the key. FTP, FTPS and AS2 have no keys, so an empty password
+there is denied (AWS Transfer Family custom identity provider docs: an empty password means a public-key login,
+which only SFTP servers offer; ``SftpAuthenticationMethods`` applies to SFTP only). A password that is not a string (``false``, ``0``,
+``[]``), a user record whose ``public_keys`` is not a list of strings, a stored hash with an iteration count
+outside 1,000-10,000,000, and a user prefix with ``.``/``..``/``*`` segments or a leading ``_`` (``_quarantine/``
+is the glue's) all deny. The answer on success carries the session role, a LOGICAL home directory
 (``/`` -> ``/<bucket>/<prefix>``) and a session policy limited to that prefix. Every failure (unknown user,
 wrong password, malformed request, unreadable secret) returns the same empty response ``{}`` after the same
 amount of hashing work, so a caller cannot tell whether a user exists. Passwords are never logged.
@@ -36,7 +41,13 @@ logger = Logger()
 
 ITERATIONS = 600_000
 _USER_RE = re.compile(r"^[\w][\w@.-]{2,99}$")
-_PREFIX_RE = re.compile(r"^(?:[A-Za-z0-9!_.*'()=-]+/)+$")
+#: One or more segments of S3 safe characters, each starting with a letter or digit: no ``.``/``..``, no ``*``
+#: (a policy wildcard), no leading ``_`` (reserved prefixes such as ``_quarantine/``). A copy of
+#: ``mlinfra.domain.lake.USER_PREFIX_PATTERN`` (the handler ships alone; tests/unit/test_rule_homes.py compares them).
+_PREFIX_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9!_.'()=-]*/)+$")
+KEY_PROTOCOLS = ("SFTP",)  # the only protocol with public-key logins
+PROTOCOLS = ("SFTP", "FTP", "FTPS", "AS2")
+MIN_ITERATIONS, MAX_ITERATIONS = 1_000, 10_000_000  # outside: an unusable hash (no 0-cost, no denial of service)
 DENY: dict[str, Any] = {}
 
 _client = None
@@ -57,7 +68,7 @@ def hash_password(password: str, *, iterations: int | None = None, salt: bytes |
     """The ``password_hash`` value to store for ``password``."""
     iterations = iterations or ITERATIONS
     salt = salt or secrets.token_bytes(16)
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    digest = hashlib.pbkdf2_hmac("sha256", _utf8(password), salt, iterations)
     return f"pbkdf2_sha256${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
@@ -79,18 +90,29 @@ def _dummy_hash() -> None:
     hashlib.pbkdf2_hmac("sha256", b"x", salt, iterations)
 
 
-def verify_password(password: str, stored: str | None) -> bool:
-    """Constant-time check; with no usable hash, still spends the same work on a dummy hash."""
+def _utf8(password: str) -> bytes:
+    """UTF-8 bytes; a lone surrogate (not valid UTF-8) is kept as is, so it hashes (and fails) like any other."""
+    return password.encode("utf-8", "surrogatepass")
+
+
+def verify_password(password: str, stored: Any) -> bool:
+    """Constant-time check; with no usable hash, still spends the same work on a dummy hash. Never raises."""
     try:
-        scheme, iterations, salt, expected = (stored or "").split("$")
+        if not isinstance(stored, str):
+            raise TypeError(type(stored).__name__)
+        scheme, iterations, salt, expected = stored.split("$")
         if scheme != "pbkdf2_sha256":
             raise ValueError(scheme)
         iterations_i = int(iterations)
-        salt_b, expected_b = base64.b64decode(salt), base64.b64decode(expected)
+        if not MIN_ITERATIONS <= iterations_i <= MAX_ITERATIONS:
+            raise ValueError(f"iterations {iterations_i}")
+        salt_b, expected_b = base64.b64decode(salt, validate=True), base64.b64decode(expected, validate=True)
+        if not salt_b or len(expected_b) != 32:
+            raise ValueError("salt or digest")
         usable = True
     except (ValueError, TypeError):
         (iterations_i, salt_b, expected_b), usable = _dummy_parts(), False
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt_b, iterations_i)
+    digest = hashlib.pbkdf2_hmac("sha256", _utf8(password), salt_b, iterations_i)
     return hmac.compare_digest(digest, expected_b) and usable
 
 
@@ -122,6 +144,10 @@ def _load_user(username: str) -> dict[str, Any] | None:
     if not isinstance(user, dict) or not isinstance(user.get("prefix"), str) or not _PREFIX_RE.fullmatch(user["prefix"]):
         logger.error("user secret lacks a valid prefix")
         return None
+    keys = user.get("public_keys", [])
+    if keys is not None and not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+        logger.error("user secret: public_keys must be a list of strings")
+        return None
     return user
 
 
@@ -130,13 +156,16 @@ def authenticate(event: Any) -> dict[str, Any]:
     if not isinstance(event, dict):
         _dummy_hash()
         return DENY
-    username, password = event.get("username"), event.get("password") or ""
-    if not isinstance(username, str) or not _USER_RE.fullmatch(username) or not isinstance(password, str):
+    username, password = event.get("username"), event.get("password")
+    password = "" if password is None else password  # absent: a key login; false/0/[] are not passwords
+    protocol = event.get("protocol")  # Transfer always sends it; absent: deny (fail closed)
+    if (not isinstance(username, str) or not _USER_RE.fullmatch(username) or not isinstance(password, str)
+            or protocol not in PROTOCOLS or (not password and protocol not in KEY_PROTOCOLS)):
         _dummy_hash()
-        logger.info("login denied", extra={"reason": "malformed request"})
+        logger.info("login denied", extra={"reason": "malformed request or key login on a protocol without keys"})
         return DENY
     user = _load_user(username)
-    keys = [k for k in (user or {}).get("public_keys", []) if isinstance(k, str)]
+    keys = list((user or {}).get("public_keys") or [])
     if password:
         ok = verify_password(password, (user or {}).get("password_hash"))
         if not ok or user is None:

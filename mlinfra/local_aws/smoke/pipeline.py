@@ -139,6 +139,9 @@ def run(ctx) -> list[str]:
     dataset, version, run_id = cfg.datasets[0], time.strftime("smoke-%Y%m%d%H%M%S"), f"smoke-{int(time.time() * 1000)}"
     execution = {"Name": run_id, "Id": f"{arn.replace(':stateMachine:', ':execution:')}:{run_id}", "StartTime": ""}
     s3.put_object(Bucket=lake["RawBucketName"], Key=f"dataset={dataset}/version={version}/part-0.csv", Body=b"x,y\n1,2\n")
+    # the landing glue's ready marker (validate trains only on versions the glue declared ready)
+    s3.put_object(Bucket=lake["RawBucketName"], Key=f"dataset={dataset}/_ready/{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}_{version}.json",
+                  Body=b"{}")
     # A candidate that clears the threshold AND beats the current production model (re-runs included).
     with _emulator_env(ctx):
         baseline, _ = _handler("pipeline_gate").production_model(group, cfg.metric_name)

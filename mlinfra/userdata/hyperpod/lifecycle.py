@@ -25,7 +25,7 @@ RESOURCE_CONFIG = Path(os.environ.get("MLINFRA_ROOT", "") + "/opt/ml/config/reso
 #: Steps by Slurm node type, in order. Compute nodes get the GPU exporter only when accelerated; the controller
 #: runs the Slurm job bridge when the cluster has a job queue.
 STEPS: dict[str, tuple[str, ...]] = {
-    "Controller": ("exporters", "bridge"),
+    "Controller": ("lustre", "exporters", "bridge"),
     "Login": ("lustre", "containers"),
     "Compute": ("lustre", "containers", "exporters"),
 }
@@ -80,7 +80,8 @@ def step_env(config: dict[str, Any], group: str, step: str) -> dict[str, str]:
         return {"FSX_DNS_NAME": fs["dns_name"], "FSX_MOUNT_NAME": fs["mount_name"], "FSX_MOUNT_PATH": fs["mount_path"]}
     if step == "containers":
         return {"ENROOT_VERSION": str(config.get("enroot_version", "")),
-                "PYXIS_VERSION": str(config.get("pyxis_version", ""))}
+                "PYXIS_VERSION": str(config.get("pyxis_version", "")),
+                "ECR_REGISTRIES": " ".join(config.get("ecr_registries") or [])}
     if step == "exporters":
         exporters = config.get("exporters") or {}
         return {"NODE_EXPORTER_IMAGE": str(exporters.get("node", "")),
@@ -90,8 +91,10 @@ def step_env(config: dict[str, Any], group: str, step: str) -> dict[str, str]:
         missing = [k for k in ("queue_url", "region") if not bridge.get(k)]
         if missing:
             raise LifecycleError(f"lifecycle-config.json: bridge needs {missing}")
+        lustre = config.get("lustre") or {}
+        shared = lustre.get("mount_path", "") if settings.get("mount_lustre", True) else ""
         return {"JOB_QUEUE_URL": bridge["queue_url"], "AWS_REGION": bridge["region"],
-                "MLINFRA_SCRIPTS_DIR": str(CONFIG.parent)}
+                "MLINFRA_SCRIPTS_DIR": str(CONFIG.parent), "SHARED_PATH": shared}
     raise LifecycleError(f"unknown step {step!r}; known: lustre, containers, exporters, bridge")
 
 

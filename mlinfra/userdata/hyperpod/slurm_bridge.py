@@ -8,7 +8,10 @@ per request, named by the request), sends task heartbeats while the job runs, an
 polling loop in the state machine: a run of any length costs a handful of history events.
 
 Idempotency: a redelivered request finds its job by name (``sacct --name``) and adopts it instead of submitting
-again; the bridge's state file lets a restarted bridge resume watching its jobs. Standard library only: AWS calls
+again; the bridge's state file (on the shared file system when there is one) lets a restarted or replaced
+controller resume watching its jobs. Failures stay local: a callback Step Functions refuses because the task is
+gone (``TaskTimedOut``, ``TaskDoesNotExist``, ``InvalidToken``) drops that job (cancelling it if it still runs);
+any other error is retried on the next step; a job Slurm refuses ends its task with ``Slurm.Rejected``. Standard library only: AWS calls
 go through the AWS CLI on the node (:class:`AwsCli`); tests inject a boto3-backed client with the same methods.
 """
 
@@ -31,7 +34,7 @@ TERMINAL: dict[str, bool] = {
     "FAILED": False, "CANCELLED": False, "TIMEOUT": False, "NODE_FAIL": False, "OUT_OF_MEMORY": False,
     "PREEMPTED": False, "BOOT_FAIL": False, "DEADLINE": False,
 }
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,255}")
 _PARTITION_RE = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 _ENV_RE = re.compile(r"[A-Z_][A-Z0-9_]*")
 #: Step Functions task token limit (botocore model: SendTaskSuccess.taskToken is 1 to 2048 characters).
@@ -40,6 +43,15 @@ MAX_TOKEN = 2048
 
 class RequestError(ValueError):
     """A job request the bridge cannot run (the message names the field)."""
+
+
+class TaskGone(Exception):
+    """Step Functions no longer waits for this task (TaskTimedOut, TaskDoesNotExist, InvalidToken): its job is
+    nobody's any more. Any other failure of a callback is transient and retried on the next step."""
+
+
+#: The callback errors after which a task token is dead (SendTask* API reference).
+GONE_ERRORS = ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +91,7 @@ def parse_request(body: str) -> JobRequest:
         "a mapping of upper-case variable names to strings") if "Environment" in data else {}
     return JobRequest(
         task_token=token,
-        job_name=field("JobName", str, _NAME_RE.fullmatch, "1-128 letters, digits, '_', '.', '-'"),
+        job_name=field("JobName", str, _NAME_RE.fullmatch, "1-256 letters, digits, '_', '.', '-'"),
         partition=field("Partition", str, _PARTITION_RE.fullmatch, "a Slurm partition name"),
         nodes=field("Nodes", int, lambda v: 1 <= v <= 6758, "an integer from 1 to 6758"),
         image=field("Image", str, lambda v: 1 <= len(v) <= 1024 and not v.startswith("-"), "a container image"),
@@ -92,9 +104,14 @@ def parse_request(body: str) -> JobRequest:
     )
 
 
-def render_sbatch(req: JobRequest, log_dir: str) -> str:
+def render_sbatch(req: JobRequest, shared_path: str = "") -> str:
     """The batch script of a request. HyperPod's ``srun --auto-resume=1`` requeues the step on a replaced node,
-    and the job reads ``CHECKPOINT_URI`` to resume where it stopped."""
+    and the job reads ``CHECKPOINT_URI`` to resume where it stopped (on some Slurm releases the whole batch script
+    is requeued instead: the job's command must resume idempotently from the checkpoint either way). With a
+    shared file system (the Lustre cache) logs go there and the container mounts it; without one, logs stay on
+    the first node's /tmp."""
+    log_dir = f"{shared_path}/mlinfra/jobs" if shared_path else "/tmp"
+    mounts = f" --container-mounts={shared_path}:{shared_path}" if shared_path else ""
     env = dict(req.environment)
     env.update({"CHECKPOINT_URI": req.checkpoint_uri, "OUTPUT_URI": req.output_uri, "MLINFRA_JOB_NAME": req.job_name})
     exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items()))
@@ -110,7 +127,7 @@ def render_sbatch(req: JobRequest, log_dir: str) -> str:
         "set -euo pipefail",
         exports,
         "srun --auto-resume=1 --container-image=" + shlex.quote(req.image)
-        + " --container-mounts=/fsx:/fsx --container-env=" + ",".join(sorted(env)) + " "
+        + mounts + " --container-env=" + ",".join(sorted(env)) + " "
         + " ".join(shlex.quote(a) for a in req.command),
         "",
     ])
@@ -129,7 +146,7 @@ class Aws(Protocol):
     def delete(self, receipt_handle: str) -> None: ...
     def task_success(self, token: str, output: dict[str, Any]) -> None: ...
     def task_failure(self, token: str, error: str, cause: str) -> None: ...
-    def task_heartbeat(self, token: str) -> bool: ...
+    def task_heartbeat(self, token: str) -> None: ...
 
 
 class Slurm(Protocol):
@@ -141,14 +158,16 @@ class Slurm(Protocol):
 
 @dataclasses.dataclass
 class Bridge:
-    """One loop iteration at a time (:meth:`step`), state kept in ``state_file`` between restarts."""
+    """One loop iteration at a time (:meth:`step`), state kept in ``state_file`` between restarts (on the shared
+    file system when there is one, so a replaced controller resumes watching)."""
 
     aws: Aws
     slurm: Slurm
     state_file: Path
-    log_dir: str = "/fsx/mlinfra/jobs"
+    shared_path: str = ""
     heartbeat_seconds: int = 60
     clock: Callable[[], float] = time.monotonic
+    log: Callable[[str], None] = lambda text: print(f"slurm-bridge: {text}", file=sys.stderr, flush=True)
 
     def __post_init__(self) -> None:
         self.jobs: dict[str, dict[str, Any]] = (json.loads(self.state_file.read_text())
@@ -161,9 +180,23 @@ class Bridge:
         tmp.replace(self.state_file)
 
     def step(self, wait_seconds: int = 20) -> None:
+        """Take new requests, then look at every job. A failure touches only its own message or job."""
         for message in self.aws.receive(10, wait_seconds):
-            self._accept(message)
-        self._watch()
+            try:
+                self._accept(message)
+            except (subprocess.CalledProcessError, OSError, ValueError) as exc:
+                self.log(f"request left for redelivery: {exc}")  # back after the visibility timeout
+        for name in list(self.jobs):
+            try:
+                self._watch(name)
+            except (subprocess.CalledProcessError, OSError, ValueError) as exc:
+                self.log(f"job {name}: {exc}; retried next step")
+
+    def _end(self, token: str, error: str, cause: str) -> None:
+        try:
+            self.aws.task_failure(token, error, cause)
+        except TaskGone:
+            pass
 
     def _accept(self, message: dict[str, str]) -> None:
         try:
@@ -171,33 +204,52 @@ class Bridge:
         except RequestError as exc:
             token = _token_of(message["Body"])
             if token:
-                self.aws.task_failure(token, "Bridge.InvalidRequest", str(exc))
+                self._end(token, "Bridge.InvalidRequest", str(exc))
             self.aws.delete(message["ReceiptHandle"])
             return
         job_id = (self.jobs.get(req.job_name) or {}).get("job_id") or self.slurm.find(req.job_name)
         if job_id is None:
-            job_id = self.slurm.submit(render_sbatch(req, self.log_dir))
+            try:
+                job_id = self.slurm.submit(render_sbatch(req, self.shared_path))
+            except subprocess.CalledProcessError as exc:
+                # Slurm refuses the job (unknown partition, more nodes than the partition holds): permanent.
+                self._end(req.task_token, "Slurm.Rejected", f"sbatch refused job {req.job_name}: "
+                          f"{(exc.stderr or exc.stdout or '').strip()}"[:32768])
+                self.aws.delete(message["ReceiptHandle"])
+                return
         self.jobs[req.job_name] = {"job_id": job_id, "token": req.task_token, "beat": self.clock()}
         self._save()  # before deleting: a crash here redelivers the message, which adopts the job by name
         self.aws.delete(message["ReceiptHandle"])
+        try:
+            self.aws.task_heartbeat(req.task_token)  # the task knows at once that its job is queued
+        except TaskGone:
+            self._forget(req.job_name, cancel=True)
 
-    def _watch(self) -> None:
-        for name, job in list(self.jobs.items()):
-            state = self.slurm.state(job["job_id"])
-            outcome = classify(state)
+    def _forget(self, name: str, *, cancel: bool) -> None:
+        job = self.jobs.pop(name)
+        if cancel:
+            self.slurm.cancel(job["job_id"])  # nobody waits for this job any more: stop paying for its nodes
+        self._save()
+
+    def _watch(self, name: str) -> None:
+        job = self.jobs[name]
+        state = self.slurm.state(job["job_id"])
+        outcome = classify(state)
+        try:
             if outcome == "succeeded":
                 self.aws.task_success(job["token"], {"JobName": name, "JobId": job["job_id"], "State": state})
             elif outcome == "failed":
                 self.aws.task_failure(job["token"], f"Slurm.{state.split()[0].rstrip('+')}",
                                       f"job {name} ({job['job_id']}) ended {state}")
             elif self.clock() - job["beat"] >= self.heartbeat_seconds:
-                if not self.aws.task_heartbeat(job["token"]):
-                    self.slurm.cancel(job["job_id"])  # the execution is gone: stop paying for its nodes
-                    outcome = "abandoned"
+                self.aws.task_heartbeat(job["token"])
                 job["beat"] = self.clock()
-            if outcome != "running":
-                del self.jobs[name]
-            self._save()
+                self._save()
+        except TaskGone:
+            self._forget(name, cancel=outcome == "running")
+            return
+        if outcome != "running":
+            self._forget(name, cancel=False)
 
 
 def _token_of(body: str) -> str | None:
@@ -214,9 +266,14 @@ class AwsCli:
     def __init__(self, queue_url: str, region: str, run: Callable[..., subprocess.CompletedProcess] = subprocess.run):
         self.queue_url, self.region, self._run = queue_url, region, run
 
-    def _aws(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return self._run(["aws", "--region", self.region, "--output", "json", *args],
-                         capture_output=True, text=True, check=check)
+    def _aws(self, *args: str) -> subprocess.CompletedProcess:
+        cmd = ["aws", "--region", self.region, "--output", "json", *args]
+        done = self._run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            if any(f"({code})" in (done.stderr or "") for code in GONE_ERRORS):
+                raise TaskGone(done.stderr.strip())
+            raise subprocess.CalledProcessError(done.returncode, cmd[:7], done.stdout, done.stderr)
+        return done
 
     def receive(self, max_messages: int, wait_seconds: int) -> list[dict[str, str]]:
         out = self._aws("sqs", "receive-message", "--queue-url", self.queue_url, "--max-number-of-messages",
@@ -233,8 +290,8 @@ class AwsCli:
         self._aws("stepfunctions", "send-task-failure", "--task-token", token, "--error", error[:256],
                   "--cause", cause[:32768])
 
-    def task_heartbeat(self, token: str) -> bool:
-        return self._aws("stepfunctions", "send-task-heartbeat", "--task-token", token, check=False).returncode == 0
+    def task_heartbeat(self, token: str) -> None:
+        self._aws("stepfunctions", "send-task-heartbeat", "--task-token", token)
 
 
 class SlurmCli:
@@ -262,13 +319,15 @@ class SlurmCli:
 
 
 def main() -> int:  # pragma: no cover - the service loop; its steps are tested
+    shared = os.environ.get("MLINFRA_SHARED_PATH", "")
+    state = f"{shared}/mlinfra/bridge/jobs.json" if shared else "/var/lib/mlinfra-bridge/jobs.json"
     bridge = Bridge(aws=AwsCli(os.environ["MLINFRA_JOB_QUEUE_URL"], os.environ["AWS_REGION"]), slurm=SlurmCli(),
-                    state_file=Path(os.environ.get("MLINFRA_BRIDGE_STATE", "/var/lib/mlinfra-bridge/jobs.json")))
+                    state_file=Path(state), shared_path=shared)
     while True:
         try:
             bridge.step()
-        except (subprocess.CalledProcessError, OSError, ValueError) as exc:
-            print(f"slurm-bridge: {exc}", file=sys.stderr, flush=True)
+        except (subprocess.CalledProcessError, OSError, ValueError) as exc:  # receive itself failed
+            bridge.log(str(exc))
             time.sleep(10)
 
 

@@ -1,6 +1,7 @@
 #!/bin/bash
-# SageMaker HyperPod lifecycle entry point (mlinfra). HyperPod runs it as root on every node it creates or
-# replaces, from a copy of this folder. lifecycle.py decides the steps of this node's instance group; each step
+# SageMaker HyperPod lifecycle extension (mlinfra), the lifecycle configuration's OnInitComplete script: HyperPod
+# runs it as root on every node it creates or replaces, from a copy of this folder, AFTER configuring its own
+# software (Slurm, the FSx mount) on the node. lifecycle.py decides the steps of this node's instance group; each step
 # is idempotent. Output goes to HyperPod's CloudWatch log stream for the node.
 set -euo pipefail
 
