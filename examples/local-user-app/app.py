@@ -50,8 +50,12 @@ cache = LustreCache(
     storage_capacity_gib=1200, per_unit_storage_throughput=200,
     links=[LustreLink(file_system_path="/raw", bucket=lake.bucket("raw"))],
 )
+# The VPC's default security group, where the multi-node containers' network interfaces land (EFA).
+default_sg = ec2.SecurityGroup.from_security_group_id(ml, "SharedVpcDefaultSg", "sg-0a1b2c3d4e5f60003",
+                                                      mutable=True)
 cluster = GpuTrainingCluster(
     ml, "Gpu", vpc=network.vpc, subnet=subnet, engine=TrainingEngine.BATCH, lustre=cache, lake=lake,
+    task_security_group=default_sg,
     batch=BatchOptions(image=IMAGE, instance_types=("p5.48xlarge",), nodes=2, max_vcpus=384),
 )
 endpoint = Endpoint(

@@ -232,6 +232,8 @@ class LocalDeploy:
         self.timings: dict[str, float] = {}
         self.server: MotoServer | None = None
         self._helpers: list[int] = []
+        #: set when the run ends (or is interrupted): a CLI started by a background thread stops at once
+        self._stopping = threading.Event()
         self.report = DeployReport(run_id=uuid.uuid4().hex[:12], app_dir=str(self.app_dir))
 
     # ------------------------------------------------------------------ processes
@@ -262,6 +264,8 @@ class LocalDeploy:
         try:
             while proc.poll() is None:
                 time.sleep(0.2)
+                if self._stopping.is_set():
+                    raise Interrupted("the run is stopping")
                 if watchdog is not None and (hung := watchdog()):
                     os.killpg(proc.pid, signal.SIGTERM)
                     proc.wait(10)
@@ -406,6 +410,7 @@ class LocalDeploy:
             self.timings["cdk bootstrap (in the background)"] = round(time.monotonic() - started, 1)
 
         thread = threading.Thread(target=boot, name="cdk-bootstrap", daemon=True)
+        self._background = thread
         thread.start()
 
         def wait() -> None:
@@ -792,6 +797,9 @@ class LocalDeploy:
                 raise LocalDeployError(str(exc)) from exc
             raise
         finally:
+            self._stopping.set()  # a CLI run by a background thread (bootstrap) stops and kills its group
+            if getattr(self, "_background", None) is not None:
+                self._background.join(30)
             if getattr(self, "_start_thread", None) is not None and self._start_thread.is_alive():
                 self._cancel_start.set()  # interrupted while the emulator starts: it stops itself
                 self._start_thread.join(30)

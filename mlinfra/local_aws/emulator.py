@@ -498,4 +498,7 @@ def rewrite_template(
             if ssm_params[param] in (ssm_stand_ins or set()):
                 _add_note(adjusted, lid, f"parameter {param} reads SSM {ssm_params[param]}, absent from the "
                           f"emulator: stand-in value {(ssm_values or {}).get(ssm_params[param])}")
+            elif ssm_params[param] in (ssm_values or {}):
+                _add_note(adjusted, lid, f"parameter {param} reads SSM {ssm_params[param]}: the emulator's own "
+                          f"(sample) value {ssm_values[ssm_params[param]]}")
     return Rewrite(out, skipped, adjusted)

@@ -68,6 +68,14 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _still_alive(pids: set[int], within: float = 10.0) -> list[int]:
+    """The pids still alive after up to ``within`` seconds (a killed process takes a moment to be reaped)."""
+    deadline = time.monotonic() + within
+    while (alive := [p for p in pids if pid_alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
+
+
 def _run_and_signal(app: Path, workdir: Path, step: int, signum: int) -> tuple[set[int], int]:
     """Start a deploy, send ``signum`` when it prints step ``step``; return every process it started and its exit."""
     proc = subprocess.Popen([sys.executable, "-u", "-m", "mlinfra.local_aws", "deploy", "--app-dir", str(app),
@@ -100,8 +108,7 @@ def test_sigint_or_sigterm_at_any_step_leaves_no_process(tiny_app, tmp_path, sig
     seen, code = _run_and_signal(tiny_app, tmp_path, step, signum)
     assert seen, "the deploy started no process before the signal"
     assert code != 0
-    time.sleep(0.5)
-    assert not [p for p in seen if pid_alive(p)], "left behind after the signal"
+    assert not _still_alive(seen), "left behind after the signal"
     assert not (tmp_path / "server.json").exists()
     assert json.loads((tmp_path / "report.json").read_text())["state"] == "interrupted"
 
@@ -114,8 +121,7 @@ def test_a_kill_leaves_only_what_destroy_local_finds(tiny_app, tmp_path):
     recorded = MotoServer.load(tmp_path / "server.json")
     assert recorded is not None and recorded.pid in left
     assert destroy(tiny_app, say=lambda _line: None, workdir=tmp_path) == 0
-    time.sleep(0.5)
-    assert not [p for p in seen if pid_alive(p)]
+    assert not _still_alive(seen)
 
 
 def test_failed_stack_carries_the_emulators_error_and_the_others_still_deploy(tiny_app, tmp_path):

@@ -104,7 +104,7 @@ def test_each_substitution_is_a_note_on_its_resource(kept):
     assert "imported vpc-0a1b2c3d4e5f67890 stands in as vpc-" in joined
     assert "imported subnet-0a1b2c3d4e5f60001 stands in as subnet-" in joined
     assert "launch template's network-interface groups" in joined  # the EFA compute environment
-    assert "reads SSM /aws/service/deeplearning" in joined  # the DLAMI's SSM-typed parameter
+    assert "reads SSM /aws/service/" in joined  # the node image's SSM-typed parameter
     assert "short-form Fn::GetAtt" in notes["AlertQueueArnParameter"]
     assert "{{resolve:ssm:/org/shared/on-call-email}}" in notes["OnCallParameter"]
 
