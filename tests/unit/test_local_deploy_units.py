@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -313,7 +314,10 @@ def test_a_stack_hanging_in_progress_stops_the_cli_and_is_named(tmp_path, monkey
     with pytest.raises(deploy_mod._Hung, match="stuck"):
         run._run_cdk(["deploy"], dict(os.environ), "cdk deploy", watchdog=run._hang_watchdog(["stuck", "other"]),
                      check=False)
-    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and b"61.234" in _cmdline_bytes(p)]
+    deadline = time.monotonic() + 10  # a killed process takes a moment to go
+    while (left := [p for p in Path("/proc").iterdir() if p.name.isdigit() and b"61.234" in _cmdline_bytes(p)]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not left and run._helpers == []
 
 
