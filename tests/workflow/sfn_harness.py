@@ -115,6 +115,12 @@ class TemplateResolver:
         elif kind == "AWS::Lambda::Url":  # the definition only quotes it (the approval command); nothing calls it here
             url_id = re.sub(r"[^a-z0-9]", "", name.lower())[:32]
             out = {"FunctionUrl": f"https://{url_id}.lambda-url.{REGION}.on.aws/", "FunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{url_id}"}
+        elif kind == "AWS::SQS::Queue":
+            url = boto3.client("sqs").create_queue(QueueName=name)["QueueUrl"]
+            out = {"Ref": url, "QueueUrl": url, "QueueName": name, "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"}
+        elif kind == "AWS::SageMaker::Cluster":
+            # The definition only names the cluster (in lineage); the job runs through its bridge's queue.
+            out = {"ClusterArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:cluster/{name.lower()}"}
         else:
             raise NotImplementedError(f"the harness cannot create {kind} ({logical})")
         self.values[logical] = out
