@@ -48,9 +48,7 @@ from constructs import Construct
 from mlinfra.constructs.common import is_token, log_retention
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
-from mlinfra.domain import drift as drift_engine
-from mlinfra.domain.drift.detect import thresholds_by_feature
-from mlinfra.domain.drift.job import EVENT_DETAIL_TYPE, EVENT_SOURCE, NAMESPACE
+from mlinfra.domain.drift.contract import EVENT_DETAIL_TYPE, EVENT_SOURCE, NAMESPACE, thresholds_by_feature
 from mlinfra.domain.hosting_instances import family_of
 from mlinfra.domain.rules import cite
 
@@ -71,7 +69,8 @@ SKLEARN_IMAGE_ACCOUNTS: dict[str, str] = {
     "us-west-1": "746614075791", "us-west-2": "246618743249",
 }
 SKLEARN_IMAGE_TAG = "sagemaker-scikit-learn:1.4-2-cpu-py3"
-_CODE_DIR = Path(drift_engine.__file__).parent
+#: The job's code: the engine's folder, located without importing its numpy modules.
+_CODE_DIR = Path(__file__).resolve().parent.parent / "domain" / "drift"
 _CODE_PATH = "/opt/ml/processing/input/code"
 #: Unzip the code asset (whatever name the download gives it) and run the job; "$@" are the ContainerArguments.
 _UNZIP = ("import glob, zipfile; z = [p for p in glob.glob('" + _CODE_PATH + "/**', recursive=True) if zipfile.is_zipfile(p)]; "
@@ -83,10 +82,12 @@ MAX_PROCESSING_RUNTIME_SECONDS = 777_600
 
 @dataclasses.dataclass(frozen=True)
 class BaselineHook:
-    """Make the monitored baseline after each successful retrain run.
+    """Make the monitored baseline after each retrain run that approved (and deployed) a model.
 
-    :param retrain_state_machine: the retrain pipeline; its SUCCEEDED executions start a baseline run that
-        profiles ``plan.uris.train_input`` of the execution's output.
+    :param retrain_state_machine: the retrain pipeline; its SUCCEEDED executions whose output shows an approved
+        model package (gate passed, no refused approval) start a baseline run that profiles
+        ``plan.uris.train_input`` of the execution's output; runs that succeed without a new model (another run
+        held the lock, the gate or the reviewer rejected it) leave the baseline alone.
     :param training_data: the bucket those runs train from (the job reads it).
     :param lineage_table: the pipeline's lineage table; the run's item gets ``baseline_uri``. :default: None
     :param label_column: the training data's label column, left out of the features (captured requests carry no
@@ -359,13 +360,16 @@ class DriftMonitor(Construct):
         baseline_job = sfn.Pass(self, "BaselineJob", parameters={
             "name.$": f"States.Format('{self.job_prefix}-{{}}', States.UUID())",
             "args": baseline_args,
+            # one baseline per model package (runs/<run id>/), recorded with the package's ARN
             "env": {"DRIFT_DATA.$": "$.run.plan.uris.train_input",
                     "DRIFT_OUTPUT.$": f"States.Format('{base_dir}/runs/{{}}/baseline.json', $.run.plan.run_id)",
-                    "DRIFT_MODEL.$": "$.run.plan.run_id", "DRIFT_MODE": "baseline"},
+                    "DRIFT_MODEL.$": "$.run.model_package_arn", "DRIFT_MODE": "baseline"},
         }, result_path="$.job")
         parse_run = sfn.Pass(self, "ReadRunOutput", parameters={"plan.$": "States.StringToJson($.output)"},
                              result_path="$.run_raw")
-        pick_plan = sfn.Pass(self, "PickPlan", parameters={"plan.$": "$.run_raw.plan.plan"}, result_path="$.run")
+        pick_plan = sfn.Pass(self, "PickPlan", parameters={
+            "plan.$": "$.run_raw.plan.plan", "model_package_arn.$": "$.run_raw.plan.registration.ModelPackageArn"},
+            result_path="$.run")
 
         create = tasks.CallAwsService(
             self, "CreateProcessingJob", service="sagemaker", action="createProcessingJob", iam_resources=[processing_arn],
@@ -426,7 +430,21 @@ class DriftMonitor(Construct):
             sfn.Choice(self, "AlreadyRunning?")
             .when(sfn.Condition.number_greater_than("$.running.count", 0), skip)
             .otherwise(monitor_job.next(loop)))
-        baseline_branch = parse_run.next(pick_plan).next(baseline_job).next(create)
+        # Only a run that ended with its model approved (and deployed, when the pipeline deploys) replaces the
+        # monitored baseline: runs that end in Succeed on the AlreadyRunning or ModelRejected paths (gate failed,
+        # manual approval refused or timed out) leave it alone (retrain_definition: GateDecision on $.gate.passed,
+        # RequestApproval's Catch into $.approval_error, ApproveModelPackage on the success path only).
+        not_deployed = sfn.Succeed(self, "NoModelDeployed", comment="the run approved no model: the baseline stays")
+        run = "$.run_raw.plan"
+        baseline_branch = parse_run.next(
+            sfn.Choice(self, "ModelRegistered?")
+            .when(sfn.Condition.or_(sfn.Condition.is_not_present(f"{run}.registration.ModelPackageArn"),
+                                    sfn.Condition.is_not_present(f"{run}.gate.passed"),
+                                    sfn.Condition.is_present(f"{run}.approval_error")), not_deployed)
+            .otherwise(sfn.Choice(self, "ModelApproved?")
+                       .when(sfn.Condition.boolean_equals(f"{run}.gate.passed", True),
+                             pick_plan.next(baseline_job).next(create))
+                       .otherwise(not_deployed)))
         body = (sfn.Choice(self, "Mode?")
                 .when(sfn.Condition.string_equals("$.mode", "baseline"), baseline_branch)
                 .otherwise(monitor_branch))

@@ -4,6 +4,7 @@ executed by moto's Step Functions interpreter, validation, and the retrain-on-dr
 from __future__ import annotations
 
 import json
+import os
 
 import aws_cdk as cdk
 import pytest
@@ -190,8 +191,8 @@ def test_baseline_run_records_lineage_in_the_emulator(built):
                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}])
 
-    output = json.dumps({"plan": {"dataset": "tabular", "version": "v3", "run_id": "r1",
-                                  "uris": {"train_input": "s3://raw/dataset=tabular/version=v3/"}}})
+    output = json.dumps({"plan": _PLAN, "gate": {"passed": True}, "registration": {"ModelPackageArn": _PACKAGE},
+                         "approval": {"decision": "approve"}, "deploy": {"endpoint_name": "churn"}})
     desc, jobs, items = _execute(_definition(built[2]), {"mode": "baseline", "output": output}, setup=table)
     assert desc["status"] == "SUCCEEDED", desc
     (job,) = jobs
@@ -199,8 +200,40 @@ def test_baseline_run_records_lineage_in_the_emulator(built):
     assert job["AppSpecification"]["ContainerArguments"][0] == "baseline"
     assert env["DRIFT_DATA"] == "s3://raw/dataset=tabular/version=v3/"
     assert env["DRIFT_OUTPUT"] == "s3://lake-bucket/baselines/churn/runs/r1/baseline.json"
+    assert env["DRIFT_MODEL"] == _PACKAGE  # the baseline names the model package it profiles
     (item,) = items
     assert item["sk"]["S"] == "version#v3#run#r1" and item["baseline_uri"]["S"] == env["DRIFT_OUTPUT"]
+
+
+def test_the_retrain_definition_marks_what_the_baseline_choice_reads():
+    """The retrain runs that end SUCCEEDED are those three Succeed states; the baseline Choice tells them apart
+    by $.registration, $.gate.passed and $.approval_error, which the real definition writes as assumed here."""
+    from mlinfra.asl_diagram import reference_definition
+
+    states = reference_definition()["States"]
+    assert {n for n, st in states.items() if st["Type"] == "Succeed"} == {"AlreadyRunning", "ModelRejected", "Succeeded"}
+    assert states["RegisterModelPackage"]["ResultPath"] == "$.registration"
+    assert states["GateDecision"]["Choices"] == [{"Variable": "$.gate.passed", "BooleanEquals": False, "Next": "RecordRejected"}]
+    assert {"ErrorEquals": ["States.Timeout", "ModelRejected"], "ResultPath": "$.approval_error",
+            "Next": "RejectModelPackage"} in states["RequestApproval"]["Catch"]
+    assert states["ApproveModelPackage"]["Parameters"]["ModelApprovalStatus"] == "Approved"
+    assert states["ApproveModelPackage"]["Next"] == "RecordSuccess"
+
+
+_PLAN = {"dataset": "tabular", "version": "v3", "run_id": "r1", "uris": {"train_input": "s3://raw/dataset=tabular/version=v3/"}}
+_PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/3"
+
+
+@pytest.mark.parametrize("outcome, run_output", [
+    ("another run held the lock", {"plan": _PLAN, "error": {"Error": "DynamoDB.ConditionalCheckFailedException"}}),
+    ("gate failed: registered Rejected", {"plan": _PLAN, "gate": {"passed": False}, "registration": {"ModelPackageArn": _PACKAGE}}),
+    ("reviewer refused", {"plan": _PLAN, "gate": {"passed": True}, "registration": {"ModelPackageArn": _PACKAGE},
+                          "approval_error": {"Error": "ModelRejected"}}),
+])
+def test_a_succeeded_run_without_an_approved_model_keeps_the_baseline(built, outcome, run_output):
+    desc, jobs, _ = _execute(_definition(built[2]), {"mode": "baseline", "output": json.dumps(run_output)})
+    assert desc["status"] == "SUCCEEDED", desc
+    assert jobs == [], outcome  # no baseline job: the monitored baseline is not replaced
 
 
 def test_retrain_on_drift_rule_carries_the_policy():
@@ -320,3 +353,26 @@ def test_the_container_entrypoint_unzips_the_code_asset_and_runs_the_job(tmp_pat
     out = subprocess.run(["/bin/sh", "-c", script, "drift", "baseline", "--help"], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert "usage: drift.job baseline" in out.stdout
+
+
+def test_the_construct_imports_and_synthesizes_without_numpy():
+    """numpy is the engine's extra: the CDK side (construct, config, monitoring stack) must not need it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['numpy'] = None\n"
+        "from mlinfra import DriftMonitor, BaselineHook, retrain_on_drift\n"
+        "from mlinfra.constructs.drift_monitor import NAMESPACE, _CODE_DIR\n"
+        "import aws_cdk as cdk\n"
+        "from aws_cdk import aws_s3 as s3\n"
+        "app = cdk.App(); stack = cdk.Stack(app, 'S', env=cdk.Environment(account='123456789012', region='us-east-1'))\n"
+        "b = s3.Bucket(stack, 'B')\n"
+        "DriftMonitor(stack, 'D', endpoint_name='churn', capture_bucket=b, capture_prefix='c/', baseline_bucket=b,\n"
+        "             thresholds={'default': {'psi': 0.3}})\n"
+        "app.synth()\n"
+        "assert (_CODE_DIR / 'job.py').is_file(), _CODE_DIR\n"
+        "assert 'numpy' not in [m for m in sys.modules if sys.modules[m] is not None and m == 'numpy']\n"
+        "print('ok', NAMESPACE)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "CDK_VALIDATION": "false"})
+    assert out.returncode == 0 and "ok mlinfra/Drift" in out.stdout, out.stderr[-3000:]
