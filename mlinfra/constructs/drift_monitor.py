@@ -135,6 +135,13 @@ class DriftMonitor(Construct):
         baseline yourself with ``drift.job baseline``)
     :param poll_interval: how often the workflow describes the running job. :default: 1 minute
     :param log_retention_days: :default: 90
+    :param capture_kms_key: the key data capture encrypts with (``DataCaptureConfig.KmsKeyId``) when it is not
+        the capture bucket's own key; the job gets kms:Decrypt on it. :default: None
+    :param schema_changes_retrain: a schema change alone (new columns in >= 1% of records, missing or retyped
+        columns) sends the drift event and so retrains. :default: False (reported and alarmed only)
+    :param no_records_alarm_days: alarm when no ``Records`` metric (or only 0) arrived for this many days: the
+        job did not run or the endpoint captured nothing. ``None`` for no such alarm (e.g. a weekly schedule).
+        :default: 2
     """
 
     def __init__(
@@ -164,6 +171,9 @@ class DriftMonitor(Construct):
         baseline_hook: BaselineHook | None = None,
         poll_interval: cdk.Duration | None = None,
         log_retention_days: int = 90,
+        capture_kms_key: kms.IKey | None = None,
+        schema_changes_retrain: bool = False,
+        no_records_alarm_days: int | None = 2,
     ) -> None:
         super().__init__(scope, id)
         window = window or cdk.Duration.hours(24)
@@ -175,6 +185,8 @@ class DriftMonitor(Construct):
             baseline_key = f"baselines/{endpoint_name}/baseline.json"
         errors = _validate(endpoint_name, capture_prefix, report_prefix, ground_truth_prefix, window, thresholds,
                            instance_type, volume_size_gb, max_runtime, baseline_key)
+        if no_records_alarm_days is not None and not 1 <= no_records_alarm_days <= 7:
+            errors.append(f"no_records_alarm_days must be between 1 and 7 or None, got: {no_records_alarm_days!r}")
         if errors:
             raise _path_error(self, "; ".join(errors))
         stack = cdk.Stack.of(self)
@@ -184,8 +196,11 @@ class DriftMonitor(Construct):
         self.baseline_uri = f"s3://{baseline_bucket.bucket_name}/{baseline_key}"
         self.report_uri = f"s3://{report_bucket.bucket_name}/{report_prefix}"
         self.capture_uri = f"s3://{capture_bucket.bucket_name}/{capture_prefix}{endpoint_name}/"
-        # One prefix per monitor: ListProcessingJobs(NameContains=prefix) finds this endpoint's running job.
+        # One prefix per monitor (IAM is scoped to it), one below it per kind of job: ListProcessingJobs
+        # (NameContains=monitor prefix) finds this endpoint's running monitor job, never a baseline job.
         self.job_prefix = "drift-" + hashlib.sha256(self.node.path.encode()).hexdigest()[:10]
+        self.monitor_job_prefix = f"{self.job_prefix}-m-"
+        self.baseline_job_prefix = f"{self.job_prefix}-b-"
         self._baseline_bucket = baseline_bucket
         self._report_bucket, self._report_prefix = report_bucket, report_prefix
 
@@ -213,6 +228,8 @@ class DriftMonitor(Construct):
         report_bucket.grant_put(self.role, f"{report_prefix}*")
         if ground_truth_prefix:
             capture_bucket.grant_read(self.role, f"{ground_truth_prefix}*")
+        if capture_kms_key is not None:
+            capture_kms_key.grant_decrypt(self.role)
         self.encryption_key.grant_encrypt_decrypt(self.role)
         self.role.add_to_policy(iam.PolicyStatement(
             actions=["cloudwatch:PutMetricData"], resources=["*"],
@@ -236,6 +253,8 @@ class DriftMonitor(Construct):
             args += ["--thresholds", json.dumps(thresholds, sort_keys=True, separators=(",", ":"))]
         if ground_truth_prefix:
             args += ["--ground-truth", f"s3://{capture_bucket.bucket_name}/{ground_truth_prefix}"]
+        if schema_changes_retrain:
+            args += ["--schema-changes-retrain"]
         lineage = baseline_hook.lineage_table if baseline_hook else None
         baseline_args = ["baseline", "--copy-to", self.baseline_uri]
         if baseline_hook is not None and baseline_hook.label_column:
@@ -260,8 +279,15 @@ class DriftMonitor(Construct):
              "Drift detected (see the report named by the Model Drift Detected event)"),
             ("NoData", self.metric("NotEnoughData", statistic="Maximum", period=period),
              "The drift window held too few records to judge: check data capture"),
+            ("SchemaChange", self.metric("SchemaChanges", statistic="Maximum", period=period),
+             "The captured payloads' schema differs from the baseline's (see the report's schema section)"),
             ("JobFailed", self.state_machine.metric_failed(period=cdk.Duration.minutes(5), statistic="Sum"),
              "The drift job failed (no baseline, permissions or a crash): see the notification"),
+            # a run past the state machine's timeout or stopped by hand sends no notification of its own
+            ("JobTimedOut", self.state_machine.metric_timed_out(period=cdk.Duration.minutes(5), statistic="Sum"),
+             "The drift workflow timed out (the job ran past max_runtime plus 30 minutes)"),
+            ("JobAborted", self.state_machine.metric_aborted(period=cdk.Duration.minutes(5), statistic="Sum"),
+             "A drift workflow execution was stopped"),
         ):
             alarm = cloudwatch.Alarm(
                 self, f"{name}Alarm", metric=metric, threshold=1, evaluation_periods=1,
@@ -269,6 +295,17 @@ class DriftMonitor(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING, alarm_description=desc)
             alarm.add_alarm_action(action)
             self.alarms[name] = alarm
+        if no_records_alarm_days is not None:
+            # Missing data breaches: no datapoint for that many days means no run, or no traffic read.
+            alarm = cloudwatch.Alarm(
+                self, "NoRecordsAlarm", metric=self.metric("Records", statistic="Sum", period=cdk.Duration.days(1)),
+                threshold=1, evaluation_periods=no_records_alarm_days, datapoints_to_alarm=no_records_alarm_days,
+                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+                alarm_description=f"No captured records judged for {no_records_alarm_days} days: the drift job did not run "
+                                  "or data capture wrote nothing")
+            alarm.add_alarm_action(action)
+            self.alarms["NoRecords"] = alarm
         if dashboard is not None:
             self.add_to_dashboard(dashboard)
 
@@ -344,21 +381,23 @@ class DriftMonitor(Construct):
             self, "ListRunningJobs", service="sagemaker", action="listProcessingJobs", iam_resources=["*"],
             iam_action="sagemaker:ListProcessingJobs",
             # newest first, a full page: a running job of this monitor is among the most recent ones
-            parameters={"NameContains": self.job_prefix, "StatusEquals": "InProgress", "MaxResults": 100,
+            parameters={"NameContains": self.monitor_job_prefix, "StatusEquals": "InProgress", "MaxResults": 100,
                         "SortBy": "CreationTime", "SortOrder": "Descending"},
             result_selector={"count.$": "States.ArrayLength($.ProcessingJobSummaries)"}, result_path="$.running")
         running.add_retry(**retry)
         running.add_catch(notify, result_path="$.error")
         skip = sfn.Succeed(self, "AlreadyRunning", comment="one run at a time per endpoint")
+        # One name per window end (a hash: the timestamp's ":" is not allowed in a job name): a second run for
+        # the same window (a duplicate schedule delivery) fails on the unique name instead of running twice.
         monitor_job = sfn.Pass(self, "MonitorJob", parameters={
-            "name.$": f"States.Format('{self.job_prefix}-{{}}', States.UUID())",
+            "name.$": f"States.Format('{self.monitor_job_prefix}{{}}', States.Hash($.window_end, 'SHA-1'))",
             "args": monitor_args,
             "env": {"DRIFT_WINDOW_END.$": "$.window_end", "DRIFT_MODE": "monitor"},
         }, result_path="$.job")
         out = self.baseline_uri
         base_dir = out.rsplit("/", 1)[0]
         baseline_job = sfn.Pass(self, "BaselineJob", parameters={
-            "name.$": f"States.Format('{self.job_prefix}-{{}}', States.UUID())",
+            "name.$": f"States.Format('{self.baseline_job_prefix}{{}}', States.UUID())",
             "args": baseline_args,
             # one baseline per model package (runs/<run id>/), recorded with the package's ARN
             "env": {"DRIFT_DATA.$": "$.run.plan.uris.train_input",

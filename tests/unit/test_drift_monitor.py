@@ -81,7 +81,7 @@ def test_one_run_at_a_time_then_processing_job_on_the_stock_image(built):
     _, monitor, t = built
     states = _definition(t)["States"]
     listing = states["ListRunningJobs"]["Parameters"]
-    assert listing["NameContains"] == monitor.job_prefix and listing["StatusEquals"] == "InProgress"
+    assert listing["NameContains"] == monitor.monitor_job_prefix and listing["StatusEquals"] == "InProgress"
     assert states["AlreadyRunning?"]["Choices"][0] == {"Variable": "$.running.count", "NumericGreaterThan": 0, "Next": "AlreadyRunning"}
     create = states["CreateProcessingJob"]
     assert create["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:createProcessingJob"
@@ -123,12 +123,55 @@ def test_pass_role_names_the_job_role_only(built):
 
 def test_alarms_notify_and_dashboard_has_drift_widgets(built):
     _, monitor, t = built
-    assert set(monitor.alarms) == {"Drift", "NoData", "JobFailed"}
+    assert set(monitor.alarms) == {"Drift", "NoData", "SchemaChange", "JobFailed", "JobTimedOut", "JobAborted", "NoRecords"}
     t.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": "DriftDetected", "Namespace": NAMESPACE,
                                                          "Dimensions": [{"Name": "EndpointName", "Value": "churn"}],
                                                          "AlarmActions": Match.any_value()})
     body = json.dumps(only(t, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
     assert "Drift: drifted features" in body and "DriftedFeatures" in body
+
+
+def test_timed_out_aborted_and_silent_runs_alarm(built):
+    _, monitor, t = built
+    for metric in ("ExecutionsTimedOut", "ExecutionsAborted"):
+        t.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": metric, "Namespace": "AWS/States",
+                                                             "AlarmActions": Match.any_value()})
+    t.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "MetricName": "Records", "Namespace": NAMESPACE, "Statistic": "Sum", "Period": 86400, "EvaluationPeriods": 2,
+        "DatapointsToAlarm": 2, "ComparisonOperator": "LessThanThreshold", "Threshold": 1, "TreatMissingData": "breaching",
+        "AlarmActions": Match.any_value()})
+    t.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": "SchemaChanges", "Namespace": NAMESPACE})
+
+
+def test_capture_key_and_schema_retrain_option():
+    from aws_cdk import aws_kms as kms
+
+    stack, monitor, t = _build(capture_kms_key=None, schema_changes_retrain=True, no_records_alarm_days=None)
+    args = _definition(t)["States"]["MonitorJob"]["Parameters"]["args"]
+    assert args[-1] == "--schema-changes-retrain" and "NoRecords" not in monitor.alarms
+    stack2 = new_stack()
+    lake = s3.Bucket(stack2, "Lake")
+    key = kms.Key(stack2, "CaptureKey")
+    DriftMonitor(stack2, "Drift", endpoint_name="churn", capture_bucket=lake, capture_prefix="c/", baseline_bucket=lake,
+                 capture_kms_key=key)
+    policies = json.dumps(Template.from_stack(stack2).find_resources("AWS::IAM::Policy"))
+    assert "kms:Decrypt" in policies and "CaptureKey" in policies
+    with pytest.raises(ValueError, match="no_records_alarm_days must be between 1 and 7 or None, got: 9"):
+        DriftMonitor(stack2, "Drift2", endpoint_name="churn", capture_bucket=lake, capture_prefix="c/", baseline_bucket=lake,
+                     no_records_alarm_days=9)
+
+
+def test_job_names_one_per_window_and_baseline_jobs_do_not_block_monitoring(built):
+    """Same window end -> same job name (a duplicate run fails on it); a running baseline job is not a running monitor job."""
+    states = _definition(built[2])["States"]
+    assert states["MonitorJob"]["Parameters"]["name.$"].startswith(f"States.Format('{built[1].monitor_job_prefix}{{}}', States.Hash(")
+    assert states["BaselineJob"]["Parameters"]["name.$"].startswith(f"States.Format('{built[1].baseline_job_prefix}")
+    first, jobs, _ = _execute(_definition(built[2]), {"mode": "monitor", "window_end": "2026-11-30T06:00:00Z"})
+    second, jobs2, _ = _execute(_definition(built[2]), {"mode": "monitor", "window_end": "2026-11-30T06:00:00Z"})
+    other, _, _ = _execute(_definition(built[2]), {"mode": "monitor", "window_end": "2026-12-01T06:00:00Z"})
+    name = json.loads(first["output"])["job"]["name"]
+    assert name == json.loads(second["output"])["job"]["name"] != json.loads(other["output"])["job"]["name"]
+    assert name.startswith(built[1].monitor_job_prefix) and len(name) <= 63
 
 
 def test_baseline_hook_rule_and_lineage_update(built):
@@ -300,7 +343,7 @@ def test_create_processing_job_request_passes_botocore_model(built):
     req = dict(states["CreateProcessingJob"]["Parameters"])
     job = states["MonitorJob"]["Parameters"]
     req.pop("ProcessingJobName.$")
-    req["ProcessingJobName"] = f"{monitor.job_prefix}-{'0' * 8}-{'0' * 4}-{'0' * 4}-{'0' * 4}-{'0' * 12}"
+    req["ProcessingJobName"] = f"{monitor.monitor_job_prefix}{'0' * 40}"  # prefix + SHA-1 hex: the longest name
     req.pop("Environment.$")
     req["Environment"] = {"DRIFT_WINDOW_END": "2026-11-30T06:00:00Z", "DRIFT_MODE": "monitor"}
     app = dict(req["AppSpecification"])

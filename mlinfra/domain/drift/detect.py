@@ -19,7 +19,6 @@ Everything is a pure function of (baseline, capture data, thresholds): the same 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from typing import Any, Mapping
