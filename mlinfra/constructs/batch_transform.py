@@ -35,10 +35,10 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from mlinfra.constructs.common import is_token, log_retention
+from mlinfra.constructs.common import acknowledge_retention, alarm_principal, is_token, limit_grants_to_aws_services, log_retention, logs_principal
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
-from mlinfra.domain.hosting_instances import family_of
+from mlinfra.domain.hosting_instances import accepts_volume_kms_key, family_of
 
 __all__ = ["BatchTransform", "SplitType", "BatchStrategy", "ProcessingStep", "MAX_PAYLOAD_MB"]
 
@@ -151,14 +151,15 @@ class BatchTransform(Construct):
             self, "Key", enable_key_rotation=True, removal_policy=cdk.RemovalPolicy.RETAIN,
             description=f"Batch transform {self.node.path}: output, volumes, logs, notifications",
         )
+        limit_grants_to_aws_services(self.encryption_key)
         if isinstance(self.encryption_key, kms.Key):
-            self.encryption_key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
+            self.encryption_key.grant_encrypt_decrypt(logs_principal())
         self.notification_topic = notification_topic or sns.Topic(
             self, "Notifications", master_key=self.encryption_key, enforce_ssl=True,
             display_name="Batch transform failures",
         )
         if notification_topic is None and isinstance(self.encryption_key, kms.Key):
-            self.encryption_key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
+            self.encryption_key.grant_encrypt_decrypt(alarm_principal())
 
         self.output_prefix = output_prefix
         if model_role is not None:
@@ -202,8 +203,9 @@ class BatchTransform(Construct):
             result_path=sfn.JsonPath.DISCARD,
         ).next(failure)
 
-        retry = dict(errors=["SageMaker.ThrottlingException", "SageMaker.ResourceLimitExceeded",
-                             "SageMaker.ResourceLimitExceededException", "SageMaker.InternalFailure"],
+        # Error names checked against botocore's SageMaker model (tests/unit/test_aws_models.py): throttling and
+        # other unmodeled errors arrive as the SDK's generic SageMaker.AmazonSageMakerException.
+        retry = dict(errors=["SageMaker.AmazonSageMakerException", "SageMaker.ResourceLimitExceededException"],
                      interval=cdk.Duration.seconds(30), max_attempts=4, backoff_rate=2.0)
 
         transform_input_uri = "$.job.input_uri"
@@ -221,7 +223,10 @@ class BatchTransform(Construct):
                     "AppSpecification": {"ImageUri": processing.image_uri, "ContainerEntrypoint": list(processing.entrypoint)},
                     "ProcessingResources": {"ClusterConfig": {
                         "InstanceType": processing.instance_type, "InstanceCount": processing.instance_count,
-                        "VolumeSizeInGB": 30, "VolumeKmsKeyId": self.encryption_key.key_arn}},
+                        "VolumeSizeInGB": 30,
+                        # Not on instance-storage types (rule sagemaker.no-volume-kms-with-instance-storage).
+                        **({"VolumeKmsKeyId": self.encryption_key.key_arn}
+                           if accepts_volume_kms_key(processing.instance_type, "processing.instance_type") else {})}},
                     "ProcessingInputs": [{"InputName": "input", "S3Input": {
                         "S3Uri.$": transform_input_uri, "LocalPath": "/opt/ml/processing/input",
                         "S3DataType": "S3Prefix", "S3InputMode": "File"}}],
@@ -276,9 +281,7 @@ class BatchTransform(Construct):
                 },
                 "TransformResources": {
                     "InstanceType": instance_type, "InstanceCount": instance_count,
-                    "VolumeKmsKeyId": self.encryption_key.key_arn,
-                } if not family_of(instance_type).local_storage else {
-                    "InstanceType": instance_type, "InstanceCount": instance_count,
+                    **({"VolumeKmsKeyId": self.encryption_key.key_arn} if accepts_volume_kms_key(instance_type) else {}),
                 },
                 "Tags": [{"Key": "mlinfra:model-version", "Value.$": "$.job.model_version"}],
             },
@@ -326,6 +329,7 @@ class BatchTransform(Construct):
             retention=log_retention(log_retention_days, "log_retention_days"),
             encryption_key=self.encryption_key, removal_policy=cdk.RemovalPolicy.DESTROY,
         )
+        acknowledge_retention(self.log_group, log_retention(log_retention_days, "log_retention_days"))
         self.state_machine = sfn.StateMachine(
             self, "StateMachine",
             definition_body=sfn.DefinitionBody.from_chainable(body),

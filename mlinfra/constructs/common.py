@@ -4,6 +4,7 @@ the platform tag aspect and token-aware validation helpers."""
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import aws_cdk as cdk
@@ -14,15 +15,93 @@ from constructs import Construct, IConstruct
 ALLOW_DATA_DESTRUCTION_CONTEXT = "mlinfra:allowDataDestruction"
 
 
-def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
-    """Acknowledge one cdk-nag AwsSolutions finding on ``scope`` (and its children), with the reason.
+#: Namespace of cdk-nag's AwsSolutions pack (the default of :func:`acknowledge`).
+NAG = "AwsSolutions"
+#: Namespace of checkov's CloudFormation checks (``checkov::CKV_AWS_117``).
+CHECKOV = "checkov"
+#: Namespace of the cfn-guard plugin (``cdk-validator-cfnguard``, AWS Control Tower proactive-control rules):
+#: ``cfn-guard::lambda_inside_vpc_check``.
+CFN_GUARD = "cfn-guard"
+#: The policy-validation plugin name CDK reports cfn-guard findings under.
+CFN_GUARD_PLUGIN = "cdk-validator-cfnguard"
 
-    ``rule`` is the short id (``"AwsSolutions-IAM5"``) or a full validation id.
+
+def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
+    """Acknowledge one accepted scanner finding on ``scope`` (and its children), with the reason.
+
+    ``rule`` names the scanner and the rule:
+
+    - ``"AwsSolutions-IAM5"`` (or a full ``AwsSolutions::...`` id): cdk-nag, through CDK's ``Validations``;
+    - ``"cfn-guard::<rule>"`` (e.g. ``cfn-guard::lambda_inside_vpc_check``): the cfn-guard plugin
+      (``cdk-validator-cfnguard``) through CDK's ``Validations``, so the reason is in ``validation-report.json``;
+    - ``"checkov::<id>"`` (e.g. ``checkov::CKV_AWS_117``): checkov, as resource metadata
+      ``checkov: {skip: [{id, comment: reason}]}`` on every CloudFormation resource under ``scope`` (checkov's
+      documented in-template suppression; rules of other resource types ignore it).
     """
     if not reason or len(reason) < 20:
         raise ValueError(f"acknowledge: a specific reason is required for {rule}, got: {reason!r}")
-    rule_id = rule if "::" in rule else f"AwsSolutions::{rule}"
-    cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=rule_id, reason=reason))
+    namespace, sep, name = rule.partition("::")
+    if not sep:
+        namespace, name = NAG, rule
+    if not name:
+        raise ValueError(f"acknowledge: rule must be '<scanner>::<rule>' or a cdk-nag id, got: {rule!r}")
+    if namespace == CHECKOV:
+        _skip_checkov(scope, name, reason)
+        return
+    if namespace == CFN_GUARD:
+        namespace = CFN_GUARD_PLUGIN
+    cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=f"{namespace}::{name}", reason=reason))
+
+
+def _skip_checkov(scope: IConstruct, check_id: str, reason: str) -> None:
+    if not re.fullmatch(r"CKV2?_[A-Z0-9]+_\d+", check_id):
+        raise ValueError(f"acknowledge: a checkov id is CKV_<FRAMEWORK>_<n> or CKV2_<FRAMEWORK>_<n>, got: {check_id!r}")
+    resources = [c for c in scope.node.find_all() if isinstance(c, cdk.CfnResource)]
+    if not resources:
+        raise ValueError(f"acknowledge: {scope.node.path} holds no CloudFormation resource to skip {check_id} on")
+    for res in resources:
+        meta = dict(res.get_metadata(CHECKOV) or {})
+        skips = [s for s in meta.get("skip", []) if s.get("id") != check_id]
+        meta["skip"] = [*skips, {"id": check_id, "comment": reason}]
+        res.add_metadata(CHECKOV, meta)
+
+
+def limit_grants_to_aws_services(key: Any) -> None:
+    """AWS Control Tower CT.KMS.PR.3 on a key this app owns: a key-policy statement denying ``kms:CreateGrant`` unless
+    the grant is for an AWS resource (``kms:GrantIsForAWSResource``, set when an integrated service such as SageMaker,
+    FSx, EBS, Lambda or DynamoDB creates it for the caller) or the caller is an AWS service. No mlinfra role creates
+    grants itself. Imported keys (``IKey``) are left to their owner."""
+    from aws_cdk import aws_iam, aws_kms
+
+    if isinstance(key, aws_kms.Key):
+        key.add_to_resource_policy(aws_iam.PolicyStatement(
+            sid="GrantsOnlyForAwsResources", effect=aws_iam.Effect.DENY, principals=[aws_iam.AnyPrincipal()],
+            actions=["kms:CreateGrant"], resources=["*"],
+            conditions={"BoolIfExists": {"kms:GrantIsForAWSResource": "false", "aws:PrincipalIsAWSService": "false"}},
+        ))
+
+
+#: Why Batch launch templates run without EC2 detailed monitoring (Control Tower CT.EC2.PR.? monitoring check).
+BATCH_BASIC_MONITORING = ("Batch GPU instances are short-lived and scale to zero; 5-minute basic metrics, the jobs' logs "
+                          "and the queue's metrics suffice, and detailed monitoring is billed per instance")
+#: Why the Batch launch templates keep IMDS hop limit 2 (until issue 13 item 4 lowers it).
+BATCH_HOP_LIMIT = ("Job containers reach IMDSv2 through the docker bridge (hop limit 2); issue 13 item 4 sets hop limit 1 "
+                   "where jobs run with their own job role")
+
+
+def acknowledge_access_log_destination(bucket: IConstruct) -> None:
+    """Acknowledge the findings every S3 server-access-log destination bucket has by its nature."""
+    loop = "This is a server access log destination; logging it into itself would loop"
+    for rule, reason in (
+        ("AwsSolutions-S1", loop),
+        ("checkov::CKV_AWS_18", loop),
+        ("cfn-guard::s3_bucket_logging_enabled_check", loop),
+        ("cfn-guard::s3_bucket_default_encryption_kms_check", "S3 server access logging delivers only to buckets "
+         "encrypted with SSE-S3, not SSE-KMS (S3 user guide, enabling server access logging)"),
+        ("cfn-guard::s3_event_notifications_enabled_check", "Access log objects have no consumer to notify; they are "
+         "read by Athena queries when investigating"),
+    ):
+        acknowledge(bucket, rule, reason)
 
 
 def is_token(value: Any) -> bool:
@@ -93,13 +172,60 @@ class PlatformTags:
                 manager.set_tag(key, value, 100, True)
 
 
+def alarm_principal() -> "cdk.aws_iam.IPrincipal":
+    """CloudWatch alarms as a principal of a key or topic policy, only for alarms of this account and region
+    (confused-deputy prevention: aws:SourceAccount and aws:SourceArn, which CloudWatch sends; SNS developer guide,
+    "Enable compatibility between event sources from AWS services and encrypted topics")."""
+    from aws_cdk import aws_iam
+
+    return aws_iam.ServicePrincipal("cloudwatch.amazonaws.com").with_conditions({
+        "StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID},
+        "ArnLike": {"aws:SourceArn": f"arn:{cdk.Aws.PARTITION}:cloudwatch:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:alarm:*"},
+    })
+
+
+def logs_principal() -> "cdk.aws_iam.IPrincipal":
+    """CloudWatch Logs as a principal of a key policy, only for this account's log groups in this region (the
+    condition AWS documents for log-group encryption: kms:EncryptionContext:aws:logs:arn)."""
+    from aws_cdk import aws_iam
+
+    return aws_iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com").with_conditions({
+        "ArnLike": {"kms:EncryptionContext:aws:logs:arn":
+                    f"arn:{cdk.Aws.PARTITION}:logs:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:log-group:*"},
+    })
+
+
+def events_only_from_this_account(resource: Any, actions: Iterable[str]) -> "cdk.aws_iam.PolicyStatement":
+    """A deny guard for a queue or topic policy: EventBridge may deliver only from rules of this account and
+    region (aws:SourceArn, which EventBridge sends to SQS and SNS targets), whatever allows CDK adds."""
+    from aws_cdk import aws_iam
+
+    return aws_iam.PolicyStatement(
+        sid="EventsOnlyFromThisAccountsRules", effect=aws_iam.Effect.DENY,
+        principals=[aws_iam.ServicePrincipal("events.amazonaws.com")], actions=list(actions), resources=[resource],
+        conditions={"ArnNotLike": {"aws:SourceArn":
+                                   f"arn:{cdk.Aws.PARTITION}:events:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:rule/*"}},
+    )
+
+
 def encrypted_log_group(scope: Construct, id: str, *, key: "cdk.aws_kms.IKey", retention: "cdk.aws_logs.RetentionDays",
                         removal_policy: cdk.RemovalPolicy) -> "cdk.aws_logs.LogGroup":
     """A CloudWatch Logs group encrypted with ``key``, after granting ``key`` to this region's CloudWatch Logs."""
-    from aws_cdk import aws_iam, aws_logs
+    from aws_cdk import aws_logs
 
-    key.grant_encrypt_decrypt(aws_iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
-    return aws_logs.LogGroup(scope, id, retention=retention, encryption_key=key, removal_policy=removal_policy)
+    key.grant_encrypt_decrypt(logs_principal())
+    group = aws_logs.LogGroup(scope, id, retention=retention, encryption_key=key, removal_policy=removal_policy)
+    acknowledge_retention(group, retention)
+    return group
+
+
+def acknowledge_retention(group: IConstruct, retention: "cdk.aws_logs.RetentionDays") -> None:
+    """Acknowledge Control Tower's 365-day log retention rule on an operational log group kept shorter."""
+    days = {name: d for d, name in _RETENTION_NAMES.items()}.get(getattr(retention, "name", str(retention)))
+    if days is not None and days < 365:
+        acknowledge(group, "cfn-guard::cloudwatch_log_group_retention_period_check",
+                    f"Operational logs kept {days} days by the construct's retention prop (cost); audit records live "
+                    "in CloudTrail, not in these groups")
 
 
 def encrypted_table(scope: Construct, id: str, *, partition_key: str, key: "cdk.aws_kms.IKey",

@@ -28,7 +28,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, data_removal_policy, path_in_errors
+from mlinfra.constructs.common import acknowledge, acknowledge_access_log_destination, data_removal_policy, limit_grants_to_aws_services, path_in_errors
 from mlinfra.domain.lake import ZONES, LakeEncryption, Lifecycle, Zone, default_lifecycle, lifecycle_errors, prefix_error
 
 __all__ = ["DataLake", "ImportedDataLake", "IDataLake", "LakeBase", "LakeEncryption", "Lifecycle", "Zone", "ZONES",
@@ -41,6 +41,11 @@ ARTIFACT_PREFIXES = {"checkpoints": "checkpoints/", "evaluation": "evaluation/",
 def dataset_prefix(dataset: str, version: str) -> str:
     """The raw-zone prefix of one dataset version: ``dataset=<name>/version=<version>/``."""
     return f"dataset={dataset}/version={version}/"
+
+
+#: Why the lake's buckets carry no S3 Object Lock (Control Tower CT.S3.PR.9).
+_NO_OBJECT_LOCK = ("Object Lock (WORM) would stop the zones' lifecycle expirations and the platform's data-destruction "
+                   "path; versioning, no-delete grants and RETAIN protect the objects instead")
 
 
 def validate_prefix(prefix: str | None, prop: str = "prefix") -> str | None:
@@ -200,6 +205,7 @@ class DataLake(LakeBase):
                 description=f"{name_prefix} data lake: encrypts every zone bucket",
                 removal_policy=removal,
             )
+            limit_grants_to_aws_services(self.encryption_key)
             if encryption_key is None and allow_lustre_repository_access:
                 self._allow_lustre_repository_access(self.encryption_key)
         else:
@@ -226,11 +232,8 @@ class DataLake(LakeBase):
             removal_policy=removal,
             auto_delete_objects=auto_delete_objects,
         )
-        acknowledge(
-            self.access_log_bucket,
-            "AwsSolutions-S1",
-            "This is the server access log destination; logging it into itself would loop.",
-        )
+        acknowledge_access_log_destination(self.access_log_bucket)
+        acknowledge(self.access_log_bucket, "cfn-guard::s3_bucket_object_lock_enabled_check", _NO_OBJECT_LOCK)
 
         self._buckets = {}
         for zone in zones:
@@ -260,6 +263,7 @@ class DataLake(LakeBase):
             cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
                 event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True)
             )
+            acknowledge(bucket, "cfn-guard::s3_bucket_object_lock_enabled_check", _NO_OBJECT_LOCK)
             self._buckets[zone] = bucket
 
         self.glue_databases: dict[str, glue.CfnDatabase] = {}
@@ -299,6 +303,9 @@ class DataLake(LakeBase):
                 },
             )
         )
+        acknowledge(key, "checkov::CKV_AWS_33", "The '*' principal is narrowed by conditions to this account's FSx "
+                    "S3-access service-linked roles calling through S3 in this region (their names carry the file "
+                    "system id, so they cannot be listed as principals)")
 
     @staticmethod
     def from_lake_attributes(scope: Construct, id: str, *, bucket_names: Mapping[str, str],

@@ -36,7 +36,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mlinfra.constructs.common import encrypted_log_group, is_token, log_retention
+from mlinfra.constructs.common import encrypted_log_group, is_token, limit_grants_to_aws_services, log_retention
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix, validate_zone
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 
@@ -440,6 +440,7 @@ class DataSyncTask(Construct):
         posix = preserve_posix and not windows_like and not isinstance(source, S3Source)
 
         self.log_key = log_key or kms.Key(self, "LogKey", enable_key_rotation=True, description="DataSync task logs")
+        limit_grants_to_aws_services(self.log_key)
         self.log_group = encrypted_log_group(self, "Logs", key=self.log_key, removal_policy=cdk.RemovalPolicy.DESTROY,
                                              retention=log_retention(log_retention_days, "log_retention_days"))
         self.log_group.add_to_resource_policy(iam.PolicyStatement(

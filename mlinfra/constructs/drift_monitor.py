@@ -45,7 +45,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from mlinfra.constructs.common import is_token, log_retention
+from mlinfra.constructs.common import (acknowledge_retention, alarm_principal, is_token, limit_grants_to_aws_services,
+                                       log_retention, logs_principal)
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain.drift.contract import EVENT_DETAIL_TYPE, EVENT_SOURCE, NAMESPACE, thresholds_by_feature
@@ -208,12 +209,13 @@ class DriftMonitor(Construct):
             self, "Key", enable_key_rotation=True, removal_policy=cdk.RemovalPolicy.RETAIN,
             description=f"Drift monitor {self.node.path}: job volumes, logs, notifications")
         if isinstance(self.encryption_key, kms.Key):
-            self.encryption_key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
+            self.encryption_key.grant_encrypt_decrypt(logs_principal())
+        limit_grants_to_aws_services(self.encryption_key)
         self.notification_topic = notification_topic or sns.Topic(
             self, "Notifications", master_key=self.encryption_key, enforce_ssl=True,
             display_name=f"Drift monitor {endpoint_name if not is_token(endpoint_name) else ''}".strip())
         if notification_topic is None and isinstance(self.encryption_key, kms.Key):
-            self.encryption_key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
+            self.encryption_key.grant_encrypt_decrypt(alarm_principal())
         self.event_bus = event_bus or events.EventBus.from_event_bus_name(self, "DefaultBus", "default")
 
         # ---- the job's code and role ------------------------------------------------------------------------
@@ -491,6 +493,7 @@ class DriftMonitor(Construct):
             self, "Logs", log_group_name=f"/aws/vendedlogs/states/{cdk.Names.unique_id(self)}",
             retention=log_retention(log_retention_days, "log_retention_days"), encryption_key=self.encryption_key,
             removal_policy=cdk.RemovalPolicy.DESTROY)
+        acknowledge_retention(self.log_group, log_retention(log_retention_days, "log_retention_days"))
         machine = sfn.StateMachine(
             self, "StateMachine", definition_body=sfn.DefinitionBody.from_chainable(body),
             timeout=max_runtime.plus(cdk.Duration.minutes(30)), tracing_enabled=True,

@@ -46,7 +46,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mlinfra.constructs.common import is_token
+from mlinfra.constructs.common import acknowledge, alarm_principal, is_token, limit_grants_to_aws_services
 from mlinfra.constructs.endpoint_target import EndpointTarget
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain.hosting_instances import family_of
@@ -428,6 +428,7 @@ class Endpoint(Construct):
                 description=f"SageMaker endpoint {self.node.path}: volumes, async output, alarm topic",
             )
         self.encryption_key = encryption_key
+        limit_grants_to_aws_services(encryption_key)
 
         if role is None:
             role = iam.Role(
@@ -843,7 +844,7 @@ class Endpoint(Construct):
         if isinstance(self.encryption_key, kms.Key):
             self.encryption_key.add_to_resource_policy(iam.PolicyStatement(
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                principals=[alarm_principal()],
                 resources=["*"],
             ))
         return topic
@@ -960,6 +961,10 @@ class Endpoint(Construct):
                      "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"],
             resources=["*"],
         ))
+        for rule in ("checkov::CKV_AWS_109", "checkov::CKV_AWS_111"):
+            acknowledge(role, rule, "SageMaker's documented VPC permissions for a model in a VPC: the ENI actions "
+                        "take no resource scoping at creation (SageMaker developer guide, give SageMaker access to "
+                        "resources in your VPC)")
 
     def _grant_image_pull(self, image_uri: str | None) -> None:
         stack = cdk.Stack.of(self)

@@ -32,6 +32,14 @@ class EndpointTarget:
     :param kms_key: key of the endpoint's storage volume. :default: None
     :param vpc_config: ``VpcConfig`` of the model (``SecurityGroupIds``, ``Subnets``). :default: None
     :param enable_network_isolation: run the model with network isolation. :default: True
+    :param model_parameters: names of the SSM parameters (image, artifact URI) of the endpoint's
+        :class:`~mlinfra.constructs.endpoint.ownership.ModelPointer`, which the pipeline writes after a rollout so
+        the next ``cdk deploy`` keeps the rolled-out model. :default: () (the pipeline records nothing)
+    :param model_parameter_arns: their ARNs (for least-privilege ``ssm:PutParameter``). :default: ()
+    :param rollback_alarm_arns: ARNs of the alarms ``deployment_config`` rolls back on (the caller of
+        ``UpdateEndpoint`` needs ``cloudwatch:DescribeAlarms`` on them). :default: ()
+    :param deployment_timeout_seconds: the guardrails' maximum execution time; the pipeline's endpoint wait is
+        derived from it. :default: None
     """
 
     endpoint_name: str
@@ -44,6 +52,10 @@ class EndpointTarget:
     kms_key: kms.IKey | None = None
     vpc_config: Mapping[str, Any] | None = None
     enable_network_isolation: bool = True
+    model_parameters: tuple[str, ...] = ()
+    model_parameter_arns: tuple[str, ...] = ()
+    rollback_alarm_arns: tuple[str, ...] = ()
+    deployment_timeout_seconds: int | None = None
 
     def __post_init__(self) -> None:
         if not str(self.instance_type).startswith("ml."):

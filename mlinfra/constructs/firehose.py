@@ -17,7 +17,7 @@ from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from mlinfra.constructs.common import encrypted_log_group, log_retention
+from mlinfra.constructs.common import encrypted_log_group, limit_grants_to_aws_services, log_retention
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.constructs.data_lake import IDataLake, validate_zone
 
@@ -70,6 +70,7 @@ class RawDeliveryStream(Construct):
 
         bucket = lake.bucket(zone)
         self.key = stream_key or kms.Key(self, "Key", enable_key_rotation=True, description=f"Firehose stream {name}")
+        limit_grants_to_aws_services(self.key)
         self.log_group = encrypted_log_group(self, "Logs", key=self.key, retention=log_retention(90),
                                              removal_policy=cdk.RemovalPolicy.DESTROY)
         log_stream = self.log_group.add_stream("S3Delivery")

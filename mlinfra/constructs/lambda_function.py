@@ -20,7 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, encrypted_log_group, is_token, log_retention, path_in_errors
+from mlinfra.constructs.common import acknowledge, encrypted_log_group, is_token, limit_grants_to_aws_services, log_retention, path_in_errors
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
 
@@ -85,6 +85,7 @@ class HandlerFunction(Construct):
         self.key = encryption_key or kms.Key(
             self, "Key", enable_key_rotation=True, description=f"{handler}: logs and dead-letter queue"
         )
+        limit_grants_to_aws_services(self.key)
         self.log_group = encrypted_log_group(self, "Logs", key=self.key, removal_policy=cdk.RemovalPolicy.DESTROY,
                                              retention=log_retention(log_retention_days, "log_retention_days"))
         self.role = iam.Role(
@@ -144,6 +145,17 @@ class HandlerFunction(Construct):
             vpc_subnets=vpc_subnets,
             security_groups=security_groups,
         )
+        if vpc is None:
+            for rule in ("checkov::CKV_AWS_117", "cfn-guard::lambda_inside_vpc_check"):
+                acknowledge(self.function, rule, "The handler calls only AWS APIs (TLS, IAM-authorized) and reaches no "
+                            "VPC resource; pass vpc= to run it in one")
+        if reserved_concurrency is None:
+            acknowledge(self.function, "checkov::CKV_AWS_115", "Reserved concurrency is taken from the account's "
+                        "unreserved pool (accounts with a low quota refuse it); the event sources cap concurrency "
+                        "instead, and reserved_concurrency= sets it")
+        if self.dead_letter_queue is not None:
+            acknowledge(self.dead_letter_queue, "cfn-guard::sqs_dlq_check",
+                        "This queue is itself the dead-letter queue of the handler's asynchronous invocations")
         acknowledge(
             self.role,
             "AwsSolutions-IAM5[Resource::*]",

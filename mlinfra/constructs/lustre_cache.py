@@ -28,7 +28,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mlinfra.constructs.common import data_removal_policy, is_token, log_retention
+from mlinfra.constructs.common import acknowledge_retention, data_removal_policy, is_token, limit_grants_to_aws_services, log_retention
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.domain.lustre_sizing import PER_UNIT_THROUGHPUT, CachePlan, capacity_errors
 from mlinfra.domain.rules import cite
@@ -214,6 +214,8 @@ class LustreCache(Construct):
                               description="Encrypts the FSx for Lustre cache and its log group")
             kms_key = own_key
         self.kms_key = kms_key
+        if kms_key is not None:
+            limit_grants_to_aws_services(kms_key)
         # FSx delivers Lustre logs only to log groups named /aws/fsx/...
         log_group_name = f"/aws/fsx/lustre/{cdk.Names.unique_id(self)}"
         if log_key is None:
@@ -222,6 +224,7 @@ class LustreCache(Construct):
                                          description="Encrypts the FSx for Lustre cache's log group")
             _allow_logs(log_key, log_group_name)
         self.log_key = log_key
+        limit_grants_to_aws_services(log_key)
         self.log_group = logs.LogGroup(
             self, "Logs",
             log_group_name=log_group_name,
@@ -229,6 +232,7 @@ class LustreCache(Construct):
             retention=log_retention(log_retention_days, "log_retention_days"),
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
+        acknowledge_retention(self.log_group, log_retention(log_retention_days, "log_retention_days"))
 
         lustre = fsx.CfnFileSystem.LustreConfigurationProperty(
             deployment_type=dtype.value,

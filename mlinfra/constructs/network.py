@@ -16,7 +16,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from mlinfra.constructs.common import encrypted_log_group, is_token, log_retention, path_in_errors
+from mlinfra.constructs.common import acknowledge, encrypted_log_group, is_token, limit_grants_to_aws_services, log_retention, path_in_errors
 from mlinfra.domain.network import DEFAULT_INTERFACE_ENDPOINTS, INTERFACE_ENDPOINT_NAMES, LOG_RETENTION_DAYS, cidr_error
 
 __all__ = ["Network", "DEFAULT_INTERFACE_ENDPOINTS", "INTERFACE_ENDPOINT_NAMES", "PRIVATE_SUBNET_GROUP"]
@@ -66,7 +66,9 @@ class Network(Construct):
             subnets = [ec2.SubnetConfiguration(name=PRIVATE_SUBNET_GROUP, subnet_type=private_type, cidr_mask=private_mask)]
             if nat > 0:
                 subnets.insert(
-                    0, ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=network.prefixlen + 8)
+                    # NAT gateways only: they carry Elastic IPs, so nothing launched here gets a public address.
+                    0, ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=network.prefixlen + 8,
+                                               map_public_ip_on_launch=False)
                 )
             self.vpc = ec2.Vpc(
                 self,
@@ -96,6 +98,13 @@ class Network(Construct):
                 traffic_type=ec2.FlowLogTrafficType.ALL,
             )
             self.flow_log_group = log_group
+            limit_grants_to_aws_services(key)
+            provider = cdk.Stack.of(self).node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+            if provider is not None:  # aws-cdk-lib's singleton that empties the default security group at deploy
+                for rule in ("checkov::CKV_AWS_115", "checkov::CKV_AWS_116", "checkov::CKV_AWS_117",
+                             "cfn-guard::lambda_inside_vpc_check"):
+                    acknowledge(provider, rule, "aws-cdk-lib's deploy-time provider that removes the default security "
+                                "group's rules; it runs once per deployment and calls only the EC2 API")
             self._training_subnet = self._add_training_subnet(
                 str(list(network.subnets(new_prefix=private_mask))[-1]), training_az_index
             )

@@ -38,15 +38,17 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from mlinfra.constructs.common import data_removal_policy, encrypted_table, is_token, log_retention
+from mlinfra.constructs.common import acknowledge_retention, alarm_principal, data_removal_policy, encrypted_table, is_token, limit_grants_to_aws_services, log_retention, logs_principal
 from mlinfra.constructs.data_lake import DataLake, ImportedDataLake, dataset_prefix
 from mlinfra.constructs.endpoint_target import EndpointTarget
 from mlinfra.constructs.lambda_function import HandlerFunction
+from mlinfra.domain.hosting_instances import accepts_volume_kms_key
+from mlinfra.domain.rules import cite
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain.lake import retrainable_dataset_error
-from mlinfra.retrain_definition import DefinitionSettings, PollSettings, build_definition
+from mlinfra.retrain_definition import DefinitionSettings, PollSettings, build_definition, worst_case_history_events
 
-__all__ = ["RetrainPipeline", "TrainingProps", "ProcessingProps", "MetricDirection", "INPUT_SCHEMA", "READY_EVENT"]
+__all__ = ["RetrainPipeline", "TrainingProps", "ProcessingProps", "MetricDirection", "JobWait", "INPUT_SCHEMA", "READY_EVENT"]
 
 #: The ingestion capability's event that a dataset version is ready in the raw zone.
 READY_EVENT = {"source": "mlinfra.ingestion", "detail-type": "Dataset Version Ready"}
@@ -68,9 +70,25 @@ INPUT_SCHEMA: dict[str, Any] = {
     },
 }
 
+ECR_PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
+_TRAINING_IMAGE_RE = re.compile(r"-training[:@/]|/[\w.-]*training[\w.-]*:")
 _JOB_PREFIX_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,19}$")
 _MAX_SAGEMAKER_RUNTIME_S = 28 * 24 * 3600
 _ECR_RE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/([^:@]+)")
+
+
+class JobWait(enum.Enum):
+    """How the state machine waits for SageMaker jobs."""
+
+    #: The optimized ``.sync`` integrations (AWS): no polling, a few history events per job.
+    SYNC = "sync"
+    #: create -> describe -> Wait loops (the local emulator: moto's interpreter cannot run ``.sync``). About 13
+    #: history events per poll: long jobs exceed a Standard execution's 25,000 events.
+    POLL = "poll"
+
+
+#: A Standard execution's history limit (Step Functions quotas); that end runs no Catch.
+HISTORY_EVENT_LIMIT = 25_000
 
 
 class MetricDirection(enum.Enum):
@@ -148,7 +166,8 @@ class TrainingProps:
                                      "VolumeSizeInGB": self.volume_size_gb}
         output: dict[str, Any] = {}
         if kms_key_id:
-            resources["VolumeKmsKeyId"] = kms_key_id
+            if _volume_key_allowed(self.instance_type, "training.instance_type"):
+                resources["VolumeKmsKeyId"] = kms_key_id
             output["KmsKeyId"] = kms_key_id
         return {
             "AlgorithmSpecification": {"TrainingImage": self.image_uri, "TrainingInputMode": self.input_mode},
@@ -212,11 +231,18 @@ class ProcessingProps:
             "StoppingCondition": {"MaxRuntimeInSeconds": int(self.max_runtime.to_seconds())},
         }
         if kms_key_id:
-            cluster["VolumeKmsKeyId"] = kms_key_id
+            if _volume_key_allowed(self.instance_type, "processing.instance_type"):
+                cluster["VolumeKmsKeyId"] = kms_key_id
             request["OutputKmsKeyId"] = kms_key_id
         if self.environment:
             request["Environment"] = dict(self.environment)
         return request
+
+
+def _volume_key_allowed(instance_type: str, prop: str) -> bool:
+    """SageMaker rejects ``VolumeKmsKeyId`` on instance types with local NVMe storage (hardware-encrypted):
+    rule ``sagemaker.no-volume-kms-with-instance-storage``. A token type gets no volume key (it cannot be checked)."""
+    return not is_token(instance_type) and accepts_volume_kms_key(instance_type, prop)
 
 
 def _check_instance(prop: str, value: str) -> None:
@@ -239,7 +265,8 @@ class RetrainPipeline(Construct):
     :param preprocessing: a Processing job from raw to curated before training. :default: None
     :param evaluation: a Processing job writing the evaluation report. :default: None (the training job writes
         it to the URI in the ``mlinfra_evaluation_report_uri`` hyperparameter)
-    :param inference_image_uri: the serving image of the model package. :default: the training image
+    :param inference_image_uri: the serving image of the model package (an inference image: training images do
+        not serve). Required with ``deploy_target``. :default: the training image (register only)
     :param manual_approval: wait for a reviewer (task token) before deploying. :default: False
     :param approval_timeout: an unanswered approval rejects after this. :default: 3 days
     :param deploy_target: the endpoint to roll the model out to (from the serving capability). :default: None
@@ -249,7 +276,11 @@ class RetrainPipeline(Construct):
     :param lineage_table: an existing lineage table (``pk``/``sk`` strings). :default: a new table (PITR, RETAIN)
     :param encryption_key: key of the table, topic, logs and jobs. :default: a new rotated key
     :param poll_interval: interval of the describe loops. :default: 1 minute
-    :param endpoint_timeout: longest wait for the endpoint to be InService. :default: 2 hours
+    :param endpoint_timeout: longest wait for the endpoint to be InService. :default: the target's guardrail
+        maximum execution time + 30 minutes (2 hours without guardrails)
+    :param job_wait: how SageMaker jobs are awaited. :default: JobWait.SYNC (the emulator uses POLL)
+    :param lock_wait: how long a run waits for another run's lock on its dataset before it fails as
+        ``DatasetLocked`` (and notifies). :default: one training wait (max wait, or max runtime) + 1 hour
     :param execution_timeout: the whole run (also the lock's expiry). :default: max wait + 2 days
     :param log_level: execution log level. :default: sfn.LogLevel.ALL
     :param log_retention_days: :default: 90
@@ -291,29 +322,47 @@ class RetrainPipeline(Construct):
         code_version: str = "unknown",
         state_machine_name: str | None = None,
         destroy_data_on_delete: bool = False,
+        job_wait: JobWait = JobWait.SYNC,
+        lock_wait: cdk.Duration | None = None,
     ) -> None:
         super().__init__(scope, id)
         approval_timeout = approval_timeout or cdk.Duration.days(3)
         poll_interval = poll_interval or cdk.Duration.minutes(1)
-        endpoint_timeout = endpoint_timeout or cdk.Duration.hours(2)
+        if endpoint_timeout is None:
+            guard = deploy_target.deployment_timeout_seconds if deploy_target is not None else None
+            endpoint_timeout = cdk.Duration.seconds(guard + 1800) if guard else cdk.Duration.hours(2)
+        _validate_inference_image(self, deploy_target, inference_image_uri, training.image_uri)
         _validate(training, preprocessing, evaluation, metric_name, datasets, threshold, min_improvement, job_prefix,
                   approval_timeout, poll_interval, endpoint_timeout)
         training_wait_s = training.max_wait_seconds or int(training.max_runtime.to_seconds())
-        execution_timeout = execution_timeout or cdk.Duration.seconds(training.max_attempts * training_wait_s + 2 * 86400)
+        # A run may first wait for another run's lock (up to one training wait), then train up to max_attempts times.
+        lock_wait_s = int(lock_wait.to_seconds()) if lock_wait is not None else training_wait_s + 3600
+        if lock_wait is not None and not 1 <= lock_wait_s <= _MAX_SAGEMAKER_RUNTIME_S:
+            raise ValueError(f"{self.node.path}: lock_wait must be between 1 second and 28 days, got: {lock_wait_s} s")
+        execution_timeout = execution_timeout or cdk.Duration.seconds(lock_wait_s + training.max_attempts * training_wait_s + 2 * 86400)
         self.lake = lake
         self.datasets = list(datasets)
         self.metric_name = metric_name
         stack = cdk.Stack.of(self)
 
         self.key = encryption_key or kms.Key(self, "Key", enable_key_rotation=True, description=f"{self.node.path}: pipeline data")
-        for service in (f"logs.{cdk.Aws.REGION}.amazonaws.com", "cloudwatch.amazonaws.com", "states.amazonaws.com"):
-            self.key.grant_encrypt_decrypt(iam.ServicePrincipal(service))
+        limit_grants_to_aws_services(self.key)
+        for principal in (logs_principal(), alarm_principal(), iam.ServicePrincipal("states.amazonaws.com").with_conditions(
+                # Step Functions developer guide, "Data at rest encryption": the key's encryption context.
+                {"ArnLike": {"kms:EncryptionContext:aws:states:stateMachineArn":
+                             f"arn:{cdk.Aws.PARTITION}:states:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:stateMachine:*"}})):
+            self.key.grant_encrypt_decrypt(principal)
+        # EventBridge writes undeliverable events to the (encrypted) trigger DLQ; its KMS requests carry no source keys
+        # (rule iam.eventbridge-kms-no-source-keys), the queue policy CDK adds pins the rule (aws:SourceArn).
+        self.key.grant_encrypt_decrypt(iam.ServicePrincipal("events.amazonaws.com"))
 
         # --- lineage (and lock) table ------------------------------------------------------------------
         if lineage_table is None:
+            removal = data_removal_policy(self, destroy_data_on_delete, "The retrain pipeline's lineage table")
             table = encrypted_table(
-                self, "LineageTable", partition_key="pk", key=self.key,
-                removal_policy=data_removal_policy(self, destroy_data_on_delete, "The retrain pipeline's lineage table"),
+                self, "LineageTable", partition_key="pk", key=self.key, removal_policy=removal,
+                # Lineage is the audit trail of every model: deletion protection unless both data keys allow deletion.
+                deletion_protection=removal == cdk.RemovalPolicy.RETAIN,
             )
             self.lineage_table: dynamodb.ITable = table
         else:
@@ -359,6 +408,7 @@ class RetrainPipeline(Construct):
         self.deploy_target = deploy_target
         if deploy_target is not None:
             lake.grant_read("models", deploy_target.model_execution_role)
+            self._grant_model_role(deploy_target.model_execution_role, inference_image_uri or training.image_uri)
             acknowledge_wildcards(
                 deploy_target.model_execution_role,
                 "The endpoint's model role reads the model artifacts the pipeline registers in the lake's models "
@@ -382,6 +432,8 @@ class RetrainPipeline(Construct):
         self.evaluation_fn = HandlerFunction(self, "EvaluationFunction", handler="pipeline_evaluation",
                                              description="Retrain pipeline: read the evaluation report", **common)
         lake.grant_read("artifacts", self.evaluation_fn.role, "evaluation/")
+        # The evaluation job writes its report with the pipeline key (OutputKmsKeyId).
+        self.key.grant_decrypt(self.evaluation_fn.role)
         self.gate_fn = HandlerFunction(self, "GateFunction", handler="pipeline_gate",
                                        description="Retrain pipeline: compare the candidate with threshold and production", **common)
         self.gate_fn.role.add_to_policy(iam.PolicyStatement(
@@ -389,6 +441,13 @@ class RetrainPipeline(Construct):
         self.gate_fn.role.add_to_policy(iam.PolicyStatement(
             actions=["sagemaker:DescribeModelPackage"],
             resources=[stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{group_name}/*")]))
+
+        self.endpoint_config_fn: HandlerFunction | None = None
+        if deploy_target is not None:
+            self.endpoint_config_fn = HandlerFunction(
+                self, "EndpointConfigFunction", handler="pipeline_endpoint_config",
+                description="Retrain pipeline: the rollout's endpoint config, the current one with the new model", **common)
+            self._grant_endpoint_config(stack, deploy_target, job_prefix)
 
         # --- the state machine -------------------------------------------------------------------------
         sm_name = state_machine_name or cdk.Names.unique_resource_name(self, max_length=80, separator="-")
@@ -428,6 +487,12 @@ class RetrainPipeline(Construct):
             },
             training_request=training.static_request(role_arn=job_role_arn, kms_key_id=key_arn),
             training_poll=_poll(poll_interval, training_wait_s + 3600),
+            job_wait=job_wait.value,
+            create_missing_endpoint=job_wait is JobWait.POLL,
+            # At most ~200 lock retries, whatever the wait: each costs about 13 history events (and more when retried).
+            lock_poll=_poll(cdk.Duration.seconds(max(min(5 * int(poll_interval.to_seconds()), 900), -(-lock_wait_s // 200))), lock_wait_s),
+            training_timeout_seconds=training_wait_s + 3600,
+            processing_timeout_seconds=int(max((p.max_runtime.to_seconds() for p in (preprocessing, evaluation) if p), default=3600)) + 3600,
             max_training_attempts=training.max_attempts,
             metric_name=metric_name,
             direction=direction.value,
@@ -440,11 +505,22 @@ class RetrainPipeline(Construct):
             manual_approval=manual_approval,
             approval_timeout_seconds=int(approval_timeout.to_seconds()),
             approval_function_name=subs.add("ApprovalFunctionName", self.approval_fn.function.function_name),
+            endpoint_config_function=subs.add("EndpointConfigFunctionArn", self.endpoint_config_fn.function.function_arn)
+            if self.endpoint_config_fn else "",
             deploy=self._deploy_settings(deploy_target, subs),
             endpoint_poll=_poll(poll_interval, int(endpoint_timeout.to_seconds())),
             timeout_seconds=int(execution_timeout.to_seconds()),
         )
         self.definition = build_definition(settings)
+        self.settings = settings
+        self.worst_case_history_events = worst_case_history_events(self.definition, settings)
+        if self.worst_case_history_events >= HISTORY_EVENT_LIMIT:
+            message = (f"{self.node.path}: the longest execution may write {self.worst_case_history_events} history "
+                       f"events, over the {HISTORY_EVENT_LIMIT} limit of a Standard execution (which ends it with no "
+                       f"Catch) {cite('stepfunctions.history-event-limit')}")
+            if job_wait is JobWait.SYNC:
+                raise ValueError(message + ": shorten the training wait or raise poll_interval")
+            cdk.Annotations.of(self).add_warning_v2("mlinfra:retrain-history-limit", message + " (emulator polling)")
         self.references = subs.values
 
         self.log_group = logs.LogGroup(
@@ -452,6 +528,7 @@ class RetrainPipeline(Construct):
             retention=log_retention(log_retention_days, "log_retention_days"), encryption_key=self.key,
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
+        acknowledge_retention(self.log_group, log_retention(log_retention_days, "log_retention_days"))
         self.role = iam.Role(self, "StateMachineRole", assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
                              description=f"{self.node.path}: retrain state machine")
         self.state_machine = sfn.StateMachine(
@@ -464,7 +541,7 @@ class RetrainPipeline(Construct):
             logs=sfn.LogOptions(destination=self.log_group, level=log_level, include_execution_data=True),
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
-        self._grant_state_machine(stack, group_name, job_prefix, deploy_target, manual_approval)
+        self._grant_state_machine(stack, group_name, job_prefix, deploy_target, manual_approval, job_wait)
 
         # --- triggers ------------------------------------------------------------------------------------
         self.trigger_fn = HandlerFunction(self, "TriggerFunction", handler="pipeline_trigger",
@@ -484,7 +561,9 @@ class RetrainPipeline(Construct):
             description="Retrain when ingestion reports a new version of one of the pipeline's datasets",
             event_pattern=events.EventPattern(source=[READY_EVENT["source"]], detail_type=[READY_EVENT["detail-type"]],
                                               detail={"dataset": self.datasets}),
-            targets=[targets.LambdaFunction(self.trigger_fn.function, retry_attempts=4, max_event_age=cdk.Duration.hours(2))],
+            # Undeliverable events land in the trigger's dead-letter queue (alarmed), never silently dropped.
+            targets=[targets.LambdaFunction(self.trigger_fn.function, retry_attempts=4, max_event_age=cdk.Duration.hours(2),
+                                            dead_letter_queue=self.trigger_fn.dead_letter_queue)],
         )
         self.schedule_rules: list[events.Rule] = []
         if schedule is not None:
@@ -495,6 +574,20 @@ class RetrainPipeline(Construct):
                         {"trigger": "schedule", "dataset": dataset, "time": events.EventField.time}))],
                 ))
 
+        # An execution that ends at execution level (timeout, abort, history limit) runs none of its exit states:
+        # the lineage function releases its dataset lock from the Step Functions status-change event.
+        self.execution_end_rule = events.Rule(
+            self, "ExecutionEndRule",
+            description="Release the dataset lock of a retrain execution that failed, timed out or was aborted",
+            event_pattern=events.EventPattern(source=["aws.states"], detail_type=["Step Functions Execution Status Change"],
+                                              detail={"status": ["FAILED", "TIMED_OUT", "ABORTED"],
+                                                      "stateMachineArn": [self.state_machine_arn]}),
+            targets=[targets.LambdaFunction(self.lineage_fn.function, retry_attempts=8, max_event_age=cdk.Duration.hours(6))],
+        )
+        # Delete lock items only (the partition key "lock#<dataset>"): lineage records are never deleted.
+        self.lineage_fn.role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["dynamodb:DeleteItem"], resources=[self.lineage_table.table_arn],
+            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["lock#*"]}}))
         # --- alarms --------------------------------------------------------------------------------------
         action = cw_actions.SnsAction(self.topic)
         self.alarms: dict[str, cloudwatch.Alarm] = {}
@@ -536,8 +629,7 @@ class RetrainPipeline(Construct):
     def _grant_image_pull(self, role: iam.IRole, images: Sequence[str]) -> None:
         repos = self._ecr_repositories(images)
         if repos:
-            role.add_to_principal_policy(iam.PolicyStatement(
-                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], resources=repos))
+            role.add_to_principal_policy(iam.PolicyStatement(actions=list(ECR_PULL_ACTIONS), resources=repos))
             role.add_to_principal_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
 
     def _grant_image_describe(self, role: iam.IRole, image: str) -> None:
@@ -556,6 +648,8 @@ class RetrainPipeline(Construct):
             "model_role_arn": subs.add("ModelRoleArn", target.model_execution_role.role_arn),
             "enable_network_isolation": target.enable_network_isolation,
         }
+        if target.model_parameters:
+            deploy["model_parameters"] = list(target.model_parameters)
         if target.deployment_config:
             deploy["deployment_config"] = _resolve_tokens(dict(target.deployment_config), subs, "DeploymentConfig")
         if target.kms_key is not None:
@@ -564,10 +658,39 @@ class RetrainPipeline(Construct):
             deploy["vpc_config"] = _resolve_tokens(dict(target.vpc_config), subs, "ModelVpc")
         return deploy
 
-    def _grant_state_machine(self, stack: cdk.Stack, group: str, prefix: str, target: EndpointTarget | None, manual: bool) -> None:
+    def _grant_endpoint_config(self, stack: cdk.Stack, target: EndpointTarget, prefix: str) -> None:
+        """The endpoint-config function reads the endpoint and its current config (any config: the stack names its
+        own) and creates the pipeline's configs; a volume key is used through a grant, as SageMaker does."""
+        role = self.endpoint_config_fn.role
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["sagemaker:DescribeEndpoint"], resources=[target.endpoint_arn]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["sagemaker:DescribeEndpointConfig"],
+            resources=[stack.format_arn(service="sagemaker", resource="endpoint-config", resource_name="*")]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["sagemaker:CreateEndpointConfig", "sagemaker:AddTags"],
+            resources=[stack.format_arn(service="sagemaker", resource="endpoint-config", resource_name=f"{prefix}-*")]))
+        if target.kms_key is not None:
+            target.kms_key.grant(role, "kms:CreateGrant", "kms:DescribeKey")
+
+    def _grant_model_role(self, role: iam.IRole, image: str) -> None:
+        """What the endpoint's model role needs to start the pipeline's model: decrypt the artifact (written with
+        the pipeline key) and pull the inference image. A Policy in THIS stack (the role's stack deploys first)."""
+        statements = [iam.PolicyStatement(sid="DecryptPipelineArtifacts", actions=["kms:Decrypt"], resources=[self.key.key_arn])]
+        repos = self._ecr_repositories([image]) or [cdk.Stack.of(self).format_arn(service="ecr", resource="repository", resource_name="*")]
+        statements += [
+            iam.PolicyStatement(sid="PullInferenceImage", actions=list(ECR_PULL_ACTIONS), resources=repos),
+            iam.PolicyStatement(sid="EcrAuth", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+        ]
+        self.model_role_policy = iam.Policy(self, "DeployedModelAccess", roles=[role], statements=statements)
+        acknowledge_wildcards(self.model_role_policy, "ecr:GetAuthorizationToken takes no resource; a token image "
+                              "URI is pulled from the account's repositories", resources=["*", ending(":repository/*")])
+
+    def _grant_state_machine(self, stack: cdk.Stack, group: str, prefix: str, target: EndpointTarget | None, manual: bool,
+                             job_wait: "JobWait") -> None:
         role = self.role
-        for fn in (self.validate_fn, self.lineage_fn, self.evaluation_fn, self.gate_fn):
-            role.add_to_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[fn.function.function_arn]))
+        for fn in (self.validate_fn, self.lineage_fn, self.evaluation_fn, self.gate_fn, self.endpoint_config_fn):
+            if fn is not None:
+                role.add_to_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[fn.function.function_arn]))
         self.lineage_table.grant(role, "dynamodb:PutItem", "dynamodb:DeleteItem")  # the lock item only
         if self.lineage_table.encryption_key is not None:
             self.lineage_table.encryption_key.grant_encrypt_decrypt(role)
@@ -577,21 +700,37 @@ class RetrainPipeline(Construct):
             return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)
 
         jobs = [arn("training-job", f"{prefix}-*"), arn("processing-job", f"{prefix}-*")]
-        role.add_to_policy(iam.PolicyStatement(
-            actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:CreateProcessingJob",
-                     "sagemaker:DescribeProcessingJob", "sagemaker:AddTags"], resources=jobs))
+        job_actions = ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:CreateProcessingJob",
+                       "sagemaker:DescribeProcessingJob", "sagemaker:AddTags"]
+        if job_wait is JobWait.SYNC:
+            # The .sync integrations stop the job when the execution stops, and wait through a managed rule.
+            job_actions += ["sagemaker:StopTrainingJob", "sagemaker:StopProcessingJob"]
+            role.add_to_policy(iam.PolicyStatement(
+                sid="SyncIntegrationRules", actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                resources=[stack.format_arn(service="events", resource="rule", resource_name=f"StepFunctionsGetEventsForSageMaker{kind}JobsRule")
+                           for kind in ("Training", "Processing")]))
+        role.add_to_policy(iam.PolicyStatement(actions=job_actions, resources=jobs))
         role.add_to_policy(iam.PolicyStatement(
             actions=["sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage", "sagemaker:AddTags"],
             resources=[arn("model-package-group", group), arn("model-package", f"{group}/*")]))
         passed = [self.job_role.role_arn]
         if target is not None:
             endpoint = target.endpoint_arn
+            # The rollout's endpoint config is created by the endpoint-config function (the emulator's create path
+            # makes a first one itself).
             role.add_to_policy(iam.PolicyStatement(
-                actions=["sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:AddTags"],
+                actions=["sagemaker:CreateModel", "sagemaker:AddTags"] + (
+                    ["sagemaker:CreateEndpointConfig"] if job_wait is JobWait.POLL else []),
                 resources=[arn("model", f"{prefix}-*"), arn("endpoint-config", f"{prefix}-*")]))
-            role.add_to_policy(iam.PolicyStatement(
-                actions=["sagemaker:DescribeEndpoint", "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint"],
-                resources=[endpoint, arn("endpoint-config", f"{prefix}-*")]))
+            # CreateEndpoint only in the emulator variant (moto has no UpdateEndpoint); in AWS the stack owns the endpoint.
+            endpoint_actions = ["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"] + (
+                ["sagemaker:CreateEndpoint"] if job_wait is JobWait.POLL else [])
+            role.add_to_policy(iam.PolicyStatement(actions=endpoint_actions, resources=[endpoint, arn("endpoint-config", f"{prefix}-*")]))
+            if target.rollback_alarm_arns:
+                # UpdateEndpoint with AutoRollbackConfiguration reads the alarms as the caller.
+                role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=list(target.rollback_alarm_arns)))
+            if target.model_parameter_arns:
+                role.add_to_policy(iam.PolicyStatement(actions=["ssm:PutParameter"], resources=list(target.model_parameter_arns)))
             passed.append(target.model_execution_role.role_arn)
             if target.kms_key is not None:
                 target.kms_key.grant(role, "kms:CreateGrant", "kms:DescribeKey")
@@ -643,6 +782,8 @@ def _acknowledge_wildcards(scope: Construct, prefix: str, group: str, sm_name: s
          [], [ending(f"/{p}/*") for p in [*(f"dataset={d}" for d in datasets), *own]]),
         ("Listing the versions of the pipeline's own datasets in the raw zone.",
          [], [ending(f"/dataset={d}/version=*/") for d in datasets]),
+        ("The endpoint-config function reads the endpoint's current config, whose name the serving stack generates.",
+         [], ["arn:<AWS::Partition>:sagemaker:" + ending(":endpoint-config/*")]),
         ("SageMaker jobs, models and endpoint configs are created per run under the pipeline's name prefix.",
          [], [sagemaker_arn + ending(f":{kind}/{prefix}-*")
               for kind in ("training-job", "processing-job", "model", "endpoint-config")]),
@@ -657,6 +798,19 @@ def _acknowledge_wildcards(scope: Construct, prefix: str, group: str, sm_name: s
          "namespace condition) and sagemaker:ListModelPackages.", [], ["*"]),
     ]:
         acknowledge_wildcards(scope, reason, actions=actions, resources=resources)
+
+
+def _validate_inference_image(scope: Construct, target: EndpointTarget | None, inference_image: str | None, training_image: str) -> None:
+    """Hosting needs an inference image (rule sagemaker.inference-image-serves): the training image does not
+    implement the serving contract (``/ping``, ``/invocations`` on port 8080)."""
+    if target is None:
+        return
+    if inference_image is None:
+        raise ValueError(f"{scope.node.path}: inference_image_uri is required with deploy_target (the training image "
+                         f"{training_image!r} does not serve), got: None {cite('sagemaker.inference-image-serves')}")
+    if not is_token(inference_image) and (inference_image == training_image or _TRAINING_IMAGE_RE.search(inference_image)):
+        raise ValueError(f"{scope.node.path}: inference_image_uri must be a serving image, not a training image, got: "
+                         f"{inference_image!r} {cite('sagemaker.inference-image-serves')}")
 
 
 def _poll(interval: cdk.Duration, total_seconds: int) -> PollSettings:

@@ -41,8 +41,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, is_token
+from mlinfra.constructs.common import BATCH_BASIC_MONITORING, BATCH_HOP_LIMIT, acknowledge, is_token, limit_grants_to_aws_services
 from mlinfra.constructs.data_lake import _LakeBase, validate_prefix
+from mlinfra.domain.hosting_instances import family_of, parse_instance_type
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards
 from mlinfra.domain.lake import ZONES
 from mlinfra.domain.teams import family_min_vcpus, prefixes_overlap
@@ -53,6 +54,7 @@ __all__ = ["TeamEnvironment", "TeamPortfolio", "team_role_path", "STUDIO_VISIBIL
 STUDIO_VISIBILITY_TAG = ("sagemaker:studio-visibility", "true")
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,20}[a-z0-9]$")
+_PRINCIPAL_PATTERN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|\*):role/[A-Za-z0-9+=,.@_/*-]+$")
 #: The wildcard action groups of ``IBucket.grant_read`` / ``grant_put``.
 _TAG_PRIORITY = 300  # above the platform-wide tag aspect (100)
 
@@ -60,6 +62,102 @@ _TAG_PRIORITY = 300  # above the platform-wide tag aspect (100)
 def team_role_path(team: str) -> str:
     """The IAM path of every role of ``team``: ``/mlinfra/team/<team>/``."""
     return f"/mlinfra/team/{team}/"
+
+
+#: SageMaker resource types a team creates, named ``<team>-*`` (training, processing, transform, hosting).
+_SAGEMAKER_OWN_TYPES = ("training-job", "processing-job", "transform-job", "model", "endpoint-config", "endpoint",
+                        "project")
+
+
+def sagemaker_work_statements(stack: cdk.Stack, team: str, *, sid: str | None = None) -> list[iam.PolicyStatement]:
+    """The team's SageMaker work: create, describe, stop and delete only resources named ``<team>-*`` (SageMaker ARNs
+    carry the resource name), list and search anywhere (names only)."""
+    own = [stack.format_arn(service="sagemaker", resource=t, resource_name=f"{team}-*") for t in _SAGEMAKER_OWN_TYPES]
+    return [
+        iam.PolicyStatement(
+            sid=sid,
+            actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
+                     "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
+                     "sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob",
+                     "sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel",
+                     "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig",
+                     "sagemaker:DeleteEndpointConfig", "sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint",
+                     "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint", "sagemaker:InvokeEndpoint",
+                     "sagemaker:CreateProject", "sagemaker:DescribeProject", "sagemaker:DeleteProject",
+                     "sagemaker:AddTags", "sagemaker:ListTags"],
+            resources=own,
+        ),
+        iam.PolicyStatement(
+            sid=f"{sid}Lists" if sid else None,
+            actions=["sagemaker:ListTrainingJobs", "sagemaker:ListProcessingJobs", "sagemaker:ListTransformJobs",
+                     "sagemaker:ListModels", "sagemaker:ListEndpointConfigs", "sagemaker:ListEndpoints",
+                     "sagemaker:ListProjects", "sagemaker:ListModelPackageGroups"],
+            resources=["*"],
+        ),
+    ]
+
+
+def service_catalog_end_user_statements(*, sid: str | None = None) -> list[iam.PolicyStatement]:
+    """Service Catalog as an end user: browse and provision the portfolios shared with the principal, and manage
+    only the provisioned products of the same role (``servicecatalog:roleLevel``). No administration."""
+    return [
+        iam.PolicyStatement(
+            sid=sid,
+            actions=["servicecatalog:SearchProducts", "servicecatalog:DescribeProduct", "servicecatalog:DescribeProductView",
+                     "servicecatalog:ListLaunchPaths", "servicecatalog:DescribeProvisioningParameters",
+                     "servicecatalog:ListProvisioningArtifacts", "servicecatalog:DescribeProvisioningArtifact",
+                     "servicecatalog:ProvisionProduct", "servicecatalog:DescribeRecord",
+                     "servicecatalog:ListRecordHistory", "servicecatalog:ListPortfolios"],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid=f"{sid}OwnProvisioned" if sid else None,
+            actions=["servicecatalog:DescribeProvisionedProduct", "servicecatalog:UpdateProvisionedProduct",
+                     "servicecatalog:TerminateProvisionedProduct", "servicecatalog:SearchProvisionedProducts",
+                     "servicecatalog:ScanProvisionedProducts"],
+            resources=["*"],
+            conditions={"StringEquals": {"servicecatalog:roleLevel": "self"}},
+        ),
+    ]
+
+
+def execution_statements(stack: cdk.Stack, team: str, *, sid: str | None = None) -> list[iam.PolicyStatement]:
+    """What a team's jobs and endpoints need at run time: their CloudWatch Logs streams (jobs ``<team>-*`` in the
+    shared SageMaker groups, endpoints ``<team>-*``), metrics in SageMaker namespaces, image pulls (the team's
+    repositories ``<team>/*`` and AWS Deep Learning Containers) and ENIs for VPC-attached jobs."""
+    logs = lambda name: stack.format_arn(service="logs", resource="log-group", resource_name=name,  # noqa: E731
+                                         arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+    return [
+        iam.PolicyStatement(  # log groups are shared by every team's jobs (CloudWatch Logs authorizes these on groups)
+            sid=sid, actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams"],
+            resources=[logs("/aws/sagemaker/*")],
+        ),
+        iam.PolicyStatement(  # events only into the team's own streams (jobs <team>-*) and endpoint groups
+            sid=f"{sid}OwnStreams" if sid else None, actions=["logs:PutLogEvents"],
+            resources=[logs(f"/aws/sagemaker/Endpoints/{team}-*:log-stream:*"),
+                       *[logs(f"/aws/sagemaker/{g}:log-stream:{team}-*") for g in
+                         ("TrainingJobs", "ProcessingJobs", "TransformJobs")]],
+        ),
+        iam.PolicyStatement(
+            sid=f"{sid}Metrics" if sid else None, actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "AWS/SageMaker"]}},
+        ),
+        iam.PolicyStatement(sid=f"{sid}EcrAuth" if sid else None, actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+        iam.PolicyStatement(
+            sid=f"{sid}Images" if sid else None,
+            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            resources=[stack.format_arn(service="ecr", resource="repository", resource_name=f"{team}/*"),
+                       # AWS Deep Learning Containers (training and inference images) in AWS's registry account.
+                       stack.format_arn(service="ecr", account="763104351884", resource="repository", resource_name="*")],
+        ),
+        iam.PolicyStatement(
+            sid=f"{sid}VpcInterfaces" if sid else None,
+            actions=["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
+                     "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
+                     "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"],
+            resources=["*"],
+        ),
+    ]
 
 
 class TeamEnvironment(Construct):
@@ -70,7 +168,12 @@ class TeamEnvironment(Construct):
     :param lake: the platform's lake (``DataLake`` or ``ImportedDataLake``).
     :param read_prefixes: ``<zone>/<prefix>/`` values the team may read. :default: none
     :param write_prefixes: ``<zone>/<prefix>/`` values the team may read and write (never delete). :default: none
-    :param admin_principals: who may assume the team role. :default: the account (its administrators decide)
+    :param admin_principals: who may assume the team role (roles, users). :default: none
+    :param admin_principal_patterns: ARN patterns of roles that may assume the team role, for roles whose names
+        carry generated parts (IAM Identity Center permission-set roles:
+        ``arn:aws:iam::<account>:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_<set>_*``): trusted through
+        the account with an ``aws:PrincipalArn`` condition. :default: none. With neither, the team role trusts the
+        whole account (its administrators decide) and the construct warns; the platform refuses that in production.
     :param vpc: the VPC of the team's Batch compute environment.
     :param vpc_subnets: its subnets. :default: the VPC's private subnets
     :param instance_families: GPU instance families of the compute environment (``g5``, ``p4d``...). :default: g5
@@ -94,6 +197,7 @@ class TeamEnvironment(Construct):
         read_prefixes: Sequence[str] = (),
         write_prefixes: Sequence[str] = (),
         admin_principals: Sequence[iam.IPrincipal] = (),
+        admin_principal_patterns: Sequence[str] = (),
         vpc_subnets: ec2.SubnetSelection | None = None,
         instance_families: Sequence[str] = ("g5",),
         max_vcpus: int = 64,
@@ -134,7 +238,7 @@ class TeamEnvironment(Construct):
             "TeamRole",
             path=path,
             description=f"Team {team_name}: its members' role (lake prefixes, Batch queue, model registry)",
-            assumed_by=iam.CompositePrincipal(*admin_principals) if admin_principals else iam.AccountRootPrincipal(),
+            assumed_by=self._trust(admin_principals, admin_principal_patterns),
             max_session_duration=cdk.Duration.hours(4),
         )
         self.execution_role = iam.Role(
@@ -192,6 +296,23 @@ class TeamEnvironment(Construct):
             actions=["iam:PassRole"], resources=[self.execution_role.role_arn],
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         ))
+        # The team's SageMaker work, on resources named <team>-*; Service Catalog as an end user (its own
+        # portfolio only: portfolio access is granted per principal) for the team role and, for SageMaker project
+        # templates in Studio, the execution role.
+        for st in sagemaker_work_statements(stack, team_name):
+            self.team_role.add_to_policy(st)
+        for role in (self.team_role, self.execution_role):
+            for st in service_catalog_end_user_statements():
+                role.add_to_policy(st)
+        for st in execution_statements(stack, team_name):
+            self.execution_role.add_to_policy(st)
+        acknowledge(self.team_role, "checkov::CKV_AWS_111", "Service Catalog end-user calls (provision, update, "
+                    "terminate) cannot be scoped by resource; portfolio access is granted per principal and provisioned "
+                    "products are limited to the same role (servicecatalog:roleLevel)")
+        for rule in ("checkov::CKV_AWS_109", "checkov::CKV_AWS_111"):
+            acknowledge(self.execution_role, rule, "SageMaker's documented VPC permissions (ENIs and their "
+                        "permissions take no resource scoping at creation) and Service Catalog end-user calls for "
+                        "Studio project templates (portfolio access is per principal)")
 
         # --- compute: a Batch queue capped at the team's quota ---
         self._build_compute(vpc, vpc_subnets, instance_families, max_vcpus)
@@ -212,14 +333,36 @@ class TeamEnvironment(Construct):
         for role in self.roles:
             acknowledge_wildcards(
                 role,
-                "Wildcards are object keys under the team's own lake prefixes, its own model packages and job "
-                "definitions, and the S3/KMS action groups of the lake's prefix-scoped grants",
+                "Wildcards are object keys under the team's own lake prefixes, its own model packages, job "
+                "definitions, SageMaker resources named <team>-* and log streams, the S3/KMS action groups of the "
+                "lake's prefix-scoped grants, and actions IAM cannot scope (List*, ecr:GetAuthorizationToken, "
+                "Service Catalog end-user calls, whose portfolio access is granted per principal)",
                 actions=[*S3_GRANT_WILDCARD_ACTIONS, *KMS_WILDCARD_ACTIONS],
                 resources=[*own_objects, f"*:model-package/{self.model_package_group.model_package_group_name}/*",
-                           f"*:job-definition/{team_name}-*"],
+                           f"*:job-definition/{team_name}-*", f"*/{team_name}-*", f"*:{team_name}-*", "*",
+                           "*:log-group:/aws/sagemaker/*", "*:job/*", "*:repository/*"],
             )
 
     # ------------------------------------------------------------------------------------------
+    def _trust(self, principals: Sequence[iam.IPrincipal], patterns: Sequence[str]) -> iam.IPrincipal:
+        """Named principals, and ARN patterns through the account with an ``aws:PrincipalArn`` condition; the whole
+        account (with a warning) when neither is given."""
+        for pattern in patterns:
+            if not is_token(pattern) and not _PRINCIPAL_PATTERN_RE.fullmatch(pattern):
+                raise ValueError(f"{self.node.path}: admin_principal_patterns must be IAM role ARN patterns "
+                                 f"(arn:aws:iam::<account>:role/<path>/<name with *>), got: {pattern!r}")
+        trusted: list[iam.IPrincipal] = list(principals)
+        if patterns:
+            trusted.append(iam.AccountRootPrincipal().with_conditions({"ArnLike": {"aws:PrincipalArn": list(patterns)}}))
+        if not trusted:
+            cdk.Annotations.of(self).add_warning_v2(
+                "mlinfra:team-trusts-account",
+                f"The role of team {self.team_name} trusts every principal of the "
+                "account allowed to assume it: pass admin_principals or admin_principal_patterns.",
+            )
+            return iam.AccountRootPrincipal()
+        return iam.CompositePrincipal(*trusted) if len(trusted) > 1 else trusted[0]
+
     def _build_compute(self, vpc, vpc_subnets, instance_families, max_vcpus) -> None:
         compute = Construct(self, "Compute")
         # Platform-owned infrastructure roles (Batch and ECS agents); the team cannot modify them: the boundary
@@ -254,6 +397,8 @@ class TeamEnvironment(Construct):
                 ),
             ),
         )
+        acknowledge(launch_template, "cfn-guard::ec2_launch_template_monitoring_enabled_check", BATCH_BASIC_MONITORING)
+        acknowledge(launch_template, "cfn-guard::ec2_launch_template_token_hop_limit_check", BATCH_HOP_LIMIT)
         subnets = _subnets(vpc, vpc_subnets)
         self.compute_environment = batch.CfnComputeEnvironment(
             compute,
@@ -288,10 +433,24 @@ class TeamEnvironment(Construct):
         )
         self.max_vcpus = max_vcpus
         stack = cdk.Stack.of(self)
+        own_definitions = stack.format_arn(service="batch", resource="job-definition", resource_name=f"{self.team_name}-*")
         self.team_role.add_to_policy(iam.PolicyStatement(
-            actions=["batch:SubmitJob"],
-            resources=[self.job_queue.ref, stack.format_arn(service="batch", resource="job-definition",
-                                                            resource_name=f"{self.team_name}-*")],
+            actions=["batch:SubmitJob"], resources=[self.job_queue.ref, own_definitions],
+        ))
+        # Its first job must run: the team registers the job definitions it may submit (<team>-*), tagged
+        # team=<team> so the jobs it cancels or terminates are its own (tags propagate to jobs).
+        self.team_role.add_to_policy(iam.PolicyStatement(
+            actions=["batch:RegisterJobDefinition", "batch:TagResource"], resources=[own_definitions],
+            conditions={"StringEquals": {"aws:RequestTag/team": self.team_name}},
+        ))
+        self.team_role.add_to_policy(iam.PolicyStatement(
+            actions=["batch:CancelJob", "batch:TerminateJob"],
+            resources=[stack.format_arn(service="batch", resource="job", resource_name="*")],
+            conditions={"StringEquals": {"aws:ResourceTag/team": self.team_name}},
+        ))
+        self.team_role.add_to_policy(iam.PolicyStatement(
+            actions=["batch:DescribeJobs", "batch:ListJobs", "batch:DescribeJobQueues", "batch:DescribeJobDefinitions"],
+            resources=["*"],
         ))
         self.team_role.add_to_policy(iam.PolicyStatement(
             actions=["iam:PassRole"], resources=[self.job_role.role_arn],
@@ -319,16 +478,32 @@ class TeamEnvironment(Construct):
                 actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:DescribeKey"],
                 resources=[lake.encryption_key.key_arn],
             ))
+        own_definitions = stack.format_arn(service="batch", resource="job-definition", resource_name=f"{self.team_name}-*")
         b.add_statements(
+            # SageMaker only on the team's own resources (<team>-* names, its model package group): never on
+            # another team's jobs, models or endpoints.
+            *sagemaker_work_statements(stack, self.team_name, sid="OwnSageMakerResources"),
+            # Service Catalog as an end user only: no portfolio, product or constraint administration.
+            *service_catalog_end_user_statements(sid="ServiceCatalogEndUser"),
+            *execution_statements(stack, self.team_name, sid="RunTimeLogsImagesNetwork"),
             iam.PolicyStatement(
-                sid="TeamWork",
-                actions=["sagemaker:*", "batch:Describe*", "batch:List*", "batch:TerminateJob", "batch:CancelJob",
-                         "batch:RegisterJobDefinition", "logs:CreateLogGroup", "logs:CreateLogStream",
-                         "logs:PutLogEvents", "logs:Describe*", "logs:GetLogEvents", "cloudwatch:PutMetricData",
-                         "cloudwatch:GetMetricData", "ecr:GetAuthorizationToken", "ecr:BatchGetImage",
-                         "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability", "ec2:Describe*",
-                         "ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
-                         "ec2:CreateNetworkInterfacePermission", "servicecatalog:*"],
+                sid="OwnBatchWork", actions=["batch:RegisterJobDefinition", "batch:TagResource"],
+                resources=[own_definitions], conditions={"StringEquals": {"aws:RequestTag/team": self.team_name}},
+            ),
+            iam.PolicyStatement(
+                sid="OwnBatchJobs", actions=["batch:CancelJob", "batch:TerminateJob"],
+                resources=[stack.format_arn(service="batch", resource="job", resource_name="*")],
+                conditions={"StringEquals": {"aws:ResourceTag/team": self.team_name}},
+            ),
+            iam.PolicyStatement(
+                sid="OwnModelRegistry",
+                actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackageGroup", "sagemaker:ListModelPackages",
+                         "sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"],
+                resources=[group_arn, package_arn],
+            ),
+            iam.PolicyStatement(
+                sid="BatchReads", actions=["batch:DescribeJobs", "batch:ListJobs", "batch:DescribeJobQueues",
+                                           "batch:DescribeJobDefinitions"],
                 resources=["*"],
             ),
             iam.PolicyStatement(
@@ -358,18 +533,26 @@ class TeamEnvironment(Construct):
         )
         acknowledge_wildcards(
             b,
-            "A permissions boundary is a ceiling, not a grant: wildcards bound the team's SageMaker, Batch and "
-            "logging work and its lake prefixes; the roles' own policies are prefix and resource scoped",
-            actions=["s3:GetObject*", *KMS_WILDCARD_ACTIONS, "sagemaker:*", "batch:Describe*", "batch:List*",
-                     "logs:Describe*", "ec2:Describe*", "servicecatalog:*"],
+            "A permissions boundary is a ceiling, not a grant: wildcards bound the team's own SageMaker resources "
+            "(<team>-*), job definitions, log streams and lake prefixes, and the actions IAM cannot scope (List*, "
+            "ecr:GetAuthorizationToken, ENIs for VPC jobs, Service Catalog end-user calls)",
+            actions=["s3:GetObject*", *KMS_WILDCARD_ACTIONS],
             resources=["*", *[f"*/{prefix}*" for _, prefix in [*reads, *writes]], f"*:job-definition/{self.team_name}-*",
-                       f"*:role{path}*"],
+                       f"*:role{path}*", f"*/{self.team_name}-*", f"*:{self.team_name}-*", "*:log-group:/aws/sagemaker/*",
+                       "*:job/*", "*:repository/*", f"*:model-package/{self.model_package_group.model_package_group_name}/*"],
         )
+        for rule in ("checkov::CKV_AWS_109", "checkov::CKV_AWS_111"):
+            acknowledge(b, rule, "A permissions boundary is a ceiling, not a grant. Its unscoped writes are the ENI "
+                        "actions SageMaker and Batch need for VPC jobs (no resource scoping at creation) and Service "
+                        "Catalog end-user calls (portfolio access is per principal); IAM changes are limited to roles "
+                        "under the team's path that carry this boundary")
 
     def _build_budget(self, amount: float, thresholds: Sequence[int], emails: Sequence[str]) -> None:
         key = kms.Key(self, "AlertKey", enable_key_rotation=True,
                       description=f"Encrypts the budget alert topic of team {self.team_name}")
-        key.grant_encrypt_decrypt(iam.ServicePrincipal("budgets.amazonaws.com"))
+        limit_grants_to_aws_services(key)
+        key.grant_encrypt_decrypt(iam.ServicePrincipal("budgets.amazonaws.com").with_conditions(
+            {"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}}))
         self.alert_topic = sns.Topic(self, "BudgetAlerts", master_key=key, enforce_ssl=True,
                                      display_name=f"Budget alerts of team {self.team_name}")
         self.alert_topic.add_to_resource_policy(iam.PolicyStatement(
@@ -407,12 +590,21 @@ class TeamEnvironment(Construct):
 
 
 class TeamPortfolio(Construct):
-    """The Service Catalog portfolio of self-service products, shared with the teams.
+    """The Service Catalog self-service products, one portfolio per team.
 
-    :param teams: the vended teams; each team role gets access, and its name and cost centre become tag options.
-    :param display_name: :default: "mlinfra self-service ML"
+    A launch constraint is one role per product per portfolio (Service Catalog admin guide, "Launch constraints"),
+    so each team gets its own portfolio whose launch role can act only for that team: pass only the team's
+    SageMaker execution role, create and change only resources tagged ``team=<team>`` (SageMaker, KMS, Batch),
+    attach queues only to the team's compute environment, and run only Service Catalog stacks (``SC-*``). Each
+    portfolio is shared with the team role and, so that its products appear as SageMaker project templates in
+    Studio, with the team's execution role (the Studio execution role); each product carries
+    ``sagemaker:studio-visibility=true`` and the ``SageMakerProjectName``/``SageMakerProjectId`` parameters.
+
+    :param teams: the vended teams.
+    :param display_name: portfolio name prefix. :default: "mlinfra self-service ML"
     :param provider_name: :default: "ML platform team"
-    :param endpoint_instance_types: instance types the endpoint product offers. :default: ml.g5 and ml.m5 sizes
+    :param endpoint_instance_types: instance types the endpoint product offers, the first is the default.
+        :default: ml.m5.xlarge, ml.m5.2xlarge, ml.g5.xlarge, ml.g5.2xlarge
     :param max_training_vcpus: the largest quota the training-queue product accepts. :default: 256
     """
 
@@ -424,134 +616,226 @@ class TeamPortfolio(Construct):
         teams: Sequence[TeamEnvironment],
         display_name: str = "mlinfra self-service ML",
         provider_name: str = "ML platform team",
-        endpoint_instance_types: Sequence[str] = ("ml.g5.xlarge", "ml.g5.2xlarge", "ml.m5.xlarge", "ml.m5.2xlarge"),
+        endpoint_instance_types: Sequence[str] = ("ml.m5.xlarge", "ml.m5.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge"),
         max_training_vcpus: int = 256,
     ) -> None:
         super().__init__(scope, id)
         if not teams:
-            raise ValueError("teams must list at least one TeamEnvironment, got: []")
-        bad = [t for t in endpoint_instance_types if not t.startswith("ml.")]
-        if bad:
-            raise ValueError(f"endpoint_instance_types must be SageMaker instance types starting with 'ml.', got: {bad}")
-        self.portfolio = servicecatalog.Portfolio(
-            self, "Portfolio", display_name=display_name, provider_name=provider_name,
-            description="Self-service ML environments: endpoints and training queues, launched under a launch role",
-        )
-        self.launch_role = iam.Role(
-            self,
-            "LaunchRole",
-            assumed_by=iam.ServicePrincipal("servicecatalog.amazonaws.com"),
-            description="Service Catalog launch constraint: provisions the self-service products",
-        )
-        self.launch_role.add_to_policy(iam.PolicyStatement(
-            actions=["sagemaker:CreateModel", "sagemaker:DeleteModel", "sagemaker:CreateEndpointConfig",
-                     "sagemaker:DeleteEndpointConfig", "sagemaker:CreateEndpoint", "sagemaker:DeleteEndpoint",
-                     "sagemaker:UpdateEndpoint", "sagemaker:Describe*", "sagemaker:AddTags",
-                     "batch:CreateComputeEnvironment", "batch:UpdateComputeEnvironment",
-                     "batch:DeleteComputeEnvironment", "batch:CreateJobQueue", "batch:UpdateJobQueue",
-                     "batch:DeleteJobQueue", "batch:Describe*", "batch:TagResource",
-                     "cloudformation:CreateStack", "cloudformation:DeleteStack", "cloudformation:UpdateStack",
-                     "cloudformation:Describe*", "cloudformation:GetTemplateSummary", "cloudformation:SetStackPolicy",
-                     "cloudformation:ValidateTemplate", "s3:GetObject", "ec2:Describe*"],
-            resources=["*"],
-        ))
+            raise ValueError(f"{self.node.path}: teams must list at least one TeamEnvironment, got: []")
+        for instance_type in endpoint_instance_types:
+            parse_instance_type(instance_type, "endpoint_instance_types")
+        self.portfolios: dict[str, servicecatalog.Portfolio] = {}
+        self.launch_roles: dict[str, iam.Role] = {}
+        self.products: dict[str, dict[str, servicecatalog.CloudFormationProduct]] = {}
         for team in teams:
-            self.launch_role.add_to_policy(iam.PolicyStatement(
-                actions=["iam:PassRole"], resources=[team.execution_role.role_arn],
+            t = team.team_name
+            scope_t = Construct(self, t)
+            portfolio = servicecatalog.Portfolio(
+                scope_t, "Portfolio", display_name=f"{display_name} ({t})"[:100], provider_name=provider_name,
+                description=f"Self-service ML products of team {t}, launched under the team's own launch role",
+            )
+            launch_role = self._launch_role(scope_t, team)
+            endpoint = _product(scope_t, "EndpointProduct", f"{t}: SageMaker real-time endpoint", provider_name,
+                                f"A SageMaker real-time endpoint of team {t} serving a model artifact from the lake",
+                                _EndpointProduct(scope_t, "EndpointProductStack", team=team,
+                                                 instance_types=endpoint_instance_types))
+            training = _product(scope_t, "TrainingQueueProduct", f"{t}: GPU training queue", provider_name,
+                                f"An extra Batch job queue on the GPU compute environment of team {t}",
+                                _TrainingQueueProduct(scope_t, "TrainingQueueProductStack", team=team))
+            products = {"endpoint": endpoint, "training-queue": training}
+            tag_options = servicecatalog.TagOptions(scope_t, "TagOptions", allowed_values_for_tags={
+                "team": [t], "team-cost-centre": [team.cost_centre]})
+            for product in products.values():
+                portfolio.add_product(product)
+                portfolio.set_launch_role(product, launch_role)
+                cdk.Tags.of(product).add(*STUDIO_VISIBILITY_TAG)
+            portfolio.associate_tag_options(tag_options)
+            portfolio.give_access_to_role(team.team_role)
+            # Studio lists the project templates of the portfolios shared with the user's execution role.
+            portfolio.give_access_to_role(team.execution_role)
+            self.portfolios[t], self.launch_roles[t], self.products[t] = portfolio, launch_role, products
+        self.max_training_vcpus = max_training_vcpus
+
+    @staticmethod
+    def _launch_role(scope: Construct, team: TeamEnvironment) -> iam.Role:
+        t = team.team_name
+        stack = cdk.Stack.of(scope)
+        role = iam.Role(
+            scope, "LaunchRole",
+            assumed_by=iam.ServicePrincipal("servicecatalog.amazonaws.com").with_conditions(
+                {"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}}),
+            path=f"/mlinfra/launch/{t}/",
+            description=f"Service Catalog launch role of team {t}: provisions only that team's products",
+        )
+        own_tag = {"StringEquals": {"aws:ResourceTag/team": t}}
+        new_tag = {"StringEquals": {"aws:RequestTag/team": t}}
+        sc_stacks = stack.format_arn(service="cloudformation", resource="stack", resource_name="SC-*")
+        statements = [
+            iam.PolicyStatement(  # Service Catalog runs each provisioned product as a stack named SC-<account>-pp-<id>
+                sid="ServiceCatalogStacks",
+                actions=["cloudformation:CreateStack", "cloudformation:UpdateStack", "cloudformation:DeleteStack",
+                         "cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents",
+                         "cloudformation:DescribeStackResource", "cloudformation:DescribeStackResources",
+                         "cloudformation:GetTemplate", "cloudformation:SetStackPolicy"],
+                resources=[sc_stacks],
+            ),
+            iam.PolicyStatement(sid="TemplateChecks", resources=["*"],
+                                actions=["cloudformation:GetTemplateSummary", "cloudformation:ValidateTemplate"]),
+            iam.PolicyStatement(  # the product templates Service Catalog stores (tagged by the service)
+                sid="ProductTemplates", actions=["s3:GetObject"], resources=["*"],
+                conditions={"StringEquals": {"s3:ExistingObjectTag/servicecatalog:provisioning": "true"}},
+            ),
+            iam.PolicyStatement(
+                sid="CreateTeamTaggedSageMaker",
+                actions=["sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:CreateEndpoint",
+                         "sagemaker:AddTags"],
+                resources=[stack.format_arn(service="sagemaker", resource=r, resource_name="*")
+                           for r in ("model", "endpoint-config", "endpoint")],
+                conditions=new_tag,
+            ),
+            iam.PolicyStatement(
+                sid="ChangeTeamTaggedSageMaker",
+                actions=["sagemaker:DeleteModel", "sagemaker:DeleteEndpointConfig", "sagemaker:DeleteEndpoint",
+                         "sagemaker:UpdateEndpoint", "sagemaker:DescribeModel", "sagemaker:DescribeEndpointConfig",
+                         "sagemaker:DescribeEndpoint", "sagemaker:DeleteTags", "sagemaker:ListTags"],
+                resources=[stack.format_arn(service="sagemaker", resource=r, resource_name="*")
+                           for r in ("model", "endpoint-config", "endpoint")],
+                conditions=own_tag,
+            ),
+            iam.PolicyStatement(
+                sid="PassOnlyTheTeamsExecutionRole", actions=["iam:PassRole"],
+                resources=[team.execution_role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            ))
+            ),
+            iam.PolicyStatement(  # the endpoint product's volume key, tagged team=<team> at creation
+                sid="CreateTeamTaggedKeys", actions=["kms:CreateKey"], resources=["*"], conditions=new_tag,
+            ),
+            iam.PolicyStatement(
+                sid="ManageTeamTaggedKeys",
+                actions=["kms:PutKeyPolicy", "kms:EnableKeyRotation", "kms:GetKeyRotationStatus", "kms:GetKeyPolicy",
+                         "kms:DescribeKey", "kms:TagResource", "kms:UntagResource", "kms:ListResourceTags",
+                         "kms:ScheduleKeyDeletion", "kms:CreateGrant", "kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[stack.format_arn(service="kms", resource="key", resource_name="*")],
+                conditions=own_tag,
+            ),
+            iam.PolicyStatement(  # queues only on the team's compute environment
+                sid="TeamQueues",
+                actions=["batch:CreateJobQueue", "batch:UpdateJobQueue", "batch:DeleteJobQueue", "batch:TagResource"],
+                resources=[stack.format_arn(service="batch", resource="job-queue", resource_name="*"),
+                           team.compute_environment.ref],
+                conditions={"StringEqualsIfExists": {"aws:RequestTag/team": t}},
+            ),
+            iam.PolicyStatement(sid="BatchReads", resources=["*"],
+                                actions=["batch:DescribeJobQueues", "batch:DescribeComputeEnvironments"]),
+        ]
+        for st in statements:
+            role.add_to_policy(st)
         acknowledge_wildcards(
-            self.launch_role,
-            "The launch role creates the products' SageMaker, Batch and CloudFormation resources, whose names "
-            "and ARNs are chosen at launch; iam:PassRole names each team's execution role",
-            actions=["sagemaker:Describe*", "batch:Describe*", "cloudformation:Describe*", "ec2:Describe*"],
-            resources=["*"],
+            role,
+            f"Team {t}'s launch role: SageMaker, KMS and Batch resources whose names are generated at launch, "
+            "allowed only with the team's tag (aws:RequestTag / aws:ResourceTag team), Service Catalog stacks SC-*, "
+            "its product templates (s3:ExistingObjectTag servicecatalog:provisioning), template checks and reads "
+            "that IAM cannot scope",
+            resources=["*", "*:stack/SC-*", "*:model/*", "*:endpoint-config/*", "*:endpoint/*", "*:key/*",
+                       "*:job-queue/*"],
         )
-
-        self.products: dict[str, servicecatalog.CloudFormationProduct] = {}
-        endpoint = servicecatalog.CloudFormationProduct(
-            self,
-            "EndpointProduct",
-            product_name="SageMaker real-time endpoint",
-            owner=provider_name,
-            description="A KMS-encrypted SageMaker real-time endpoint serving a model artifact from the lake",
-            product_versions=[servicecatalog.CloudFormationProductVersion(
-                product_version_name="v1",
-                cloud_formation_template=servicecatalog.CloudFormationTemplate.from_product_stack(
-                    _EndpointProduct(self, "EndpointProductStack", instance_types=endpoint_instance_types)),
-            )],
-        )
-        training = servicecatalog.CloudFormationProduct(
-            self,
-            "TrainingQueueProduct",
-            product_name="GPU training queue",
-            owner=provider_name,
-            description="An extra Batch job queue on a team's GPU compute environment",
-            product_versions=[servicecatalog.CloudFormationProductVersion(
-                product_version_name="v1",
-                cloud_formation_template=servicecatalog.CloudFormationTemplate.from_product_stack(
-                    _TrainingQueueProduct(self, "TrainingQueueProductStack")),
-            )],
-        )
-        self.products = {"endpoint": endpoint, "training-queue": training}
-        tag_options = servicecatalog.TagOptions(
-            self, "TagOptions",
-            allowed_values_for_tags={
-                "team": sorted(t.team_name for t in teams),
-                "team-cost-centre": sorted({t.cost_centre for t in teams}),
-            },
-        )
-        for product in self.products.values():
-            self.portfolio.add_product(product)
-            self.portfolio.set_launch_role(product, self.launch_role)
-            cdk.Tags.of(product).add(*STUDIO_VISIBILITY_TAG)
-        self.portfolio.associate_tag_options(tag_options)
-        for team in teams:
-            self.portfolio.give_access_to_role(team.team_role)
+        for rule in ("checkov::CKV_AWS_108", "checkov::CKV_AWS_109", "checkov::CKV_AWS_111"):
+            acknowledge(role, rule, f"Team {t}'s launch role: s3:GetObject only on objects tagged "
+                        "servicecatalog:provisioning (the product templates), kms:CreateKey and SageMaker creates "
+                        "only with the team's tag, stacks only SC-*: conditions checkov does not read")
+        return role
 
 
-class _EndpointProduct(servicecatalog.ProductStack):
-    """Product template: model + encrypted endpoint config + endpoint, parameters validated."""
+def _product(scope: Construct, id: str, name: str, owner: str, description: str,
+             template: servicecatalog.ProductStack) -> servicecatalog.CloudFormationProduct:
+    return servicecatalog.CloudFormationProduct(
+        scope, id, product_name=name, owner=owner, description=description,
+        product_versions=[servicecatalog.CloudFormationProductVersion(
+            product_version_name="v2",
+            cloud_formation_template=servicecatalog.CloudFormationTemplate.from_product_stack(template),
+        )],
+    )
 
-    def __init__(self, scope: Construct, id: str, *, instance_types: Sequence[str]) -> None:
+
+def _launch_suffix(scope: Construct) -> str:
+    """The first block of the provisioned stack's UUID: unique per launch, for generated names."""
+    return cdk.Fn.select(0, cdk.Fn.split("-", cdk.Fn.select(2, cdk.Fn.split("/", cdk.Aws.STACK_ID))))
+
+
+class _ProductBase(servicecatalog.ProductStack):
+    """A team's product template: the ``SageMakerProjectName``/``SageMakerProjectId`` parameters SageMaker passes to
+    project templates, and the team's tags on every resource (the launch role acts only on those)."""
+
+    def __init__(self, scope: Construct, id: str, *, team: TeamEnvironment) -> None:
         super().__init__(scope, id)
+        self.project_name = cdk.CfnParameter(
+            self, "SageMakerProjectName", type="String", default="standalone", min_length=1, max_length=32,
+            allowed_pattern=r"^[a-zA-Z](-*[a-zA-Z0-9])*", description="Set by SageMaker when launched as a project")
+        self.project_id = cdk.CfnParameter(self, "SageMakerProjectId", type="String", default="none", max_length=20,
+                                           description="Set by SageMaker when launched as a project")
+        cdk.Tags.of(self).add("team", team.team_name)
+        cdk.Tags.of(self).add("team-cost-centre", team.cost_centre)
+        cdk.Tags.of(self).add("project", self.project_name.value_as_string)
+        cdk.Tags.of(self).add("project-id", self.project_id.value_as_string)
+
+
+class _EndpointProduct(_ProductBase):
+    """Product template: model + endpoint config (KMS volume key only on EBS-backed types) + endpoint."""
+
+    def __init__(self, scope: Construct, id: str, *, team: TeamEnvironment, instance_types: Sequence[str]) -> None:
+        super().__init__(scope, id, team=team)
+        t = team.team_name
         image = cdk.CfnParameter(self, "ImageUri", type="String", description="Inference container image (ECR)",
                                  allowed_pattern=r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/.+$")
         model_data = cdk.CfnParameter(self, "ModelDataUrl", type="String", description="s3:// URI of model.tar.gz",
                                       allowed_pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+\.tar\.gz$")
+        # Only this team's roles: the launch role may pass nothing else either.
         role = cdk.CfnParameter(self, "ExecutionRoleArn", type="String",
-                                description="The team's SageMaker execution role",
-                                allowed_pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/mlinfra/team/[a-z0-9-]+/.+$")
+                                description=f"The SageMaker execution role of team {t}",
+                                allowed_pattern=rf"^arn:aws[a-z-]*:iam::\d{{12}}:role{re.escape(team_role_path(t))}.+$")
         instance_type = cdk.CfnParameter(self, "InstanceType", type="String", allowed_values=list(instance_types),
                                          default=instance_types[0])
         instance_count = cdk.CfnParameter(self, "InstanceCount", type="Number", default=1, min_value=1, max_value=8)
-        key = kms.Key(self, "Key", enable_key_rotation=True, description="Encrypts the endpoint's storage volumes")
+        local = [i for i in instance_types if family_of(i, "endpoint_instance_types").local_storage]
+        # KmsKeyId is refused for instance types with local NVMe storage (their volumes are hardware encrypted).
+        ebs_backed = cdk.CfnCondition(self, "EbsBacked", expression=cdk.Fn.condition_not(cdk.Fn.condition_or(
+            *[cdk.Fn.condition_equals(instance_type.value_as_string, i) for i in local]))) if local else None
+        key = kms.Key(self, "Key", enable_key_rotation=True, pending_window=cdk.Duration.days(7),
+                      removal_policy=cdk.RemovalPolicy.DESTROY,
+                      description=f"Encrypts the storage volumes of a team {t} endpoint")
+        key.grant_encrypt_decrypt(iam.ArnPrincipal(role.value_as_string))
+        limit_grants_to_aws_services(key)
+        if ebs_backed is not None:
+            key.node.default_child.cfn_options.condition = ebs_backed
         model = sagemaker.CfnModel(
             self, "Model", execution_role_arn=role.value_as_string, enable_network_isolation=True,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image.value_as_string, model_data_url=model_data.value_as_string),
         )
         config = sagemaker.CfnEndpointConfig(
-            self, "EndpointConfig", kms_key_id=key.key_arn,
+            self, "EndpointConfig",
+            kms_key_id=cdk.Fn.condition_if(ebs_backed.logical_id, key.key_arn, cdk.Aws.NO_VALUE).to_string()
+            if ebs_backed is not None else key.key_arn,
             production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                 variant_name="AllTraffic", model_name=model.attr_model_name,
                 initial_instance_count=instance_count.value_as_number, initial_variant_weight=1.0,
                 instance_type=instance_type.value_as_string,
             )],
         )
-        endpoint = sagemaker.CfnEndpoint(self, "Endpoint", endpoint_config_name=config.attr_endpoint_config_name)
+        endpoint = sagemaker.CfnEndpoint(self, "Endpoint", endpoint_config_name=config.attr_endpoint_config_name,
+                                         endpoint_name=cdk.Fn.join("-", [t, _launch_suffix(self)]))
         acknowledge(model, "AwsSolutions-SM1", "The product endpoint runs with network isolation; the team "
                     "chooses a VPC-attached variant through the platform's serving construct")
         cdk.CfnOutput(self, "EndpointName", value=endpoint.attr_endpoint_name)
 
 
-class _TrainingQueueProduct(servicecatalog.ProductStack):
-    """Product template: a job queue on an existing compute environment (the team's, given by ARN)."""
+class _TrainingQueueProduct(_ProductBase):
+    """Product template: a job queue on the team's compute environment (its ARN is the only allowed value)."""
 
-    def __init__(self, scope: Construct, id: str) -> None:
-        super().__init__(scope, id)
+    def __init__(self, scope: Construct, id: str, *, team: TeamEnvironment) -> None:
+        super().__init__(scope, id, team=team)
         ce = cdk.CfnParameter(self, "ComputeEnvironmentArn", type="String",
-                              description="The team's Batch compute environment",
+                              description=f"The Batch compute environment of team {team.team_name}",
                               allowed_pattern=r"^arn:aws[a-z-]*:batch:[a-z0-9-]+:\d{12}:compute-environment/.+$")
         priority = cdk.CfnParameter(self, "Priority", type="Number", default=10, min_value=1, max_value=100)
         queue = batch.CfnJobQueue(

@@ -54,7 +54,7 @@ from mlinfra.domain import instances
 from mlinfra.domain.rules import cite
 # DLAMI_SSM_PARAMETER: the AWS Deep Learning Base AMI (OSS NVIDIA driver, AL2023)
 from mlinfra.domain.parallelcluster import DEFAULT_PCLUSTER_VERSION, DLAMI_SSM_PARAMETER, PCLUSTER_MIN_MINOR, is_pcluster_release
-from mlinfra.constructs.common import acknowledge
+from mlinfra.constructs.common import BATCH_BASIC_MONITORING, acknowledge
 from mlinfra.constructs.data_lake import DataLake, ImportedDataLake, validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.constructs.lustre_cache import LustreCache
@@ -413,6 +413,9 @@ class GpuTrainingCluster(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=f"{opts.unhealthy_nodes_per_hour} or more GPU nodes failed their health check within an "
                               "hour: nodes are being replaced in a loop (see /var/lib/mlinfra/gpu-health.json on one)")
+        acknowledge(self.unhealthy_node_alarm, "cfn-guard::cloudwatch_alarm_action_check",
+                    "The cluster construct owns no notification topic; the alarm is exposed (unhealthy_node_alarm) "
+                    "for the stack to route with add_alarm_action")
         role.add_to_principal_policy(iam.PolicyStatement(
             actions=["cloudwatch:PutMetricData"], resources=["*"],
             conditions={"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}))
@@ -451,6 +454,9 @@ class GpuTrainingCluster(Construct):
                 volume=ec2.BlockDeviceVolume.ebs(root_gib, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3,
                                                  delete_on_termination=True))],
         )
+        acknowledge(self.launch_template, "cfn-guard::ec2_launch_template_monitoring_enabled_check", BATCH_BASIC_MONITORING)
+        acknowledge(self.launch_template, "cfn-guard::ec2_launch_template_public_ip_disabled_check",
+                    "The EFA interfaces are in the private training subnet, which never maps public addresses")
         if efa:
             # EFA interfaces exist only in launch-template network interfaces (L1 level); the group sits on them.
             cfn_lt: ec2.CfnLaunchTemplate = self.launch_template.node.default_child

@@ -30,7 +30,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_transfer as transfer
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, encrypted_log_group, log_retention
+from mlinfra.constructs.common import acknowledge, encrypted_log_group, limit_grants_to_aws_services, log_retention
 from mlinfra.constructs.data_lake import IDataLake, validate_prefix, validate_zone
 from mlinfra.constructs.lambda_function import HandlerFunction
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
@@ -253,6 +253,7 @@ class SftpServer(Construct):
         self.lake, self.zone, self.file_system = lake, zone, file_system
         self.bucket = lake.bucket(zone) if lake is not None else None
         self.key = encryption_key or kms.Key(self, "Key", enable_key_rotation=True, description="Transfer Family logs")
+        limit_grants_to_aws_services(self.key)
         self.log_group = encrypted_log_group(self, "Logs", key=self.key, removal_policy=cdk.RemovalPolicy.RETAIN,
                                              retention=log_retention(log_retention_days, "log_retention_days"))
 

@@ -82,7 +82,7 @@ def _check(shape: Any, value: Any, path: str, errors: list[str]) -> None:
             errors.append(f"{path}: must be one of {shown}, got: {value!r}")
         _bounds(len(value), meta, path, "characters", errors)
         pattern = meta.get("pattern")
-        if pattern and not re.fullmatch(pattern, value, flags=re.DOTALL):
+        if pattern and not _matches(pattern, value):
             errors.append(f"{path}: must match the pattern {pattern!r}, got: {value!r}")
         return
     if kind in ("integer", "long"):
@@ -100,6 +100,15 @@ def _check(shape: Any, value: Any, path: str, errors: list[str]) -> None:
             errors.append(f"{path}: must be true or false, got: {value!r}")
         return
     # timestamp, blob: accepted as given
+
+
+def _matches(pattern: str, value: str) -> bool:
+    """``value`` matches the model's ``pattern``; a pattern Python's ``re`` cannot compile (the models use Java's
+    ``\\p{...}`` classes in places) is not checked."""
+    try:
+        return re.fullmatch(pattern, value, flags=re.DOTALL) is not None
+    except re.error:
+        return True
 
 
 def _bounds(n: int, meta: dict[str, Any], path: str, unit: str, errors: list[str]) -> None:

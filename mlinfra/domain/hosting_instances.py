@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-__all__ = ["HostingFamily", "HOSTING_FAMILIES", "parse_instance_type", "family_of"]
+__all__ = ["HostingFamily", "HOSTING_FAMILIES", "parse_instance_type", "family_of", "accepts_volume_kms_key"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +30,7 @@ def _fams(names: str, **kw) -> dict[str, HostingFamily]:
 
 #: Families SageMaker real-time / async hosting offers.
 HOSTING_FAMILIES: dict[str, HostingFamily] = {
-    **_fams("t2 t3 m4 m5 m6i m7i m6g m7g c4 c5 c6i c7i c6g c7g r5 r6i r7i r6g r7g r8g"),
+    **_fams("t2 t3 m4 m5 m6i m7i m6g m7g c4 c5 c5n c6i c7i c6g c7g r5 r6i r7i r6g r7g r8g"),
     **_fams("m5d m6id m6gd c5d c6id c6gd r5d r6id r6gd", local_storage=True),
     **_fams("p3", accelerator="gpu"),  # legacy, EBS-only
     **_fams("g4dn g5 g6 g6e p3dn p4d p4de p5 p5e p5en", accelerator="gpu", local_storage=True),
@@ -59,3 +59,11 @@ def parse_instance_type(instance_type: str, prop: str = "instance_type") -> tupl
 
 def family_of(instance_type: str, prop: str = "instance_type") -> HostingFamily:
     return HOSTING_FAMILIES[parse_instance_type(instance_type, prop)[0]]
+
+
+def accepts_volume_kms_key(instance_type: str, prop: str = "instance_type") -> bool:
+    """Whether a SageMaker request for ``instance_type`` may carry a volume KMS key (``VolumeKmsKeyId`` of
+    training, processing and transform jobs, ``KmsKeyId`` of an endpoint config): not on types with local NVMe
+    instance storage (service rule ``sagemaker.no-volume-kms-with-instance-storage``). Output keys are unaffected."""
+    return not family_of(instance_type, prop).local_storage
+

@@ -40,7 +40,59 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         "instance storage; those volumes are encrypted by the instance's hardware module.",
         source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProductionVariant.html and "
         "API_ResourceConfig.html (VolumeKmsKeyId)",
-        enforced_by="mlinfra.domain.hosting_instances.family_of",
+        enforced_by="mlinfra.domain.hosting_instances.accepts_volume_kms_key",
+    ),
+    ServiceRule(
+        id="sagemaker.inference-image-serves",
+        rule="A hosted model's image must implement the serving contract (GET /ping, POST /invocations on 8080); "
+        "training images (the *-training Deep Learning Containers) do not.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html",
+        enforced_by="mlinfra.constructs.retrain_pipeline._validate_inference_image",
+    ),
+    ServiceRule(
+        id="sagemaker.model-role-reads-artifact-and-image",
+        rule="The model's execution role downloads ModelDataUrl (kms:Decrypt on the artifact's key) and pulls the "
+        "image (ECR pull actions and ecr:GetAuthorizationToken).",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html (CreateModel API: execution role permissions)",
+        enforced_by="mlinfra.constructs.retrain_pipeline.RetrainPipeline._grant_model_role",
+    ),
+    ServiceRule(
+        id="sagemaker.endpoint-stack-update-guarded",
+        rule="AWS::SageMaker::Endpoint applies DeploymentConfig (blue/green, auto-rollback) to stack updates and keeps "
+        "the current instance count and weights with RetainAllVariantProperties; without them an update is "
+        "all at once and resets capacity to InitialInstanceCount.",
+        source="https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-sagemaker-endpoint.html",
+        enforced_by="mlinfra.constructs.endpoint.rollout._RolloutMixin._guard_stack_updates",
+    ),
+    ServiceRule(
+        id="sagemaker.update-endpoint-in-service",
+        rule="UpdateEndpoint is refused while the endpoint is Creating, Updating, SystemUpdating or RollingBack; a "
+        "missing endpoint is reported as a ValidationException 'Could not find endpoint'.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_UpdateEndpoint.html",
+        enforced_by="mlinfra.retrain_definition.build_definition",
+    ),
+    ServiceRule(
+        id="sagemaker.rollout-fits-guardrails",
+        rule="A blue/green update's bake waits (WaitIntervalInSeconds per traffic step) and TerminationWaitInSeconds "
+        "run within MaximumExecutionTimeoutInSeconds; auto-rollback only acts on alarms that go to ALARM during the "
+        "update, so an alarm needing more datapoints than a bake holds never rolls back.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-blue-green.html and "
+        "deployment-guardrails-configuration.html (auto-rollback alarms)",
+        enforced_by="mlinfra.constructs.endpoint.validation._validate_rollout_timing",
+    ),
+    ServiceRule(
+        id="sagemaker.gpu-metrics-summed-over-devices",
+        rule="Endpoint instance metrics GPUUtilization and GPUMemoryUtilization (and CPUUtilization) are summed over "
+        "the instance's devices: 0-400 % on a 4-GPU instance.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html (SageMaker AI endpoint "
+        "instance metrics)",
+        enforced_by="mlinfra.constructs.endpoint.alarms._AlarmsMixin._gpus",
+    ),
+    ServiceRule(
+        id="sagemaker.auto-rollback-describe-alarms",
+        rule="An UpdateEndpoint with AutoRollbackConfiguration needs cloudwatch:DescribeAlarms on the alarms.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html",
+        enforced_by="mlinfra.constructs.retrain_pipeline.RetrainPipeline._grant_state_machine",
     ),
     ServiceRule(
         id="sagemaker.customer-metadata",
@@ -61,7 +113,22 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
 
 
 # --- Step Functions ------------------------------------------------------------------------------------------------
-_STEPFUNCTIONS: tuple[ServiceRule, ...] = ()
+_STEPFUNCTIONS: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="stepfunctions.history-event-limit",
+        rule="A Standard execution stops at 25,000 history events; that end runs no Catch. A Task with a "
+        "Choice/Wait poll loop costs about 13 events per iteration.",
+        source="https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html (execution history)",
+        enforced_by="mlinfra.retrain_definition.worst_case_history_events",
+    ),
+    ServiceRule(
+        id="stepfunctions.sagemaker-sync-iam",
+        rule="The optimized sagemaker:create*Job.sync integrations need events:PutTargets, PutRule and DescribeRule "
+        "on rule/StepFunctionsGetEventsForSageMaker*JobsRule and the matching sagemaker:Stop*Job.",
+        source="https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html",
+        enforced_by="mlinfra.constructs.retrain_pipeline.RetrainPipeline._grant_state_machine",
+    ),
+)
 
 
 # --- AWS Batch -----------------------------------------------------------------------------------------------------
@@ -216,7 +283,59 @@ _EC2: tuple[ServiceRule, ...] = (
 
 
 # --- IAM, KMS, SQS, SNS, Service Catalog (isolation and confused deputy) -------------------------------------------
-_IAM: tuple[ServiceRule, ...] = ()
+_IAM: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="iam.launch-constraint-per-portfolio-product",
+        rule="A Service Catalog launch constraint applies to one product in one portfolio (one launch role per "
+        "product-portfolio pair), so per-team launch roles need per-team portfolios.",
+        source="https://docs.aws.amazon.com/servicecatalog/latest/adminguide/constraints-launch.html",
+        enforced_by="mlinfra.constructs.team_environment.TeamPortfolio",
+    ),
+    ServiceRule(
+        id="iam.launch-role-reads-tagged-templates",
+        rule="A launch role reads the product templates Service Catalog stores with s3:GetObject, which can be limited "
+        "to objects tagged servicecatalog:provisioning=true (s3:ExistingObjectTag); provisioned products run as "
+        "CloudFormation stacks named SC-<account>-pp-<id>.",
+        source="https://docs.aws.amazon.com/servicecatalog/latest/adminguide/constraints-launch.html",
+        enforced_by="mlinfra.constructs.team_environment.TeamPortfolio",
+    ),
+    ServiceRule(
+        id="iam.sagemaker-project-template",
+        rule="A custom SageMaker project template is a Service Catalog product tagged sagemaker:studio-visibility=true, "
+        "with the SageMakerProjectName and SageMakerProjectId parameters, in a portfolio shared with the Studio users' "
+        "execution roles.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-projects-templates-custom.html",
+        enforced_by="mlinfra.constructs.team_environment._ProductBase",
+    ),
+    ServiceRule(
+        id="iam.confused-deputy-source-keys",
+        rule="A service principal granted in a resource policy (key, queue, topic, bucket, function) should be limited "
+        "with aws:SourceArn / aws:SourceAccount (or the service's documented condition, such as "
+        "kms:EncryptionContext:aws:logs:arn for CloudWatch Logs) so it acts only for this account's resources.",
+        source="https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html; "
+        "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html",
+        enforced_by="mlinfra.constructs.common.alarm_principal",
+    ),
+    ServiceRule(
+        id="iam.eventbridge-kms-no-source-keys",
+        rule="EventBridge's KMS requests when delivering to an encrypted SQS queue or SNS topic carry no aws:SourceArn / "
+        "aws:SourceAccount, so those conditions on the key policy would drop every event; EventBridge does send "
+        "aws:SourceArn (the rule) to the queue or topic policy, which is where deliveries are pinned.",
+        source="AWS EventBridge user guide, https://docs.aws.amazon.com/eventbridge/latest/userguide/"
+        "eb-use-resource-based.html (SQS and SNS permissions) and the SNS developer guide, "
+        "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services",
+        enforced_by="mlinfra.constructs.common.events_only_from_this_account",
+    ),
+    ServiceRule(
+        id="iam.github-oidc-job-workflow-ref",
+        rule="AWS STS validates GitHub's job_workflow_ref claim as the condition key "
+        "token.actions.githubusercontent.com:job_workflow_ref in AssumeRoleWithWebIdentity trust policies (since "
+        "2026-02), which pins a role to one (reusable) workflow file at one ref.",
+        source="AWS STS announcement (2026-02), provider-specific OIDC claims for GitHub; GitHub docs, "
+        "https://docs.github.com/en/actions/reference/security/oidc (job_workflow_ref)",
+        enforced_by="mlinfra.constructs.github_oidc.GithubOidcDeployRole",
+    ),
+)
 
 
 # --- SageMaker HyperPod --------------------------------------------------------------------------------------------

@@ -80,6 +80,15 @@ def _kms_key_tags(props: dict[str, Any], resources: dict[str, Any]) -> str | Non
     return None  # the same tags: nothing is lost, nothing to report
 
 
+def _ssm_parameter_tags(props: dict[str, Any], resources: dict[str, Any]) -> str | None:
+    # moto 5.2.5 reads AWS::SSM::Parameter Tags as a Key/Value list (the API's shape); CloudFormation's is a map
+    # (name -> value), on which moto fails the whole stack (TypeError). Same tags, the shape moto reads.
+    tags = props.get("Tags")
+    if isinstance(tags, dict):
+        props["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+    return None
+
+
 #: Target types moto's EventBridge delivers to; any other target makes PutEvents fail with HTTP 500
 #: ("Expr not defined") once a matching event arrives.
 _DELIVERABLE_TARGET_TYPES = {"AWS::SQS::Queue": "sqs", "AWS::Logs::LogGroup": "logs", "AWS::Events::EventBus": "events"}
@@ -133,6 +142,7 @@ def _batch_service_role(props: dict[str, Any], resources: dict[str, Any]) -> str
 FIXUPS: dict[str, Any] = {
     "AWS::Batch::ComputeEnvironment": _batch_service_role,
     "AWS::KMS::Key": _kms_key_tags,
+    "AWS::SSM::Parameter": _ssm_parameter_tags,
     "AWS::Events::Rule": _event_rule_targets,
 }
 

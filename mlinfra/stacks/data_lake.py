@@ -8,6 +8,7 @@ from constructs import Construct
 from mlinfra.config import ZONES, PlatformConfig
 from mlinfra.constructs.common import data_destruction_allowed
 from mlinfra.constructs.data_lake import DataLake
+from mlinfra.constructs.endpoint import ModelPointer
 from mlinfra.stacks.base import PlatformStack
 
 
@@ -34,4 +35,12 @@ class DataLakeStack(PlatformStack):
             cdk.CfnOutput(self, f"{zone.title()}BucketName", value=self.lake.bucket(zone).bucket_name)
         if self.lake.encryption_key is not None:
             cdk.CfnOutput(self, "LakeKeyArn", value=self.lake.encryption_key.key_arn)
+        # The served model's pointer is state (the retrain pipeline writes it after each rollout): it lives here,
+        # deployed before the serving stack that resolves it (docs/serving.md, "Who owns the model").
+        self.model_pointer: ModelPointer | None = None
+        if config.serving.enabled:
+            self.model_pointer = ModelPointer(
+                self, "ServedModel", parameter_prefix=f"/{config.prefix}/{config.env_name}/serving/realtime",
+                image_uri=config.serving.image_uri, model_bucket=self.lake.bucket("models"),
+                model_data_key=config.serving.model_data_key)
 

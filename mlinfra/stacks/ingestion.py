@@ -33,7 +33,7 @@ from constructs import Construct
 
 from mlinfra.config import DataSyncTaskConfig, PlatformConfig
 from mlinfra.constructs import datasync as ds
-from mlinfra.constructs.common import acknowledge, encrypted_table
+from mlinfra.constructs.common import acknowledge, alarm_principal, encrypted_table, events_only_from_this_account, limit_grants_to_aws_services
 from mlinfra.constructs.data_lake import DataLake
 from mlinfra.constructs.firehose import RawDeliveryStream
 from mlinfra.constructs.lambda_function import HandlerFunction
@@ -46,6 +46,9 @@ from mlinfra.stacks.base import PlatformStack
 READY_EVENT_SOURCE = "mlinfra.ingestion"
 READY_EVENT_DETAIL_TYPE = "Dataset Version Ready"
 READY_EVENT_BUS = "default"
+#: At most this many concurrent landing-glue invocations (the SQS event source's maximum concurrency, 2-1000): a burst
+#: of uploads cannot take the account's Lambda concurrency, without reserving any of it.
+GLUE_MAX_CONCURRENCY = 10
 
 
 class IngestionStack(PlatformStack):
@@ -57,12 +60,16 @@ class IngestionStack(PlatformStack):
         self.lake = lake
         self.key = kms.Key(self, "Key", enable_key_rotation=True, description="Ingestion: catalog, queues, topic, logs",
                            removal_policy=cdk.RemovalPolicy.RETAIN)
+        limit_grants_to_aws_services(self.key)
 
         # --- alarms -------------------------------------------------------------------------------
         self.alarm_topic = sns.Topic(self, "AlarmTopic", master_key=self.key, enforce_ssl=True,
                                      display_name=f"{config.prefix} {config.env_name} ingestion alarms")
+        # EventBridge's KMS requests carry no aws:SourceArn/SourceAccount (EventBridge user guide, encrypted SQS and
+        # SNS targets): the queue and topic policies below are where its deliveries are pinned to this account.
         self.key.grant_encrypt_decrypt(iam.ServicePrincipal("events.amazonaws.com"))
-        self.key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
+        self.key.grant_encrypt_decrypt(alarm_principal())
+        self.alarm_topic.add_to_resource_policy(events_only_from_this_account(self.alarm_topic.topic_arn, ["sns:Publish"]))
         if cfg.alarm_email:
             self.alarm_topic.add_subscription(subscriptions.EmailSubscription(cfg.alarm_email))
         alarm_action = cw_actions.SnsAction(self.alarm_topic)
@@ -75,20 +82,23 @@ class IngestionStack(PlatformStack):
         timeout = cdk.Duration.seconds(cfg.handler_timeout_seconds)
         self.glue_dlq = sqs.Queue(self, "GlueDeadLetterQueue", encryption=sqs.QueueEncryption.KMS,
                                   encryption_master_key=self.key, enforce_ssl=True, retention_period=cdk.Duration.days(14))
-        acknowledge(self.glue_dlq, "AwsSolutions-SQS3", "This queue is the dead-letter queue of the landing glue queue.")
+        for rule in ("AwsSolutions-SQS3", "cfn-guard::sqs_dlq_check"):
+            acknowledge(self.glue_dlq, rule, "This queue is the dead-letter queue of the landing glue queue.")
         self.glue_queue = sqs.Queue(
             self, "GlueQueue", encryption=sqs.QueueEncryption.KMS, encryption_master_key=self.key, enforce_ssl=True,
             visibility_timeout=cdk.Duration.seconds(cfg.handler_timeout_seconds * 6),
             retention_period=cdk.Duration.days(4),
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=self.glue_dlq),
         )
+        self.glue_queue.add_to_resource_policy(events_only_from_this_account(self.glue_queue.queue_arn, ["sqs:SendMessage"]))
         landing, raw = lake.bucket("landing"), lake.bucket("raw")
         self.landing_rule = events.Rule(
             self, "LandingObjectCreated",
             description="New landing objects -> landing glue queue",
             event_pattern=events.EventPattern(source=["aws.s3"], detail_type=["Object Created"],
                                               detail={"bucket": {"name": [landing.bucket_name]}}),
-            targets=[targets.SqsQueue(self.glue_queue)],
+            # Events EventBridge cannot deliver (throttling, a policy error) land in the glue's DLQ, which is alarmed.
+            targets=[targets.SqsQueue(self.glue_queue, dead_letter_queue=self.glue_dlq, retry_attempts=8)],
         )
         self.glue = HandlerFunction(
             self, "LandingGlue", handler="landing_glue",
@@ -107,7 +117,8 @@ class IngestionStack(PlatformStack):
         )
         fn = self.glue.function
         fn.add_event_source(sources.SqsEventSource(self.glue_queue, batch_size=10, report_batch_item_failures=True,
-                                                   max_batching_window=cdk.Duration.seconds(5)))
+                                                   max_batching_window=cdk.Duration.seconds(5),
+                                                   max_concurrency=GLUE_MAX_CONCURRENCY))
         lake.grant_read("landing", fn)
         lake.grant_write("landing", fn, "_quarantine/")
         fn.add_to_role_policy(iam.PolicyStatement(
@@ -178,7 +189,7 @@ class IngestionStack(PlatformStack):
                 includes=task_cfg.includes, excludes=task_cfg.excludes,
                 verify_mode=ds.VerifyMode(task_cfg.verify_mode), storage_class=ds.S3StorageClass(task_cfg.storage_class),
                 log_key=self.key, alarm_topic=self.alarm_topic,
-                state_change_targets=[targets.SqsQueue(self.glue_queue)],
+                state_change_targets=[targets.SqsQueue(self.glue_queue, dead_letter_queue=self.glue_dlq, retry_attempts=8)],
             )
 
         # --- Firehose ---------------------------------------------------------------------------------

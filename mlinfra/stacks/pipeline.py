@@ -11,7 +11,7 @@ from mlinfra.config import PlatformConfig
 from mlinfra.constructs.common import acknowledge
 from mlinfra.constructs.data_lake import DataLake
 from mlinfra.constructs.endpoint_target import EndpointTarget
-from mlinfra.constructs.retrain_pipeline import MetricDirection, ProcessingProps, RetrainPipeline, TrainingProps
+from mlinfra.constructs.retrain_pipeline import JobWait, MetricDirection, ProcessingProps, RetrainPipeline, TrainingProps
 from mlinfra.stacks.base import PlatformStack
 
 
@@ -49,7 +49,8 @@ class PipelineStack(PlatformStack):
             threshold=cfg.threshold,
             min_improvement=cfg.min_improvement,
             schedule=events.Schedule.expression(cfg.schedule) if cfg.schedule else None,
-            inference_image_uri=cfg.inference_image,
+            # Deploying needs a serving image: the serving config's image unless the pipeline names one.
+            inference_image_uri=cfg.inference_image or (config.serving.image_uri if deploy_target is not None else None),
             preprocessing=ProcessingProps(image_uri=cfg.preprocessing_image) if cfg.preprocessing_image else None,
             evaluation=ProcessingProps(image_uri=cfg.evaluation_image) if cfg.evaluation_image else None,
             manual_approval=cfg.manual_approval,
@@ -62,6 +63,8 @@ class PipelineStack(PlatformStack):
             log_retention_days=cfg.log_retention_days,
             job_prefix=f"{config.prefix}-{config.env_name}"[:20].rstrip("-"),
             destroy_data_on_delete=config.destroy_data_on_delete,
+            # moto's Step Functions interpreter cannot run .sync integrations: the emulator polls.
+            job_wait=JobWait.POLL if config.target == "local" else JobWait.SYNC,
         )
         if log_level != sfn.LogLevel.ALL:
             acknowledge(self.pipeline.state_machine, "AwsSolutions-SF1",

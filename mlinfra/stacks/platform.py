@@ -62,7 +62,7 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
         from mlinfra.stacks.serving import ServingStack
 
         platform.extra["serving"] = ServingStack(
-            scope, config=config, lake=data_lake.lake, network=network.network
+            scope, config=config, lake=data_lake.lake, network=network.network, model_pointer=data_lake.model_pointer
         )
 
     # --- retrain pipeline (issue 5) ---

@@ -25,6 +25,7 @@ from mlinfra.constructs.endpoint import (
     EndpointMode,
     ModelContainer,
     ModelData,
+    ModelPointer,
     ProductionVariant,
     ScalingMetric,
     ScheduledScaling,
@@ -48,7 +49,8 @@ BATCH_OUTPUT_PREFIX = "batch-inference/output/"
 
 
 class ServingStack(PlatformStack):
-    def __init__(self, scope: Construct, *, config: PlatformConfig, lake: DataLake, network: Network) -> None:
+    def __init__(self, scope: Construct, *, config: PlatformConfig, lake: DataLake, network: Network,
+                 model_pointer: ModelPointer | None = None) -> None:
         super().__init__(scope, "serving", config=config, description="SageMaker endpoints, autoscaling, alarms, dashboards")
         cfg: ServingConfig = config.serving
         models = lake.bucket("models")
@@ -59,12 +61,14 @@ class ServingStack(PlatformStack):
             environment={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"},
         )
         network_props = dict(vpc=network.vpc, vpc_subnets=network.private_subnet_selection)
+        # The real-time endpoint serves what the pointer names: the retrain pipeline's rollouts survive a deploy.
+        served = ModelContainer.from_pointer(model_pointer, environment=model.environment) if model_pointer else model
 
         self.realtime_endpoint = Endpoint(
             self,
             "RealtimeEndpoint",
             mode=EndpointMode.REAL_TIME,
-            model=model,
+            model=served,
             variants=[ProductionVariant(name="AllTraffic", instance_type=cfg.instance_type,
                                         initial_instance_count=cfg.initial_instance_count)],
             data_capture=DataCapture(bucket=artifacts, prefix=CAPTURE_PREFIX,

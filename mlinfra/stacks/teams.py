@@ -23,6 +23,19 @@ def _principal(arn: str) -> iam.IPrincipal:
     return iam.AccountPrincipal(arn.split(":")[4]) if arn.endswith(":root") else iam.ArnPrincipal(arn)
 
 
+def validate_team_trust(config: PlatformConfig, team: TeamConfig) -> None:
+    """A production team role trusts named principals only: not an empty list, not a whole account."""
+    if not config.is_production:
+        return
+    broad = [a for a in team.admin_principals if a.endswith(":root")]
+    if not team.admin_principals or broad:
+        raise ValueError(
+            f"vending.teams[{team.name}].admin_principals must name the roles (or role ARN patterns, e.g. the IAM "
+            f"Identity Center permission-set roles) that administer the team in production, not an empty list or an "
+            f"account root, got: {list(team.admin_principals)}"
+        )
+
+
 class TeamStack(PlatformStack):
     """One vended team: ``<prefix>-<env>-team-<name>``."""
 
@@ -30,6 +43,7 @@ class TeamStack(PlatformStack):
                  network: Network) -> None:
         super().__init__(scope, f"team-{team.name}", config=config,
                          description=f"Team environment {team.name} (cost centre {team.cost_centre})")
+        validate_team_trust(config, team)
         self.team = TeamEnvironment(
             self,
             "Team",
@@ -40,7 +54,8 @@ class TeamStack(PlatformStack):
             vpc_subnets=network.private_subnet_selection,
             read_prefixes=team.read_prefixes,
             write_prefixes=team.write_prefixes,
-            admin_principals=[_principal(a) for a in team.admin_principals],
+            admin_principals=[_principal(a) for a in team.admin_principals if "*" not in a],
+            admin_principal_patterns=[a for a in team.admin_principals if "*" in a],
             instance_families=team.instance_families,
             max_vcpus=team.max_vcpus,
             monthly_budget_usd=team.monthly_budget_usd,
@@ -61,7 +76,9 @@ class VendingStack(PlatformStack):
         super().__init__(scope, "vending", config=config, description="Self-service Service Catalog portfolio")
         validate_team_write_overlap(list(teams))
         self.portfolio = TeamPortfolio(self, "Portfolio", teams=teams)
-        cdk.CfnOutput(self, "PortfolioId", value=self.portfolio.portfolio.portfolio_id)
+        for name, portfolio in self.portfolio.portfolios.items():
+            cdk.CfnOutput(self, f"PortfolioId-{name}", value=portfolio.portfolio_id,
+                          description=f"Service Catalog portfolio of team {name}")
 
 
 def build_teams(scope: Construct, config: PlatformConfig, lake: _LakeBase, network: Network) -> dict[str, cdk.Stack]:

@@ -1,11 +1,14 @@
-"""The one fully validated synth: built-in CloudFormation validation ON, cdk-nag AwsSolutions registered,
-then cfn-lint on every template. Zero unacknowledged findings; cfn-lint clean with W3005 ignored only."""
+"""The one fully validated synth: built-in CloudFormation validation ON, cdk-nag AwsSolutions and cfn-guard (AWS
+Control Tower proactive-control rules) registered, then cfn-lint and checkov on every template (the pipeline's
+stage assemblies and the Service Catalog product templates included). Zero unacknowledged findings; cfn-lint
+clean with W3005 ignored only. Acknowledgments: ``mlinfra.constructs.common.acknowledge`` next to the resource."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,11 @@ import pytest
 from mlinfra.app import create_app
 
 pytestmark = [pytest.mark.policy]
+
+#: checkov runs from its own venv (``make setup``; its pins conflict with the project's: requirements-scan.txt).
+CHECKOV = Path(__file__).resolve().parents[2] / ".venv-scan" / "bin" / "checkov"
+#: The environments the scanners cover: the AWS ones (local is the emulator's variant of the same stacks).
+SCANNED_ENVS = ("prod", "dev")
 
 
 # prod: every production setting; local: what the emulator deploys; dev: the delivery pipeline and its stages.
@@ -22,7 +30,7 @@ def assembly(request, tmp_path_factory, config_file):
 
     outdir = tmp_path_factory.mktemp(f"policy-{request.param}")
     app, platform = create_app(config=load_config_file(config_file, request.param), outdir=str(outdir),
-                               nag=True, validation=True)
+                               nag=True, validation=True, guard=True)
     try:
         app.synth()
     except RuntimeError as exc:  # cdk-nag and validation failures: show the report's findings
@@ -37,7 +45,7 @@ def test_validation_report_is_clean(assembly):
     report = outdir / "validation-report.json"
     if report.exists():  # written when plugins ran; every plugin must have concluded success
         data = json.loads(report.read_text())
-        failures = [p for p in data.get("pluginReports", []) if p.get("conclusion") != "success"]
+        failures = [p for p in data.get("pluginReports", []) if p.get("conclusion") != "success" or p.get("violations")]
         assert not failures, json.dumps(failures, indent=1)[:3000]
 
 
@@ -56,6 +64,53 @@ def test_cfn_lint_clean(assembly):
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cfn_guard_ran_on_every_stack(assembly):
+    """The cfn-guard plugin reported (so a clean report means clean, not skipped), with its acknowledgments."""
+    outdir, platform = assembly
+    data = json.loads((outdir / "validation-report.json").read_text())
+    guard = [p for p in data.get("pluginReports", []) if p.get("pluginName") == "cdk-validator-cfnguard"]
+    assert guard, [p.get("pluginName") for p in data.get("pluginReports", [])]
+    suppressed = [v for p in guard for v in p.get("suppressedViolations", p.get("acknowledgedViolations", []))]
+    assert all(len(v.get("reason") or "") >= 20 for v in suppressed), suppressed[:3]
+
+
+@pytest.fixture(scope="session")
+def checkov_report(assembly):
+    """checkov once per scanned environment (a session fixture: it costs ~20-40 s a run)."""
+    outdir, platform = assembly
+    env = platform.config.env_name
+    if env not in SCANNED_ENVS:
+        return env, None
+    assert CHECKOV.exists(), f"checkov is not installed at {CHECKOV}: run make setup"
+    start = time.monotonic()
+    result = subprocess.run(
+        [str(CHECKOV), "-d", str(outdir), "--framework", "cloudformation", "--skip-download", "--compact", "-o", "json"],
+        capture_output=True, text=True,
+    )
+    elapsed = time.monotonic() - start
+    print(f"checkov {env}: {elapsed:.1f} s")
+    data = json.loads(result.stdout or "[]")
+    return env, data if isinstance(data, list) else [data]
+
+
+def test_checkov_clean(checkov_report):
+    env, reports = checkov_report
+    if reports is None:
+        pytest.skip(f"checkov scans {SCANNED_ENVS}; {env} is the emulator's variant")
+    failed = [f"{f['check_id']} {Path(f['file_path']).name} {f['resource']}: {f['check_name']}"
+              for r in reports for f in r["results"]["failed_checks"]]
+    assert not failed, "unacknowledged checkov findings:\n" + "\n".join(failed)
+    scanned = {Path(f["file_path"]).as_posix() for r in reports for key in ("passed_checks", "skipped_checks")
+               for f in r["results"].get(key, [])}
+    assert any(p.endswith(".product.template.json") for p in scanned), "the Service Catalog product templates"
+    if env == "dev":  # the delivery pipeline's stage assemblies are scanned too
+        assert any("/assembly-" in p for p in scanned), sorted(scanned)[:5]
+    skipped = [f for r in reports for f in r["results"].get("skipped_checks", [])]
+    # every skip is an acknowledgment with its written reason (checkov puts it in check_result.suppress_comment)
+    assert skipped and all(len((f.get("check_result") or {}).get("suppress_comment") or "") >= 20 for f in skipped), \
+        skipped[:3]
 
 
 def test_training_stack_has_no_library_warnings(assembly):

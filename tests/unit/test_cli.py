@@ -139,7 +139,13 @@ def test_init_github_adds_the_workflow_and_the_oidc_role(capsys, tmp_path):
     assert set(jobs) == {"test", "diff", "deploy-dev", "deploy-prod"}
     assert jobs["diff"]["if"] == "github.event_name == 'pull_request'"
     assert jobs["diff"]["permissions"]["id-token"] == "write"
-    assert any("createComment" in str(step.get("with", {})) for step in jobs["diff"]["steps"])
+    # the diff role trusts only the reusable workflow at main (job_workflow_ref): the PR job calls it there
+    assert jobs["diff"]["uses"] == "example-org/ghapp/.github/workflows/cdk-diff.yml@main"
+    reusable = yaml.safe_load((target / ".github" / "workflows" / "cdk-diff.yml").read_text())
+    assert "workflow_call" in reusable[True]  # YAML reads the key `on` as True
+    steps = reusable["jobs"]["diff"]["steps"]
+    assert any("createComment" in str(step.get("with", {})) for step in steps)
+    assert "role/ghapp-dev-github-diff" in json.dumps(steps)
     assert "refs/heads/main" in jobs["deploy-dev"]["if"] and jobs["deploy-prod"]["needs"] == "deploy-dev"
     assert "role/ghapp-prod-github-deploy" in json.dumps(jobs["deploy-prod"])
     code, out, _ = run(capsys, "validate", str(target / "config" / "platform.yaml"), "--json")

@@ -167,7 +167,8 @@ def test_s3_source_needs_a_bucket():
 def oidc_template():
     stack = new_stack()
     GithubOidcDeployRole(stack, "Gh", repository="example-org/ml-platform", branch="main", environment="prod",
-                         role_name="deployer", pull_request_diff=True, diff_role_name="differ")
+                         role_name="deployer", pull_request_diff=True, diff_role_name="differ",
+                         diff_workflow=".github/workflows/cdk-diff.yml", diff_stack_names=["mlinfra-dev-*"])
     return Template.from_stack(stack)
 
 
@@ -208,13 +209,42 @@ def test_deploy_role_may_only_assume_the_cdk_bootstrap_roles(oidc_template):
     assert not _role(oidc_template, "deployer")["Properties"].get("ManagedPolicyArns")
 
 
-def test_diff_role_is_for_pull_requests_and_reaches_only_the_lookup_role(oidc_template):
+def test_diff_role_is_pinned_to_one_workflow_and_reads_templates_only(oidc_template):
+    """Issue 13 item 6 (iam.github-oidc-job-workflow-ref): a pull request's code runs only through the reusable diff
+    workflow of the protected branch, and the role reads the app's deployed templates, never the lookup role."""
+    from mlinfra.domain.iam_eval import Request, allowed, evaluate, statements_of
+
     role = _role(oidc_template, "differ")["Properties"]
-    cond = role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]["StringEquals"]
-    assert cond["token.actions.githubusercontent.com:sub"] == "repo:example-org/ml-platform:pull_request"
+    trust = statements_of(role["AssumeRolePolicyDocument"])
+    pinned = {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+              "token.actions.githubusercontent.com:sub": "repo:example-org/ml-platform:pull_request",
+              "token.actions.githubusercontent.com:job_workflow_ref":
+                  "example-org/ml-platform/.github/workflows/cdk-diff.yml@refs/heads/main"}
+    provider = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    trust = [{**s, "Principal": {"Federated": provider}} for s in trust]  # the provider's ARN, resolved
+    assert evaluate(trust, Request("sts:AssumeRoleWithWebIdentity", principal=provider, context=pinned)) == "Allow"
+    edited = {**pinned, "token.actions.githubusercontent.com:job_workflow_ref":
+              "example-org/ml-platform/.github/workflows/cdk-diff.yml@refs/pull/7/merge"}
+    assert evaluate(trust, Request("sts:AssumeRoleWithWebIdentity", principal=provider, context=edited)) != "Allow"
     policies = [p for p in oidc_template.find_resources("AWS::IAM::Policy").values() if "Diff" in json.dumps(p["Properties"]["Roles"])]
-    (statement,) = policies[0]["Properties"]["PolicyDocument"]["Statement"]
-    assert "cdk-hnb659fds-lookup-role-123456789012-us-east-1" in json.dumps(statement["Resource"])
+    statements = statements_of(policies[0]["Properties"]["PolicyDocument"])
+    text = json.dumps(statements)
+    assert "sts:AssumeRole" not in text and "lookup-role" not in text
+    resolved = json.loads(text.replace('{"Ref": "AWS::Partition"}', '"aws"'))
+    for st in resolved:
+        if isinstance(st["Resource"], dict):
+            st["Resource"] = "".join(st["Resource"]["Fn::Join"][1])
+    assert allowed(resolved, Request("cloudformation:GetTemplate",
+                                     "arn:aws:cloudformation:us-east-1:123456789012:stack/mlinfra-dev-serving/abc"))
+    assert not allowed(resolved, Request("cloudformation:GetTemplate",
+                                         "arn:aws:cloudformation:us-east-1:123456789012:stack/other-app/abc"))
+    assert not allowed(resolved, Request("s3:GetObject", "arn:aws:s3:::mlinfra-dev-raw/x"))
+
+
+def test_diff_role_needs_a_pinned_workflow():
+    stack = new_stack()
+    with pytest.raises(ValueError, match=r"diff_workflow must be the reusable workflow pull requests call.*got: None"):
+        GithubOidcDeployRole(stack, "Gh", repository="o/r", pull_request_diff=True)
 
 
 def test_an_imported_provider_creates_none():
@@ -270,3 +300,23 @@ def test_github_deploy_stack_is_nag_clean(dev_config, tmp_path):
     cfg = dataclasses.replace(dev_config, delivery=DeliveryConfig(github=GithubDeployConfig(repository="o/r", environment="prod")))
     GithubDeployStack(app, config=cfg)
     app.synth()
+
+
+def test_artifact_bucket_is_versioned_access_logged_and_expiring(pipeline_template):
+    """Issue 13: the pipeline's artifact bucket without versioning and access logs."""
+    template, _ = pipeline_template
+    buckets = template.find_resources("AWS::S3::Bucket")
+    (artifacts,) = [r for k, r in buckets.items() if k.startswith("PipelineArtifactsBucket")]
+    props = artifacts["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert props["LoggingConfiguration"]["LogFilePrefix"] == "artifacts/"
+    assert props["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] == 90
+
+
+def test_every_build_project_logs_to_the_encrypted_build_log_group(pipeline_template):
+    template, _ = pipeline_template
+    projects = template.find_resources("AWS::CodeBuild::Project")
+    assert projects
+    for lid, project in projects.items():
+        logs = project["Properties"]["LogsConfig"]["CloudWatchLogs"]
+        assert logs["Status"] == "ENABLED" and "BuildLogs" in json.dumps(logs["GroupName"]), lid

@@ -68,3 +68,23 @@ def test_event_rule_targets_moto_cannot_deliver_are_dropped_and_noted():
     assert "Targets" not in rewrite.template["Resources"]["OnlyMachine"]["Properties"]
     assert "AWS::StepFunctions::StateMachine target(s)" in rewrite.adjusted["Rule"]
     assert set(rewrite.adjusted) == {"Rule", "OnlyMachine"}
+
+
+def test_ssm_parameter_tags_take_the_shape_moto_reads():
+    """moto reads AWS::SSM::Parameter Tags as a Key/Value list; CloudFormation writes a map (issue 12's ModelPointer
+    parameters carry the app's tags)."""
+    import json
+
+    import boto3
+    from moto import mock_aws
+
+    from mlinfra.local_aws.emulator import rewrite_template
+
+    template = {"Resources": {"P": {"Type": "AWS::SSM::Parameter", "Properties": {
+        "Name": "/a/b", "Type": "String", "Value": "v", "Tags": {"project": "mlinfra"}}}}}
+    out = rewrite_template(template).template
+    assert out["Resources"]["P"]["Properties"]["Tags"] == [{"Key": "project", "Value": "mlinfra"}]
+    with mock_aws():
+        cfn = boto3.client("cloudformation", "us-east-1")
+        cfn.create_stack(StackName="s", TemplateBody=json.dumps(out))
+        assert boto3.client("ssm", "us-east-1").get_parameter(Name="/a/b")["Parameter"]["Value"] == "v"

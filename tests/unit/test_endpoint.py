@@ -280,24 +280,23 @@ def test_multi_model_and_serial_pipeline_and_shadow(built):
     assert cfg["Properties"]["ShadowProductionVariants"][0]["VariantName"] == "Shadow"
 
 
-def test_deploy_target_and_deployment_config(built):
-    rt = built["rt"]
-    target = rt.deploy_target
-    assert isinstance(target, EndpointTarget)
-    assert (target.variant_name, target.instance_type, target.initial_instance_count) == ("Blue", "ml.g5.xlarge", 2)
-    assert target.model_execution_role is rt.role
-    assert target.enable_network_isolation is True
-    assert target.kms_key is None  # instance storage type: no volume key
-    assert set(target.vpc_config) == {"SecurityGroupIds", "Subnets"}
-    stack = built["stack"]
-    dc = stack.resolve(target.deployment_config)
+def test_deploy_target_refuses_a_model_declared_in_the_stack(built):
+    # issue 12 item 3: one owner per model. A stack-declared model would be rolled back by the next deploy.
+    with pytest.raises(ValueError, match=r"^TestStack/Rt: deploy_target needs the primary variant's model from a ModelPointer"):
+        built["rt"].deploy_target
+
+
+def test_deployment_config_names_the_rollback_alarms_literally(built):
+    rt, stack = built["rt"], built["stack"]
+    dc = stack.resolve(rt.deployment_config)
     routing = dc["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
     assert routing == {"Type": "LINEAR", "WaitIntervalInSeconds": 300, "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25}}
     assert dc["BlueGreenUpdatePolicy"]["TerminationWaitInSeconds"] == 300
-    alarms = [a["AlarmName"] for a in dc["AutoRollbackConfiguration"]["Alarms"]]
-    ids = {next(iter(_by_logical_prefix(built["t"], "AWS::CloudWatch::Alarm", p))) for p in ("RtErrors5xx", "RtLatencyP99")}
-    assert {a["Ref"] for a in alarms} == ids
-    assert built["asy"].deploy_target.kms_key is built["asy"].encryption_key  # EBS type: the volume key
+    names = [a["AlarmName"] for a in dc["AutoRollbackConfiguration"]["Alarms"]]
+    # Literal names (the endpoint resource's own DeploymentConfig names them; a Ref would be a cycle).
+    alarms = {a["Properties"]["AlarmName"] for k, a in built["t"].find_resources("AWS::CloudWatch::Alarm").items()
+              if k.startswith(("RtErrors5xx", "RtLatencyP99"))}
+    assert set(names) == alarms and all(isinstance(n, str) for n in names)
 
 
 def test_canary_deployment_config():

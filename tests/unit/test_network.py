@@ -24,9 +24,11 @@ def test_vpc_cidr_and_dns(prod):
 
 def test_private_subnets_across_azs_and_public_only_for_nat(prod):
     network, t = prod
-    subnets = props(t, "AWS::EC2::Subnet")
-    public = [s for s in subnets if s.get("MapPublicIpOnLaunch")]
+    subnets = t.find_resources("AWS::EC2::Subnet")
+    public = [s["Properties"] for k, s in subnets.items() if "public" in k]
     assert len(public) == 3  # one per AZ, NAT gateways only
+    # NAT gateways carry Elastic IPs: nothing launched there gets a public address.
+    assert all(s["MapPublicIpOnLaunch"] is False for s in public)
     assert sorted(s.availability_zone for s in network.private_subnets) == ["us-east-1a", "us-east-1b", "us-east-1c"]
     assert len(t.find_resources("AWS::EC2::NatGateway")) == 3
 

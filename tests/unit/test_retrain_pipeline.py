@@ -19,6 +19,7 @@ from mlinfra.retrain_definition import task_states
 from tests.helpers import new_stack, only, props
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1"
+SERVE_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:1"
 
 
 def definition_of(template: dict) -> dict:
@@ -72,7 +73,7 @@ def deploying():
     pipeline = RetrainPipeline(stack, "P", lake=lake, training=TrainingProps(image_uri=IMAGE), metric_name="rmse",
                                direction=MetricDirection.LOWER, threshold=1.5, datasets=["sales"], deploy_target=target,
                                preprocessing=ProcessingProps(image_uri=IMAGE), evaluation=ProcessingProps(image_uri=IMAGE),
-                               manual_approval=True)
+                               manual_approval=True, inference_image_uri=SERVE_IMAGE)
     template = Template.from_stack(stack)
     return pipeline, template, definition_of(template.to_json())
 
@@ -130,8 +131,9 @@ def test_training_uses_spot_checkpoints_and_max_wait(local_definition):
 def test_no_sync_integrations_and_bounded_polling(local_definition):
     for name, state in task_states(local_definition).items():
         assert not state["Resource"].endswith(".sync"), name
-    waits = [s for s in local_definition["States"].values() if s["Type"] == "Wait"]
-    assert waits and all(w["Seconds"] == 1 for w in waits)  # local config polls every second
+    waits = {n: s for n, s in local_definition["States"].items() if s["Type"] == "Wait"}
+    assert waits and all(w["Seconds"] == 1 for n, w in waits.items() if n != "WaitForLock")  # local config polls every second
+    assert waits["WaitForLock"]["Seconds"] >= 5  # a held lock is re-tried at most ~200 times over one training wait
     assert local_definition["States"]["TrainingPollLimit"]["Choices"][0]["Next"] == "TrainingPollTimedOut"
     assert local_definition["TimeoutSeconds"] > 2 * 48 * 3600
 
@@ -141,28 +143,43 @@ def test_lock_is_taken_and_released_on_every_exit(local_definition):
     lock = states["AcquireLock"]
     assert lock["Resource"] == "arn:aws:states:::dynamodb:putItem"
     assert "attribute_not_exists(pk)" in lock["Parameters"]["ConditionExpression"]
-    assert lock["Catch"][0] == {"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": "$.error", "Next": "AlreadyRunning"}
+    # issue 12 item 7: a version that meets a lock waits its turn (never a silent success)
+    assert lock["Catch"][0] == {"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": "$.lock_wait.error", "Next": "CountLockWait"}
     releases = {n for n, s in states.items() if s.get("Resource") == "arn:aws:states:::dynamodb:deleteItem"}
     assert releases == {"ReleaseLockSuccess", "ReleaseLockRejected", "ReleaseLockAfterFailure"}
     ends = {n for n, s in states.items() if s["Type"] in ("Succeed", "Fail")}
-    assert ends == {"Succeeded", "ModelRejected", "ExecutionFailed", "AlreadyRunning"}
+    assert ends == {"Succeeded", "ModelRejected", "ExecutionFailed"}
 
 
-def test_deploy_updates_the_endpoint_blue_green_or_creates_it(deploying):
+def test_deploy_updates_only_an_in_service_endpoint_and_never_creates_one(deploying):
     pipeline, template, definition = deploying
     states = definition["States"]
     update = states["UpdateEndpoint"]
     assert update["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:updateEndpoint"
     assert update["Parameters"]["EndpointName"] == "prod-endpoint"
+    assert update["Parameters"]["RetainAllVariantProperties"] is True  # the rollout keeps the current capacity
     assert update["Parameters"]["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
     assert update["Parameters"]["DeploymentConfig"]["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": "latency"}]}
-    assert update["Next"] == "DescribeEndpoint"
-    assert states["FindEndpoint"]["Catch"][0]["Next"] == "CreateEndpoint"
-    assert states["CreateEndpoint"]["Next"] == "DescribeEndpoint"
-    variant = states["CreateEndpointConfig"]["Parameters"]["ProductionVariants"][0]
-    assert variant == {"VariantName": "AllTraffic", "ModelName.$": "$.plan.names.model", "InstanceType": "ml.g5.xlarge", "InitialInstanceCount": 2}
+    assert update["Next"] == "ResetEndpointPolls" and states["ResetEndpointPolls"]["Next"] == "DescribeEndpoint"
+    # issue 12 item 8: UpdateEndpoint only from InService; a busy endpoint is waited for; only "not found" is not found
+    assert "CreateEndpoint" not in states
+    assert states["FindEndpoint"]["Next"] == "EndpointReady"
+    ready = states["EndpointReady"]
+    assert ready["Choices"][0] == {"Variable": "$.deploy.existing.EndpointStatus", "StringEquals": "InService", "Next": "CreateEndpointConfig"}
+    # issue 12 item 4: the new config is the CURRENT one with the model swapped, read once the endpoint is InService
+    config = states["CreateEndpointConfig"]
+    assert config["Resource"] == "arn:aws:states:::lambda:invoke" and config["Next"] == "UpdateEndpoint"
+    assert config["Parameters"]["Payload"] == {"endpoint_name": "prod-endpoint", "variant_name": "AllTraffic",
+                                               "model_name.$": "$.plan.names.model", "endpoint_config_name.$": "$.plan.names.endpoint_config"}
+    assert ready["Default"] == "CountEndpointWait"
+    assert states["WaitForEndpointInService"]["Next"] == "FindEndpoint"
+    assert states["FindEndpoint"]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.deploy.lookup", "Next": "EndpointLookupFailed"}]
+    lookup = states["EndpointLookupFailed"]
+    assert lookup["Choices"][0]["StringMatches"] == "*Could not find endpoint*" and lookup["Choices"][0]["Next"] == "EndpointNotFound"
+    assert lookup["Default"] == "EndpointLookupError" and states["EndpointLookupError"]["Next"] == "RecordFailure"
+    assert "CreateInitialEndpointConfig" not in states  # the emulator's create path only
     done = states["EndpointStatus"]["Choices"]
-    assert done[0]["Next"] == "ApproveModelPackage" and done[1]["Next"] == "DeploymentRolledBack"
+    assert done[0]["Next"] == "ApproveModelPackage" and done[1]["Next"] == "DeploymentRolledBack"  # no pointer here
     assert states["RequestApproval"]["Resource"] == "arn:aws:states:::sns:publish.waitForTaskToken"
     assert states["RequestApproval"]["TimeoutSeconds"] == 3 * 86400
     assert {c["Next"] for c in states["RequestApproval"]["Catch"]} == {"RejectModelPackage", "RecordFailure"}
@@ -175,7 +192,7 @@ def test_deploy_updates_the_endpoint_blue_green_or_creates_it(deploying):
 def _statements(template: Template, role_prefix: str) -> list[dict]:
     out = []
     for logical, res in template.find_resources("AWS::IAM::Policy").items():
-        if any(r["Ref"].startswith(role_prefix) for r in res["Properties"]["Roles"]):
+        if any(isinstance(r, dict) and str(r.get("Ref", "")).startswith(role_prefix) for r in res["Properties"]["Roles"]):
             out += res["Properties"]["PolicyDocument"]["Statement"]
     return out
 
@@ -325,7 +342,9 @@ def test_lineage_writers_can_use_the_table_key(local):
         for st in _statements(local, role):
             actions |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
         assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= actions, role
-        assert "dynamodb:DeleteItem" not in actions or role.endswith("StateMachineRole")
+    # Deletes: the state machine (its own lock) and the lineage function on lock items only (execution-level ends).
+    (delete,) = [s for s in _statements(local, "RetrainPipelineLineageFunctionRole") if s["Action"] == "dynamodb:DeleteItem"]
+    assert delete["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["lock#*"]}}
 
 
 def test_platform_wires_the_serving_endpoint_as_deploy_target(local_definition):

@@ -135,25 +135,29 @@ def test_cost_allocation_tags_and_retained_model_registry(templates):
 def test_portfolio_products_constraints_tags_and_sharing(templates):
     template = templates["vending"]
     products = template.find_resources("AWS::ServiceCatalog::CloudFormationProduct")
-    assert len(products) == 2
+    assert len(products) == 4  # endpoint and training queue, per team
     for product in products.values():
         tags = {t["Key"]: t["Value"] for t in product["Properties"]["Tags"]}
         assert tags["sagemaker:studio-visibility"] == "true"
-    assert len(template.find_resources("AWS::ServiceCatalog::LaunchRoleConstraint")) == 2
+    assert len(template.find_resources("AWS::ServiceCatalog::LaunchRoleConstraint")) == 4
     options = {(p["Properties"]["Key"], p["Properties"]["Value"]) for p in template.find_resources("AWS::ServiceCatalog::TagOption").values()}
     assert {("team", "vision"), ("team", "nlp"), ("team-cost-centre", "cc-vision"), ("team-cost-centre", "cc-nlp")} <= options
     shared = template.find_resources("AWS::ServiceCatalog::PortfolioPrincipalAssociation")
-    assert len(shared) == 2
-    launch = json.dumps(template.find_resources("AWS::IAM::Policy"))
-    assert "iam:PassRole" in launch and '"Resource": "*"' not in launch.split("iam:PassRole")[1][:300]
+    assert len(shared) == 4  # team role and Studio execution role, per team portfolio
 
 
-def _product_template(platform, name: str) -> Template:
+def _product_template(platform, name: str, team: str = "vision") -> Template:
+    return Template.from_json(json.loads(_product_path(platform, name, team).read_text()))
+
+
+def _product_path(platform, name: str, team: str = "vision"):
     from pathlib import Path
 
     outdir = Path(platform.extra["vending"].node.root.outdir)
-    (path,) = outdir.glob(f"*{name}*.product.template.json")
-    return Template.from_json(json.loads(path.read_text()))
+    if not list(outdir.glob("*.product.template.json")):
+        Template.from_stack(platform.extra["vending"])  # the product templates are written at synth
+    (path,) = outdir.glob(f"*Portfolio{team}{name}*.product.template.json")
+    return path
 
 
 def test_product_templates_have_validated_parameters(platform, templates):
@@ -161,11 +165,83 @@ def test_product_templates_have_validated_parameters(platform, templates):
     params = endpoint.to_json()["Parameters"]
     assert params["InstanceType"]["AllowedValues"][0].startswith("ml.")
     assert "AllowedPattern" in params["ModelDataUrl"] and "AllowedPattern" in params["ExecutionRoleArn"]
-    endpoint.has_resource_properties("AWS::SageMaker::EndpointConfig", {"KmsKeyId": {"Fn::GetAtt": [
-        next(iter(endpoint.find_resources("AWS::KMS::Key"))), "Arn"]}})
     endpoint.has_resource_properties("AWS::SageMaker::Model", {"EnableNetworkIsolation": True})
     queue = _product_template(platform, "TrainingQueueProductStack")
     assert queue.to_json()["Parameters"]["Priority"]["MaxValue"] == 100
+
+
+def test_endpoint_product_accepts_only_its_teams_execution_role(platform):
+    import re
+
+    pattern = _product_template(platform, "EndpointProductStack", "vision").to_json()["Parameters"]["ExecutionRoleArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "arn:aws:iam::222222222222:role/mlinfra/team/vision/mlinfra-prod-team-vision-Exec-1")
+    assert not re.fullmatch(pattern, "arn:aws:iam::222222222222:role/mlinfra/team/nlp/mlinfra-prod-team-nlp-Exec-1")
+    assert not re.fullmatch(pattern, "arn:aws:iam::222222222222:role/Admin")
+
+
+def test_endpoint_product_defaults_to_ebs_and_sets_the_volume_key_only_where_allowed(platform):
+    """sagemaker.no-volume-kms-with-instance-storage: KmsKeyId only for EBS-backed instance types; the default type is
+    EBS-backed; the product's key is deleted with the product (7-day window) and limits grants to AWS services."""
+    from mlinfra.domain.hosting_instances import family_of
+
+    tpl = _product_template(platform, "EndpointProductStack").to_json()
+    types = tpl["Parameters"]["InstanceType"]
+    assert not family_of(types["Default"]).local_storage
+    local = sorted(t for t in types["AllowedValues"] if family_of(t).local_storage)
+    assert local, "the offer includes instance-storage types (g5)"
+    cond = tpl["Conditions"]["EbsBacked"]
+    equals = sorted(e["Fn::Equals"][1] for e in cond["Fn::Not"][0]["Fn::Or"])
+    assert equals == local
+    (config,) = [r for r in tpl["Resources"].values() if r["Type"] == "AWS::SageMaker::EndpointConfig"]
+    assert config["Properties"]["KmsKeyId"]["Fn::If"][0] == "EbsBacked"
+    assert config["Properties"]["KmsKeyId"]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    (key,) = [r for r in tpl["Resources"].values() if r["Type"] == "AWS::KMS::Key"]
+    assert key["DeletionPolicy"] == "Delete" and key["Properties"]["PendingWindowInDays"] == 7
+    assert key["Condition"] == "EbsBacked"
+    sids = {s.get("Sid") for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    assert "GrantsOnlyForAwsResources" in sids
+
+
+def test_products_are_sagemaker_project_templates_tagged_for_their_team(platform):
+    """iam.sagemaker-project-template: the SageMakerProjectName/Id parameters; every taggable resource carries the
+    team's tag (the launch role creates and changes only resources with it)."""
+    for name in ("EndpointProductStack", "TrainingQueueProductStack"):
+        tpl = _product_template(platform, name, "nlp").to_json()
+        assert {"SageMakerProjectName", "SageMakerProjectId"} <= set(tpl["Parameters"])
+        for lid, res in tpl["Resources"].items():
+            tags = res["Properties"].get("Tags")
+            if tags is None:
+                continue
+            found = {t["Key"]: t["Value"] for t in tags} if isinstance(tags, list) else tags
+            assert found.get("team") == "nlp", (name, lid)
+
+
+def test_endpoint_product_launches_in_the_emulator(platform):
+    """The vision endpoint product template, deployed into moto's CloudFormation with a team execution role."""
+    import boto3
+    from moto import mock_aws
+
+    from mlinfra.local_aws.emulator import rewrite_template
+
+    rewrite = rewrite_template(json.loads(_product_path(platform, "EndpointProductStack").read_text()))
+    assert not rewrite.skipped, rewrite.skipped  # every resource of the product is emulated (KMS tags reshaped)
+    body = json.dumps(rewrite.template)
+    with mock_aws():
+        iam = boto3.client("iam", region_name="us-east-1")
+        role = iam.create_role(RoleName="exec", Path="/mlinfra/team/vision/",
+                               AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))["Role"]
+        cfn = boto3.client("cloudformation", region_name="us-east-1")
+        params = {"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:1",
+                  "ModelDataUrl": "s3://mlinfra-prod-models/vision/model.tar.gz", "ExecutionRoleArn": role["Arn"],
+                  "InstanceType": "ml.m5.xlarge"}
+        cfn.create_stack(StackName="SC-123456789012-pp-abc", TemplateBody=body,
+                         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()])
+        stack = cfn.describe_stacks(StackName="SC-123456789012-pp-abc")["Stacks"][0]
+        assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+        types = {r["ResourceType"] for r in cfn.list_stack_resources(StackName="SC-123456789012-pp-abc")["StackResourceSummaries"]}
+        assert {"AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint", "AWS::KMS::Key"} <= types
+        config = boto3.client("sagemaker", region_name="us-east-1").list_endpoint_configs()["EndpointConfigs"]
+        assert len(config) == 1
 
 
 # --- negative: configuration ------------------------------------------------------------------------
@@ -264,7 +340,7 @@ def test_product_templates_are_cfn_lint_clean(platform, templates):
 
     outdir = Path(platform.extra["vending"].node.root.outdir)
     paths = sorted(outdir.glob("*.product.template.json"))
-    assert len(paths) == 2
+    assert len(paths) == 4
     for path in paths:
         matches = lint_file(path, config=ManualArgs(ignore_checks=["W3005"]))
         assert not matches, [str(m) for m in matches]

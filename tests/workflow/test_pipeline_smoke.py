@@ -14,7 +14,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from mlinfra.constructs.data_lake import DataLake
-from mlinfra.constructs.retrain_pipeline import RetrainPipeline, TrainingProps
+from mlinfra.constructs.retrain_pipeline import JobWait, RetrainPipeline, TrainingProps
 from tests.helpers import new_stack
 from tests.workflow.sfn_harness import TemplateResolver, state_machine_definition
 
@@ -54,7 +54,7 @@ def test_smoke_runs_one_execution_end_to_end(server, local_config):
                             deployment_config={"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE"}}})
     RetrainPipeline(stack, "P", lake=lake, training=TrainingProps(image_uri="img"), metric_name="accuracy", datasets=["images"],
                     threshold=0.8, poll_interval=cdk.Duration.seconds(1), state_machine_name="mlinfra-local-retrain",
-                    deploy_target=target)
+                    deploy_target=target, inference_image_uri="serve", job_wait=JobWait.POLL)
     template = Template.from_stack(stack).to_json()
     resolver = TemplateResolver(template)  # boto3 clients go to the server (AWS_ENDPOINT_URL)
     (logical,) = resolver.logical_ids("AWS::StepFunctions::StateMachine")

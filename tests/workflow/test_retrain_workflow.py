@@ -24,11 +24,12 @@ from moto import mock_aws
 import aws_cdk as cdk
 from mlinfra.constructs.data_lake import DataLake
 from mlinfra.constructs.endpoint_target import EndpointTarget
-from mlinfra.constructs.retrain_pipeline import ProcessingProps, RetrainPipeline, TrainingProps
+from mlinfra.constructs.retrain_pipeline import JobWait, ProcessingProps, RetrainPipeline, TrainingProps
 from tests.helpers import new_stack
 from tests.workflow.sfn_harness import TemplateResolver, load_handler, real_lambdas, run_execution, state_machine_definition
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/train@sha256:" + "ab" * 32
+SERVE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:1"
 DATASET, VERSION = "images", "2026-11-24"
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 
@@ -44,13 +45,17 @@ def template() -> dict:
         deployment_config={"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE"}}},
     )
     common = dict(lake=lake, metric_name="accuracy", datasets=[DATASET], threshold=0.8, min_improvement=0.01,
-                  poll_interval=cdk.Duration.seconds(1), deploy_target=target)
+                  poll_interval=cdk.Duration.seconds(1), deploy_target=target, inference_image_uri=SERVE,
+                  job_wait=JobWait.POLL)  # the emulator variant: moto's interpreter cannot run .sync
     RetrainPipeline(stack, "Auto", training=TrainingProps(image_uri=IMAGE, hyperparameters={"epochs": "3"}, max_attempts=2),
                     preprocessing=ProcessingProps(image_uri=IMAGE), state_machine_name="auto", **common)
     RetrainPipeline(stack, "Manual", training=TrainingProps(image_uri=IMAGE), manual_approval=True,
                     approval_timeout=cdk.Duration.seconds(2), state_machine_name="manual", **common)
     RetrainPipeline(stack, "Reviewed", training=TrainingProps(image_uri=IMAGE), manual_approval=True,
                     approval_timeout=cdk.Duration.minutes(5), state_machine_name="reviewed", **common)
+    # A short lock wait (two retries 5 s apart): issue 12 item 7, a version that meets a lock waits its turn.
+    RetrainPipeline(stack, "Queued", training=TrainingProps(image_uri=IMAGE), state_machine_name="queued",
+                    lock_wait=cdk.Duration.seconds(10), **common)
     return Template.from_stack(stack).to_json()
 
 
@@ -140,7 +145,7 @@ def test_happy_path_trains_registers_and_deploys(env):
     assert result["status"] == "SUCCEEDED", result
     states = result["states"]
     for state in ("ValidateInput", "AcquireLock", "RecordRunStart", "StartPreprocessingJob", "StartTrainingJob", "GetTrainingResult",
-                  "ReadEvaluationReport", "CompareMetrics", "RegisterModelPackage", "CreateModel", "CreateEndpointConfig",
+                  "ReadEvaluationReport", "CompareMetrics", "RegisterModelPackage", "CreateModel", "CreateInitialEndpointConfig",
                   "FindEndpoint", "CreateEndpoint", "DescribeEndpoint", "ApproveModelPackage", "RecordSuccess", "NotifySuccess",
                   "ReleaseLockSuccess", "Succeeded"):
         assert state in states, f"{state} not in {states}"
@@ -301,16 +306,89 @@ def test_duplicate_trigger_does_not_start_a_second_run(env):
         time.sleep(0.1)
 
 
-def test_concurrent_run_on_the_same_dataset_is_skipped(env):
+def _hold_lock(env, pipeline: str, owner: str = "arn:other-execution") -> None:
     import time
 
-    env.table("Auto").put_item(Item={"pk": f"lock#{DATASET}", "sk": "lock", "owner": "arn:other-execution",
-                                     "expires_at": int(time.time()) + 3600})
-    result = env.run("auto", "run-concurrent")
-    assert result["status"] == "SUCCEEDED"
-    assert result["states"] == ["ValidateInput", "AcquireLock", "AlreadyRunning"]
+    env.table(pipeline).put_item(Item={"pk": f"lock#{DATASET}", "sk": "lock", "owner": owner,
+                                       "expires_at": int(time.time()) + 3600})
+
+
+def test_a_version_that_meets_a_lock_waits_and_then_trains(env):
+    # issue 12 item 7: it used to end as a SUCCESSFUL "AlreadyRunning", never trained, its name used up.
+    import threading
+    import time
+
+    _hold_lock(env, "Queued")
+    env.report("run-queued", 0.91)
+    box: dict = {}
+    machine = env.machines["queued"]  # created here, not concurrently by the runner thread
+    runner = threading.Thread(target=lambda: box.update(result=env.run("queued", "run-queued")))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not (arns := [e["executionArn"] for e in env.sfn.list_executions(stateMachineArn=machine)["executions"]]) or \
+            not any(e.get("stateEnteredEventDetails", {}).get("name") == "WaitForLock"
+                    for e in env.sfn.get_execution_history(executionArn=arns[0], maxResults=1000)["events"]):
+        assert time.monotonic() < deadline, "the run never waited for the lock"
+        time.sleep(0.2)
+    env.table("Queued").delete_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"})  # the other run ends
+    runner.join(90)
+    result = box["result"]
+    assert result["status"] == "SUCCEEDED", result
+    states = result["states"]
+    assert states[:5] == ["ValidateInput", "PrepareLock", "AcquireLock", "CountLockWait", "LockWaitLimit"]
+    assert "WaitForLock" in states and "StartTrainingJob" in states and states[-1] == "Succeeded"
+
+
+def test_a_version_that_never_gets_the_lock_fails_and_notifies(env):
+    _hold_lock(env, "Queued")
+    result = env.run("queued", "run-locked", timeout=90)
+    assert result["status"] == "FAILED" and result["error"] == "DatasetLocked"
+    assert VERSION in result["cause"] and "not trained" in result["cause"]
+    assert result["states"].count("WaitForLock") == 2
     assert env.sm.list_training_jobs()["TrainingJobSummaries"] == []
-    assert env.table("Auto").get_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"})["Item"]["owner"] == "arn:other-execution"
+    # the other run's lock is untouched; the skip is notified
+    assert env.table("Queued").get_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"})["Item"]["owner"] == "arn:other-execution"
+    (message,) = env.messages()
+    assert message["message"]["status"] == "Failed" and message["message"]["error"] == "DatasetLocked"
+
+
+def test_an_aborted_execution_releases_its_lock_from_the_status_change_event(env):
+    # issue 12 item 7: an execution-level end (abort, timeout, history limit) runs no exit state. moto's
+    # EventBridge cannot invoke Lambda: the test delivers the event the ExecutionEndRule matches.
+    import time
+
+    env.report("run-aborted", 0.9)
+    arn = env.machines["reviewed"]
+    started = env.sfn.start_execution(stateMachineArn=arn, name="run-aborted",
+                                      input=json.dumps({"dataset": DATASET, "version": VERSION}))["executionArn"]
+    deadline = time.monotonic() + 30
+    while "Item" not in env.table("Reviewed").get_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"}):
+        assert time.monotonic() < deadline, "the run never took the lock"
+        time.sleep(0.2)
+    # (moto's executor does not stop a running execution: the event the rule would deliver on ABORTED is built here)
+    detail = env.sfn.describe_execution(executionArn=started)
+    assert "Item" in env.table("Reviewed").get_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"})  # held by the run
+    lineage = load_handler("pipeline_lineage")
+    from tests.workflow.sfn_harness import _Context
+
+    event = {"source": "aws.states", "detail-type": "Step Functions Execution Status Change",
+             "detail": {"executionArn": started, "stateMachineArn": arn, "status": "ABORTED", "input": detail["input"]}}
+    with mock.patch.dict("os.environ", {"LINEAGE_TABLE": env.table("Reviewed").name}):
+        lineage._clients.clear()
+        out = lineage.handler(event, _Context("l"))
+        lineage._clients.clear()
+    assert out == {"released": True, "lock": f"lock#{DATASET}", "status": "ABORTED"}
+    assert "Item" not in env.table("Reviewed").get_item(Key={"pk": f"lock#{DATASET}", "sk": "lock"})
+    # end the waiting run (reject its approval) so no execution outlives the test
+    while not (requests := [m for m in env.messages() if m.get("type") == "approval-request"]):
+        assert time.monotonic() < deadline + 30, "no approval request was published"
+        time.sleep(0.2)
+    request = requests[0]
+    load_handler("pipeline_approval").handler({"token": request["token"], "decision": "reject", "reviewer": "t", "reason": "end"},
+                                              _Context("a"))
+    while env.sfn.describe_execution(executionArn=started)["status"] == "RUNNING":
+        assert time.monotonic() < deadline + 60
+        time.sleep(0.2)
 
 
 def test_invalid_input_fails_with_a_clear_error_and_notifies(env):
@@ -359,6 +437,12 @@ def test_existing_endpoint_is_updated_blue_green(env, update_endpoint_stub):
     result = env.run("auto", "run-update")
     assert result["status"] == "SUCCEEDED", result
     assert "UpdateEndpoint" in result["states"] and "CreateEndpoint" not in result["states"]
+    # issue 12 item 4: the new config is the current one with the model swapped (built by the real handler)
+    assert "CreateEndpointConfig" in result["states"]
+    new_config = env.sm.describe_endpoint_config(EndpointConfigName=json.loads(result["output"])["plan"]["names"]["endpoint_config"])
+    (variant,) = new_config["ProductionVariants"]
+    assert variant["ModelName"] == json.loads(result["output"])["plan"]["names"]["model"]
+    assert variant["InstanceType"] == "ml.m5.large" and variant["VariantName"] == "AllTraffic"
     (request,) = update_endpoint_stub["requests"]
     plan = json.loads(result["output"])["plan"]
     assert request["EndpointConfigName"] == plan["names"]["endpoint_config"]
@@ -376,6 +460,8 @@ def test_rolled_back_update_fails_and_is_not_approved(env, update_endpoint_stub)
     assert result["status"] == "FAILED" and result["error"] == "DeploymentRolledBack"
     assert "old-config" in result["cause"]
     (package,) = env.packages("Auto")
-    assert package["ModelApprovalStatus"] == "PendingManualApproval"  # never Approved: production is the old model
+    # issue 12 item 9: a rolled-back model is Rejected (never Approved, never left for a later manual approval)
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert "RejectUndeployedPackage" in result["states"]
     (message,) = env.messages()
     assert message["message"]["error"] == "DeploymentRolledBack"

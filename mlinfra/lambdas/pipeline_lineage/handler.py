@@ -8,15 +8,21 @@ Actions (``event["action"]``):
   "execution": {...}}`` records how the run ended (model package, training job, metrics, error and cause)
   and returns ``{"message": {...}}``, the notification to publish. Works on whatever the state holds, so it
   also records runs whose input never validated.
+- an EventBridge ``Step Functions Execution Status Change`` event (FAILED, TIMED_OUT, ABORTED) of the pipeline's
+  state machine: an execution that ended at execution level (timeout, abort, history limit) ran none of its
+  own exit states, so its dataset lock is released here (a conditional delete: only the lock this execution
+  owns) and the end is recorded under ``pk = run#<execution name>``. Lock items (``pk = lock#<dataset>``) are
+  the only items ever deleted.
 
 Items: ``pk = dataset#<dataset>``, ``sk = version#<version>#run#<run id>``; a run without a valid plan is
-kept under ``pk = run#<execution name>``, ``sk = run``. Nothing is ever deleted.
+kept under ``pk = run#<execution name>``, ``sk = run``. Nothing but lock items is ever deleted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -136,11 +142,53 @@ def record_outcome(status: str, state: dict[str, Any], execution: dict[str, Any]
     return {"message": {"subject": f"Retrain run {status.lower()}", **summary}}
 
 
+EXECUTION_END_EVENT = "Step Functions Execution Status Change"
+EXECUTION_LEVEL_ENDS = ("FAILED", "TIMED_OUT", "ABORTED")
+_DATASET_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def lock_of_ended_execution(detail: dict[str, Any]) -> tuple[str, str] | None:
+    """(lock key, execution ARN) of an execution-level end, or None when there is nothing to release."""
+    if detail.get("status") not in EXECUTION_LEVEL_ENDS or not detail.get("executionArn"):
+        return None
+    try:
+        run_input = json.loads(detail.get("input") or "{}")
+    except ValueError:
+        return None
+    dataset = run_input.get("dataset") if isinstance(run_input, dict) else None
+    if not isinstance(dataset, str) or not _DATASET_RE.fullmatch(dataset):
+        return None  # an input that never validated never took a lock
+    return f"lock#{dataset}", detail["executionArn"]
+
+
+@tracer.capture_method
+def release_after_execution_end(detail: dict[str, Any]) -> dict[str, Any]:
+    lock = lock_of_ended_execution(detail)
+    if lock is None:
+        return {"released": False, "reason": "no lock to release"}
+    key, owner = lock
+    try:
+        table().delete_item(Key={"pk": key, "sk": "lock"}, ConditionExpression="#owner = :me",
+                            ExpressionAttributeNames={"#owner": "owner"}, ExpressionAttributeValues={":me": owner})
+        released = True
+    except table().meta.client.exceptions.ConditionalCheckFailedException:
+        released = False  # released by the execution itself, expired, or another run's
+    name = owner.rsplit(":", 1)[-1]
+    table().update_item(
+        Key={"pk": f"run#{name}", "sk": "run"}, UpdateExpression="SET #ended = :s, #arn = :a, #at = :t",
+        ExpressionAttributeNames={"#ended": "execution_end", "#arn": "execution_arn", "#at": "finished_at"},
+        ExpressionAttributeValues={":s": detail["status"], ":a": owner, ":t": now_iso()})
+    logger.info("execution-level end", extra={"execution": owner, "status": detail["status"], "lock_released": released})
+    return {"released": released, "lock": key, "status": detail["status"]}
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise MalformedEventError(f"event must be an object, got: {type(event).__name__}")
+    if event.get("detail-type") == EXECUTION_END_EVENT and isinstance(event.get("detail"), dict):
+        return release_after_execution_end(event["detail"])
     action = event.get("action")
     if action == "start":
         if not isinstance(event.get("plan"), dict):
