@@ -67,7 +67,7 @@ deploy: setup ## cdk deploy every stack of ENV=dev|prod to its AWS account (ENV=
 
 test: setup ## run every test: import contracts, unit, handlers, workflow, policy and the local deploy
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist load -q
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
 
 test-fast: setup ## unit and handler tests only (no full validation, no local deploy)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q -m "not policy and not deploy and not slow"

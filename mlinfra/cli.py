@@ -327,7 +327,9 @@ def cmd_local(args: argparse.Namespace) -> int:
     if local_main is None:
         return _fail(args, "the local AWS emulator (mlinfra.local_aws) is not available in this installation", EXIT_FAILED)
     argv = [args.action, "--app-dir", str(args.app_dir)]
-    if args.action == "deploy":  # destroy takes only the app directory
+    if getattr(args, "workdir", None):
+        argv += ["--workdir", str(args.workdir)]
+    if args.action == "deploy":  # destroy takes only the app and work directories
         argv += ["--env", args.env]
         if args.keep:
             argv.append("--keep")
@@ -409,12 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app-dir", default=".", type=Path, help="the CDK app directory (default: .)")
     p.add_argument("--env", default="local", help="environment of the app's configuration (default: local)")
     p.add_argument("--keep", action="store_true", help="keep the emulator running after the deploy")
+    p.add_argument("--workdir", type=Path, default=None, help="state, logs and report (default: APP_DIR/.local-aws)")
     _add_json(p)
     p.set_defaults(func=cmd_local, action="deploy")
 
     p = sub.add_parser("destroy-local", help="destroy a kept local deploy and stop its emulator",
                        description="Destroy the stacks of a deploy-local --keep run and stop the emulator.")
     p.add_argument("--app-dir", default=".", type=Path, help="the CDK app directory (default: .)")
+    p.add_argument("--workdir", type=Path, default=None, help="state of the kept deploy (default: APP_DIR/.local-aws)")
     p.set_defaults(func=cmd_local, action="destroy")
 
     for name, module_name in PLUGINS:

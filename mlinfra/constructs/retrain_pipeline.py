@@ -48,7 +48,7 @@ from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD
 from mlinfra.domain.lake import retrainable_dataset_error
 from mlinfra.retrain_definition import DefinitionSettings, PollSettings, build_definition, worst_case_history_events
 
-__all__ = ["RetrainPipeline", "TrainingProps", "ProcessingProps", "MetricDirection", "JobWait", "INPUT_SCHEMA", "READY_EVENT"]
+__all__ = ["RetrainPipeline", "TrainingProps", "HyperPodTraining", "ProcessingProps", "MetricDirection", "JobWait", "INPUT_SCHEMA", "READY_EVENT"]
 
 #: The ingestion capability's event that a dataset version is ready in the raw zone.
 READY_EVENT = {"source": "mlinfra.ingestion", "detail-type": "Dataset Version Ready"}
@@ -96,6 +96,27 @@ class MetricDirection(enum.Enum):
 
     HIGHER = "higher"
     LOWER = "lower"
+
+
+@dataclasses.dataclass(frozen=True)
+class HyperPodTraining:
+    """Train on a SageMaker HyperPod cluster (its Slurm job bridge) instead of a SageMaker training job.
+
+    :param cluster: the :class:`~mlinfra.constructs.hyperpod.HyperPodCluster` (with its job queue).
+    :param partition: the Slurm partition (a compute group with nodes). :param nodes: nodes of the job.
+    :param image: the training container image. :param command: the container command; it reads
+        ``CHECKPOINT_URI`` (resume) and writes ``model.tar.gz`` under ``OUTPUT_URI``.
+    :param time_limit: Slurm time limit. :default: 24 hours
+    :param queue_wait: how long the job may wait for nodes. :default: 24 hours
+    """
+
+    cluster: Any
+    partition: str
+    nodes: int
+    image: str
+    command: Sequence[str]
+    time_limit: cdk.Duration = dataclasses.field(default_factory=lambda: cdk.Duration.hours(24))
+    queue_wait: cdk.Duration = dataclasses.field(default_factory=lambda: cdk.Duration.hours(24))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,6 +345,7 @@ class RetrainPipeline(Construct):
         destroy_data_on_delete: bool = False,
         job_wait: JobWait = JobWait.SYNC,
         lock_wait: cdk.Duration | None = None,
+        hyperpod: HyperPodTraining | None = None,
     ) -> None:
         super().__init__(scope, id)
         approval_timeout = approval_timeout or cdk.Duration.days(3)
@@ -510,6 +532,7 @@ class RetrainPipeline(Construct):
             deploy=self._deploy_settings(deploy_target, subs),
             endpoint_poll=_poll(poll_interval, int(endpoint_timeout.to_seconds())),
             timeout_seconds=int(execution_timeout.to_seconds()),
+            hyperpod_training=self._hyperpod_settings(hyperpod, subs),
         )
         self.definition = build_definition(settings)
         self.settings = settings
@@ -542,6 +565,12 @@ class RetrainPipeline(Construct):
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
         self._grant_state_machine(stack, group_name, job_prefix, deploy_target, manual_approval, job_wait)
+        if hyperpod is not None:
+            # The state machine hands the job to the cluster's bridge; the job writes checkpoints and the model.
+            hyperpod.cluster.grant_submit_jobs(self.role)
+            lake.grant_write("artifacts", hyperpod.cluster.role, "checkpoints/")
+            for dataset in self.datasets:
+                lake.grant_write("models", hyperpod.cluster.role, f"{dataset}/")
 
         # --- triggers ------------------------------------------------------------------------------------
         self.trigger_fn = HandlerFunction(self, "TriggerFunction", handler="pipeline_trigger",
@@ -684,6 +713,22 @@ class RetrainPipeline(Construct):
         self.model_role_policy = iam.Policy(self, "DeployedModelAccess", roles=[role], statements=statements)
         acknowledge_wildcards(self.model_role_policy, "ecr:GetAuthorizationToken takes no resource; a token image "
                               "URI is pulled from the account's repositories", resources=["*", ending(":repository/*")])
+
+    def _hyperpod_settings(self, hyperpod: HyperPodTraining | None, subs: Any) -> dict[str, Any] | None:
+        if hyperpod is None:
+            return None
+        if getattr(hyperpod.cluster, "job_queue", None) is None:
+            raise ValueError(f"{self.node.path}: hyperpod.cluster needs its job queue (job_queue=True), got: none")
+        return {
+            "queue_url": subs.add("HyperPodJobQueueUrl", hyperpod.cluster.job_queue.queue_url),
+            "cluster_arn": subs.add("HyperPodClusterArn", hyperpod.cluster.cluster_arn),
+            "partition": hyperpod.partition,
+            "nodes": hyperpod.nodes,
+            "image": subs.add("HyperPodImage", hyperpod.image),
+            "command": list(hyperpod.command),
+            "time_limit_minutes": int(hyperpod.time_limit.to_minutes()),
+            "queue_wait_minutes": int(hyperpod.queue_wait.to_minutes()),
+        }
 
     def _grant_state_machine(self, stack: cdk.Stack, group: str, prefix: str, target: EndpointTarget | None, manual: bool,
                              job_wait: "JobWait") -> None:

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mlinfra.local_aws.deploy import DeployReport
+from mlinfra.local_aws.deploy import CONDITION_FALSE, CREATED, CREATED_API, DeployReport
 
 
 def render(report: DeployReport) -> str:
     out: list[str] = []
     for stack in report.stacks:
         out.append("")
-        out.append(f"Stack {stack.name}: {stack.created} created, {stack.skipped} skipped by the emulator")
+        out.append(f"Stack {stack.name} [{stack.outcome}]: {stack.count(CREATED)} created, "
+                   f"{stack.count(CREATED_API)} created (API), {stack.skipped} not created"
+                   + (f", {stack.count(CONDITION_FALSE)} condition false" if stack.count(CONDITION_FALSE) else ""))
+        if stack.error:
+            out.append(f"  error: {stack.error}")
         width = max([len(r.logical_id) for r in stack.resources] + [8])
         type_width = max([len(r.type) for r in stack.resources] + [4])
-        out.append(f"  {'resource'.ljust(width)}  {'type'.ljust(type_width)}  status   detail")
+        out.append(f"  {'resource'.ljust(width)}  {'type'.ljust(type_width)}  status / detail")
         for r in sorted(stack.resources, key=lambda r: (r.status, r.type, r.logical_id)):
-            detail = r.detail if len(r.detail) <= 70 else r.detail[:67] + "..."
-            out.append(f"  {r.logical_id.ljust(width)}  {r.type.ljust(type_width)}  {r.status.ljust(7)}  {detail}")
+            detail = r.detail if len(r.detail) <= 90 else r.detail[:87] + "..."
+            out.append(f"  {r.logical_id.ljust(width)}  {r.type.ljust(type_width)}  {r.status}: {detail}")
+            pad = f"  {''.ljust(width)}  {''.ljust(type_width)}  "
+            if r.read_back:
+                out.append(f"{pad}read back: {r.read_back}")
             if r.note:
-                out.append(f"  {''.ljust(width)}  {''.ljust(type_width)}  {'note'.ljust(7)}  {r.note}")
+                out.append(f"{pad}note: {r.note}")
         outputs = {k: v for k, v in stack.outputs.items() if not k.startswith("ExportsOutput")}
         exports = len(stack.outputs) - len(outputs)
         if outputs or exports:
@@ -27,30 +34,28 @@ def render(report: DeployReport) -> str:
             for key, value in sorted(outputs.items()):
                 out.append(f"    {key} = {value}")
     out.append("")
-    skipped_types = Counter(r.type for s in report.stacks for r in s.resources if r.status == "skipped")
+    not_created = Counter(r.type for s in report.stacks for r in s.resources
+                          if not r.is_created and r.status != CONDITION_FALSE)
     out.append(
-        f"Summary: {len(report.stacks)} stacks, {report.created} resources created in the emulator, "
-        f"{report.skipped} skipped (the emulator cannot create them; nothing skipped is reported as created)."
+        f"Summary: {len(report.stacks)} stacks ({sum(s.outcome == 'deployed' for s in report.stacks)} deployed), "
+        f"{report.created} resources created ({report.created_api} of them through a service API), "
+        f"{report.skipped} not created, created share {report.created_share:.0%}. Nothing not created is "
+        "reported as created; every 'created (API)' resource was read back."
     )
-    if skipped_types:
-        out.append("Skipped types: " + ", ".join(f"{t} x{n}" for t, n in sorted(skipped_types.items())))
-    from mlinfra.local_aws.emulator import PARTIAL_TYPES
-
-    adjusted = [r for s in report.stacks for r in s.resources if r.note]
-    if adjusted:
-        out.append(f"Created with less than the template asks: {len(adjusted)} (see the 'note' lines above).")
-
-    created_types = {r.type for s in report.stacks for r in s.resources if r.status == "created"}
-    for type_, note in sorted(PARTIAL_TYPES.items()):
-        if type_ in created_types:
-            out.append(f"Partly emulated: {type_}: {note}.")
-    failed = [s["check"] for s in report.smoke if not s["ok"]]
-    out.append(
-        f"Smoke checks: {len(report.smoke) - len(failed)} passed, {len(failed)} failed"
-        + (f" ({', '.join(failed)})" if failed else "")
-    )
+    if not_created:
+        out.append("Not created, by type: " + ", ".join(f"{t} x{n}" for t, n in sorted(not_created.items())))
+    noted = sum(bool(r.note) for s in report.stacks for r in s.resources)
+    if noted:
+        out.append(f"Created with differences from the template: {noted} (see the 'note' lines above).")
+    failed = report.smoke_failed
+    passed = sum(s["status"] == "passed" for s in report.smoke)
+    na = sum(s["status"] == "not applicable" for s in report.smoke)
+    out.append(f"Smoke checks: {passed} passed, {len(failed)} failed, {na} not applicable"
+               + (f" (failed: {', '.join(failed)})" if failed else ""))
+    out.append(f"Run {report.run_id}: {report.state}" + (f" ({report.error})" if report.error else ""))
     if report.kept:
-        out.append(f"The emulator keeps running on {report.endpoint_url} (AWS_ENDPOINT_URL); `make destroy-local` stops it.")
+        out.append(f"The emulator keeps running on {report.endpoint_url} (AWS_ENDPOINT_URL); "
+                   "`mlinfra destroy-local` (make destroy-local) stops it.")
     else:
-        out.append("The emulator was stopped (run `make deploy-local KEEP=1` to keep it running for exploration).")
+        out.append("The emulator was stopped (--keep / KEEP=1 keeps it running for exploration).")
     return "\n".join(out)

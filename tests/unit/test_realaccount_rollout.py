@@ -399,3 +399,4 @@ def test_an_explicit_gpu_target_is_taken_as_given():
              auto_scaling=AutoScaling(metric=ScalingMetric.GPU_UTILIZATION, target_value=200))
     (policy,) = Template.from_stack(stack).find_resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()
     assert policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 200
+

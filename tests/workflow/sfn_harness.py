@@ -112,6 +112,12 @@ class TemplateResolver:
             group = props["ModelPackageGroupName"]
             arn = boto3.client("sagemaker").create_model_package_group(ModelPackageGroupName=group)["ModelPackageGroupArn"]
             out = {"Ref": group, "ModelPackageGroupArn": arn}
+        elif kind == "AWS::SQS::Queue":
+            url = boto3.client("sqs").create_queue(QueueName=name)["QueueUrl"]
+            out = {"Ref": url, "QueueUrl": url, "QueueName": name, "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"}
+        elif kind == "AWS::SageMaker::Cluster":
+            # The definition only names the cluster (in lineage); the job runs through its bridge's queue.
+            out = {"ClusterArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:cluster/{name.lower()}"}
         else:
             raise NotImplementedError(f"the harness cannot create {kind} ({logical})")
         self.values[logical] = out

@@ -2,9 +2,10 @@
 
 - AWS Batch: the deployed job queue is ENABLED and VALID, its compute environment is MANAGED, VALID and scales
   to zero (min vCPUs 0), the multi-node parallel job definition is ACTIVE with its EFA devices and Lustre mount.
-- FSx for Lustre: moto skips ``AWS::FSx::FileSystem`` in CloudFormation (the report lists it as skipped), so the
-  cache plan the stack used is created through the FSx API instead, read back, and deleted again. That proves
-  the request shape and the sizing, not a deployed file system.
+- FSx for Lustre: moto's CloudFormation has no ``AWS::FSx::FileSystem``; the local deploy creates the stack's
+  file system through the FSx API ("created (API)" in the report), and this check also creates the cache plan the
+  stack used through that API, reads it back and deletes it again. That proves the request shape and the sizing,
+  not a mountable file system.
 - The ParallelCluster custom resource cannot run here (no provider, no Lambda): the report lists it as skipped.
 """
 
