@@ -1184,7 +1184,7 @@ class MonitoringConfig(_Section):
     min_interval_hours: Annotated[int, between(0, 2160)] = 6
 
     def validate(self) -> list[str]:
-        from mlinfra.domain.drift.detect import thresholds_by_feature
+        from mlinfra.domain.drift.contract import thresholds_by_feature
 
         errors: list[str] = []
         p = "monitoring"

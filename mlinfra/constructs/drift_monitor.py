@@ -49,9 +49,7 @@ from mlinfra.constructs.common import (acknowledge_retention, alarm_principal, i
                                        log_retention, logs_principal)
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
-from mlinfra.domain import drift as drift_engine
-from mlinfra.domain.drift.detect import thresholds_by_feature
-from mlinfra.domain.drift.job import EVENT_DETAIL_TYPE, EVENT_SOURCE, NAMESPACE
+from mlinfra.domain.drift.contract import EVENT_DETAIL_TYPE, EVENT_SOURCE, NAMESPACE, thresholds_by_feature
 from mlinfra.domain.hosting_instances import family_of
 from mlinfra.domain.rules import cite
 
@@ -72,7 +70,8 @@ SKLEARN_IMAGE_ACCOUNTS: dict[str, str] = {
     "us-west-1": "746614075791", "us-west-2": "246618743249",
 }
 SKLEARN_IMAGE_TAG = "sagemaker-scikit-learn:1.4-2-cpu-py3"
-_CODE_DIR = Path(drift_engine.__file__).parent
+#: The job's code: the engine's folder, located without importing its numpy modules.
+_CODE_DIR = Path(__file__).resolve().parent.parent / "domain" / "drift"
 _CODE_PATH = "/opt/ml/processing/input/code"
 #: Unzip the code asset (whatever name the download gives it) and run the job; "$@" are the ContainerArguments.
 _UNZIP = ("import glob, zipfile; z = [p for p in glob.glob('" + _CODE_PATH + "/**', recursive=True) if zipfile.is_zipfile(p)]; "
@@ -84,10 +83,12 @@ MAX_PROCESSING_RUNTIME_SECONDS = 777_600
 
 @dataclasses.dataclass(frozen=True)
 class BaselineHook:
-    """Make the monitored baseline after each successful retrain run.
+    """Make the monitored baseline after each retrain run that approved (and deployed) a model.
 
-    :param retrain_state_machine: the retrain pipeline; its SUCCEEDED executions start a baseline run that
-        profiles ``plan.uris.train_input`` of the execution's output.
+    :param retrain_state_machine: the retrain pipeline; its SUCCEEDED executions whose output shows an approved
+        model package (gate passed, no refused approval) start a baseline run that profiles
+        ``plan.uris.train_input`` of the execution's output; runs that succeed without a new model (another run
+        held the lock, the gate or the reviewer rejected it) leave the baseline alone.
     :param training_data: the bucket those runs train from (the job reads it).
     :param lineage_table: the pipeline's lineage table; the run's item gets ``baseline_uri``. :default: None
     :param label_column: the training data's label column, left out of the features (captured requests carry no
@@ -135,6 +136,13 @@ class DriftMonitor(Construct):
         baseline yourself with ``drift.job baseline``)
     :param poll_interval: how often the workflow describes the running job. :default: 1 minute
     :param log_retention_days: :default: 90
+    :param capture_kms_key: the key data capture encrypts with (``DataCaptureConfig.KmsKeyId``) when it is not
+        the capture bucket's own key; the job gets kms:Decrypt on it. :default: None
+    :param schema_changes_retrain: a schema change alone (new columns in >= 1% of records, missing or retyped
+        columns) sends the drift event and so retrains. :default: False (reported and alarmed only)
+    :param no_records_alarm_days: alarm when no ``Records`` metric (or only 0) arrived for this many days: the
+        job did not run or the endpoint captured nothing. ``None`` for no such alarm (e.g. a weekly schedule).
+        :default: 2
     """
 
     def __init__(
@@ -164,6 +172,9 @@ class DriftMonitor(Construct):
         baseline_hook: BaselineHook | None = None,
         poll_interval: cdk.Duration | None = None,
         log_retention_days: int = 90,
+        capture_kms_key: kms.IKey | None = None,
+        schema_changes_retrain: bool = False,
+        no_records_alarm_days: int | None = 2,
     ) -> None:
         super().__init__(scope, id)
         window = window or cdk.Duration.hours(24)
@@ -175,6 +186,8 @@ class DriftMonitor(Construct):
             baseline_key = f"baselines/{endpoint_name}/baseline.json"
         errors = _validate(endpoint_name, capture_prefix, report_prefix, ground_truth_prefix, window, thresholds,
                            instance_type, volume_size_gb, max_runtime, baseline_key)
+        if no_records_alarm_days is not None and not 1 <= no_records_alarm_days <= 7:
+            errors.append(f"no_records_alarm_days must be between 1 and 7 or None, got: {no_records_alarm_days!r}")
         if errors:
             raise _path_error(self, "; ".join(errors))
         stack = cdk.Stack.of(self)
@@ -184,8 +197,11 @@ class DriftMonitor(Construct):
         self.baseline_uri = f"s3://{baseline_bucket.bucket_name}/{baseline_key}"
         self.report_uri = f"s3://{report_bucket.bucket_name}/{report_prefix}"
         self.capture_uri = f"s3://{capture_bucket.bucket_name}/{capture_prefix}{endpoint_name}/"
-        # One prefix per monitor: ListProcessingJobs(NameContains=prefix) finds this endpoint's running job.
+        # One prefix per monitor (IAM is scoped to it), one below it per kind of job: ListProcessingJobs
+        # (NameContains=monitor prefix) finds this endpoint's running monitor job, never a baseline job.
         self.job_prefix = "drift-" + hashlib.sha256(self.node.path.encode()).hexdigest()[:10]
+        self.monitor_job_prefix = f"{self.job_prefix}-m-"
+        self.baseline_job_prefix = f"{self.job_prefix}-b-"
         self._baseline_bucket = baseline_bucket
         self._report_bucket, self._report_prefix = report_bucket, report_prefix
 
@@ -214,6 +230,8 @@ class DriftMonitor(Construct):
         report_bucket.grant_put(self.role, f"{report_prefix}*")
         if ground_truth_prefix:
             capture_bucket.grant_read(self.role, f"{ground_truth_prefix}*")
+        if capture_kms_key is not None:
+            capture_kms_key.grant_decrypt(self.role)
         self.encryption_key.grant_encrypt_decrypt(self.role)
         self.role.add_to_policy(iam.PolicyStatement(
             actions=["cloudwatch:PutMetricData"], resources=["*"],
@@ -237,6 +255,8 @@ class DriftMonitor(Construct):
             args += ["--thresholds", json.dumps(thresholds, sort_keys=True, separators=(",", ":"))]
         if ground_truth_prefix:
             args += ["--ground-truth", f"s3://{capture_bucket.bucket_name}/{ground_truth_prefix}"]
+        if schema_changes_retrain:
+            args += ["--schema-changes-retrain"]
         lineage = baseline_hook.lineage_table if baseline_hook else None
         baseline_args = ["baseline", "--copy-to", self.baseline_uri]
         if baseline_hook is not None and baseline_hook.label_column:
@@ -261,8 +281,15 @@ class DriftMonitor(Construct):
              "Drift detected (see the report named by the Model Drift Detected event)"),
             ("NoData", self.metric("NotEnoughData", statistic="Maximum", period=period),
              "The drift window held too few records to judge: check data capture"),
+            ("SchemaChange", self.metric("SchemaChanges", statistic="Maximum", period=period),
+             "The captured payloads' schema differs from the baseline's (see the report's schema section)"),
             ("JobFailed", self.state_machine.metric_failed(period=cdk.Duration.minutes(5), statistic="Sum"),
              "The drift job failed (no baseline, permissions or a crash): see the notification"),
+            # a run past the state machine's timeout or stopped by hand sends no notification of its own
+            ("JobTimedOut", self.state_machine.metric_timed_out(period=cdk.Duration.minutes(5), statistic="Sum"),
+             "The drift workflow timed out (the job ran past max_runtime plus 30 minutes)"),
+            ("JobAborted", self.state_machine.metric_aborted(period=cdk.Duration.minutes(5), statistic="Sum"),
+             "A drift workflow execution was stopped"),
         ):
             alarm = cloudwatch.Alarm(
                 self, f"{name}Alarm", metric=metric, threshold=1, evaluation_periods=1,
@@ -270,6 +297,17 @@ class DriftMonitor(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING, alarm_description=desc)
             alarm.add_alarm_action(action)
             self.alarms[name] = alarm
+        if no_records_alarm_days is not None:
+            # Missing data breaches: no datapoint for that many days means no run, or no traffic read.
+            alarm = cloudwatch.Alarm(
+                self, "NoRecordsAlarm", metric=self.metric("Records", statistic="Sum", period=cdk.Duration.days(1)),
+                threshold=1, evaluation_periods=no_records_alarm_days, datapoints_to_alarm=no_records_alarm_days,
+                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+                alarm_description=f"No captured records judged for {no_records_alarm_days} days: the drift job did not run "
+                                  "or data capture wrote nothing")
+            alarm.add_alarm_action(action)
+            self.alarms["NoRecords"] = alarm
         if dashboard is not None:
             self.add_to_dashboard(dashboard)
 
@@ -345,29 +383,34 @@ class DriftMonitor(Construct):
             self, "ListRunningJobs", service="sagemaker", action="listProcessingJobs", iam_resources=["*"],
             iam_action="sagemaker:ListProcessingJobs",
             # newest first, a full page: a running job of this monitor is among the most recent ones
-            parameters={"NameContains": self.job_prefix, "StatusEquals": "InProgress", "MaxResults": 100,
+            parameters={"NameContains": self.monitor_job_prefix, "StatusEquals": "InProgress", "MaxResults": 100,
                         "SortBy": "CreationTime", "SortOrder": "Descending"},
             result_selector={"count.$": "States.ArrayLength($.ProcessingJobSummaries)"}, result_path="$.running")
         running.add_retry(**retry)
         running.add_catch(notify, result_path="$.error")
         skip = sfn.Succeed(self, "AlreadyRunning", comment="one run at a time per endpoint")
+        # One name per window end (a hash: the timestamp's ":" is not allowed in a job name): a second run for
+        # the same window (a duplicate schedule delivery) fails on the unique name instead of running twice.
         monitor_job = sfn.Pass(self, "MonitorJob", parameters={
-            "name.$": f"States.Format('{self.job_prefix}-{{}}', States.UUID())",
+            "name.$": f"States.Format('{self.monitor_job_prefix}{{}}', States.Hash($.window_end, 'SHA-1'))",
             "args": monitor_args,
             "env": {"DRIFT_WINDOW_END.$": "$.window_end", "DRIFT_MODE": "monitor"},
         }, result_path="$.job")
         out = self.baseline_uri
         base_dir = out.rsplit("/", 1)[0]
         baseline_job = sfn.Pass(self, "BaselineJob", parameters={
-            "name.$": f"States.Format('{self.job_prefix}-{{}}', States.UUID())",
+            "name.$": f"States.Format('{self.baseline_job_prefix}{{}}', States.UUID())",
             "args": baseline_args,
+            # one baseline per model package (runs/<run id>/), recorded with the package's ARN
             "env": {"DRIFT_DATA.$": "$.run.plan.uris.train_input",
                     "DRIFT_OUTPUT.$": f"States.Format('{base_dir}/runs/{{}}/baseline.json', $.run.plan.run_id)",
-                    "DRIFT_MODEL.$": "$.run.plan.run_id", "DRIFT_MODE": "baseline"},
+                    "DRIFT_MODEL.$": "$.run.model_package_arn", "DRIFT_MODE": "baseline"},
         }, result_path="$.job")
         parse_run = sfn.Pass(self, "ReadRunOutput", parameters={"plan.$": "States.StringToJson($.output)"},
                              result_path="$.run_raw")
-        pick_plan = sfn.Pass(self, "PickPlan", parameters={"plan.$": "$.run_raw.plan.plan"}, result_path="$.run")
+        pick_plan = sfn.Pass(self, "PickPlan", parameters={
+            "plan.$": "$.run_raw.plan.plan", "model_package_arn.$": "$.run_raw.plan.registration.ModelPackageArn"},
+            result_path="$.run")
 
         create = tasks.CallAwsService(
             self, "CreateProcessingJob", service="sagemaker", action="createProcessingJob", iam_resources=[processing_arn],
@@ -428,7 +471,21 @@ class DriftMonitor(Construct):
             sfn.Choice(self, "AlreadyRunning?")
             .when(sfn.Condition.number_greater_than("$.running.count", 0), skip)
             .otherwise(monitor_job.next(loop)))
-        baseline_branch = parse_run.next(pick_plan).next(baseline_job).next(create)
+        # Only a run that ended with its model approved (and deployed, when the pipeline deploys) replaces the
+        # monitored baseline: runs that end in Succeed on the AlreadyRunning or ModelRejected paths (gate failed,
+        # manual approval refused or timed out) leave it alone (retrain_definition: GateDecision on $.gate.passed,
+        # RequestApproval's Catch into $.approval_error, ApproveModelPackage on the success path only).
+        not_deployed = sfn.Succeed(self, "NoModelDeployed", comment="the run approved no model: the baseline stays")
+        run = "$.run_raw.plan"
+        baseline_branch = parse_run.next(
+            sfn.Choice(self, "ModelRegistered?")
+            .when(sfn.Condition.or_(sfn.Condition.is_not_present(f"{run}.registration.ModelPackageArn"),
+                                    sfn.Condition.is_not_present(f"{run}.gate.passed"),
+                                    sfn.Condition.is_present(f"{run}.approval_error")), not_deployed)
+            .otherwise(sfn.Choice(self, "ModelApproved?")
+                       .when(sfn.Condition.boolean_equals(f"{run}.gate.passed", True),
+                             pick_plan.next(baseline_job).next(create))
+                       .otherwise(not_deployed)))
         body = (sfn.Choice(self, "Mode?")
                 .when(sfn.Condition.string_equals("$.mode", "baseline"), baseline_branch)
                 .otherwise(monitor_branch))

@@ -361,6 +361,26 @@ def test_trigger_rejects_malformed_drift_events(aws, event, message):
         h.drift_request(event, datetime(2026, 11, 30, tzinfo=timezone.utc), [])
 
 
+def test_drift_run_starts_only_after_its_cause_is_recorded(aws):
+    """The lineage #cause item is written before StartExecution: when it cannot be written, no run starts."""
+    h = load_handler("pipeline_trigger")
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    arn = sfn.create_state_machine(name="retrain", roleArn="arn:aws:iam::123456789012:role/sfn",
+                                   definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
+    with mock.patch.dict(os.environ, {"RAW_BUCKET": "raw", "STATE_MACHINE_ARN": arn}):
+        with pytest.raises(Exception, match="ResourceNotFound|not found"):  # the lineage table does not exist
+            h.handler(_drift_event(lineage_table="missing-table"), CTX)
+        assert sfn.list_executions(stateMachineArn=arn)["executions"] == []
+        boto3.client("dynamodb", region_name="us-east-1").create_table(
+            TableName="lineage", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}])
+        out = h.handler(_drift_event(lineage_table="lineage"), CTX)
+        assert out["started"] and len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
+        (item,) = boto3.client("dynamodb", region_name="us-east-1").scan(TableName="lineage")["Items"]
+        assert item["run_id"]["S"] == out["name"] and item["sk"]["S"].endswith("#cause")
+
+
 # --- issue 19 items 7-9: versions, the gate's numbers and metadata, malformed inputs -----------------------------
 
 

@@ -257,3 +257,83 @@ def test_engine_imports_neither_cdk_nor_boto3():
 def test_prediction_profile_is_in_the_baseline(baseline):
     assert baseline.prediction is not None and baseline.prediction.name == PREDICTION
     assert Thresholds().min_samples == 500
+
+
+# ---- review fixes (issue 15 review) ------------------------------------------------------------------------------
+
+def test_missing_rate_jump_is_drift_even_below_min_samples():
+    """0% -> 97% missing on 10,000 records leaves 300 present values (< min_samples): still drift, not 'ok'."""
+    base = build_baseline({"a": np.arange(10_000.0), "b": np.arange(10_000.0),
+                           "c": np.array(["x", "y"] * 5_000, dtype=object)})
+    rows = [f"{i if i % 100 < 3 else ''},{i},{('x', 'y')[i % 2] if i % 100 < 3 else ''}" for i in range(10_000)]
+    report = compare(base, parse(base, [capture(r) for r in rows]))
+    for name in ("a", "c"):
+        f = report["features"][name]
+        assert f["missing_rate"] == pytest.approx(0.97) and f["drifted"] and f["status"] == "drift", f
+        assert "missing rate" in f["reasons"][0] and "min_samples" in f["reasons"][-1]
+    assert report["status"] == "drift" and report["summary"]["drifted_features"] == ["a", "c"]
+
+
+def test_blank_csv_numbers_are_missing_whichever_path_parses_the_chunk():
+    base = build_baseline({"a": np.arange(1000.0) + 1, "b": np.array(["x", "y"] * 500, dtype=object)})
+    clean = [capture(f"{i + 1}, {('x', 'y')[i % 2]} ") for i in range(600)]
+    blank = [capture(f"{' ' if i % 10 == 0 else i + 1}, {('x', 'y')[i % 2]} ") for i in range(600)]
+    mixed = parse(base, clean + blank)  # the clean chunk on the C reader, the blank one field by field
+    a = mixed.columns["a"]
+    assert not (a < 0).any(), "a blank field became a number"
+    assert int(np.isnan(a).sum()) == 60 and mixed.unparsable.get("a", 0) == 0
+    assert set(mixed.columns["b"].tolist()) == {"x", "y"}  # stripped on both paths
+    report = compare(base, mixed)
+    assert report["features"]["a"]["missing"] == 60
+
+
+def test_many_categories_without_drift_raise_no_alarm():
+    """200 categories, 2,000 records per window through the capture parser: JS alone is biased upwards."""
+    cats = np.array([f"c{i:03d}" for i in range(200)], dtype=object)
+    base_rng = np.random.default_rng(1234)
+    base = build_baseline({"x": base_rng.normal(size=20_000), "k": cats[base_rng.integers(0, 200, 20_000)]})
+    alarms = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        rows = [f"{x:.6f},{k}" for x, k in zip(rng.normal(size=2_000), cats[rng.integers(0, 200, 2_000)])]
+        report = compare(base, parse(base, [capture(r) for r in rows]))
+        alarms += report["features"]["k"]["drifted"]
+    assert alarms <= 1, alarms
+
+
+def test_many_categories_with_drift_still_alarm():
+    cats = np.array([f"c{i:03d}" for i in range(200)], dtype=object)
+    rng = np.random.default_rng(7)
+    base = build_baseline({"x": rng.normal(size=20_000), "k": cats[rng.integers(0, 200, 20_000)]})
+    rows = [f"{x:.6f},{k}" for x, k in zip(rng.normal(size=2_000), cats[rng.integers(0, 40, 2_000)])]  # 40 of 200
+    f = compare(base, parse(base, [capture(r) for r in rows]))["features"]["k"]
+    assert f["drifted"] and f["chi2_pvalue"] < 0.01 and "js" in f["reasons"][0]
+
+
+def test_pool_sparse_keeps_expected_counts_at_least_5():
+    b, c = stats.pool_sparse(np.array([1000, 1000, 3, 2, 1, 0]), np.array([100, 100, 1, 0, 0, 2]))
+    table = np.vstack([b, c])
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    assert expected.min() >= 5 and table.sum() == 2209
+
+
+def _stray_key_lines(n: int, stray: int) -> list[str]:
+    return [capture(json.dumps({"a": i % 1000, **({"zz": 1} if i < stray else {})}), "JSON", "application/json")
+            for i in range(n)]
+
+
+def test_one_stray_key_is_not_a_schema_change():
+    base = build_baseline({"a": np.arange(5_001.0) % 1000})
+    report = compare(base, parse(base, _stray_key_lines(5_001, 1)))
+    assert report["schema"]["new_columns"] == {"zz": 1} and report["schema"]["significant_new_columns"] == []
+    assert not report["summary"]["schema_changed"] and report["status"] == "ok" and not report["drift_detected"]
+
+
+def test_schema_change_is_reported_but_no_drift_event_unless_configured():
+    base = build_baseline({"a": np.arange(5_000.0) % 1000})
+    data = parse(base, _stray_key_lines(5_000, 500))  # zz in 10% of the records
+    report = compare(base, data)
+    assert report["schema"]["significant_new_columns"] == ["zz"] and report["summary"]["schema_changed"]
+    assert report["status"] == "schema_change" and not report["drift_detected"]
+    configured = compare(base, data, schema_drift=True)
+    assert configured["status"] == "drift" and configured["drift_detected"]

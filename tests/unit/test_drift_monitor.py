@@ -4,6 +4,7 @@ executed by moto's Step Functions interpreter, validation, and the retrain-on-dr
 from __future__ import annotations
 
 import json
+import os
 
 import aws_cdk as cdk
 import pytest
@@ -80,7 +81,7 @@ def test_one_run_at_a_time_then_processing_job_on_the_stock_image(built):
     _, monitor, t = built
     states = _definition(t)["States"]
     listing = states["ListRunningJobs"]["Parameters"]
-    assert listing["NameContains"] == monitor.job_prefix and listing["StatusEquals"] == "InProgress"
+    assert listing["NameContains"] == monitor.monitor_job_prefix and listing["StatusEquals"] == "InProgress"
     assert states["AlreadyRunning?"]["Choices"][0] == {"Variable": "$.running.count", "NumericGreaterThan": 0, "Next": "AlreadyRunning"}
     create = states["CreateProcessingJob"]
     assert create["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:createProcessingJob"
@@ -122,12 +123,55 @@ def test_pass_role_names_the_job_role_only(built):
 
 def test_alarms_notify_and_dashboard_has_drift_widgets(built):
     _, monitor, t = built
-    assert set(monitor.alarms) == {"Drift", "NoData", "JobFailed"}
+    assert set(monitor.alarms) == {"Drift", "NoData", "SchemaChange", "JobFailed", "JobTimedOut", "JobAborted", "NoRecords"}
     t.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": "DriftDetected", "Namespace": NAMESPACE,
                                                          "Dimensions": [{"Name": "EndpointName", "Value": "churn"}],
                                                          "AlarmActions": Match.any_value()})
     body = json.dumps(only(t, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
     assert "Drift: drifted features" in body and "DriftedFeatures" in body
+
+
+def test_timed_out_aborted_and_silent_runs_alarm(built):
+    _, monitor, t = built
+    for metric in ("ExecutionsTimedOut", "ExecutionsAborted"):
+        t.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": metric, "Namespace": "AWS/States",
+                                                             "AlarmActions": Match.any_value()})
+    t.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "MetricName": "Records", "Namespace": NAMESPACE, "Statistic": "Sum", "Period": 86400, "EvaluationPeriods": 2,
+        "DatapointsToAlarm": 2, "ComparisonOperator": "LessThanThreshold", "Threshold": 1, "TreatMissingData": "breaching",
+        "AlarmActions": Match.any_value()})
+    t.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": "SchemaChanges", "Namespace": NAMESPACE})
+
+
+def test_capture_key_and_schema_retrain_option():
+    from aws_cdk import aws_kms as kms
+
+    stack, monitor, t = _build(capture_kms_key=None, schema_changes_retrain=True, no_records_alarm_days=None)
+    args = _definition(t)["States"]["MonitorJob"]["Parameters"]["args"]
+    assert args[-1] == "--schema-changes-retrain" and "NoRecords" not in monitor.alarms
+    stack2 = new_stack()
+    lake = s3.Bucket(stack2, "Lake")
+    key = kms.Key(stack2, "CaptureKey")
+    DriftMonitor(stack2, "Drift", endpoint_name="churn", capture_bucket=lake, capture_prefix="c/", baseline_bucket=lake,
+                 capture_kms_key=key)
+    policies = json.dumps(Template.from_stack(stack2).find_resources("AWS::IAM::Policy"))
+    assert "kms:Decrypt" in policies and "CaptureKey" in policies
+    with pytest.raises(ValueError, match="no_records_alarm_days must be between 1 and 7 or None, got: 9"):
+        DriftMonitor(stack2, "Drift2", endpoint_name="churn", capture_bucket=lake, capture_prefix="c/", baseline_bucket=lake,
+                     no_records_alarm_days=9)
+
+
+def test_job_names_one_per_window_and_baseline_jobs_do_not_block_monitoring(built):
+    """Same window end -> same job name (a duplicate run fails on it); a running baseline job is not a running monitor job."""
+    states = _definition(built[2])["States"]
+    assert states["MonitorJob"]["Parameters"]["name.$"].startswith(f"States.Format('{built[1].monitor_job_prefix}{{}}', States.Hash(")
+    assert states["BaselineJob"]["Parameters"]["name.$"].startswith(f"States.Format('{built[1].baseline_job_prefix}")
+    first, jobs, _ = _execute(_definition(built[2]), {"mode": "monitor", "window_end": "2026-11-30T06:00:00Z"})
+    second, jobs2, _ = _execute(_definition(built[2]), {"mode": "monitor", "window_end": "2026-11-30T06:00:00Z"})
+    other, _, _ = _execute(_definition(built[2]), {"mode": "monitor", "window_end": "2026-12-01T06:00:00Z"})
+    name = json.loads(first["output"])["job"]["name"]
+    assert name == json.loads(second["output"])["job"]["name"] != json.loads(other["output"])["job"]["name"]
+    assert name.startswith(built[1].monitor_job_prefix) and len(name) <= 63
 
 
 def test_baseline_hook_rule_and_lineage_update(built):
@@ -190,8 +234,8 @@ def test_baseline_run_records_lineage_in_the_emulator(built):
                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}])
 
-    output = json.dumps({"plan": {"dataset": "tabular", "version": "v3", "run_id": "r1",
-                                  "uris": {"train_input": "s3://raw/dataset=tabular/version=v3/"}}})
+    output = json.dumps({"plan": _PLAN, "gate": {"passed": True}, "registration": {"ModelPackageArn": _PACKAGE},
+                         "approval": {"decision": "approve"}, "deploy": {"endpoint_name": "churn"}})
     desc, jobs, items = _execute(_definition(built[2]), {"mode": "baseline", "output": output}, setup=table)
     assert desc["status"] == "SUCCEEDED", desc
     (job,) = jobs
@@ -199,8 +243,41 @@ def test_baseline_run_records_lineage_in_the_emulator(built):
     assert job["AppSpecification"]["ContainerArguments"][0] == "baseline"
     assert env["DRIFT_DATA"] == "s3://raw/dataset=tabular/version=v3/"
     assert env["DRIFT_OUTPUT"] == "s3://lake-bucket/baselines/churn/runs/r1/baseline.json"
+    assert env["DRIFT_MODEL"] == _PACKAGE  # the baseline names the model package it profiles
     (item,) = items
     assert item["sk"]["S"] == "version#v3#run#r1" and item["baseline_uri"]["S"] == env["DRIFT_OUTPUT"]
+
+
+def test_the_retrain_definition_marks_what_the_baseline_choice_reads():
+    """The retrain runs that end SUCCEEDED end in these Succeed states (older definitions also had AlreadyRunning); the baseline Choice tells them apart
+    by $.registration, $.gate.passed and $.approval_error, which the real definition writes as assumed here."""
+    from mlinfra.asl_diagram import reference_definition
+
+    states = reference_definition()["States"]
+    succeed = {n for n, st in states.items() if st["Type"] == "Succeed"}
+    assert {"ModelRejected", "Succeeded"} <= succeed <= {"AlreadyRunning", "ModelRejected", "Succeeded"}, succeed
+    assert states["RegisterModelPackage"]["ResultPath"] == "$.registration"
+    assert states["GateDecision"]["Choices"] == [{"Variable": "$.gate.passed", "BooleanEquals": False, "Next": "RecordRejected"}]
+    assert {"ErrorEquals": ["States.Timeout", "ModelRejected"], "ResultPath": "$.approval_error",
+            "Next": "RejectModelPackage"} in states["RequestApproval"]["Catch"]
+    assert states["ApproveModelPackage"]["Parameters"]["ModelApprovalStatus"] == "Approved"
+    assert states["ApproveModelPackage"]["Next"] == "RecordSuccess"
+
+
+_PLAN = {"dataset": "tabular", "version": "v3", "run_id": "r1", "uris": {"train_input": "s3://raw/dataset=tabular/version=v3/"}}
+_PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/3"
+
+
+@pytest.mark.parametrize("outcome, run_output", [
+    ("another run held the lock", {"plan": _PLAN, "error": {"Error": "DynamoDB.ConditionalCheckFailedException"}}),
+    ("gate failed: registered Rejected", {"plan": _PLAN, "gate": {"passed": False}, "registration": {"ModelPackageArn": _PACKAGE}}),
+    ("reviewer refused", {"plan": _PLAN, "gate": {"passed": True}, "registration": {"ModelPackageArn": _PACKAGE},
+                          "approval_error": {"Error": "ModelRejected"}}),
+])
+def test_a_succeeded_run_without_an_approved_model_keeps_the_baseline(built, outcome, run_output):
+    desc, jobs, _ = _execute(_definition(built[2]), {"mode": "baseline", "output": json.dumps(run_output)})
+    assert desc["status"] == "SUCCEEDED", desc
+    assert jobs == [], outcome  # no baseline job: the monitored baseline is not replaced
 
 
 def test_retrain_on_drift_rule_carries_the_policy():
@@ -267,7 +344,7 @@ def test_create_processing_job_request_passes_botocore_model(built):
     req = dict(states["CreateProcessingJob"]["Parameters"])
     job = states["MonitorJob"]["Parameters"]
     req.pop("ProcessingJobName.$")
-    req["ProcessingJobName"] = f"{monitor.job_prefix}-{'0' * 8}-{'0' * 4}-{'0' * 4}-{'0' * 4}-{'0' * 12}"
+    req["ProcessingJobName"] = f"{monitor.monitor_job_prefix}{'0' * 40}"  # prefix + SHA-1 hex: the longest name
     req.pop("Environment.$")
     req["Environment"] = {"DRIFT_WINDOW_END": "2026-11-30T06:00:00Z", "DRIFT_MODE": "monitor"}
     app = dict(req["AppSpecification"])
@@ -320,3 +397,26 @@ def test_the_container_entrypoint_unzips_the_code_asset_and_runs_the_job(tmp_pat
     out = subprocess.run(["/bin/sh", "-c", script, "drift", "baseline", "--help"], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert "usage: drift.job baseline" in out.stdout
+
+
+def test_the_construct_imports_and_synthesizes_without_numpy():
+    """numpy is the engine's extra: the CDK side (construct, config, monitoring stack) must not need it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['numpy'] = None\n"
+        "from mlinfra import DriftMonitor, BaselineHook, retrain_on_drift\n"
+        "from mlinfra.constructs.drift_monitor import NAMESPACE, _CODE_DIR\n"
+        "import aws_cdk as cdk\n"
+        "from aws_cdk import aws_s3 as s3\n"
+        "app = cdk.App(); stack = cdk.Stack(app, 'S', env=cdk.Environment(account='123456789012', region='us-east-1'))\n"
+        "b = s3.Bucket(stack, 'B')\n"
+        "DriftMonitor(stack, 'D', endpoint_name='churn', capture_bucket=b, capture_prefix='c/', baseline_bucket=b,\n"
+        "             thresholds={'default': {'psi': 0.3}})\n"
+        "app.synth()\n"
+        "assert (_CODE_DIR / 'job.py').is_file(), _CODE_DIR\n"
+        "assert 'numpy' not in [m for m in sys.modules if sys.modules[m] is not None and m == 'numpy']\n"
+        "print('ok', NAMESPACE)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "CDK_VALIDATION": "false"})
+    assert out.returncode == 0 and "ok mlinfra/Drift" in out.stdout, out.stderr[-3000:]

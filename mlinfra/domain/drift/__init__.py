@@ -1,5 +1,6 @@
 """mlinfra's drift engine: pure, vectorized (numpy only; no CDK, no boto3 at import).
 
+- :mod:`.contract`: metric namespace, event names and thresholds (no numpy: what the CDK side imports).
 - :mod:`.profile`: the baseline (per-feature profiles of the training data and of the predictions).
 - :mod:`.capture`: SageMaker data-capture JSON Lines -> columns, counting malformed input.
 - :mod:`.stats`: PSI, two-sample KS, chi-square, Jensen-Shannon (checked against scipy in the tests).
@@ -13,14 +14,32 @@ This folder is also the code the Processing job runs (uploaded as one asset by
 nothing else from mlinfra.
 """
 
-from .capture import CaptureData, CaptureParser, parse_ground_truth
-from .detect import REPORT_FORMAT, Thresholds, compare, report_json, thresholds_by_feature
-from .html import render_html
-from .profile import BASELINE_FORMAT, PREDICTION, Baseline, FeatureProfile, build_baseline
-from .quality import quality_metrics
+from importlib import import_module
+from typing import Any
+
+from .contract import EVENT_DETAIL_TYPE, EVENT_SOURCE, NAMESPACE, Thresholds, thresholds_by_feature
+
+# The numpy-backed modules load on first use (PEP 562), so ``mlinfra.domain.drift.contract`` (all the CDK side
+# imports) works without numpy.
+_LAZY = {
+    "CaptureData": ".capture", "CaptureParser": ".capture", "parse_ground_truth": ".capture",
+    "REPORT_FORMAT": ".detect", "compare": ".detect", "report_json": ".detect",
+    "render_html": ".html",
+    "BASELINE_FORMAT": ".profile", "PREDICTION": ".profile", "Baseline": ".profile", "FeatureProfile": ".profile",
+    "build_baseline": ".profile",
+    "quality_metrics": ".quality",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module, __name__), name)
+
 
 __all__ = [
-    "BASELINE_FORMAT", "PREDICTION", "REPORT_FORMAT", "Baseline", "CaptureData", "CaptureParser", "FeatureProfile",
-    "Thresholds", "build_baseline", "compare", "parse_ground_truth", "quality_metrics", "render_html", "report_json",
-    "thresholds_by_feature",
+    "BASELINE_FORMAT", "EVENT_DETAIL_TYPE", "EVENT_SOURCE", "NAMESPACE", "PREDICTION", "REPORT_FORMAT", "Baseline",
+    "CaptureData", "CaptureParser", "FeatureProfile", "Thresholds", "build_baseline", "compare", "parse_ground_truth",
+    "quality_metrics", "render_html", "report_json", "thresholds_by_feature",
 ]

@@ -54,6 +54,7 @@ _FAST_LINE = re.compile(
 #: The same line when the file holds no backslash at all (no escapes to skip): a faster pattern for the bulk path.
 _BULK_LINE = re.compile(_FAST_LINE.pattern.replace(_STR, r'([^"]*)'), re.M)
 _INFERENCE_ID = re.compile(r'"inferenceId":"([^"]*)"')
+_BLANK_FIELD = re.compile(r"(?:^|,)\s*(?:,|$)")
 _EVENT_ID = re.compile(r'"eventId":"([^"]*)"')
 
 
@@ -347,19 +348,22 @@ class CaptureParser:
         """Append one chunk of one column: strings ("" = missing) for categorical features, float64 (NaN) else."""
         from_csv = bool(values) and isinstance(values[0], str) and isinstance(values[-1], str)
         if self.kinds.get(name) == "categorical":
-            if from_csv:
-                arr = np.array(values, dtype=str)
+            if from_csv:  # stripped like the chunk reader's (_load_csv): the same values whichever path parses
+                arr = np.char.strip(np.array(values, dtype=str))
             else:
                 arr = np.array(["" if v is None else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip())
                                 for v in values], dtype=str)
             self._chunks[name].append(arr)
             return
-        if from_csv:
+        joined = ",".join(values) if from_csv else ""
+        # np.fromstring reads a blank field (" ") as -1.0 and stops at an empty one: blanks take the element-wise
+        # path, where they are missing (NaN), as in the chunk reader.
+        if from_csv and not _BLANK_FIELD.search(joined):
             # numpy's C parser stops at the first field that is not a number; then the element-wise path decides
             try:  # numpy < 2.3 warns and returns the numbers read so far; later versions raise
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    parsed = np.fromstring(",".join(values), dtype=np.float64, sep=",")
+                    parsed = np.fromstring(joined, dtype=np.float64, sep=",")
             except ValueError:
                 parsed = np.zeros(0)
             if parsed.size == len(values):

@@ -3,20 +3,22 @@
 Decisions (per feature, thresholds from :class:`Thresholds`, overridable per feature):
 
 - numeric: drifted when ``psi >= psi`` or (``ks_statistic >= ks`` and ``ks_pvalue < alpha``);
-- categorical: drifted when ``js_distance >= js`` or the share of categories unseen in the baseline is
-  ``>= new_category_share``; the chi-square test of homogeneity is reported alongside;
+- categorical: drifted when (``js_distance >= js`` and the chi-square test of homogeneity, categories with an
+  expected count below 5 pooled, gives ``p < alpha``) or the share of categories unseen in the baseline is
+  ``>= new_category_share``;
 - both: ``missing_rate`` drift when the missing rate moved by ``>= missing_rate_change`` (absolute) and a
   two-proportion test gives ``p < alpha``;
-- fewer than ``min_samples`` present values in the window: ``not_enough_data`` (no decision, never "no drift").
+- fewer than ``min_samples`` present values in the window: ``not_enough_data`` (no decision, never "no drift"),
+  unless the missing-rate test (on every record) found drift: that decision stands.
 
-Schema changes (columns unknown to the baseline, baseline columns absent from every record, numeric columns
-whose values are mostly not numbers, rows with the wrong number of CSV fields) are reported and count as drift.
+Schema changes (columns unknown to the baseline in >= 1% of the records, baseline columns absent from every
+record, numeric columns whose values are mostly not numbers, >= 1% of rows with the wrong number of CSV fields)
+make the window ``schema_change`` (reported, alarmed, no drift event) unless ``schema_drift=True`` makes them drift.
 Everything is a pure function of (baseline, capture data, thresholds): the same inputs give the same report.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from typing import Any, Mapping
@@ -24,59 +26,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import stats
+from .contract import SCHEMA_CHANGE_SHARE, Thresholds, thresholds_by_feature
 from .capture import CaptureData
 from .profile import PREDICTION, Baseline, FeatureProfile, categorical_values, chart_histogram
 
 REPORT_FORMAT = "mlinfra.drift.report/1"
-
-
-@dataclasses.dataclass(frozen=True)
-class Thresholds:
-    """Decision thresholds of one feature (defaults suit a few thousand records or more per window)."""
-
-    #: Population stability index at or above which a numeric feature drifted (0.1 small, 0.2 significant).
-    psi: float = 0.2
-    #: KS statistic (max ECDF distance) at or above which a numeric feature drifted, if also significant.
-    ks: float = 0.1
-    #: Jensen-Shannon distance (natural log) at or above which a categorical feature drifted.
-    js: float = 0.1
-    #: Share of current values in categories the baseline never saw, at or above which it drifted.
-    new_category_share: float = 0.05
-    #: Absolute change of the missing rate that counts as drift (if significant).
-    missing_rate_change: float = 0.05
-    #: Significance level of the KS and missing-rate tests.
-    alpha: float = 0.01
-    #: Fewer present values than this in the window: "not_enough_data".
-    min_samples: int = 500
-
-    def __post_init__(self) -> None:
-        errors = []
-        for name in ("psi", "ks", "js", "new_category_share", "missing_rate_change", "alpha"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 < value <= (10 if name == "psi" else 1):
-                errors.append(f"{name} must be in (0, {10 if name == 'psi' else 1}], got: {value!r}")
-        if not isinstance(self.min_samples, int) or self.min_samples < 1:
-            errors.append(f"min_samples must be an integer >= 1, got: {self.min_samples!r}")
-        if errors:
-            raise ValueError("thresholds: " + "; ".join(errors))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], base: "Thresholds | None" = None) -> "Thresholds":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"thresholds: unknown keys {unknown}, allowed: {sorted(known)}")
-        return dataclasses.replace(base or cls(), **data)
-
-
-def thresholds_by_feature(spec: Mapping[str, Any] | None) -> tuple[Thresholds, dict[str, Thresholds]]:
-    """``{"default": {...}, "features": {"age": {"psi": 0.3}}}`` -> (default, per feature)."""
-    spec = dict(spec or {})
-    unknown = sorted(set(spec) - {"default", "features"})
-    if unknown:
-        raise ValueError(f"thresholds: unknown keys {unknown}, allowed: ['default', 'features']")
-    default = Thresholds.from_dict(spec.get("default") or {})
-    return default, {name: Thresholds.from_dict(v or {}, default) for name, v in (spec.get("features") or {}).items()}
 
 
 def _round(x: float | None, digits: int = 6) -> float | None:
@@ -96,9 +50,7 @@ def compare_numeric(prof: FeatureProfile, values: np.ndarray, t: Thresholds, unp
         out.update(status="schema_change", drifted=True, reasons=["retyped: most values are not numbers"])
         return out
     if n < t.min_samples or not prof.sketch:
-        out.update(status="not_enough_data", drifted=False, reasons=[f"{n} values < min_samples {t.min_samples}"]
-                   if prof.sketch else ["baseline has no values"])
-        return out
+        return _too_few(out, n, t, bool(prof.sketch))
     x = np.sort(x)
     edges = np.asarray(prof.psi_edges, np.float64)
     counts = np.bincount(np.searchsorted(edges, x, side="right"), minlength=edges.size + 1)
@@ -126,9 +78,7 @@ def compare_categorical(prof: FeatureProfile, values: np.ndarray, t: Thresholds)
     out: dict[str, Any] = {"kind": "categorical", "count": n, "missing": missing, "baseline_missing_rate": _round(prof.missing_rate)}
     out.update(_missing(prof, missing, values.size, t))
     if n < t.min_samples or not prof.categories:
-        out.update(status="not_enough_data", drifted=False, reasons=[f"{n} values < min_samples {t.min_samples}"]
-                   if prof.categories else ["baseline has no values"])
-        return out
+        return _too_few(out, n, t, bool(prof.categories))
     cats, counts = np.unique(present, return_counts=True)
     base_cats = list(prof.categories)
     pos = {c: i for i, c in enumerate(base_cats)}
@@ -148,10 +98,12 @@ def compare_categorical(prof: FeatureProfile, values: np.ndarray, t: Thresholds)
     full_base = np.concatenate([base_counts, np.zeros(len(new), np.int64)])
     full_cur = np.concatenate([cur, np.asarray([new[c] for c in sorted(new)], np.int64)])
     js = stats.js_distance(full_base, full_cur)
-    chi2, chi2_p, dof = stats.chi2_contingency(full_base, full_cur)
+    # Pooled so every expected count is >= 5: with many rare categories the raw table's test is not valid.
+    chi2, chi2_p, dof = stats.chi2_contingency(*stats.pool_sparse(full_base, full_cur))
     reasons = out.pop("reasons", [])
-    if js >= t.js:
-        reasons.append(f"js {js:.3f} >= {t.js}")
+    # JS alone is biased upwards on many categories and few records (sampling noise): it must be significant.
+    if js >= t.js and chi2_p < t.alpha:
+        reasons.append(f"js {js:.3f} >= {t.js} (chi-square p {chi2_p:.2g} < {t.alpha})")
     if new_total / n >= t.new_category_share:
         reasons.append(f"new categories {new_total / n:.1%} >= {t.new_category_share:.0%}")
     top_new = sorted(new.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
@@ -168,6 +120,18 @@ def compare_categorical(prof: FeatureProfile, values: np.ndarray, t: Thresholds)
     return out
 
 
+def _too_few(out: dict[str, Any], n: int, t: Thresholds, baseline_has_values: bool) -> dict[str, Any]:
+    """Too few present values to compare distributions: ``not_enough_data``, unless the missing-rate test
+    (run on every record of the window, present or not) already found drift, which stands."""
+    note = f"{n} values < min_samples {t.min_samples}" if baseline_has_values else "baseline has no values"
+    reasons = out.pop("reasons", [])
+    if reasons:
+        out.update(status="drift", drifted=True, reasons=[*reasons, note])
+    else:
+        out.update(status="not_enough_data", drifted=False, reasons=[note])
+    return out
+
+
 def _missing(prof: FeatureProfile, missing: int, total: int, t: Thresholds) -> dict[str, Any]:
     rate = missing / total if total else 0.0
     change = rate - prof.missing_rate
@@ -181,8 +145,12 @@ def _missing(prof: FeatureProfile, missing: int, total: int, t: Thresholds) -> d
 
 def compare(baseline: Baseline, data: CaptureData, *, thresholds: Mapping[str, Any] | None = None,
             window: Mapping[str, Any] | None = None, quality: Mapping[str, Any] | None = None,
-            sources: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The drift report (a JSON-ready dict, format ``mlinfra.drift.report/1``, documented in docs/monitoring.md)."""
+            sources: Mapping[str, Any] | None = None, schema_drift: bool = False) -> dict[str, Any]:
+    """The drift report (a JSON-ready dict, format ``mlinfra.drift.report/1``, documented in docs/monitoring.md).
+
+    ``schema_drift``: a schema change alone makes the window ``drift`` (``drift_detected``: the drift event and
+    a retrain); by default it makes it ``schema_change`` (reported, metric ``SchemaChanges``, alarmed, no event).
+    """
     default, per_feature = thresholds_by_feature(thresholds)
     unknown = sorted(set(per_feature) - set(baseline.feature_order) - {PREDICTION})
     if unknown:
@@ -206,20 +174,26 @@ def compare(baseline: Baseline, data: CaptureData, *, thresholds: Mapping[str, A
                       else compare_categorical(baseline.prediction, data.predictions, t))
     counters = {"lines": 0, "records": 0, "malformed_lines": 0, "malformed_payloads": 0, "malformed_outputs": 0,
                 "schema_mismatch_rows": 0, "prediction_mismatch": 0, "empty_payloads": 0, **data.counters}
+    rows = max(1, counters["records"] + counters["schema_mismatch_rows"])
     schema = {
         "new_columns": dict(sorted(data.new_columns.items())),
+        # columns in at least SCHEMA_CHANGE_SHARE of the records (the others are listed above, not counted)
+        "significant_new_columns": sorted(c for c, k in data.new_columns.items() if k / rows >= SCHEMA_CHANGE_SHARE),
         "missing_columns": sorted(n for n, f in features.items() if f["status"] == "schema_change" and "missing" in f["reasons"][0]),
         "retyped_columns": sorted(n for n, f in features.items() if f["status"] == "schema_change" and "retyped" in f["reasons"][0]),
         "schema_mismatch_rows": counters["schema_mismatch_rows"],
     }
-    schema_changed = bool(schema["new_columns"] or schema["missing_columns"] or schema["retyped_columns"]
-                          or (counters["records"] and counters["schema_mismatch_rows"] / max(1, counters["records"] + counters["schema_mismatch_rows"]) >= 0.01))
+    schema_changed = bool(schema["significant_new_columns"] or schema["missing_columns"] or schema["retyped_columns"]
+                          or (counters["records"] and counters["schema_mismatch_rows"] / rows >= SCHEMA_CHANGE_SHARE))
     drifted = sorted(n for n, f in features.items() if f["drifted"])
+    statistical = [n for n, f in features.items() if f["status"] == "drift"]
     not_enough = sorted(n for n, f in features.items() if f["status"] == "not_enough_data")
     if counters["records"] == 0:
         status = "empty_window"
-    elif drifted or schema_changed or (prediction and prediction["drifted"]):
+    elif statistical or (prediction and prediction["drifted"]) or (schema_changed and schema_drift):
         status = "drift"
+    elif schema_changed:
+        status = "schema_change"
     elif len(not_enough) == len(features):
         status = "not_enough_data"
     else:

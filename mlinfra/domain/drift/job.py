@@ -33,14 +33,12 @@ from typing import Any, Iterator
 import numpy as np
 
 from .capture import CaptureParser, parse_ground_truth
+from .contract import EVENT_DETAIL_TYPE, EVENT_SOURCE, NAMESPACE
 from .detect import compare, report_json
 from .html import render_html
 from .profile import Baseline, build_baseline
 from .quality import quality_metrics
 
-NAMESPACE = "mlinfra/Drift"
-EVENT_SOURCE = "mlinfra.drift"
-EVENT_DETAIL_TYPE = "Model Drift Detected"
 #: PutMetricData takes at most 1,000 metric data items per request (CloudWatch API reference).
 METRICS_PER_CALL = 500
 
@@ -133,7 +131,7 @@ def monitor(args: argparse.Namespace, clients: dict[str, Any]) -> dict[str, Any]
     thresholds = json.loads(args.thresholds) if args.thresholds else None
     window = {"end": end.strftime("%Y-%m-%dT%H:%M:%SZ"), "hours": args.window_hours, "files": len(keys)}
     report = compare(baseline, data, thresholds=thresholds, window=window, quality=quality,
-                     sources={"endpoint": args.endpoint, "capture": args.capture, "baseline": args.baseline})
+                     schema_drift=args.schema_changes_retrain, sources={"endpoint": args.endpoint, "capture": args.capture, "baseline": args.baseline})
     out_bucket, out_prefix = split_s3(args.report)
     folder = f"{out_prefix.rstrip('/') + '/' if out_prefix.strip('/') else ''}{args.endpoint}/{end.strftime('%Y/%m/%d/%H%M')}/"
     report["location"] = {"json": f"s3://{out_bucket}/{folder}report.json", "html": f"s3://{out_bucket}/{folder}report.html"}
@@ -269,6 +267,8 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--thresholds", default="", help="JSON: {\"default\": {...}, \"features\": {name: {...}}}")
     m.add_argument("--namespace", default=NAMESPACE)
     m.add_argument("--event-bus", default="default")
+    m.add_argument("--schema-changes-retrain", action="store_true",
+                   help="schema changes alone count as drift (the drift event and retrain); default: reported and alarmed only")
     b = sub.add_parser("baseline", help="profile training data (and holdout predictions) into a baseline")
     b.add_argument("--data", default=os.environ.get("DRIFT_DATA", ""),
                    help="s3:// prefix of CSV (with header) or JSON Lines training data (default: $DRIFT_DATA)")

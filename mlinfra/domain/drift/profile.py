@@ -99,18 +99,19 @@ def _finite(values: list[float]) -> list[float]:
 
 
 def to_numeric(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """(float64 array with NaN for missing or unparsable values, count of present values that did not parse)."""
+    """(float64 array with NaN for missing (None, "" or blank) or unparsable values, count of present values that
+    did not parse)."""
     if values.dtype.kind in "fiub":
         return values.astype(np.float64, copy=False), 0
     try:
-        out = np.array([np.nan if v is None or v == "" else v for v in values], dtype=np.float64)
+        out = np.array([np.nan if v is None or (isinstance(v, str) and not v.strip()) else v for v in values], dtype=np.float64)
         return out, 0
     except (ValueError, TypeError):
         pass
     out = np.empty(len(values), dtype=np.float64)
     bad = 0
     for i, v in enumerate(values):
-        if v is None or v == "":
+        if v is None or (isinstance(v, str) and not v.strip()):  # blank = missing
             out[i] = np.nan
             continue
         try:

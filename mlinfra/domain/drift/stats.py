@@ -116,6 +116,29 @@ def chi2_contingency(baseline_counts: np.ndarray, current_counts: np.ndarray) ->
     return stat, chi2_sf(stat, dof), dof
 
 
+def pool_sparse(baseline_counts: np.ndarray, current_counts: np.ndarray, min_expected: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+    """Pool the categories whose expected count (under homogeneity) is below ``min_expected`` on either side
+    into one column, so the chi-square approximation holds (Cochran's rule); a pooled column still too small
+    joins the smallest remaining category."""
+    table = np.vstack([np.asarray(baseline_counts, np.float64), np.asarray(current_counts, np.float64)])
+    table = table[:, table.sum(axis=0) > 0]
+    total = table.sum()
+    if table.shape[1] < 2 or total <= 0 or (table.sum(axis=1) == 0).any():
+        return table[0], table[1]
+    rows = table.sum(axis=1, keepdims=True) / total
+    sparse = (rows * table.sum(axis=0, keepdims=True)).min(axis=0) < min_expected
+    if not sparse.any():
+        return table[0], table[1]
+    kept, pooled = table[:, ~sparse], table[:, sparse].sum(axis=1, keepdims=True)
+    if kept.shape[1] and (rows * pooled.sum()).min() < min_expected:
+        smallest = int(np.argmin(kept.sum(axis=0)))
+        kept = kept.copy()
+        kept[:, smallest:smallest + 1] += pooled
+    else:
+        kept = np.hstack([kept, pooled])
+    return kept[0], kept[1]
+
+
 def js_distance(p: np.ndarray, q: np.ndarray) -> float:
     """Jensen-Shannon distance (natural log) of two count or probability vectors."""
     p = np.asarray(p, np.float64)

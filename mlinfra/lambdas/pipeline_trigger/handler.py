@@ -216,12 +216,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"started": False, "reason": "duplicate", "name": req["name"]}
     except sfn.exceptions.ExecutionDoesNotExist:
         pass
+    if req["trigger"] == "drift":
+        # before the run starts: a run never exists without its cause (the item's key is the run's name, so a
+        # retried event writes the same item; a cause whose start then failed names a run that does not exist)
+        record_drift_cause(req)
     try:
         resp = sfn.start_execution(stateMachineArn=arn, name=req["name"], input=json.dumps(body))
     except sfn.exceptions.ExecutionAlreadyExists:
         logger.info("duplicate trigger: execution exists", extra={"execution_name": req["name"]})
         return {"started": False, "reason": "duplicate", "name": req["name"]}
-    if req["trigger"] == "drift":
-        record_drift_cause(req)
     logger.info("execution started", extra={"execution_name": req["name"], "dataset": req["dataset"], "version": req["version"]})
     return {"started": True, "name": req["name"], "execution_arn": resp["executionArn"]}
