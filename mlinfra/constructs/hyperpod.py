@@ -42,6 +42,7 @@ from constructs import Construct
 from mlinfra.constructs.common import acknowledge, is_token
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.constructs.lustre_cache import LustreCache
+from mlinfra.constructs.training_cluster import LakeAccess
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards
 from mlinfra.domain import hyperpod as rules
 from mlinfra.domain.hyperpod import DeepHealthCheck, SlurmNodeType
@@ -77,12 +78,8 @@ class NodeRecovery:
     NONE = "None"
 
 
-@dataclasses.dataclass(frozen=True)
-class HyperPodLakeAccess:
-    """One lake zone prefix the nodes read. :param zone: a lake zone. :param prefix: ``""`` or ``a/b/``."""
-
-    zone: str
-    prefix: str = ""
+#: One lake zone prefix the nodes read or the jobs write: the training clusters' ``LakeAccess``.
+HyperPodLakeAccess = LakeAccess
 
 
 @dataclasses.dataclass(frozen=True)
