@@ -55,7 +55,7 @@ PCLUSTER_VERSION := 3.16.1
 
 synth: setup ## synthesize every stack of ENV (default local) into cdk.out with validation, cdk-nag and cfn-guard
 	rm -rf cdk.out
-	$(CDK) synth --quiet -c mlinfra:env=$(ENV) -o cdk.out
+	$(CDK) synth --quiet -c mlinfra:env=$(ENV) -c mlinfra:guard=true -o cdk.out
 
 lint: synth ## cfn-lint and checkov on every template of ENV (pipeline stage assemblies included); cfn-guard ran in synth
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- $$(find cdk.out -name '*.template.json' | sort)
