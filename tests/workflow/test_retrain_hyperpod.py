@@ -10,12 +10,10 @@ import threading
 import time
 
 import aws_cdk as cdk
-import boto3
 import pytest
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Template
-from moto import mock_aws
 
 from mlinfra.constructs.data_lake import DataLake
 from mlinfra.constructs.endpoint_target import EndpointTarget
@@ -23,9 +21,9 @@ from mlinfra.constructs.hyperpod import HyperPodCluster, HyperPodInstanceGroup, 
 from mlinfra.constructs.retrain_pipeline import HyperPodTraining, JobWait, RetrainPipeline, TrainingProps
 from mlinfra.userdata.hyperpod import scripts_dir
 from tests.helpers import new_stack
-from tests.workflow.sfn_harness import real_lambdas
 from tests.workflow.test_hyperpod_bridge import FakeSlurm, MotoAws
-from tests.workflow.test_retrain_workflow import DATASET, IMAGE, MOTO_CONFIG, SERVE, VERSION, Env
+# env: the retrain workflow tests' emulator fixture, over this module's template
+from tests.workflow.test_retrain_workflow import DATASET, IMAGE, SERVE, env  # noqa: F401
 
 sys.path.insert(0, str(scripts_dir()))
 import slurm_bridge  # noqa: E402
@@ -53,15 +51,6 @@ def template() -> dict:
                     hyperpod=HyperPodTraining(cluster=cluster, partition="gpu", nodes=2, image=IMAGE,
                                               command=["torchrun", "train.py"]))
     return Template.from_stack(stack).to_json()
-
-
-@pytest.fixture()
-def env(template):
-    with mock_aws(config=MOTO_CONFIG):
-        e = Env(template)
-        with real_lambdas(e.resolver) as calls:
-            e.calls = calls
-            yield e
 
 
 def _bridge_until(env, stop: threading.Event, slurm: FakeSlurm, workdir) -> None:
