@@ -343,8 +343,12 @@ class DataSyncTaskConfig(_Section):
     name: str
     #: Source kind. NFS/SMB/HDFS need ``agent_arns``.
     source: Literal["s3", "nfs", "smb", "hdfs"]
-    #: Destination prefix in the zone, e.g. ``images/v1/`` (the glue layout ``<dataset>/<version>/``).
-    prefix: str
+    #: A fixed destination prefix (every run writes into it; in landing, no version ever becomes ready): prefer
+    #: ``dataset``. Exactly one of prefix and dataset. :default: None
+    prefix: str | None = None
+    #: Land every successful run as a NEW version of this dataset (landing zone; the task report lists the run's
+    #: files, the glue promotes the version and its ready event starts the retrain pipeline). :default: None
+    dataset: str | None = None
     #: Destination zone. :default: landing
     zone: str = "landing"
     #: s3: the source bucket name. :default: None
@@ -456,6 +460,17 @@ class IngestionConfig(_Section):
             tp = f"{p}.datasync.tasks.{task.name}"
             if task.zone not in ZONES:
                 errors.append(f"{tp}.zone: must be one of {list(ZONES)}, got: {task.zone!r}")
+            if (task.dataset is None) == (task.prefix is None):
+                errors.append(f"{tp}: set exactly one of dataset (a new version per run) and prefix (a fixed destination), "
+                              f"got: dataset={task.dataset!r}, prefix={task.prefix!r}")
+            elif task.dataset is not None:
+                if (problem := dataset_name_error(task.dataset)) is not None:
+                    errors.append(f"{tp}.dataset: {problem}")
+                elif task.zone != "landing":
+                    errors.append(f"{tp}.zone: a dataset task lands its runs in 'landing' for the glue, got: {task.zone!r}")
+                elif task.dataset not in self.datasets and not self.allow_unregistered_datasets:
+                    errors.append(f"{tp}.dataset: the glue quarantines datasets missing from ingestion.datasets "
+                                  f"(or set allow_unregistered_datasets), got: {task.dataset!r}")
             if task.source == "s3" and not task.source_bucket:
                 errors.append(f"{tp}.source_bucket: an s3 source needs the bucket name, got: None")
             if task.source in ("nfs", "smb", "hdfs"):

@@ -471,6 +471,52 @@ _INGESTION: tuple[ServiceRule, ...] = (
 )
 
 
+# --- DataSync (issue 12 item 12: each successful run becomes a dataset version) -----------------------------------
+_DATASYNC: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="datasync.fixed-destination",
+        rule="A DataSync S3 location has one fixed Subdirectory, and StartTaskExecution cannot override the "
+        "destination (it takes OverrideOptions, Includes, Excludes, ManifestConfig, TaskReportConfig and Tags "
+        "only): a per-run destination needs a staging prefix and a copy of the run's files after it.",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/API_StartTaskExecution.html and "
+        "API_CreateLocationS3.html (Subdirectory); botocore's datasync model (tests read it)",
+        enforced_by="mlinfra.constructs.datasync.DataSyncTask",
+    ),
+    ServiceRule(
+        id="datasync.execution-state-event",
+        rule="DataSync sends 'DataSync Task Execution State Change' (source aws.datasync) to EventBridge, best effort, "
+        "with the task execution ARN in resources and the execution status in detail.State (SUCCESS and ERROR end "
+        "an execution).",
+        source="https://docs.aws.amazon.com/eventbridge/latest/ref/events-ref-datasync.html and the "
+        "DataSyncTaskExecutionStateChange event schema (aws-cdk mixins-preview, property State); statuses from "
+        "API_DescribeTaskExecution.html",
+        enforced_by="mlinfra.lambdas.datasync_promote.handler.parse_event",
+    ),
+    ServiceRule(
+        id="datasync.report-lists-successes",
+        rule="A STANDARD task report lists every transferred file only at report level SUCCESSES_AND_ERRORS "
+        "(ERRORS_ONLY lists what failed); ObjectVersionIds INCLUDE adds each object's new version id.",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/API_TaskReportConfig.html and task-reports.html",
+        enforced_by="mlinfra.constructs.datasync.validate_destination",
+    ),
+    ServiceRule(
+        id="datasync.report-result-pending",
+        rule="DescribeTaskExecution's ReportResult.Status is PENDING while DataSync writes the task report, then "
+        "SUCCESS or ERROR (a report it could not complete).",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/API_ReportResult.html",
+        enforced_by="mlinfra.lambdas.datasync_promote.handler.wait_for_report",
+    ),
+    ServiceRule(
+        id="s3.copy-computes-sha256",
+        rule="CopyObject with ChecksumAlgorithm SHA256 makes S3 compute the new object's SHA-256 and return it in "
+        "CopyObjectResult.ChecksumSHA256 (a single copy is limited to 5 GiB; multipart checksums are composite).",
+        source="https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html (x-amz-checksum-algorithm) and "
+        "https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html",
+        enforced_by="mlinfra.lambdas.datasync_promote.handler.land_file",
+    ),
+)
+
+
 # --- Drift monitoring (issue 15): SageMaker Processing, CloudWatch, EventBridge, Scheduler ------------------------
 _MONITORING: tuple[ServiceRule, ...] = (
     ServiceRule(
@@ -541,7 +587,7 @@ def _index(*sections: tuple[ServiceRule, ...]) -> dict[str, ServiceRule]:
 #: Every rule, by id.
 RULES: dict[str, ServiceRule] = _index(
     _SAGEMAKER, _STEPFUNCTIONS, _BATCH, _PARALLELCLUSTER, _FSX, _EC2, _IAM, _HYPERPOD, _INGESTION, _COST,
-    _MONITORING,
+    _MONITORING, _DATASYNC,
 )
 
 
