@@ -19,7 +19,7 @@ from mlinfra.domain.api_model import request_errors
 from mlinfra.lambdas.datasync_promote import handler as promote
 from mlinfra.lambdas.landing_glue import handler as glue
 from mlinfra.lambdas.pipeline_trigger import handler as trigger
-from tests.handlers.faults import Faults
+from tests.handlers.lake import glue_lake
 
 LANDING, RAW, REPORTS, TABLE = "landing-bucket", "raw-bucket", "artifacts-bucket", "catalog"
 DATASET = "tabular"
@@ -67,17 +67,8 @@ def _validate_requests(client) -> list[str]:
 @pytest.fixture()
 def aws(monkeypatch):
     with mock_aws():
-        s3 = Faults(s3_probe=boto3.client("s3", region_name="us-east-1")).attach(boto3.client("s3", region_name="us-east-1"))
+        s3, ddb = glue_lake(TABLE, LANDING, RAW, REPORTS)
         s3_errors = _validate_requests(s3)
-        for bucket in (LANDING, RAW, REPORTS):
-            s3.create_bucket(Bucket=bucket)
-            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "dataset", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "dataset", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
-        )
         sqs = boto3.client("sqs", region_name="us-east-1")
 
         def queue(name):
@@ -247,6 +238,21 @@ def test_a_run_interrupted_after_some_copies_resumes(aws, monkeypatch):
     assert not any(k.endswith("_manifest.json") for k in landing_keys(aws))  # no manifest: the glue waits
     monkeypatch.setattr(promote, "land_file", real)
     assert promote.process_event(state_change(4))["outcome"] == "landed"
+
+
+def test_files_above_the_single_copy_limit_are_hashed_and_copied_in_parts(aws, monkeypatch):
+    monkeypatch.setattr(promote, "SINGLE_COPY_LIMIT", 4)  # the > 5 GiB path, on small files
+    files = {"big.csv": b"0123456789,abc\n" * 3, "small.csv": b"1\n"}
+    stage_run(aws, 10, files)
+    assert promote.process_event(state_change(10))["outcome"] == "landed"
+    version = f"20261130T020010Z-exec-{10:017x}"
+    manifest = json.loads(aws.s3.get_object(Bucket=LANDING, Key=f"{DATASET}/{version}/_manifest.json")["Body"].read())
+    assert {f["path"]: f["sha256"] for f in manifest["files"]} == {p: hashlib.sha256(b).hexdigest() for p, b in files.items()}
+    assert aws.s3.get_object(Bucket=LANDING, Key=f"{DATASET}/{version}/big.csv")["Body"].read() == files["big.csv"]
+    tagging = aws.s3.get_object_tagging(Bucket=LANDING, Key=f"{DATASET}/{version}/big.csv")["TagSet"]
+    assert {"Key": promote.TAG_EXECUTION, "Value": f"exec-{10:017x}"} in tagging
+    run_glue(aws)
+    assert len(ready_markers(aws)) == 1
 
 
 def test_an_error_execution_promotes_nothing(aws):

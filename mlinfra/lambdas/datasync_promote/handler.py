@@ -343,7 +343,8 @@ def land_file(settings: Settings, execution: Execution, version: str, f: RunFile
         if f.size > settings.max_hash_bytes:
             raise RetryableError(f"{target}: {f.size} bytes is more than MAX_HASH_BYTES ({settings.max_hash_bytes})")
         sha = _sha256_of(bucket, source["Key"], f.version_id)
-        clients.s3.copy(source, bucket, target, ExtraArgs={"Tagging": tagging})  # managed multipart copy
+        clients.s3.copy(source, bucket, target)  # managed multipart copy (tags are not carried by every path)
+        clients.s3.put_object_tagging(Bucket=bucket, Key=target, Tagging={"TagSet": [{"Key": TAG_EXECUTION, "Value": execution.execution_id}]})
         return sha
     try:
         out = clients.s3.copy_object(CopySource=source, Bucket=bucket, Key=target, ChecksumAlgorithm="SHA256",
