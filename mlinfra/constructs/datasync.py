@@ -40,15 +40,16 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from mlinfra.constructs.common import encrypted_log_group, is_token, limit_grants_to_aws_services, log_retention
-from mlinfra.constructs.data_lake import _LakeBase, validate_prefix, validate_zone
+from mlinfra.constructs.data_lake import IDataLake, validate_prefix, validate_zone
 from mlinfra.constructs.datasync_promote import DATASYNC_PREFIX, DataSyncPromotion
 from mlinfra.domain.lake import dataset_name_error
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
+from mlinfra.domain.choices import choice
 
 __all__ = [
     "DataSyncTask", "DataSyncEndpoint", "NfsSource", "SmbSource", "HdfsSource", "S3Source", "EfsSource",
     "FsxLustreSource", "FsxWindowsSource", "VerifyMode", "OverwriteMode", "PreserveDeletedFiles",
-    "TransferMode", "LogLevel", "S3StorageClass", "ReportLevel", "validate_schedule", "validate_filter",
+    "TransferMode", "LogLevel", "S3StorageClass", "ReportLevel", "NfsVersion", "SmbVersion", "validate_schedule", "validate_filter",
     "validate_bytes_per_second", "UNLIMITED_BANDWIDTH", "MIN_BYTES_PER_SECOND",
 ]
 
@@ -107,6 +108,26 @@ class S3StorageClass(str, enum.Enum):
 ARCHIVE_CLASSES = (S3StorageClass.GLACIER, S3StorageClass.DEEP_ARCHIVE)
 
 
+class NfsVersion(str, enum.Enum):
+    """The NFS version DataSync mounts with (botocore's DataSync ``NfsVersion``; a test compares the values)."""
+
+    AUTOMATIC = "AUTOMATIC"
+    NFS3 = "NFS3"
+    NFS4_0 = "NFS4_0"
+    NFS4_1 = "NFS4_1"
+    NFS4_2 = "NFS4_2"
+
+
+class SmbVersion(str, enum.Enum):
+    """The SMB version DataSync mounts with (botocore's DataSync ``SmbVersion``; a test compares the values)."""
+
+    AUTOMATIC = "AUTOMATIC"
+    SMB1 = "SMB1"
+    SMB2_0 = "SMB2_0"
+    SMB2 = "SMB2"
+    SMB3 = "SMB3"
+
+
 # --------------------------------------------------------------------------------------------------
 # Sources
 # --------------------------------------------------------------------------------------------------
@@ -117,14 +138,14 @@ class NfsSource:
     """An NFS export reached through on-premises agents.
 
     :param server_hostname: NFS server name or IP. :param subdirectory: exported path (``/exports/data``).
-    :param agent_arns: activated agents (at least one). :param nfs_version: AUTOMATIC, NFS3, NFS4_0 or NFS4_1.
-        :default: AUTOMATIC
+    :param agent_arns: activated agents (at least one). :param nfs_version: an ``NfsVersion`` (or its value).
+        :default: NfsVersion.AUTOMATIC
     """
 
     server_hostname: str
     subdirectory: str
     agent_arns: Sequence[str] = ()
-    nfs_version: str = "AUTOMATIC"
+    nfs_version: NfsVersion | str = NfsVersion.AUTOMATIC
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +153,7 @@ class SmbSource:
     """An SMB share reached through agents; the password is read from Secrets Manager (dynamic reference).
 
     :param password_secret: the secret; :param password_field: JSON field holding the password. :default: password
-    :param domain: Windows domain. :default: None :param smb_version: AUTOMATIC, SMB2, SMB3, SMB1, SMB2_0.
+    :param domain: Windows domain. :default: None :param smb_version: an ``SmbVersion`` (or its value). :default: SmbVersion.AUTOMATIC
     """
 
     server_hostname: str
@@ -142,7 +163,7 @@ class SmbSource:
     agent_arns: Sequence[str] = ()
     password_field: str = "password"
     domain: str | None = None
-    smb_version: str = "AUTOMATIC"
+    smb_version: SmbVersion | str = SmbVersion.AUTOMATIC
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,7 +315,7 @@ def validate_absolute(path: str, prop: str) -> None:
         raise ValueError(f"{prop} must be an absolute path without '..', got: {path!r}")
 
 
-def validate_destination(prefix: str | None, dataset: str | None, zone: str, report_level: "ReportLevel | None",
+def validate_destination(prefix: str | None, dataset: str | None, zone: str, report_level: ReportLevel | str | None,
                          has_report_bucket: bool) -> None:
     """Exactly one of ``prefix`` (a fixed copy) and ``dataset`` (a new version per run, landing zone only, with a
     report of every transferred file for the completion handler)."""
@@ -313,9 +334,9 @@ def validate_destination(prefix: str | None, dataset: str | None, zone: str, rep
     if not has_report_bucket:
         raise ValueError("report_bucket: dataset= reads each run's files from the task report; pass report_bucket "
                          "or give the lake an 'artifacts' zone, got: None")
-    if report_level is not None and ReportLevel(report_level) != ReportLevel.SUCCESSES_AND_ERRORS:
+    if report_level is not None and (level := choice(ReportLevel, report_level, "report_level")) != ReportLevel.SUCCESSES_AND_ERRORS:
         raise ValueError("report_level: dataset= needs SUCCESSES_AND_ERRORS (the report must list every transferred "
-                         f"file), got: {ReportLevel(report_level).value}")
+                         f"file), got: {level.value}")
 
 
 def _validate_combination(verify, storage_class, preserve_deleted, allow_deletes, zone) -> None:
@@ -420,7 +441,7 @@ class DataSyncTask(Construct):
         id: str,
         *,
         source: Source,
-        lake: _LakeBase,
+        lake: IDataLake,
         prefix: str | None = None,
         dataset: str | None = None,
         zone: str = "landing",
@@ -454,10 +475,12 @@ class DataSyncTask(Construct):
         include_value = validate_filter(includes, "includes")
         exclude_value = validate_filter(excludes, "excludes")
         validate_schedule(schedule)
-        verify_mode, overwrite_mode = VerifyMode(verify_mode), OverwriteMode(overwrite_mode)
-        preserve_deleted_files, transfer_mode = PreserveDeletedFiles(preserve_deleted_files), TransferMode(transfer_mode)
-        storage_class, log_level = S3StorageClass(storage_class), LogLevel(log_level)
-        report_level = ReportLevel(report_level or (ReportLevel.SUCCESSES_AND_ERRORS if dataset else ReportLevel.ERRORS_ONLY))
+        verify_mode, overwrite_mode = choice(VerifyMode, verify_mode, "verify_mode"), choice(OverwriteMode, overwrite_mode, "overwrite_mode")
+        preserve_deleted_files = choice(PreserveDeletedFiles, preserve_deleted_files, "preserve_deleted_files")
+        transfer_mode, storage_class = choice(TransferMode, transfer_mode, "transfer_mode"), choice(S3StorageClass, storage_class, "storage_class")
+        log_level = choice(LogLevel, log_level, "log_level")
+        report_level = choice(ReportLevel, report_level or (ReportLevel.SUCCESSES_AND_ERRORS if dataset else ReportLevel.ERRORS_ONLY),
+                              "report_level")
         _validate_combination(verify_mode, storage_class, preserve_deleted_files, allow_deletes, zone)
 
         stack = cdk.Stack.of(self)
@@ -619,7 +642,8 @@ class DataSyncTask(Construct):
             return datasync.CfnLocationNFS(
                 self, "Source", server_hostname=source.server_hostname, subdirectory=source.subdirectory,
                 on_prem_config=datasync.CfnLocationNFS.OnPremConfigProperty(agent_arns=list(source.agent_arns)),
-                mount_options=datasync.CfnLocationNFS.MountOptionsProperty(version=source.nfs_version),
+                mount_options=datasync.CfnLocationNFS.MountOptionsProperty(
+                    version=choice(NfsVersion, source.nfs_version, "source.nfs_version").value),
             )
         if isinstance(source, SmbSource):
             return datasync.CfnLocationSMB(
@@ -627,7 +651,8 @@ class DataSyncTask(Construct):
                 user=source.user, domain=source.domain, agent_arns=list(source.agent_arns),
                 password=source.password_secret.secret_value_from_json(source.password_field).unsafe_unwrap(),
                 authentication_type="NTLM",
-                mount_options=datasync.CfnLocationSMB.MountOptionsProperty(version=source.smb_version),
+                mount_options=datasync.CfnLocationSMB.MountOptionsProperty(
+                    version=choice(SmbVersion, source.smb_version, "source.smb_version").value),
             )
         if isinstance(source, HdfsSource):
             if not source.name_nodes:
