@@ -9,7 +9,8 @@ catalog, ready marker and event, hence the retrain trigger). A run with failed f
 
 Path: rule (SUCCESS of this task only) -> encrypted SQS queue (dead-letter queue; the rule's undeliverable events go
 there too) -> the handler, one record at a time with partial batch failures, so a report still being written is
-retried by redelivery.
+retried by redelivery. DataSync sends its events best effort, so a schedule also runs the handler's reconciler
+(``{"mlinfra": "reconcile"}``), which lands every SUCCESS execution of the task not landed or rejected yet.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ DATASYNC_PREFIX = "_datasync/"
 REPORT_WAIT_SECONDS = 60
 #: SQS receives before a record goes to the dead-letter queue (with the 6x visibility timeout: hours of retries).
 MAX_RECEIVE_COUNT = 5
+#: How often the reconciler looks for SUCCESS executions whose event was lost.
+RECONCILE_EVERY = cdk.Duration.hours(6)
 
 
 class DataSyncPromotion(Construct):
@@ -106,6 +109,16 @@ class DataSyncPromotion(Construct):
             sid="DescribeThisTasksExecutions", actions=["datasync:DescribeTaskExecution"],
             resources=[f"{task.ref}/execution/*"],
         ))
+        # ListTaskExecutions is a List action without resource-level permissions (Service Authorization Reference,
+        # AWS DataSync): it needs Resource '*' and returns execution ARNs and statuses only.
+        fn.add_to_role_policy(iam.PolicyStatement(sid="ListExecutionsForTheReconciler", actions=["datasync:ListTaskExecutions"],
+                                                  resources=["*"]))
+        self.reconcile_rule = events.Rule(
+            self, "ReconcileSchedule", schedule=events.Schedule.rate(RECONCILE_EVERY),
+            description=f"Land DataSync runs of dataset {dataset} whose SUCCESS event was lost (reconciler)",
+            targets=[targets.LambdaFunction(fn, event=events.RuleTargetInput.from_object({"mlinfra": "reconcile"}),
+                                            dead_letter_queue=self.handler.dead_letter_queue, retry_attempts=2)],
+        )
         if alarm_topic is not None:
             alarm_topic.grant_publish(fn)
             action = cw_actions.SnsAction(alarm_topic)
@@ -116,6 +129,9 @@ class DataSyncPromotion(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                 alarm_description=f"DataSync runs of dataset {dataset} that could not be landed (dead-lettered)")
             dlq_alarm.add_alarm_action(action)
+        acknowledge(fn.role, "AwsSolutions-IAM5[Resource::*]",
+                    "X-Ray PutTraceSegments/PutTelemetryRecords and datasync:ListTaskExecutions (the reconciler) accept "
+                    "no resource scoping, so they need Resource '*'; ListTaskExecutions returns execution ARNs and statuses.")
         acknowledge_wildcards(
             fn.role,
             "S3 grants are scoped to this task's staging prefix, the dataset's version prefix, its rejection records "

@@ -49,6 +49,14 @@ class FakeDataSync:
         self.requests.append(params)
         return self.executions[params["TaskExecutionArn"]]
 
+    def list_task_executions(self, **params):
+        """Two executions a page, so the reconciler pages."""
+        assert request_errors("datasync", "ListTaskExecutions", params) == []
+        arns = sorted(self.executions)
+        start = int(params.get("NextToken", "0"))
+        page = [{"TaskExecutionArn": a, "Status": self.executions[a]["Status"]} for a in arns[start:start + 2]]
+        return {"TaskExecutions": page, **({"NextToken": str(start + 2)} if start + 2 < len(arns) else {})}
+
 
 def _validate_requests(client) -> list[str]:
     """Check every request ``client`` sends against botocore's input shape (patterns, enums, limits)."""
@@ -340,3 +348,21 @@ def test_version_names_are_per_execution_and_chronological():
     b = promote.version_name(dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=1))), "exec-0000000000000000b")
     assert a == "20261130T020000Z-exec-0000000000000000a" and b == "20261201T010000Z-exec-0000000000000000b" and a < b
     assert glue.split_key(f"{DATASET}/{a}/x.csv") is not None  # a valid glue version name
+
+
+def test_the_reconciler_lands_runs_whose_event_was_lost(aws):
+    """EventBridge delivers DataSync's events best effort: the scheduled reconciler finds SUCCESS executions that were
+    never landed, lands them once, leaves failed and pending ones, and changes nothing on a second run."""
+    stage_run(aws, 11, {"a.csv": b"1\n"})  # its event was delivered
+    assert promote.process_event(state_change(11))["outcome"] == "landed"
+    stage_run(aws, 12, {"b.csv": b"2\n"})  # lost event
+    stage_run(aws, 13, {"c.csv": b"3\n"}, status="ERROR")  # failed run: never landed
+    stage_run(aws, 14, {"d.csv": b"4\n"}, report="PENDING")  # its report is not written yet
+    stage_run(aws, 15, {"e.csv": b"5\n"}, failed={"f.csv": "EIO"})  # partial run, lost event: rejected
+    out = promote.handler(promote.RECONCILE_INPUT, context())
+    assert out == {"outcome": "reconciled", "executions": 4, "outcomes": {"duplicate": 1, "landed": 1, "pending": 1, "rejected": 1}}
+    assert len(alarms(aws)) == 1
+    again = promote.reconcile()
+    assert again["outcomes"] == {"duplicate": 3, "pending": 1}
+    run_glue(aws)
+    assert sorted(m.rsplit("-", 1)[1] for m in ready_markers(aws)) == [f"{11:017x}.json", f"{12:017x}.json"]

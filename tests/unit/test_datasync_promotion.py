@@ -96,9 +96,10 @@ def test_the_handler_is_configured_and_scoped(built):
     assert "/_datasync/images/Nightly/staging/*" in policy and "/images/*" in policy and "datasync-reports/Nightly/*" in policy
     assert "sns:Publish" in policy and "s3:Delete" not in policy
     statements = one(t, "AWS::IAM::Policy", "NightlyPromotionHandlerRoleDefaultPolicy")["PolicyDocument"]["Statement"]
-    for st in statements:  # only X-Ray's own actions may use Resource '*'
+    for st in statements:  # only X-Ray's actions and the reconciler's ListTaskExecutions may use Resource '*'
         if st["Resource"] == "*":
-            assert all(a.startswith("xray:") for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])), st
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            assert all(a.startswith("xray:") or a == "datasync:ListTaskExecutions" for a in actions), st
 
 
 def test_a_fixed_prefix_in_landing_warns(built):
@@ -206,3 +207,14 @@ def test_the_synthesized_task_is_a_valid_create_task_request(built):
         return value
 
     assert request_errors("datasync", "CreateTask", resolve(task)) == []
+
+
+def test_a_schedule_runs_the_reconciler_for_lost_events(built):
+    _, _, t = built
+    rule = one(t, "AWS::Events::Rule", "NightlyPromotionReconcileSchedule")
+    assert rule["ScheduleExpression"] == "rate(6 hours)"
+    (target,) = rule["Targets"]
+    assert json.loads(target["Input"]) == {"mlinfra": "reconcile"} and "Arn" in target["DeadLetterConfig"]
+    statements = one(t, "AWS::IAM::Policy", "NightlyPromotionHandlerRoleDefaultPolicy")["PolicyDocument"]["Statement"]
+    (listing,) = [s for s in statements if s.get("Sid") == "ListExecutionsForTheReconciler"]
+    assert listing["Action"] == "datasync:ListTaskExecutions" and listing["Resource"] == "*"

@@ -34,8 +34,10 @@ failing that, anywhere under the report prefix by the execution id (docs/ingesti
 offline).
 
 Invocation: an SQS batch whose bodies are EventBridge ``DataSync Task Execution State Change`` events (partial batch
-failures reported; a report still being written fails the record so SQS redelivers it), or one event directly.
-Configuration: environment variables (:class:`Settings`).
+failures reported; a report still being written fails the record so SQS redelivers it), one event directly, or the
+reconciler's scheduled input ``{"mlinfra": "reconcile"}``: EventBridge delivers DataSync's events best effort, so
+the reconciler lists the task's executions (ListTaskExecutions) and lands every SUCCESS one not landed or rejected
+yet, through the same idempotent path. Configuration: environment variables (:class:`Settings`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ logger = Logger()
 
 EVENT_SOURCE = "aws.datasync"
 EVENT_DETAIL_TYPE = "DataSync Task Execution State Change"
+RECONCILE_INPUT = {"mlinfra": "reconcile"}
+#: At most this many SUCCESS executions are examined per reconciler run (newest listed first are not guaranteed).
+RECONCILE_MAX_EXECUTIONS = 200
 MANIFEST_NAME = "_manifest.json"
 #: The landing prefix the glue ignores: DataSync staging areas and rejection records live under it.
 DATASYNC_PREFIX = "_datasync/"
@@ -411,9 +416,39 @@ def process_event(event: Any, settings: Settings | None = None) -> dict[str, Any
     return result
 
 
+def reconcile(settings: Settings | None = None, max_executions: int = RECONCILE_MAX_EXECUTIONS) -> dict[str, Any]:
+    """Land every SUCCESS execution of the task whose event was lost (idempotent: landed or rejected runs answer
+    ``duplicate``). A report still pending is left for the next run."""
+    settings = settings or Settings.from_env()
+    outcomes: dict[str, int] = {}
+    seen, token = 0, None
+    while seen < max_executions:
+        page = clients.datasync.list_task_executions(TaskArn=settings.task_arn, MaxResults=100, **({"NextToken": token} if token else {}))
+        for entry in page.get("TaskExecutions", []):
+            if entry.get("Status") != "SUCCESS" or seen >= max_executions:
+                continue
+            seen += 1
+            event = {"source": EVENT_SOURCE, "detail-type": EVENT_DETAIL_TYPE, "resources": [entry["TaskExecutionArn"]],
+                     "detail": {"State": "SUCCESS"}}
+            try:
+                result = process_event(event, settings)
+                outcome = "duplicate" if result.get("duplicate") else result["outcome"]
+            except RetryableError:
+                outcome = "pending"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        token = page.get("NextToken")
+        if not token:
+            break
+    logger.info("reconciled", extra={"outcomes": outcomes})
+    return {"outcome": "reconciled", "executions": seen, "outcomes": outcomes}
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    """An SQS batch of EventBridge events (failed records reported for redelivery) or one event."""
+    """An SQS batch of EventBridge events (failed records reported for redelivery), one event, or the reconciler's
+    input."""
+    if event == RECONCILE_INPUT:
+        return reconcile()
     if isinstance(event, dict) and isinstance(event.get("Records"), list):
         failures = []
         for record in event["Records"]:
