@@ -39,12 +39,12 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mlinfra.constructs.common import encrypted_log_group, is_token, limit_grants_to_aws_services, log_retention
+from mlinfra.constructs.common import encrypted_log_group, is_token, limit_grants_to_aws_services, log_retention, path_in_errors
 from mlinfra.constructs.data_lake import IDataLake, validate_prefix, validate_zone
 from mlinfra.constructs.datasync_promote import DATASYNC_PREFIX, DataSyncPromotion
-from mlinfra.domain.lake import dataset_name_error
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain.choices import choice
+from mlinfra.domain.lake import dataset_name_error
 
 __all__ = [
     "DataSyncTask", "DataSyncEndpoint", "NfsSource", "SmbSource", "HdfsSource", "S3Source", "EfsSource",
@@ -435,6 +435,7 @@ class DataSyncTask(Construct):
     :param name: task name. :default: generated
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,

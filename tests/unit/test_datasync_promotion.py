@@ -119,7 +119,7 @@ def test_a_fixed_prefix_in_landing_warns(built):
 def test_destination_rules(kwargs, message):
     stack = new_stack()
     lake = DataLake(stack, "Lake")
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match="^TestStack/T: " + message):  # the construct's path first
         ds.DataSyncTask(stack, "T", source=partner(stack), lake=lake, **kwargs)
 
 
