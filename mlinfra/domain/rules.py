@@ -487,7 +487,8 @@ _DATASYNC: tuple[ServiceRule, ...] = (
         rule="DataSync sends 'DataSync Task Execution State Change' (source aws.datasync) to EventBridge, best effort, "
         "with the task execution ARN in resources and the execution status in detail.State (SUCCESS and ERROR end "
         "an execution).",
-        source="https://docs.aws.amazon.com/eventbridge/latest/ref/events-ref-datasync.html and the "
+        source="https://docs.aws.amazon.com/eventbridge/latest/ref/events-ref-datasync.html, "
+        "https://docs.aws.amazon.com/datasync/latest/userguide/events.html ('emitted on a best-effort basis') and the "
         "DataSyncTaskExecutionStateChange event schema (aws-cdk mixins-preview, property State); statuses from "
         "API_DescribeTaskExecution.html",
         enforced_by="mlinfra.lambdas.datasync_promote.handler.parse_event",
