@@ -397,7 +397,7 @@ class ImportedLustreCache(LustreCacheBase):
         super().__init__(scope, id)
         errors = attribute_errors(file_system_id, dns_name, mount_name)
         if errors:
-            raise ValueError("; ".join(errors))
+            raise ValueError("; ".join(errors) + f" {cite('fsx.file-system-attributes')}")
         if security_group is None or not hasattr(security_group, "security_group_id"):
             raise ValueError(f"security_group must be an ec2.ISecurityGroup of the file system, got: {security_group!r}")
         self._file_system_id, self._dns_name, self._mount_name = file_system_id, dns_name, mount_name
@@ -418,7 +418,8 @@ class ImportedLustreCache(LustreCacheBase):
 
 
 def attribute_errors(file_system_id: str, dns_name: str, mount_name: str) -> list[str]:
-    """The attributes of an imported file system against the FSx API's patterns; tokens are skipped."""
+    """Rule ``fsx.file-system-attributes``: the attributes of an imported file system against the FSx API's
+    patterns (a DNS name of another file system is refused too); tokens are skipped."""
     errors = []
     if not is_token(file_system_id) and not (isinstance(file_system_id, str) and FILE_SYSTEM_ID_RE.fullmatch(file_system_id)):
         errors.append(f"file_system_id must be fs- and 8 to 18 hex digits, got: {file_system_id!r}")

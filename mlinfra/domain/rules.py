@@ -250,6 +250,15 @@ _FSX: tuple[ServiceRule, ...] = (
         source="https://docs.aws.amazon.com/fsx/latest/LustreGuide/limit-access-security-groups.html",
         enforced_by="mlinfra.constructs.lustre_cache.LustreConnections",
     ),
+    ServiceRule(
+        id="fsx.file-system-attributes",
+        rule="A file system id is fs- and 8 or more hex digits (11 to 21 characters), its DNS name is the id "
+        "followed by the FSx domain (fs-<id>.fsx.<region>.amazonaws.com), and a Lustre mount name is 1 to 8 "
+        "letters, digits, '_' or '-'.",
+        source="https://docs.aws.amazon.com/fsx/latest/APIReference/API_FileSystem.html (FileSystemId, DNSName) and "
+        "API_LustreFileSystemConfiguration.html (MountName); botocore's fsx model carries the same patterns",
+        enforced_by="mlinfra.constructs.lustre_cache.attribute_errors",
+    ),
 )
 
 

@@ -131,10 +131,19 @@ def test_hyperpod_mounts_an_imported_cache():
     ({"security_group": None}, "security_group must be an ec2.ISecurityGroup of the file system, got: None"),
 ])
 def test_bad_imported_attribute_is_refused_by_name(overrides, message):
+    from mlinfra.domain.rules import cite
+
     stack = new_stack()
     with pytest.raises(ValueError) as err:
         _imported(stack, **overrides)
-    assert str(err.value) == f"TestStack/Fs: {message}"
+    cited = "" if "security_group" in overrides else f" {cite('fsx.file-system-attributes')}"
+    assert str(err.value) == f"TestStack/Fs: {message}{cited}"
+
+
+def test_several_bad_attributes_are_reported_together():
+    with pytest.raises(ValueError) as err:
+        _imported(new_stack(), file_system_id="fs-12", mount_name="toolongname")
+    assert "file_system_id must be" in str(err.value) and "; mount_name must be" in str(err.value)
 
 
 def test_imported_attributes_may_be_tokens():

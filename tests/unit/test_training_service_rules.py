@@ -61,7 +61,8 @@ def test_every_training_rule_is_in_the_table():
                 "parallelcluster.cluster-name-not-a-stack-name", "parallelcluster.fsx-networking",
                 "parallelcluster.provider-policy-path", "parallelcluster.capacity-block",
                 "parallelcluster.queue-update-strategy", "fsx.no-backups-with-s3-links", "fsx.lustre-ports-both-ways",
-                "ec2.imds-hop-limit-containers", "ec2.efa-interface-count", "ec2.instance-store"):
+                "fsx.file-system-attributes", "ec2.imds-hop-limit-containers", "ec2.efa-interface-count",
+                "ec2.instance-store"):
         assert rules.rule(rid).source
 
 
