@@ -78,7 +78,6 @@ from mlinfra.domain.parallelcluster import (
     QueueUpdateStrategy,
     is_pcluster_release,
 )
-from mlinfra.domain.enums import enum_values
 from mlinfra.domain.instances import ECS_GPU_AMI_SSM_PARAMETER
 from mlinfra.domain.hyperpod import MAX_INSTANCE_COUNT as MAX_HYPERPOD_INSTANCE_COUNT
 from mlinfra.domain.safe_yaml import DocumentError, load_document
@@ -483,8 +482,8 @@ class IngestionConfig(_Section):
 # --- training (issue 4) ---
 
 #: The file spells these closed sets as strings; their one home is the domain enum the stack converts them to.
-CapacityTypeName = Literal[enum_values(CapacityType)]  # type: ignore[valid-type]
-QueueUpdateStrategyName = Literal[enum_values(QueueUpdateStrategy)]  # type: ignore[valid-type]
+CapacityTypeName = Literal[tuple(m.value for m in CapacityType)]  # type: ignore[valid-type]
+QueueUpdateStrategyName = Literal[tuple(m.value for m in QueueUpdateStrategy)]  # type: ignore[valid-type]
 
 
 

@@ -13,7 +13,7 @@ import enum
 from importlib import resources
 from typing import Mapping
 
-from mlinfra.domain.enums import enum_member
+from mlinfra.domain.choices import choice
 
 __all__ = ["render_gpu_node_script", "render_node_install_script", "script_text", "OnUnhealthy", "OnFailure",
            "EFA_INSTALLER_VERSION", "METRIC_NAMESPACE"]
@@ -93,7 +93,7 @@ def render_gpu_node_script(
     import gzip
     import json
 
-    on_failure = enum_member(OnUnhealthy, on_failure, "on_failure")
+    on_failure = choice(OnUnhealthy, on_failure, "on_failure")
     if not lustre_mount_point.startswith("/"):
         raise ValueError(f"lustre_mount_point must be an absolute path, got: {lustre_mount_point!r}")
     if dcgm_level not in (0, 1, 2, 3, 4):

@@ -369,8 +369,8 @@ R = SlurmComputeResource
     ({"job_read": [LakeAccess("raw")]}, "lake is required"),
     ({"job_read": [LakeAccess("curated")], "with_lake": True}, "LakeAccess zone must be one of"),
     ({"instance_read": [LakeAccess("raw", "x")], "with_lake": True}, "LakeAccess prefix must be one or more path segments"),
-    ({"on_unhealthy": "reboot"}, r"^TestStack/C: on_unhealthy must be one of OnUnhealthy.SHUTDOWN \('shutdown'\), "
-                                 r"OnUnhealthy.REPORT \('report'\), got: 'reboot'$"),
+    ({"on_unhealthy": "reboot"}, r"^TestStack/C: on_unhealthy must be one of 'shutdown', 'report' \(OnUnhealthy\), "
+                                 r"got: 'reboot'$"),
     ({"lustre": "fs-0123456789abcdef0"}, r"^TestStack/C: lustre must be an ILustreCache .*, got: 'fs-0123456789abcdef0'$"),
     ({"lake": {"raw": "bucket"}}, r"^TestStack/C: lake must be an IDataLake .*, got: \{'raw': 'bucket'\}$"),
 ])
@@ -450,10 +450,10 @@ def test_batch_without_efa_allows_small_types():
     ((), {}, r"^TestStack/C: queues must list at least one queue, got: \[\]$"),
     ((SlurmQueue("q", []),), {}, "compute_resources must not be empty"),
     ((SlurmQueue("q", [R("r", "p4d.24xlarge")], capacity_type="RESERVED"),), {},
-     r"^TestStack/C: slurm queue q: capacity_type must be one of CapacityType.ONDEMAND \('ONDEMAND'\), "
-     r"CapacityType.SPOT \('SPOT'\), CapacityType.CAPACITY_BLOCK \('CAPACITY_BLOCK'\), got: 'RESERVED'$"),
+     r"^TestStack/C: slurm queue q: capacity_type must be one of 'ONDEMAND', 'SPOT', 'CAPACITY_BLOCK' "
+     r"\(CapacityType\), got: 'RESERVED'$"),
     ((SlurmQueue("q", [R("r", "p4d.24xlarge")]),), {"queue_update_strategy": "STOP"},
-     r"^TestStack/C: queue_update_strategy must be one of QueueUpdateStrategy.DRAIN .*, got: 'STOP'$"),
+     r"^TestStack/C: queue_update_strategy must be one of 'DRAIN', .* \(QueueUpdateStrategy\), got: 'STOP'$"),
 ])
 def test_slurm_validation(queues, kw, match):
     with pytest.raises(ValueError, match=match):

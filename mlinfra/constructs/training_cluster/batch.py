@@ -43,7 +43,7 @@ from mlinfra.constructs.lustre_cache import ILustreCache
 from mlinfra.constructs.training_cluster.base import GpuTrainingClusterBase, LakeAccess, prefix_globs, validate_instance_types
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain import instances
-from mlinfra.domain.enums import enum_member
+from mlinfra.domain.choices import choice
 from mlinfra.domain.rules import cite
 from mlinfra.userdata import METRIC_NAMESPACE, OnUnhealthy, render_gpu_node_script, render_node_install_script
 
@@ -135,7 +135,7 @@ class BatchTrainingCluster(GpuTrainingClusterBase):
         max_vcpus = max_vcpus if max_vcpus is not None else 4 * first.vcpu
         _validate_batch(image, instance_types, nodes, max_vcpus, shared_memory_mib, runnable_time_limit, dcgm_level,
                         unhealthy_nodes_per_hour, efa)
-        on_unhealthy = enum_member(OnUnhealthy, on_unhealthy, "on_unhealthy")
+        on_unhealthy = choice(OnUnhealthy, on_unhealthy, "on_unhealthy")
         super().__init__(scope, id, vpc=vpc, subnet=subnet, instance_types=instance_types, lustre=lustre,
                          lustre_mount_point=lustre_mount_point, lake=lake, instance_read=instance_read,
                          job_access=(*job_read, *job_write), root_volume_size=root_volume_size)

@@ -25,7 +25,7 @@ from mlinfra.constructs.data_lake import IDataLake
 from mlinfra.constructs.lustre_cache import ILustreCache
 from mlinfra.constructs.training_cluster.base import GpuTrainingClusterBase, LakeAccess, validate_instance_types
 from mlinfra.domain import instances
-from mlinfra.domain.enums import enum_member
+from mlinfra.domain.choices import choice
 from mlinfra.domain.parallelcluster import CapacityType, QueueUpdateStrategy
 from mlinfra.domain.rules import cite
 
@@ -113,7 +113,7 @@ class SlurmTrainingCluster(GpuTrainingClusterBase):
             raise ValueError("; ".join(errors))
         types = [r.instance_type for q in queues for r in q.compute_resources]
         validate_instance_types(types, False)
-        queue_update_strategy = enum_member(QueueUpdateStrategy, queue_update_strategy, "queue_update_strategy")
+        queue_update_strategy = choice(QueueUpdateStrategy, queue_update_strategy, "queue_update_strategy")
         super().__init__(scope, id, vpc=vpc, subnet=subnet, instance_types=types, lustre=lustre,
                          lustre_mount_point=lustre_mount_point, lake=lake, instance_read=instance_read,
                          root_volume_size=root_volume_size)
@@ -203,7 +203,7 @@ def capacity_block_errors(queues: Sequence[SlurmQueue]) -> list[str]:
     rendered for such queues)."""
     errors: list[str] = []
     for q in queues:
-        capacity_type = enum_member(CapacityType, q.capacity_type, f"slurm queue {q.name}: capacity_type")
+        capacity_type = choice(CapacityType, q.capacity_type, f"slurm queue {q.name}: capacity_type")
         for r in q.compute_resources:
             where = f"slurm queue {q.name}/{r.name}"
             if capacity_type is not CapacityType.CAPACITY_BLOCK:
@@ -236,7 +236,7 @@ class _ClusterNameDiffersFromStacks:
 
 def _with_capacity_types(queues: Sequence[SlurmQueue]) -> list[SlurmQueue]:
     """The queues with ``capacity_type`` as a :class:`CapacityType` member (its value as a string is accepted)."""
-    return [dataclasses.replace(q, capacity_type=enum_member(CapacityType, q.capacity_type,
+    return [dataclasses.replace(q, capacity_type=choice(CapacityType, q.capacity_type,
                                                              f"slurm queue {q.name}: capacity_type"))
             for q in queues]
 
