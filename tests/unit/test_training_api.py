@@ -101,6 +101,35 @@ def test_both_clusters_mount_an_imported_cache_and_open_its_group():
     assert batch.lustre is slurm.lustre
 
 
+def test_parallelclusters_fsx_validator_accepts_an_imported_cache():
+    """ParallelCluster's ExistingFsxNetworkingValidator on the rules the Slurm cluster adds to the imported group."""
+    pytest.importorskip("pcluster")
+    from tests.unit.test_pcluster_validators import _run_fsx_validator, _security_groups
+
+    stack, _, _, _ = _clusters_on_an_imported_cache()
+    t = Template.from_stack(stack).to_json()
+    assert _run_fsx_validator(_security_groups(t), FS_SG, _key(t, "SlurmSecurityGroup")) == []
+
+
+def test_an_immutable_imported_group_fails_parallelclusters_fsx_validator():
+    """The negative: imported without ``mutable=True`` the group gets no client rules, and ParallelCluster refuses
+    the file system (what docs/training.md warns about)."""
+    pytest.importorskip("pcluster")
+    from tests.unit.test_pcluster_validators import _run_fsx_validator, _security_groups
+
+    stack = new_stack()
+    vpc, subnet = _net(stack)
+    cache = _imported(stack, security_group=ec2.SecurityGroup.from_security_group_id(stack, "Fixed", FS_SG,
+                                                                                      mutable=False))
+    SlurmTrainingCluster(stack, "Slurm", vpc=vpc, subnet=subnet, service_token=TOKEN, cluster_name="c1", lustre=cache,
+                         queues=[SlurmQueue("q", [SlurmComputeResource("r", "p4d.24xlarge")])])
+    t = Template.from_stack(stack).to_json()
+    groups = _security_groups(t)
+    groups.setdefault(FS_SG, {"GroupId": FS_SG, "IpPermissions": [], "IpPermissionsEgress": []})
+    failures = _run_fsx_validator(groups, FS_SG, _key(t, "SlurmSecurityGroup"))
+    assert failures and "inbound and outbound TCP traffic through ports [988]" in failures[0], failures
+
+
 def test_hyperpod_mounts_an_imported_cache():
     from mlinfra.constructs.hyperpod import HyperPodCluster, HyperPodInstanceGroup, HyperPodLifecycle, SlurmNodeType
 
