@@ -369,6 +369,7 @@ class DataSyncEndpoint(Construct):
     :param agent_cidrs: networks the agents connect from (on premises via VPN/Direct Connect, or the VPC).
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,
