@@ -42,7 +42,7 @@ from constructs import Construct
 
 from mlinfra.constructs.common import acknowledge, is_token
 from mlinfra.constructs.data_lake import IDataLake, validate_prefix
-from mlinfra.constructs.lustre_cache import LustreCache
+from mlinfra.constructs.lustre_cache import ILustreCache
 from mlinfra.constructs.training_cluster import LakeAccess
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards
 from mlinfra.domain import hyperpod as rules
@@ -187,7 +187,8 @@ class HyperPodCluster(Construct):
         :default: required
     :param lifecycle: where the lifecycle scripts are. :default: required
     :param cluster_name: the cluster's name (replacement on change). :default: generated from the path
-    :param lustre: the cache mounted at ``lustre_mount_path`` on login and compute nodes. :default: None
+    :param lustre: the cache mounted at ``lustre_mount_path`` on login and compute nodes (any ``ILustreCache``: a
+        ``LustreCache`` or ``LustreCache.from_file_system_attributes``). :default: None
     :param lustre_mount_path: :default: /fsx
     :param lake: the data lake whose prefixes the nodes read (any ``IDataLake``). :default: None
     :param lake_read: lake prefixes the nodes read. :default: none
@@ -212,7 +213,7 @@ class HyperPodCluster(Construct):
         instance_groups: Sequence[HyperPodInstanceGroup],
         lifecycle: HyperPodLifecycle,
         cluster_name: str | None = None,
-        lustre: LustreCache | None = None,
+        lustre: ILustreCache | None = None,
         lustre_mount_path: str = "/fsx",
         lake: IDataLake | None = None,
         lake_read: Sequence[HyperPodLakeAccess] = (),
@@ -371,7 +372,7 @@ class HyperPodCluster(Construct):
         for statement in statements:
             self.role.add_to_principal_policy(statement)
 
-    def _upload_lifecycle(self, lifecycle: HyperPodLifecycle, lustre: LustreCache | None, mount_path: str,
+    def _upload_lifecycle(self, lifecycle: HyperPodLifecycle, lustre: ILustreCache | None, mount_path: str,
                           exporters: dict[str, str]) -> s3deploy.BucketDeployment:
         config = {
             "cluster_name": self.cluster_name,
@@ -403,7 +404,7 @@ class HyperPodCluster(Construct):
         _acknowledge_deployment(self, deployment)
         return deployment
 
-    def _group(self, g: HyperPodInstanceGroup, lifecycle: HyperPodLifecycle, lustre: LustreCache | None,
+    def _group(self, g: HyperPodInstanceGroup, lifecycle: HyperPodLifecycle, lustre: ILustreCache | None,
                mount_path: str, updates: HyperPodSoftwareUpdates | None) -> sagemaker.CfnCluster.ClusterInstanceGroupProperty:
         storage = []
         if lustre is not None and g.mount_lustre:

@@ -157,7 +157,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         id="batch.mnp-no-spot",
         rule="Multi-node parallel jobs are not supported on compute environments that use Spot Instances.",
         source="https://docs.aws.amazon.com/batch/latest/userguide/mnp-ce.html",
-        enforced_by="mlinfra.constructs.training_cluster.BatchOptions",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.mnp-ecs-agent-image",
@@ -166,7 +166,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         "EFA software nor the Lustre client (installed by the node bootstrap).",
         source="https://docs.aws.amazon.com/batch/latest/userguide/compute_resource_AMIs.html (AMI specification) "
         "and https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-optimized_AMI.html",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.mnp-task-eni-security-groups",
@@ -174,7 +174,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         "environment's security groups, or the VPC's default group when the environment lists none (as with EFA "
         "launch-template interfaces).",
         source="https://docs.aws.amazon.com/batch/latest/userguide/mnp-ce.html",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.execution-role-pulls-image",
@@ -189,7 +189,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         "service-linked role AWSServiceRoleForBatch and an explicit launch-template version that changes.",
         source="https://docs.aws.amazon.com/batch/latest/userguide/updating-compute-environments.html and "
         "infrastructure-updates.html",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.job-state-time-limit",
@@ -197,7 +197,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         "the blocked reasons (CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY, MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_"
         "RESOURCE, MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT); only CANCEL on ECS queues.",
         source="https://docs.aws.amazon.com/batch/latest/userguide/job_stuck_in_runnable_time_limit_actions.html",
-        enforced_by="mlinfra.constructs.training_cluster.BatchOptions",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.efa-no-forced-device-rdma",
@@ -233,7 +233,7 @@ _PARALLELCLUSTER: tuple[ServiceRule, ...] = (
         "parallelcluster*; other additional policies need a custom provider role allowed to attach them.",
         source="https://docs.aws.amazon.com/parallelcluster/latest/ug/cloudformation-v3.html (custom resource "
         "provider permissions) and the provider template cluster.yaml (iam:AttachRolePolicy condition)",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingClusterBase",
     ),
     ServiceRule(
         id="parallelcluster.capacity-block",
@@ -249,7 +249,7 @@ _PARALLELCLUSTER: tuple[ServiceRule, ...] = (
         "TERMINATE or COMPUTE_FLEET_STOP); the CloudFormation provider does not stop the fleet for it.",
         source="https://docs.aws.amazon.com/parallelcluster/latest/ug/Scheduling-v3.html#yaml-Scheduling-"
         "SlurmSettings-QueueUpdateStrategy",
-        enforced_by="mlinfra.constructs.training_cluster.SlurmOptions",
+        enforced_by="mlinfra.constructs.training_cluster.SlurmTrainingCluster",
     ),
 )
 
@@ -270,6 +270,15 @@ _FSX: tuple[ServiceRule, ...] = (
         source="https://docs.aws.amazon.com/fsx/latest/LustreGuide/limit-access-security-groups.html",
         enforced_by="mlinfra.constructs.lustre_cache.LustreConnections",
     ),
+    ServiceRule(
+        id="fsx.file-system-attributes",
+        rule="A file system id is fs- and 8 or more hex digits (11 to 21 characters), its DNS name is the id "
+        "followed by the FSx domain (fs-<id>.fsx.<region>.amazonaws.com), and a Lustre mount name is 1 to 8 "
+        "letters, digits, '_' or '-'.",
+        source="https://docs.aws.amazon.com/fsx/latest/APIReference/API_FileSystem.html (FileSystemId, DNSName) and "
+        "API_LustreFileSystemConfiguration.html (MountName); botocore's fsx model carries the same patterns",
+        enforced_by="mlinfra.constructs.lustre_cache.attribute_errors",
+    ),
 )
 
 
@@ -281,7 +290,7 @@ _EC2: tuple[ServiceRule, ...] = (
         "metadata (and so the instance role); 2 lets them. Containers with their own role get 1.",
         source="https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/configuring-IMDS-existing-instances.html and "
         "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/security-iam-roles.html",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="ec2.efa-interface-count",
