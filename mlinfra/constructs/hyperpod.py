@@ -40,7 +40,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, is_token
+from mlinfra.constructs.common import acknowledge, check_between, is_token, path_in_errors
 from mlinfra.constructs.data_lake import IDataLake, validate_prefix
 from mlinfra.constructs.lustre_cache import ILustreCache
 from mlinfra.constructs.training_cluster import LakeAccess
@@ -203,6 +203,7 @@ class HyperPodCluster(Construct):
         (:func:`mlinfra.domain.hyperpod_jobs.training_task_state`, :meth:`grant_submit_jobs`). :default: True
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,
@@ -475,6 +476,15 @@ def _acknowledge_deployment(scope: Construct, deployment: s3deploy.BucketDeploym
 # --------------------------------------------------------------------------------------------------
 
 
+def _between(prop: str, value: Any, low: float, high: float, unit: str = "") -> list[str]:
+    """:func:`check_between` as a collected error (HyperPod reports every problem at once)."""
+    try:
+        check_between(prop, value, low, high, unit)
+    except ValueError as exc:
+        return [str(exc)]
+    return []
+
+
 def _validate(path: str, name: str, groups: Sequence[HyperPodInstanceGroup], lifecycle: HyperPodLifecycle,
               mount_path: str, lake: IDataLake | None, lake_read: Sequence[HyperPodLakeAccess], node_recovery: NodeRecovery | str,
               updates: HyperPodSoftwareUpdates | None) -> list[str]:
@@ -503,10 +513,9 @@ def _validate(path: str, name: str, groups: Sequence[HyperPodInstanceGroup], lif
         if all(isinstance(c, DeepHealthCheck) for c in g.deep_health_checks or ()):
             errors += rules.deep_health_check_errors(f"{p}.deep_health_checks", g.instance_type,
                                                      g.effective_deep_health_checks, g.image_id)
-        if g.threads_per_core not in (None, 1, 2):
+        if g.threads_per_core not in (None, 1, 2) and not is_token(g.threads_per_core):
             errors.append(f"{p}.threads_per_core must be 1 or 2, got: {g.threads_per_core!r}")
-        if g.ebs_volume_size_gib is not None and not 1 <= g.ebs_volume_size_gib <= 16384:
-            errors.append(f"{p}.ebs_volume_size_gib must be 1 to 16384, got: {g.ebs_volume_size_gib}")
+        errors += _between(f"{p}.ebs_volume_size_gib", g.ebs_volume_size_gib, 1, 16384)
     if all(isinstance(g.node_type, SlurmNodeType) for g in groups):
         errors += rules.slurm_topology_errors(
             "instance_groups", [(g.name, g.node_type, g.instance_count, g.partition) for g in groups])
@@ -537,11 +546,8 @@ def _validate(path: str, name: str, groups: Sequence[HyperPodInstanceGroup], lif
     if updates is not None:
         if not 1 <= len(updates.rollback_alarms) <= 10:
             errors.append(f"software_updates.rollback_alarms must hold 1 to 10 alarms, got: {len(updates.rollback_alarms)}")
-        if not 1 <= updates.max_batch_percent <= 100:
-            errors.append(f"software_updates.max_batch_percent must be 1 to 100, got: {updates.max_batch_percent}")
-        wait = updates.wait.to_seconds()
-        if not 0 <= wait <= 3600:
-            errors.append(f"software_updates.wait must be 0 to 3600 seconds, got: {wait}")
+        errors += _between("software_updates.max_batch_percent", updates.max_batch_percent, 1, 100)
+        errors += _between("software_updates.wait", updates.wait, 0, 3600, "seconds")
         if not (updates.schedule_expression.startswith("cron(") and updates.schedule_expression.endswith(")")):
             errors.append("software_updates.schedule_expression must be a cron(...) expression, got: "
                           f"{updates.schedule_expression!r}")
