@@ -1,25 +1,46 @@
-"""BatchTransform: scheduled (or new-data triggered) SageMaker batch inference, results written to the lake.
+"""BatchTransform: batch inference of each ready input batch with the newest APPROVED model, results to the lake.
 
-EventBridge (a schedule and/or the lake's native "Object Created" events) starts a Step Functions workflow:
+Input layout (in ``input_bucket``)::
 
-    Defaults -> Merge(input) -> [CreateProcessingJob -> Wait -> DescribeProcessingJob -> Choice]
-             -> CreateTransformJob -> Wait -> DescribeTransformJob -> Choice(Completed | Failed | poll again)
-             -> Succeeded            (any error or failed job -> NotifyFailure (SNS) -> Fail)
+    <input_prefix><batch>/...              the batch's data files (any number of objects)
+    <input_prefix>_ready/<batch>           the batch's completion marker, written LAST by the producer
 
-The SageMaker calls are ``aws-sdk`` request-response tasks polled in a Wait/Describe/Choice loop, not
-``.sync`` integrations: the loop behaves the same in AWS and in the local emulator (moto's interpreter cannot
-run ``.sync``). Results land under ``s3://<output bucket>/<output prefix><model name>/<model version>/<job>/``.
-The execution input may override ``model_name``, ``model_version`` and ``input_uri`` (a new-data event sets
-``input_uri`` to the new object).
+One transform job per batch, never per object: the EventBridge rule matches only marker keys (the lake's
+``_ready/`` convention, as the landing glue's ``dataset=<d>/_ready/...`` markers), so 1,000 data files and one
+marker start one run. ``<batch>`` is one path segment of letters, digits, ``.``, ``_``, ``-`` or ``=``; a marker
+elsewhere under ``_ready/`` fails the run with a notification (``BadMarker``) instead of scoring the wrong prefix.
+A schedule (or a manual ``StartExecution`` with ``{"batch": "<batch>"}``) scores ``<input_prefix><scheduled_batch>/``.
 
-Limits (SageMaker): ``MaxPayloadInMB`` 0-100 and ``MaxConcurrentTransforms x MaxPayloadInMB <= 100``.
+The run (Step Functions, request-response ``aws-sdk`` tasks polled in Wait/Describe/Choice loops, no ``.sync``,
+so AWS and the local emulator behave alike)::
+
+    parse marker or defaults -> plan (deterministic job name) -> job already started? -> Succeeded (duplicate)
+      -> ListModelPackages(group, Approved, newest first) -> none: NotifyFailure -> Fail (NoApprovedModel)
+      -> CreateModel(ModelPackageName = that version) -> [CreateProcessingJob -> poll]
+      -> CreateTransformJob(S3Prefix of the batch) -> poll -> DeleteModel -> Succeeded
+      (any error or failed job -> NotifyFailure (SNS) -> Fail)
+
+Model: resolved at RUN time as the newest ``Approved`` version of the model package group (the registry is the
+source of truth for "approved"; see docs/serving.md, "Batch transform"). No approved version: the run fails as
+``NoApprovedModel`` and notifies; it never falls back to an older or unapproved model.
+
+Idempotency: the job name is ``<job_prefix>-<SHA-1 of batch and run key>``; the run key of a marker run is the
+marker's key and ETag, of a scheduled run the EventBridge event id, of a manual run the execution name. A
+duplicated or retried marker event therefore names the same job: the run finds the job (or its create fails and
+the job exists) and ends ``AlreadyStarted`` without a second job. Writing the marker again with other content (a
+new ETag) scores the batch again. The per-run model is named like the job and deleted after a completed job.
+
+Results land under ``s3://<output bucket>/<output prefix><batch>/model-version=<v>/<job>/``; the job is tagged with
+the model package ARN. Limits (SageMaker): ``MaxPayloadInMB`` 0-100 and ``MaxConcurrentTransforms x MaxPayloadInMB
+<= 100``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Sequence
+import re
+from typing import Any, Mapping, Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -35,14 +56,21 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge_retention, alarm_principal, is_token, limit_grants_to_aws_services, log_retention, logs_principal
+from mlinfra.constructs.common import acknowledge_retention, alarm_principal, is_token, limit_grants_to_aws_services, log_retention, logs_principal, path_in_errors
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain.hosting_instances import accepts_volume_kms_key, family_of
 
-__all__ = ["BatchTransform", "SplitType", "BatchStrategy", "ProcessingStep", "MAX_PAYLOAD_MB"]
+__all__ = ["BatchTransform", "SplitType", "BatchStrategy", "ProcessingStep", "MAX_PAYLOAD_MB", "READY_MARKER_DIR"]
 
 MAX_PAYLOAD_MB = 100
+#: The completion markers' folder under the input prefix (the lake's ``_ready/`` convention).
+READY_MARKER_DIR = "_ready/"
+_BATCH_RE = re.compile(r"^[A-Za-z0-9._=-]{1,128}$")
+_JOB_PREFIX_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,19}$")
+_GROUP_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # botocore: EntityName (ModelPackageGroupName)
+#: SageMaker throttling and other unmodeled errors arrive as the SDK's generic exception (tests/unit/test_aws_models.py).
+_TRANSIENT = ["SageMaker.AmazonSageMakerException"]
 
 
 class SplitType(enum.Enum):
@@ -80,17 +108,20 @@ class ProcessingStep:
 
 
 class BatchTransform(Construct):
-    """Batch inference on a schedule or on new data, polled by Step Functions, results to the lake.
+    """Batch inference of each ready batch (or on a schedule) with the newest approved model (module docstring).
 
-    :param model_name: the SageMaker model to run (e.g. ``endpoint.model.attr_model_name``); the execution
-        input may override it.
-    :param model_version: the version written into the output prefix. :default: "latest"
-    :param model_role: the model's execution role, granted read on the input and write on the output (batch
-        transform runs as it). :default: None (grant it yourself)
-    :param input_bucket: bucket of the data to score (e.g. the lake's curated zone).
-    :param input_prefix: prefix of the data to score. :default: "batch-inference/input/"
+    :param model_package_group_name: the model package group (e.g. ``RetrainPipeline.model_package_group_name``);
+        each run scores with its newest ``Approved`` version and fails (``NoApprovedModel``) when there is none.
+    :param model_role: the role the run's model runs as (CreateModel's ``ExecutionRoleArn``, passed with
+        ``iam:PassRole`` to SageMaker only). It is granted read on the input, write on the output and the workflow
+        key here; it must also read and decrypt the package's artifact and pull its image, as the endpoint role a
+        ``RetrainPipeline`` deploys to does (rule sagemaker.model-role-reads-artifact-and-image).
+    :param input_bucket: bucket of the data to score (e.g. the lake's curated zone); it must send events to
+        EventBridge for ``trigger_on_ready_marker``.
+    :param input_prefix: batches are ``<input_prefix><batch>/``, markers ``<input_prefix>_ready/<batch>``.
+        :default: "batch-inference/input/"
     :param output_bucket: bucket of the results (e.g. the lake's artifacts zone).
-    :param output_prefix: results go under ``<output_prefix><model>/<version>/<job>/``. :default: "batch-inference/output/"
+    :param output_prefix: results go under ``<output_prefix><batch>/model-version=<v>/<job>/``. :default: "batch-inference/output/"
     :param instance_type: :default: ml.m5.xlarge
     :param instance_count: :default: 1
     :param content_type: MIME type of the input. :default: "text/csv"
@@ -100,8 +131,16 @@ class BatchTransform(Construct):
     :param max_payload_mb: 0-100 (0: no limit, streaming). :default: 6
     :param max_concurrent_transforms: per instance; x max_payload_mb <= 100. :default: 4
     :param processing: optional preprocessing. :default: None
-    :param schedule: EventBridge schedule. :default: None
-    :param trigger_on_new_data: start a run for every object created under ``input_prefix``. :default: False
+    :param schedule: EventBridge schedule of a run over ``<input_prefix><scheduled_batch>/``. :default: None
+    :param scheduled_batch: the batch a scheduled or input-less manual run scores. :default: "current"
+    :param trigger_on_ready_marker: start one run per completion marker ``<input_prefix>_ready/<batch>``.
+        :default: False
+    :param enable_network_isolation: run the model without network access. :default: True
+    :param vpc_config: the model's ``VpcConfig`` (``SecurityGroupIds``, ``Subnets``), e.g. an ``Endpoint``'s
+        ``vpc_config`` to run where the endpoint's model runs (its role then needs the ENI permissions an
+        ``Endpoint`` grants its role). :default: None (no VPC)
+    :param job_prefix: prefix of job and model names (1-20 letters, digits, ``-``). :default: "bt-" + 8 characters
+        of the construct's address (unique per construct)
     :param poll_interval: :default: 1 minute
     :param timeout: whole workflow. :default: 6 hours
     :param notification_topic: told of failures (grant its key to ``state_machine.role`` if it is encrypted).
@@ -110,16 +149,16 @@ class BatchTransform(Construct):
     :param log_retention_days: :default: 90
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,
         id: str,
         *,
-        model_name: str,
+        model_package_group_name: str,
+        model_role: iam.IRole,
         input_bucket: s3.IBucket,
         output_bucket: s3.IBucket,
-        model_version: str = "latest",
-        model_role: iam.IRole | None = None,
         input_prefix: str = "batch-inference/input/",
         output_prefix: str = "batch-inference/output/",
         instance_type: str = "ml.m5.xlarge",
@@ -132,7 +171,11 @@ class BatchTransform(Construct):
         max_concurrent_transforms: int = 4,
         processing: ProcessingStep | None = None,
         schedule: events.Schedule | None = None,
-        trigger_on_new_data: bool = False,
+        scheduled_batch: str = "current",
+        trigger_on_ready_marker: bool = False,
+        enable_network_isolation: bool = True,
+        vpc_config: Mapping[str, Any] | None = None,
+        job_prefix: str | None = None,
         poll_interval: cdk.Duration | None = None,
         timeout: cdk.Duration | None = None,
         notification_topic: sns.ITopic | None = None,
@@ -142,10 +185,16 @@ class BatchTransform(Construct):
         super().__init__(scope, id)
         poll_interval = poll_interval or cdk.Duration.minutes(1)
         timeout = timeout or cdk.Duration.hours(6)
-        _validate(model_name, input_prefix, output_prefix, instance_type, instance_count, split_type, batch_strategy,
-                  max_payload_mb, max_concurrent_transforms, processing, schedule, trigger_on_new_data, poll_interval,
-                  model_version)
+        job_prefix = job_prefix or f"bt-{self.node.addr[:8]}"
+        _validate(model_package_group_name, input_prefix, output_prefix, instance_type, instance_count, split_type,
+                  batch_strategy, max_payload_mb, max_concurrent_transforms, processing, schedule, trigger_on_ready_marker,
+                  poll_interval, scheduled_batch, job_prefix, vpc_config)
         stack = cdk.Stack.of(self)
+        self.model_package_group_name = model_package_group_name
+        self.model_role = model_role
+        self.input_prefix = input_prefix
+        self.output_prefix = output_prefix
+        self.job_prefix = job_prefix
 
         self.encryption_key = encryption_key or kms.Key(
             self, "Key", enable_key_rotation=True, removal_policy=cdk.RemovalPolicy.RETAIN,
@@ -161,37 +210,31 @@ class BatchTransform(Construct):
         if notification_topic is None and isinstance(self.encryption_key, kms.Key):
             self.encryption_key.grant_encrypt_decrypt(alarm_principal())
 
-        self.output_prefix = output_prefix
-        if model_role is not None:
-            input_bucket.grant_read(model_role, f"{input_prefix}*")
-            output_bucket.grant_put(model_role, f"{output_prefix}*")
-            self.encryption_key.grant_encrypt_decrypt(model_role)
-            if processing is not None:
-                output_bucket.grant_read(model_role, f"{processing.output_prefix}*")
-            acknowledge_wildcards(
-                model_role,
-                "Batch transform runs as the model's role: it reads the input prefix (and the processed prefix) and "
-                "writes the output prefix only, with aws-cdk-lib's grant action groups and the workflow key.",
-                actions=(*S3_GRANT_WILDCARD_ACTIONS, *KMS_WILDCARD_ACTIONS),
-                resources=[input_bucket.arn_for_objects(f"{input_prefix}*"),
-                           output_bucket.arn_for_objects(f"{output_prefix}*"),
-                           *([output_bucket.arn_for_objects(f"{processing.output_prefix}*")] if processing else [])])
+        # ---- the model's role: the transform job runs as it ---------------------------------------------
+        input_bucket.grant_read(model_role, f"{input_prefix}*")
+        output_bucket.grant_put(model_role, f"{output_prefix}*")
+        self.encryption_key.grant_encrypt_decrypt(model_role)
+        if processing is not None:
+            output_bucket.grant_read(model_role, f"{processing.output_prefix}*")
+        acknowledge_wildcards(
+            model_role,
+            "Batch transform runs as the model's role: it reads the input prefix (and the processed prefix) and "
+            "writes the output prefix only, with aws-cdk-lib's grant action groups and the workflow key.",
+            actions=(*S3_GRANT_WILDCARD_ACTIONS, *KMS_WILDCARD_ACTIONS),
+            resources=[input_bucket.arn_for_objects(f"{input_prefix}*"),
+                       output_bucket.arn_for_objects(f"{output_prefix}*"),
+                       *([output_bucket.arn_for_objects(f"{processing.output_prefix}*")] if processing else [])])
 
-        job_prefix = "bt"
-        transform_arn = stack.format_arn(service="sagemaker", resource="transform-job", resource_name="*")
-        processing_arn = stack.format_arn(service="sagemaker", resource="processing-job", resource_name="*")
+        def arn(resource: str, name: str) -> str:
+            return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)
 
-        # ---- states -------------------------------------------------------------------------------------
-        defaults = sfn.Pass(self, "Defaults", parameters={
-            "model_name": model_name,
-            "model_version": model_version,
-            "input_uri": f"s3://{input_bucket.bucket_name}/{input_prefix}",
-        }, result_path="$.defaults")
-        merge = sfn.Pass(self, "MergeInput", parameters={
-            "job.$": "States.JsonMerge($.defaults, $$.Execution.Input, false)",
-            "job_name.$": f"States.Format('{job_prefix}-{{}}', States.UUID())",
-        })
+        transform_arn = arn("transform-job", f"{job_prefix}-*")
+        processing_arn = arn("processing-job", f"{job_prefix}-*")
+        model_arn = arn("model", f"{job_prefix}-*")
+        package_arn = arn("model-package", f"{model_package_group_name}/*")
+        retry = dict(errors=_TRANSIENT, interval=cdk.Duration.seconds(30), max_attempts=4, backoff_rate=2.0)
 
+        # ---- failure path -------------------------------------------------------------------------------
         failure = sfn.Fail(self, "Failed", cause="Batch transform failed", error="BatchTransformFailed")
         notify = tasks.SnsPublish(
             self, "NotifyFailure", topic=self.notification_topic,
@@ -203,22 +246,123 @@ class BatchTransform(Construct):
             result_path=sfn.JsonPath.DISCARD,
         ).next(failure)
 
-        # Error names checked against botocore's SageMaker model (tests/unit/test_aws_models.py): throttling and
-        # other unmodeled errors arrive as the SDK's generic SageMaker.AmazonSageMakerException.
-        retry = dict(errors=["SageMaker.AmazonSageMakerException", "SageMaker.ResourceLimitExceededException"],
-                     interval=cdk.Duration.seconds(30), max_attempts=4, backoff_rate=2.0)
+        def fail_with(name: str, error: str, cause: str) -> sfn.Pass:
+            return sfn.Pass(self, name, parameters={"Error": error, "Cause.$": cause}, result_path="$.error").next(notify)
 
+        def sagemaker(name: str, action: str, parameters: dict[str, Any], resources: list[str], *,
+                      result_path: str | None = None, result_selector: dict[str, Any] | None = None,
+                      iam_action: str | None = None, statements: Sequence[iam.PolicyStatement] = (),
+                      retried: bool = True) -> tasks.CallAwsService:
+            task = tasks.CallAwsService(
+                self, name, service="sagemaker", action=action, parameters=parameters, iam_resources=resources,
+                iam_action=iam_action, additional_iam_statements=list(statements),
+                result_path=result_path or sfn.JsonPath.DISCARD, result_selector=result_selector)
+            if retried:
+                task.add_retry(**retry)
+            return task
+
+        # ---- 2. plan: deterministic names and URIs ------------------------------------------------------------
+        plan = sfn.Pass(self, "Plan", parameters={
+            "batch.$": "$.run.batch",
+            "job_name.$": f"States.Format('{job_prefix}-{{}}', States.Hash(States.Format('{{}}#{{}}', $.run.batch, "
+                          "$.run.run_key), 'SHA-1'))",
+            "input_uri.$": f"States.Format('s3://{input_bucket.bucket_name}/{input_prefix}{{}}/', $.run.batch)",
+        }, result_path="$.job")
+        # ---- 1. which batch, which run --------------------------------------------------------------------
+        marker_root = f"{input_prefix}{READY_MARKER_DIR}"
+        batch_index = input_prefix.count("/") + 1 if not is_token(input_prefix) else 0
+        split = f"States.StringSplit($.marker.key, '/')"
+        bad_marker = fail_with(
+            "BadMarker", "BadMarker",
+            f"States.Format('marker {{}} is not {marker_root}<batch> (one path segment of letters, digits, ., _, - "
+            f"or =): nothing was scored', $.marker.key)")
+        count_parts = sfn.Pass(self, "CountMarkerParts", parameters={"n.$": f"States.ArrayLength({split})"},
+                               result_path="$.marker_parts")
+        parse_marker = sfn.Pass(self, "ParseMarker", parameters={
+            "batch.$": f"States.ArrayGetItem({split}, {batch_index})",
+            "run_key.$": "States.Format('{}#{}', $.marker.key, $.marker.etag)",
+            "expected_key.$": f"States.Format('{marker_root}{{}}', States.ArrayGetItem({split}, {batch_index}))",
+        }, result_path="$.run")
+        # S3 keys in events may be URL-encoded: a batch holding '%' or '+' is refused rather than mis-addressed.
+        marker_ok = (
+            sfn.Choice(self, "MarkerIsABatch?")
+            .when(sfn.Condition.and_(
+                sfn.Condition.string_equals_json_path("$.run.expected_key", "$.marker.key"),
+                sfn.Condition.not_(sfn.Condition.string_matches("$.run.batch", "*%*")),
+                sfn.Condition.not_(sfn.Condition.string_matches("$.run.batch", "*+*")),
+                sfn.Condition.not_(sfn.Condition.string_equals("$.run.batch", READY_MARKER_DIR.rstrip("/")))), plan)
+            .otherwise(bad_marker)
+        )
+        depth_ok = (
+            sfn.Choice(self, "MarkerDepth?")
+            .when(sfn.Condition.number_equals("$.marker_parts.n", batch_index + 1), parse_marker)
+            .otherwise(bad_marker)
+        )
+        defaults = sfn.Pass(self, "Defaults", parameters={"batch": scheduled_batch, "run_key.$": "$$.Execution.Name"},
+                            result_path="$.defaults")
+        merge = sfn.Pass(self, "MergeInput", parameters={"run.$": "States.JsonMerge($.defaults, $$.Execution.Input, false)"})
+
+
+        # ---- 3. a job of this name exists: a duplicate event, the first run owns it ------------------------------
+        already = sfn.Succeed(self, "AlreadyStarted", comment="A run with this job name exists (duplicate event)")
+        find_job = sagemaker("FindExistingJob", "describeTransformJob", {"TransformJobName.$": "$.job.job_name"},
+                             [transform_arn], result_path="$.existing", result_selector={"status.$": "$.TransformJobStatus"},
+                             retried=False)
+
+        # ---- 4. the newest approved model --------------------------------------------------------------------
+        list_models = sagemaker(
+            "FindApprovedModel", "listModelPackages",
+            {"ModelPackageGroupName": model_package_group_name, "ModelApprovalStatus": "Approved",
+             "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 1},
+            ["*"], iam_action="sagemaker:ListModelPackages",  # ListModelPackages takes no resource (authorization reference)
+            # Only ARNs and versions (an indefinite path: [] when the group has no approved version).
+            result_path="$.registry", result_selector={"arns.$": "$.ModelPackageSummaryList[*].ModelPackageArn",
+                                                       "versions.$": "$.ModelPackageSummaryList[*].ModelPackageVersion"})
+        list_models.add_catch(notify, result_path="$.error")
+        find_job.add_catch(list_models, result_path="$.lookup")
+        no_model = fail_with(
+            "NoApprovedModel", "NoApprovedModel",
+            f"States.Format('model package group {model_package_group_name} has no Approved model package: batch {{}} "
+            "was not scored', $.job.batch)")
+        use_model = sfn.Pass(self, "UseNewestApproved", parameters={
+            "package_arn.$": "$.registry.arns[0]",
+            "version.$": "$.registry.versions[0]",
+        }, result_path="$.model")
+        found = (sfn.Choice(self, "ApprovedModelFound?")
+                 .when(sfn.Condition.is_present("$.registry.arns[0]"), use_model)
+                 .otherwise(no_model))
+        model_request: dict[str, Any] = {
+            "ModelName.$": "$.job.job_name",
+            "ExecutionRoleArn": model_role.role_arn,
+            # SageMaker builds the containers from the package version (image, artifact, environment).
+            "PrimaryContainer": {"ModelPackageName.$": "$.model.package_arn"},
+            "EnableNetworkIsolation": enable_network_isolation,
+        }
+        if vpc_config:
+            model_request["VpcConfig"] = dict(vpc_config)
+        create_model = sagemaker(
+            "CreateModel", "createModel", model_request, [model_arn],
+            statements=[
+                iam.PolicyStatement(actions=["iam:PassRole"], resources=[model_role.role_arn],
+                                    conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
+                # CreateModel reads the package version named in ModelPackageName.
+                iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=[package_arn]),
+            ])
+        model_exists = sagemaker("FindExistingModel", "describeModel", {"ModelName.$": "$.job.job_name"}, [model_arn],
+                                 result_path="$.existing_model", result_selector={"arn.$": "$.ModelArn"})
+        model_exists.add_catch(notify, result_path="$.model_lookup_error")
+        create_model.add_catch(model_exists, result_path="$.error")
+
+        # ---- 5. optional preprocessing -------------------------------------------------------------------------
         transform_input_uri = "$.job.input_uri"
-        chain_start: sfn.IChainable
         if processing is not None:
             proc_role = processing.role or self._processing_role(input_bucket, input_prefix, output_bucket, processing)
             self.processing_role = proc_role
             processed_uri = f"s3://{output_bucket.bucket_name}/{processing.output_prefix}"
-            create_proc = tasks.CallAwsService(
-                self, "CreateProcessingJob", service="sagemaker", action="createProcessingJob",
-                iam_resources=[processing_arn],
-                parameters={
-                    "ProcessingJobName.$": "$.job_name",
+            create_proc = sagemaker(
+                "CreateProcessingJob", "createProcessingJob",
+                {
+                    "ProcessingJobName.$": "$.job.job_name",
                     "RoleArn": proc_role.role_arn,
                     "AppSpecification": {"ImageUri": processing.image_uri, "ContainerEntrypoint": list(processing.entrypoint)},
                     "ProcessingResources": {"ClusterConfig": {
@@ -228,40 +372,40 @@ class BatchTransform(Construct):
                         **({"VolumeKmsKeyId": self.encryption_key.key_arn}
                            if accepts_volume_kms_key(processing.instance_type, "processing.instance_type") else {})}},
                     "ProcessingInputs": [{"InputName": "input", "S3Input": {
-                        "S3Uri.$": transform_input_uri, "LocalPath": "/opt/ml/processing/input",
+                        "S3Uri.$": "$.job.input_uri", "LocalPath": "/opt/ml/processing/input",
                         "S3DataType": "S3Prefix", "S3InputMode": "File"}}],
                     "ProcessingOutputConfig": {"KmsKeyId": self.encryption_key.key_arn, "Outputs": [{
                         "OutputName": "processed", "S3Output": {
-                            "S3Uri.$": f"States.Format('{processed_uri}{{}}/', $.job_name)",
+                            "S3Uri.$": f"States.Format('{processed_uri}{{}}/', $.job.job_name)",
                             "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]},
                     "StoppingCondition": {"MaxRuntimeInSeconds": int(processing.max_runtime.to_seconds())},
                     "NetworkConfig": {"EnableNetworkIsolation": True},
                 },
-                additional_iam_statements=[iam.PolicyStatement(
+                [processing_arn],
+                statements=[iam.PolicyStatement(
                     actions=["iam:PassRole"], resources=[proc_role.role_arn],
-                    conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})],
-                result_path=sfn.JsonPath.DISCARD,
-            )
-            create_proc.add_retry(**retry)
-            create_proc.add_catch(notify, result_path="$.error")
+                    conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})])
+            proc_exists = sagemaker("FindExistingProcessingJob", "describeProcessingJob",
+                                    {"ProcessingJobName.$": "$.job.job_name"}, [processing_arn],
+                                    result_path="$.existing_processing", result_selector={"status.$": "$.ProcessingJobStatus"})
+            proc_exists.add_catch(notify, result_path="$.processing_lookup_error")
+            proc_exists.next(already)
+            create_proc.add_catch(proc_exists, result_path="$.error")
             wait_proc = sfn.Wait(self, "WaitProcessing", time=sfn.WaitTime.duration(poll_interval))
-            describe_proc = tasks.CallAwsService(
-                self, "DescribeProcessingJob", service="sagemaker", action="describeProcessingJob",
-                iam_resources=[processing_arn], parameters={"ProcessingJobName.$": "$.job_name"},
-                result_selector={"status.$": "$.ProcessingJobStatus"}, result_path="$.processing",
-            )
-            describe_proc.add_retry(**retry)
+            describe_proc = sagemaker(
+                "DescribeProcessingJob", "describeProcessingJob", {"ProcessingJobName.$": "$.job.job_name"},
+                [processing_arn], result_selector={"status.$": "$.ProcessingJobStatus"}, result_path="$.processing")
             describe_proc.add_catch(notify, result_path="$.error")
             use_processed = sfn.Pass(self, "UseProcessedData", parameters={
-                "uri.$": f"States.Format('{processed_uri}{{}}/', $.job_name)"}, result_path="$.processed")
-            chain_start = create_proc
+                "uri.$": f"States.Format('{processed_uri}{{}}/', $.job.job_name)"}, result_path="$.processed")
             transform_input_uri = "$.processed.uri"
-        create = tasks.CallAwsService(
-            self, "CreateTransformJob", service="sagemaker", action="createTransformJob",
-            iam_resources=[transform_arn],
-            parameters={
-                "TransformJobName.$": "$.job_name",
-                "ModelName.$": "$.job.model_name",
+
+        # ---- 6. the transform job ---------------------------------------------------------------------------
+        create = sagemaker(
+            "CreateTransformJob", "createTransformJob",
+            {
+                "TransformJobName.$": "$.job.job_name",
+                "ModelName.$": "$.job.job_name",
                 "BatchStrategy": batch_strategy.value,
                 "MaxPayloadInMB": max_payload_mb,
                 "MaxConcurrentTransforms": max_concurrent_transforms,
@@ -272,8 +416,8 @@ class BatchTransform(Construct):
                 },
                 "TransformOutput": {
                     "S3OutputPath.$": (
-                        f"States.Format('s3://{output_bucket.bucket_name}/{output_prefix}{{}}/{{}}/{{}}/', "
-                        "$.job.model_name, $.job.model_version, $.job_name)"
+                        f"States.Format('s3://{output_bucket.bucket_name}/{output_prefix}{{}}/model-version={{}}/{{}}/', "
+                        "$.job.batch, $.model.version, $.job.job_name)"
                     ),
                     "Accept": accept,
                     "AssembleWith": "Line" if split_type is SplitType.LINE else "None",
@@ -283,28 +427,32 @@ class BatchTransform(Construct):
                     "InstanceType": instance_type, "InstanceCount": instance_count,
                     **({"VolumeKmsKeyId": self.encryption_key.key_arn} if accepts_volume_kms_key(instance_type) else {}),
                 },
-                "Tags": [{"Key": "mlinfra:model-version", "Value.$": "$.job.model_version"}],
+                "Tags": [{"Key": "mlinfra:model-package", "Value.$": "$.model.package_arn"}],
             },
-            additional_iam_statements=[iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=[transform_arn])],
-            result_path=sfn.JsonPath.DISCARD,
+            [transform_arn],
+            statements=[iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=[transform_arn])],
         )
-        create.add_retry(**retry)
-        create.add_catch(notify, result_path="$.error")
+        job_exists = sagemaker("FindStartedJob", "describeTransformJob", {"TransformJobName.$": "$.job.job_name"},
+                               [transform_arn], result_path="$.existing", result_selector={"status.$": "$.TransformJobStatus"})
+        job_exists.add_catch(notify, result_path="$.job_lookup_error")
+        job_exists.next(already)
+        # ResourceInUse (botocore's CreateTransformJob errors) or any other failure: the job exists -> a duplicate.
+        create.add_catch(job_exists, errors=["SageMaker.ResourceInUseException"], result_path="$.duplicate")
+        create.add_catch(job_exists, result_path="$.error")
         wait = sfn.Wait(self, "WaitTransform", time=sfn.WaitTime.duration(poll_interval))
-        describe = tasks.CallAwsService(
-            self, "DescribeTransformJob", service="sagemaker", action="describeTransformJob",
-            iam_resources=[transform_arn], parameters={"TransformJobName.$": "$.job_name"},
+        describe = sagemaker(
+            "DescribeTransformJob", "describeTransformJob", {"TransformJobName.$": "$.job.job_name"}, [transform_arn],
             result_selector={"status.$": "$.TransformJobStatus", "output.$": "$.TransformOutput.S3OutputPath"},
-            result_path="$.transform",
-        )
-        describe.add_retry(**retry)
+            result_path="$.transform")
         describe.add_catch(notify, result_path="$.error")
         done = sfn.Succeed(self, "Succeeded")
+        delete_model = sagemaker("DeleteRunModel", "deleteModel", {"ModelName.$": "$.job.job_name"}, [model_arn])
+        delete_model.add_catch(done, result_path="$.cleanup_error")  # a leftover model never fails a scored batch
         job_failed = sfn.Pass(self, "TransformJobFailed", parameters={"status.$": "$.transform.status"},
                               result_path="$.error").next(notify)
         transform_choice = (
             sfn.Choice(self, "TransformDone?")
-            .when(sfn.Condition.string_equals("$.transform.status", "Completed"), done)
+            .when(sfn.Condition.string_equals("$.transform.status", "Completed"), delete_model.next(done))
             .when(sfn.Condition.or_(sfn.Condition.string_equals("$.transform.status", "Failed"),
                                     sfn.Condition.string_equals("$.transform.status", "Stopped")), job_failed)
             .otherwise(wait)
@@ -320,9 +468,22 @@ class BatchTransform(Construct):
                                         sfn.Condition.string_equals("$.processing.status", "Stopped")), proc_failed)
                 .otherwise(wait_proc)
             )
-            body = defaults.next(merge).next(chain_start).next(wait_proc).next(describe_proc).next(proc_choice)
+            after_model: sfn.IChainable = create_proc
+            create_proc.next(wait_proc).next(describe_proc).next(proc_choice)
         else:
-            body = defaults.next(merge).next(transform_chain)
+            after_model = transform_chain
+        create_model.next(after_model)
+        model_exists.next(after_model)
+        use_model.next(create_model)
+        list_models.next(found)
+        plan.next(find_job)
+        find_job.next(already)
+        count_parts.next(depth_ok)
+        parse_marker.next(marker_ok)
+        defaults.next(merge).next(plan)
+        body = (sfn.Choice(self, "MarkerEvent?")
+                .when(sfn.Condition.is_present("$.marker.key"), count_parts)
+                .otherwise(defaults))
 
         self.log_group = logs.LogGroup(
             self, "Logs", log_group_name=f"/aws/vendedlogs/states/{cdk.Names.unique_id(self)}",
@@ -347,27 +508,31 @@ class BatchTransform(Construct):
             actions=KMS_WILDCARD_ACTIONS)
         acknowledge_wildcards(
             self.state_machine.role,
-            "log delivery and X-Ray take no resource; SageMaker job ARNs are limited to transform-job/* and "
-            "processing-job/* of this account and region (names are generated per run)",
-            resources=("*", ending(":transform-job/*"), ending(":processing-job/*")))
+            "log delivery, X-Ray and sagemaker:ListModelPackages take no resource; SageMaker job and model ARNs are "
+            "limited to this construct's name prefix (names are derived per run), packages to the model's group",
+            resources=("*", ending(f":transform-job/{job_prefix}-*"), ending(f":processing-job/{job_prefix}-*"),
+                       ending(f":model/{job_prefix}-*"), package_arn))
 
         # ---- triggers -----------------------------------------------------------------------------------
         self.rules: list[events.Rule] = []
         if schedule is not None:
             rule = events.Rule(self, "Schedule", schedule=schedule, description="Scheduled batch transform")
-            rule.add_target(targets.SfnStateMachine(self.state_machine, input=events.RuleTargetInput.from_object({})))
+            # The event id names the run: a duplicated delivery of one scheduled event starts no second job.
+            rule.add_target(targets.SfnStateMachine(self.state_machine, input=events.RuleTargetInput.from_object(
+                {"run_key": events.EventField.event_id})))
             self.rules.append(rule)
-        if trigger_on_new_data:
+        if trigger_on_ready_marker:
             rule = events.Rule(
-                self, "NewData", description="Batch transform of new objects in the input prefix",
+                self, "ReadyMarker", description="Batch transform of a batch whose completion marker was written",
                 event_pattern=events.EventPattern(
                     source=["aws.s3"], detail_type=["Object Created"],
                     detail={"bucket": {"name": [input_bucket.bucket_name]},
-                            "object": {"key": [{"prefix": input_prefix}]}},
+                            "object": {"key": [{"prefix": marker_root}]}},
                 ),
             )
             rule.add_target(targets.SfnStateMachine(self.state_machine, input=events.RuleTargetInput.from_object({
-                "input_uri": f"s3://{input_bucket.bucket_name}/{events.EventField.from_path('$.detail.object.key')}",
+                "marker": {"key": events.EventField.from_path("$.detail.object.key"),
+                           "etag": events.EventField.from_path("$.detail.object.etag")},
             })))
             self.rules.append(rule)
 
@@ -420,13 +585,17 @@ class BatchTransform(Construct):
         return self.state_machine.metric_failed(**kw)
 
 
-def _validate(model_name, input_prefix, output_prefix, instance_type, instance_count, split_type, batch_strategy,
-              max_payload_mb, max_concurrent_transforms, processing, schedule, trigger_on_new_data, poll_interval,
-              model_version) -> None:
-    if not model_name:
-        raise ValueError(f"model_name: required, got: {model_name!r}")
+def _validate(group, input_prefix, output_prefix, instance_type, instance_count, split_type, batch_strategy,
+              max_payload_mb, max_concurrent_transforms, processing, schedule, trigger_on_ready_marker, poll_interval,
+              scheduled_batch, job_prefix, vpc_config) -> None:
+    if not is_token(group) and not (isinstance(group, str) and _GROUP_RE.fullmatch(group)):
+        raise ValueError("model_package_group_name must be 1-63 letters, digits or hyphens (a model package group's "
+                         f"name), got: {group!r}")
     validate_prefix(input_prefix, "input_prefix")
     validate_prefix(output_prefix, "output_prefix")
+    if trigger_on_ready_marker and is_token(input_prefix):
+        raise ValueError("input_prefix must be a literal with trigger_on_ready_marker (the batch is found by its "
+                         "position in the marker key), got: a token")
     family_of(instance_type, "instance_type")
     if instance_count < 1:
         raise ValueError(f"instance_count must be >= 1, got: {instance_count}")
@@ -443,12 +612,17 @@ def _validate(model_name, input_prefix, output_prefix, instance_type, instance_c
             f"max_concurrent_transforms x max_payload_mb must be <= {MAX_PAYLOAD_MB} MB, got: "
             f"{max_concurrent_transforms} x {max_payload_mb} = {max_concurrent_transforms * max_payload_mb}"
         )
-    if schedule is None and not trigger_on_new_data:
-        raise ValueError("schedule/trigger_on_new_data: give a schedule, trigger_on_new_data=True or both, got: neither")
+    if schedule is None and not trigger_on_ready_marker:
+        raise ValueError("schedule/trigger_on_ready_marker: give a schedule, trigger_on_ready_marker=True or both, got: neither")
     if not is_token(poll_interval.to_seconds()) and not 1 <= poll_interval.to_seconds() <= 3600:
         raise ValueError(f"poll_interval must be between 1 and 3600 seconds, got: {poll_interval.to_seconds()}")
-    if not is_token(model_version) and not all(c.isalnum() or c in "-_." for c in model_version):
-        raise ValueError(f"model_version must be letters, digits, '-', '_' or '.', got: {model_version!r}")
+    if not _BATCH_RE.fullmatch(scheduled_batch) or scheduled_batch == READY_MARKER_DIR.rstrip("/"):
+        raise ValueError("scheduled_batch must be 1-128 letters, digits, '.', '_', '-' or '=' (one path segment, not "
+                         f"'_ready'), got: {scheduled_batch!r}")
+    if not _JOB_PREFIX_RE.fullmatch(job_prefix):
+        raise ValueError(f"job_prefix must be 1-20 letters, digits or '-', starting with a letter or digit, got: {job_prefix!r}")
+    if vpc_config is not None and set(vpc_config) != {"SecurityGroupIds", "Subnets"}:
+        raise ValueError(f"vpc_config must have exactly the keys SecurityGroupIds and Subnets, got: {sorted(vpc_config)}")
     if processing is not None:
         family_of(processing.instance_type, "processing.instance_type")
         validate_prefix(processing.output_prefix, "processing.output_prefix")
