@@ -60,6 +60,7 @@ from mlinfra.constructs.common import acknowledge_retention, alarm_principal, is
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain.hosting_instances import accepts_volume_kms_key, family_of
+from mlinfra.domain.rules import cite
 
 __all__ = ["BatchTransform", "SplitType", "BatchStrategy", "ProcessingStep", "MAX_PAYLOAD_MB", "READY_MARKER_DIR"]
 
@@ -314,7 +315,7 @@ class BatchTransform(Construct):
             "FindApprovedModel", "listModelPackages",
             {"ModelPackageGroupName": model_package_group_name, "ModelApprovalStatus": "Approved",
              "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 1},
-            ["*"], iam_action="sagemaker:ListModelPackages",  # ListModelPackages takes no resource (authorization reference)
+            ["*"], iam_action="sagemaker:ListModelPackages",  # no resource-level permissions (sagemaker.list-model-packages-resource)
             # Only ARNs and versions (an indefinite path: [] when the group has no approved version).
             result_path="$.registry", result_selector={"arns.$": "$.ModelPackageSummaryList[*].ModelPackageArn",
                                                        "versions.$": "$.ModelPackageSummaryList[*].ModelPackageVersion"})
@@ -334,7 +335,7 @@ class BatchTransform(Construct):
         model_request: dict[str, Any] = {
             "ModelName.$": "$.job.job_name",
             "ExecutionRoleArn": model_role.role_arn,
-            # SageMaker builds the containers from the package version (image, artifact, environment).
+            # SageMaker builds the containers from the package version (rule sagemaker.model-from-package-version).
             "PrimaryContainer": {"ModelPackageName.$": "$.model.package_arn"},
             "EnableNetworkIsolation": enable_network_isolation,
         }
@@ -436,7 +437,8 @@ class BatchTransform(Construct):
                                [transform_arn], result_path="$.existing", result_selector={"status.$": "$.TransformJobStatus"})
         job_exists.add_catch(notify, result_path="$.job_lookup_error")
         job_exists.next(already)
-        # ResourceInUse (botocore's CreateTransformJob errors) or any other failure: the job exists -> a duplicate.
+        # A taken name fails the create (rule sagemaker.transform-job-name-unique; ResourceInUse in botocore's model):
+        # when the job exists after any failed create, this run is a duplicate of the one that made it.
         create.add_catch(job_exists, errors=["SageMaker.ResourceInUseException"], result_path="$.duplicate")
         create.add_catch(job_exists, result_path="$.error")
         wait = sfn.Wait(self, "WaitTransform", time=sfn.WaitTime.duration(poll_interval))
@@ -604,13 +606,15 @@ def _validate(group, input_prefix, output_prefix, instance_type, instance_count,
     if not isinstance(batch_strategy, BatchStrategy):
         raise ValueError(f"batch_strategy must be a BatchStrategy ({[s.name for s in BatchStrategy]}), got: {batch_strategy!r}")
     if not 0 <= max_payload_mb <= MAX_PAYLOAD_MB:
-        raise ValueError(f"max_payload_mb must be between 0 and {MAX_PAYLOAD_MB} MB, got: {max_payload_mb}")
+        raise ValueError(f"max_payload_mb must be between 0 and {MAX_PAYLOAD_MB} MB, got: {max_payload_mb} "
+                         f"{cite('sagemaker.batch-transform-payload')}")
     if max_concurrent_transforms < 1:
         raise ValueError(f"max_concurrent_transforms must be >= 1, got: {max_concurrent_transforms}")
     if max_concurrent_transforms * max_payload_mb > MAX_PAYLOAD_MB:
         raise ValueError(
             f"max_concurrent_transforms x max_payload_mb must be <= {MAX_PAYLOAD_MB} MB, got: "
-            f"{max_concurrent_transforms} x {max_payload_mb} = {max_concurrent_transforms * max_payload_mb}"
+            f"{max_concurrent_transforms} x {max_payload_mb} = {max_concurrent_transforms * max_payload_mb} "
+            f"{cite('sagemaker.batch-transform-payload')}"
         )
     if schedule is None and not trigger_on_ready_marker:
         raise ValueError("schedule/trigger_on_ready_marker: give a schedule, trigger_on_ready_marker=True or both, got: neither")

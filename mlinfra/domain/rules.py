@@ -109,6 +109,46 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         "(HyperParameters: maximum of 100 items) and botocore's sagemaker model",
         enforced_by="mlinfra.lambdas.pipeline_validate.handler.validate_input",
     ),
+    # Batch transform (issue 12 item 11): newest approved model at run time, one job per ready batch.
+    ServiceRule(
+        id="sagemaker.batch-transform-payload",
+        rule="A transform job's MaxPayloadInMB is 0-100 and MaxConcurrentTransforms x MaxPayloadInMB must not exceed "
+        "100 MB.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html "
+        "(MaxPayloadInMB, MaxConcurrentTransforms)",
+        enforced_by="mlinfra.constructs.batch_transform._validate",
+    ),
+    ServiceRule(
+        id="sagemaker.transform-job-name-unique",
+        rule="A transform job's name must be unique within a Region of an account, for good: a second "
+        "CreateTransformJob with the name fails (ResourceInUse in the service model) and starts nothing.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html "
+        "(TransformJobName) and botocore's sagemaker model (CreateTransformJob errors)",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
+    ),
+    ServiceRule(
+        id="sagemaker.model-from-package-version",
+        rule="CreateModel builds a model from a registered model version when the container names its ARN in "
+        "ModelPackageName (image, artifact and environment come from the version).",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-create-model.html (using Model "
+        "Registry) and https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ContainerDefinition.html",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
+    ),
+    ServiceRule(
+        id="sagemaker.list-model-packages-resource",
+        rule="sagemaker:ListModelPackages supports no resource-level permissions: a policy allowing it names Resource "
+        "'*'; DescribeModelPackage is scoped to model-package/<group>/<version>.",
+        source="https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
+    ),
+    ServiceRule(
+        id="s3.eventbridge-object-created",
+        rule="S3 sends EventBridge 'Object Created' events with detail.bucket.name, detail.object.key and "
+        "detail.object.etag (lowercase), delivered at least once; a rule's prefix filter on the key selects markers.",
+        source="https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html (EventBridge event message "
+        "structure) and https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns-content-based-filtering.html",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
+    ),
 )
 
 

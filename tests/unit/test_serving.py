@@ -90,10 +90,16 @@ def test_batch_transform_from_config(prod):
     assert stack.batch_transform is not None
     rules = [v["Properties"] for v in _res(t, "AWS::Events::Rule", "BatchTransform").values()]
     assert any(r.get("ScheduleExpression") == "cron(0 3 * * ? *)" for r in rules)
-    assert any("EventPattern" in r and "CuratedBucket" in json.dumps(r["EventPattern"]) for r in rules)
+    (marker,) = [r for r in rules if "EventPattern" in r]
+    assert "CuratedBucket" in json.dumps(marker["EventPattern"])
+    assert marker["EventPattern"]["detail"]["object"]["key"] == [{"prefix": "batch-inference/input/_ready/"}]
     (sm,) = _res(t, "AWS::StepFunctions::StateMachine", "BatchTransform").values()
     definition = json.dumps(sm["Properties"]["DefinitionString"])
-    assert "batch-inference/output/{}/{}/{}/" in definition and ".sync" not in definition
+    assert "batch-inference/output/{}/model-version={}/{}/" in definition and ".sync" not in definition
+    # The pipeline's registry (issue 12 item 11), not the endpoint's initial model.
+    cfg = stack.config
+    assert stack.batch_transform.model_package_group_name == f"{cfg.prefix}-{cfg.env_name}-models"
+    assert stack.batch_transform.model_role is stack.realtime_endpoint.role
 
 
 def test_outputs(prod):
@@ -296,7 +302,7 @@ def test_constructs_nag_clean_in_one_stack():
                   data_capture=DataCapture(bucket=lake.bucket("artifacts")))
     Endpoint(stack, "Async", mode=EndpointMode.ASYNC, model=model, vpc=net.vpc,
              async_inference=AsyncInference(output_bucket=lake.bucket("artifacts")))
-    BatchTransform(stack, "Bt", model_name=rt.model.attr_model_name, model_role=rt.role,
+    BatchTransform(stack, "Bt", model_package_group_name="models", model_role=rt.role, vpc_config=rt.vpc_config,
                    input_bucket=lake.bucket("curated"), output_bucket=lake.bucket("artifacts"),
-                   schedule=events.Schedule.rate(cdk.Duration.days(1)))
+                   schedule=events.Schedule.rate(cdk.Duration.days(1)), trigger_on_ready_marker=True)
     app.synth()  # raises on any unacknowledged finding
