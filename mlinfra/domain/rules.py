@@ -116,7 +116,7 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         "100 MB.",
         source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html "
         "(MaxPayloadInMB, MaxConcurrentTransforms)",
-        enforced_by="mlinfra.constructs.batch_transform._validate",
+        enforced_by="mlinfra.constructs.batch_transform.validation.validate_props",
     ),
     ServiceRule(
         id="sagemaker.transform-job-name-unique",

@@ -1,45 +1,7 @@
-"""BatchTransform: batch inference of each ready input batch with the newest APPROVED model, results to the lake.
-
-Input layout (in ``input_bucket``)::
-
-    <input_prefix><batch>/...              the batch's data files (any number of objects)
-    <input_prefix>_ready/<batch>           the batch's completion marker, written LAST by the producer
-
-One transform job per batch, never per object: the EventBridge rule matches only marker keys (the lake's
-``_ready/`` convention, as the landing glue's ``dataset=<d>/_ready/...`` markers), so 1,000 data files and one
-marker start one run. ``<batch>`` is one path segment of letters, digits, ``.``, ``_``, ``-`` or ``=``; a marker
-elsewhere under ``_ready/`` fails the run with a notification (``BadMarker``) instead of scoring the wrong prefix.
-A schedule (or a manual ``StartExecution`` with ``{"batch": "<batch>"}``) scores ``<input_prefix><scheduled_batch>/``.
-
-The run (Step Functions, request-response ``aws-sdk`` tasks polled in Wait/Describe/Choice loops, no ``.sync``,
-so AWS and the local emulator behave alike)::
-
-    parse marker or defaults -> plan (deterministic job name) -> job already started? -> Succeeded (duplicate)
-      -> ListModelPackages(group, Approved, newest first) -> none: NotifyFailure -> Fail (NoApprovedModel)
-      -> CreateModel(ModelPackageName = that version) -> [CreateProcessingJob -> poll]
-      -> CreateTransformJob(S3Prefix of the batch) -> poll -> DeleteModel -> Succeeded
-      (any error or failed job -> NotifyFailure (SNS) -> Fail)
-
-Model: resolved at RUN time as the newest ``Approved`` version of the model package group (the registry is the
-source of truth for "approved"; see docs/serving.md, "Batch transform"). No approved version: the run fails as
-``NoApprovedModel`` and notifies; it never falls back to an older or unapproved model.
-
-Idempotency: the job name is ``<job_prefix>-<SHA-1 of batch and run key>``; the run key of a marker run is the
-marker's key and ETag, of a scheduled run the EventBridge event id, of a manual run the execution name. A
-duplicated or retried marker event therefore names the same job: the run finds the job (or its create fails and
-the job exists) and ends ``AlreadyStarted`` without a second job. Writing the marker again with other content (a
-new ETag) scores the batch again. The per-run model is named like the job and deleted after a completed job.
-
-Results land under ``s3://<output bucket>/<output prefix><batch>/model-version=<v>/<job>/``; the job is tagged with
-the model package ARN. Limits (SageMaker): ``MaxPayloadInMB`` 0-100 and ``MaxConcurrentTransforms x MaxPayloadInMB
-<= 100``.
-"""
+"""The BatchTransform construct (see the package docstring for the layout, the run and idempotency)."""
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import re
 from typing import Any, Mapping, Sequence
 
 import aws_cdk as cdk
@@ -56,56 +18,14 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from mlinfra.constructs.batch_transform.props import READY_MARKER_DIR, BatchStrategy, ProcessingStep, SplitType
+from mlinfra.constructs.batch_transform.validation import validate_props
 from mlinfra.constructs.common import acknowledge_retention, alarm_principal, is_token, limit_grants_to_aws_services, log_retention, logs_principal, path_in_errors
-from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
-from mlinfra.domain.hosting_instances import accepts_volume_kms_key, family_of
-from mlinfra.domain.rules import cite
+from mlinfra.domain.hosting_instances import accepts_volume_kms_key
 
-__all__ = ["BatchTransform", "SplitType", "BatchStrategy", "ProcessingStep", "MAX_PAYLOAD_MB", "READY_MARKER_DIR"]
-
-MAX_PAYLOAD_MB = 100
-#: The completion markers' folder under the input prefix (the lake's ``_ready/`` convention).
-READY_MARKER_DIR = "_ready/"
-_BATCH_RE = re.compile(r"^[A-Za-z0-9._=-]{1,128}$")
-_JOB_PREFIX_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,19}$")
-_GROUP_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # botocore: EntityName (ModelPackageGroupName)
 #: SageMaker throttling and other unmodeled errors arrive as the SDK's generic exception (tests/unit/test_aws_models.py).
 _TRANSIENT = ["SageMaker.AmazonSageMakerException"]
-
-
-class SplitType(enum.Enum):
-    NONE = "None"
-    LINE = "Line"
-    RECORD_IO = "RecordIO"
-    TF_RECORD = "TFRecord"
-
-
-class BatchStrategy(enum.Enum):
-    MULTI_RECORD = "MultiRecord"
-    SINGLE_RECORD = "SingleRecord"
-
-
-@dataclasses.dataclass(frozen=True)
-class ProcessingStep:
-    """Optional preprocessing before the transform (a SageMaker Processing job).
-
-    :param image_uri: processing image. :param entrypoint: container entrypoint (e.g. ``["python3", "/opt/ml/code/pre.py"]``).
-    :param instance_type: ``ml.*``. :default: ml.m5.xlarge
-    :param instance_count: :default: 1
-    :param output_prefix: where processed data lands in the output bucket (the transform reads it).
-        :default: "batch-inference/processed/"
-    :param role: the processing job's role (passed with iam:PassRole). :default: a new role
-    :param max_runtime: :default: 1 hour
-    """
-
-    image_uri: str
-    entrypoint: Sequence[str]
-    instance_type: str = "ml.m5.xlarge"
-    instance_count: int = 1
-    output_prefix: str = "batch-inference/processed/"
-    role: iam.IRole | None = None
-    max_runtime: cdk.Duration = dataclasses.field(default_factory=lambda: cdk.Duration.hours(1))
 
 
 class BatchTransform(Construct):
@@ -187,7 +107,7 @@ class BatchTransform(Construct):
         poll_interval = poll_interval or cdk.Duration.minutes(1)
         timeout = timeout or cdk.Duration.hours(6)
         job_prefix = job_prefix or f"bt-{self.node.addr[:8]}"
-        _validate(model_package_group_name, input_prefix, output_prefix, instance_type, instance_count, split_type,
+        validate_props(model_package_group_name, input_prefix, output_prefix, instance_type, instance_count, split_type,
                   batch_strategy, max_payload_mb, max_concurrent_transforms, processing, schedule, trigger_on_ready_marker,
                   poll_interval, scheduled_batch, job_prefix, vpc_config)
         stack = cdk.Stack.of(self)
@@ -585,52 +505,3 @@ class BatchTransform(Construct):
 
     def metric_executions_failed(self, **kw) -> cloudwatch.Metric:
         return self.state_machine.metric_failed(**kw)
-
-
-def _validate(group, input_prefix, output_prefix, instance_type, instance_count, split_type, batch_strategy,
-              max_payload_mb, max_concurrent_transforms, processing, schedule, trigger_on_ready_marker, poll_interval,
-              scheduled_batch, job_prefix, vpc_config) -> None:
-    if not is_token(group) and not (isinstance(group, str) and _GROUP_RE.fullmatch(group)):
-        raise ValueError("model_package_group_name must be 1-63 letters, digits or hyphens (a model package group's "
-                         f"name), got: {group!r}")
-    validate_prefix(input_prefix, "input_prefix")
-    validate_prefix(output_prefix, "output_prefix")
-    if trigger_on_ready_marker and is_token(input_prefix):
-        raise ValueError("input_prefix must be a literal with trigger_on_ready_marker (the batch is found by its "
-                         "position in the marker key), got: a token")
-    family_of(instance_type, "instance_type")
-    if instance_count < 1:
-        raise ValueError(f"instance_count must be >= 1, got: {instance_count}")
-    if not isinstance(split_type, SplitType):
-        raise ValueError(f"split_type must be a SplitType ({[s.name for s in SplitType]}), got: {split_type!r}")
-    if not isinstance(batch_strategy, BatchStrategy):
-        raise ValueError(f"batch_strategy must be a BatchStrategy ({[s.name for s in BatchStrategy]}), got: {batch_strategy!r}")
-    if not 0 <= max_payload_mb <= MAX_PAYLOAD_MB:
-        raise ValueError(f"max_payload_mb must be between 0 and {MAX_PAYLOAD_MB} MB, got: {max_payload_mb} "
-                         f"{cite('sagemaker.batch-transform-payload')}")
-    if max_concurrent_transforms < 1:
-        raise ValueError(f"max_concurrent_transforms must be >= 1, got: {max_concurrent_transforms}")
-    if max_concurrent_transforms * max_payload_mb > MAX_PAYLOAD_MB:
-        raise ValueError(
-            f"max_concurrent_transforms x max_payload_mb must be <= {MAX_PAYLOAD_MB} MB, got: "
-            f"{max_concurrent_transforms} x {max_payload_mb} = {max_concurrent_transforms * max_payload_mb} "
-            f"{cite('sagemaker.batch-transform-payload')}"
-        )
-    if schedule is None and not trigger_on_ready_marker:
-        raise ValueError("schedule/trigger_on_ready_marker: give a schedule, trigger_on_ready_marker=True or both, got: neither")
-    if not is_token(poll_interval.to_seconds()) and not 1 <= poll_interval.to_seconds() <= 3600:
-        raise ValueError(f"poll_interval must be between 1 and 3600 seconds, got: {poll_interval.to_seconds()}")
-    if not _BATCH_RE.fullmatch(scheduled_batch) or scheduled_batch == READY_MARKER_DIR.rstrip("/"):
-        raise ValueError("scheduled_batch must be 1-128 letters, digits, '.', '_', '-' or '=' (one path segment, not "
-                         f"'_ready'), got: {scheduled_batch!r}")
-    if not _JOB_PREFIX_RE.fullmatch(job_prefix):
-        raise ValueError(f"job_prefix must be 1-20 letters, digits or '-', starting with a letter or digit, got: {job_prefix!r}")
-    if vpc_config is not None and set(vpc_config) != {"SecurityGroupIds", "Subnets"}:
-        raise ValueError(f"vpc_config must have exactly the keys SecurityGroupIds and Subnets, got: {sorted(vpc_config)}")
-    if processing is not None:
-        family_of(processing.instance_type, "processing.instance_type")
-        validate_prefix(processing.output_prefix, "processing.output_prefix")
-        if processing.instance_count < 1:
-            raise ValueError(f"processing.instance_count must be >= 1, got: {processing.instance_count}")
-        if not processing.entrypoint:
-            raise ValueError("processing.entrypoint: required, got: []")
