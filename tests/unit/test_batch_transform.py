@@ -259,10 +259,32 @@ class _Emulator:
                 for j in self.sm.list_transform_jobs()["TransformJobSummaries"]]
 
 
+def _names_are_unique_as_in_aws(monkeypatch) -> None:
+    """moto overwrites a model or job of an existing name; SageMaker refuses it (CreateModel: "Cannot create already
+    existing model", a ValidationException; CreateTransformJob/CreateProcessingJob: ResourceInUse, botocore's
+    model). Rule sagemaker.transform-job-name-unique: the duplicate paths run against the real behaviour."""
+    from moto.sagemaker import models as sm_models
+    from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
+
+    backend = sm_models.SageMakerModelBackend
+    for method, store, name_arg, error in (
+            ("create_model", "_models", "model_name", lambda n: ValidationError(message=f'Cannot create already existing model "{n}".')),
+            ("create_transform_job", "transform_jobs", "transform_job_name", lambda n: ResourceInUseException(message=f"Job {n} already exists")),
+            ("create_processing_job", "processing_jobs", "processing_job_name", lambda n: ResourceInUseException(message=f"Job {n} already exists"))):
+        original = getattr(backend, method)
+
+        def unique(self, *args, _original=original, _store=store, _name=name_arg, _error=error, **kwargs):
+            if kwargs[_name] in getattr(self, _store):
+                raise _error(kwargs[_name])
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(backend, method, unique)
+
+
 @pytest.fixture
-def emulator():
+def emulator(monkeypatch):
     from moto import mock_aws
 
+    _names_are_unique_as_in_aws(monkeypatch)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         yield lambda definition, packages: _Emulator(definition, packages)
 
@@ -320,9 +342,8 @@ def test_a_duplicate_marker_event_starts_no_second_job(plain, emulator):
 
 def test_a_concurrent_duplicate_that_loses_the_create_race_ends_already_started(plain, emulator, monkeypatch):
     """The pre-check missed the job (it did not exist yet); the create fails as SageMaker fails a duplicate name
-    (ResourceInUse, botocore's CreateTransformJob errors; moto overwrites instead): no failure, no second job."""
+    (ResourceInUse): no failure, no second job."""
     from moto.sagemaker import models as sm_models
-    from moto.sagemaker.exceptions import ResourceInUseException
 
     emu = emulator(_definition(plain[2]), ["Approved"])
     assert emu.run("first", _marker_event())["status"] == "SUCCEEDED"
@@ -335,14 +356,30 @@ def test_a_concurrent_duplicate_that_loses_the_create_race_ends_already_started(
             raise sm_models.ValidationError(message=f"Could not find requested job with name {transform_job_name}")
         return original(self, transform_job_name)
 
-    def create(self, **kwargs):
-        raise ResourceInUseException(message=f"Job name {kwargs['transform_job_name']} already exists")
     monkeypatch.setattr(sm_models.SageMakerModelBackend, "describe_transform_job", describe)
-    monkeypatch.setattr(sm_models.SageMakerModelBackend, "create_transform_job", create)
     second = emu.run("second", _marker_event())
     assert second["status"] == "SUCCEEDED", second
     assert second["states"][-3:] == ["CreateTransformJob", "FindStartedJob", "AlreadyStarted"]
     assert len(emu.jobs()) == 1
+
+
+def test_a_duplicate_during_preprocessing_ends_already_started(with_processing, emulator, monkeypatch):
+    """The first run is still preprocessing (its model and processing job exist, no transform job yet): the
+    duplicate's creates fail on the taken names, it finds them and ends without a failure or a second job."""
+    from moto.sagemaker import models as sm_models
+
+    emu = emulator(_definition(with_processing[2]), ["Approved"])
+    real_create = sm_models.SageMakerModelBackend.create_transform_job
+    monkeypatch.setattr(sm_models.SageMakerModelBackend, "create_transform_job",
+                        lambda self, **kw: (_ for _ in ()).throw(RuntimeError("first run still preprocessing")))
+    first = emu.run("first", _marker_event())
+    assert first["status"] == "FAILED" and emu.sm.list_processing_jobs()["ProcessingJobSummaries"]
+    monkeypatch.setattr(sm_models.SageMakerModelBackend, "create_transform_job", real_create)
+    second = emu.run("second", _marker_event())
+    assert second["status"] == "SUCCEEDED", second
+    assert second["states"][-6:] == ["UseNewestApproved", "CreateModel", "FindExistingModel", "CreateProcessingJob",
+                                     "FindExistingProcessingJob", "AlreadyStarted"]
+    assert len(emu.sm.list_processing_jobs()["ProcessingJobSummaries"]) == 1 and emu.jobs() == []
 
 
 def test_a_real_create_failure_is_notified(plain, emulator, monkeypatch):
