@@ -34,7 +34,7 @@ def _build(processing: bool, **kw):
     kw.setdefault("trigger_on_ready_marker", True)
     bt = BatchTransform(
         stack, "Bt", model_package_group_name=GROUP, input_bucket=bucket, output_bucket=bucket, job_prefix="bt",
-        model_role=role, poll_interval=cdk.Duration.seconds(1),
+        model_role=role, poll_interval=cdk.Duration.seconds(1), timeout=cdk.Duration.minutes(30),
         processing=ProcessingStep(image_uri=PRE_IMAGE, entrypoint=["python3", "/opt/ml/code/pre.py"]) if processing else None,
         **kw,
     )
@@ -533,6 +533,9 @@ def test_a_duplicated_marker_delivery_still_makes_one_job(plain, emulator):
         (dict(job_prefix="x" * 21), r"job_prefix must be 1-20"),
         (dict(vpc_config={"Subnets": ["s"]}), r"vpc_config must have exactly the keys SecurityGroupIds and Subnets, got: \['Subnets'\]"),
         (dict(poll_interval=cdk.Duration.hours(2)), r"poll_interval must be between 1 and 3600"),
+        (dict(poll_interval=cdk.Duration.seconds(1)),  # default timeout 6 h
+         r"timeout / poll_interval must keep a run under 25000 history events .*got: 21600 s / 1 s = 21600 polls, "
+         r"about 194520 events \(AWS rule stepfunctions.history-event-limit"),
         (dict(split_type="Line"), r"split_type must be a SplitType"),
         (dict(processing=ProcessingStep(image_uri=PRE_IMAGE, entrypoint=[])), r"processing.entrypoint: required"),
         (dict(processing=ProcessingStep(image_uri=PRE_IMAGE, entrypoint=["x"], instance_type="c5.xlarge")), r"processing.instance_type"),

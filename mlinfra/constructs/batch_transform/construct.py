@@ -19,7 +19,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from mlinfra.constructs.batch_transform.props import READY_MARKER_DIR, BatchStrategy, ProcessingStep, SplitType
-from mlinfra.constructs.batch_transform.validation import validate_props
+from mlinfra.constructs.batch_transform.validation import validate_history, validate_props
 from mlinfra.constructs.common import acknowledge_retention, alarm_principal, is_token, limit_grants_to_aws_services, log_retention, logs_principal, path_in_errors
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain.hosting_instances import accepts_volume_kms_key
@@ -63,7 +63,7 @@ class BatchTransform(Construct):
     :param job_prefix: prefix of job and model names (1-20 letters, digits, ``-``). :default: "bt-" + 8 characters
         of the construct's address (unique per construct)
     :param poll_interval: :default: 1 minute
-    :param timeout: whole workflow. :default: 6 hours
+    :param timeout: whole workflow; ``timeout / poll_interval`` polls must fit 25,000 history events. :default: 6 hours
     :param notification_topic: told of failures (grant its key to ``state_machine.role`` if it is encrypted).
         :default: a new KMS-encrypted topic
     :param encryption_key: output, volume, log group and topic key. :default: a new rotated key
@@ -110,6 +110,7 @@ class BatchTransform(Construct):
         validate_props(model_package_group_name, input_prefix, output_prefix, instance_type, instance_count, split_type,
                   batch_strategy, max_payload_mb, max_concurrent_transforms, processing, schedule, trigger_on_ready_marker,
                   poll_interval, scheduled_batch, job_prefix, vpc_config)
+        validate_history(timeout, poll_interval)
         stack = cdk.Stack.of(self)
         self.model_package_group_name = model_package_group_name
         self.model_role = model_role

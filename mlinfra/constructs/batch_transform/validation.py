@@ -12,9 +12,31 @@ from mlinfra.constructs.batch_transform.props import (
     SplitType,
 )
 from mlinfra.constructs.common import is_token
+from mlinfra.constructs.retrain_pipeline import HISTORY_EVENT_LIMIT
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.domain.hosting_instances import family_of
 from mlinfra.domain.rules import cite
+
+
+#: History events of one poll iteration: Wait (entered, exited), the describe Task (entered, scheduled, started,
+#: succeeded, exited) and the Choice (entered, exited).
+EVENTS_PER_POLL = 9
+#: The events of everything but the polls (marker, plan, registry, model, creates, cleanup, failure path).
+EVENTS_OUTSIDE_POLLS = 120
+
+
+def validate_history(timeout, poll_interval) -> None:
+    """The polls a run can make within ``timeout`` must fit a Standard execution's history (rule
+    stepfunctions.history-event-limit: the limit ends an execution without running its Catch)."""
+    if is_token(timeout.to_seconds()) or is_token(poll_interval.to_seconds()):
+        return
+    polls = -(-int(timeout.to_seconds()) // max(int(poll_interval.to_seconds()), 1))
+    worst = polls * EVENTS_PER_POLL + EVENTS_OUTSIDE_POLLS
+    if worst > HISTORY_EVENT_LIMIT:
+        raise ValueError(
+            f"timeout / poll_interval must keep a run under {HISTORY_EVENT_LIMIT} history events (raise poll_interval "
+            f"or lower timeout), got: {int(timeout.to_seconds())} s / {int(poll_interval.to_seconds())} s = {polls} polls, "
+            f"about {worst} events {cite('stepfunctions.history-event-limit')}")
 
 
 def validate_props(group, input_prefix, output_prefix, instance_type, instance_count, split_type, batch_strategy,
