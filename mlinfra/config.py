@@ -70,7 +70,14 @@ from mlinfra.domain.lake import (
     retrainable_dataset_error,
 )
 from mlinfra.domain.network import DEFAULT_INTERFACE_ENDPOINTS, INTERFACE_ENDPOINT_NAMES, LOG_RETENTION_DAYS, cidr_error
-from mlinfra.domain.parallelcluster import DEFAULT_PCLUSTER_VERSION, DLAMI_SSM_PARAMETER, PCLUSTER_MIN_MINOR, is_pcluster_release
+from mlinfra.domain.parallelcluster import (
+    DEFAULT_PCLUSTER_VERSION,
+    DLAMI_SSM_PARAMETER,
+    PCLUSTER_MIN_MINOR,
+    CapacityType,
+    QueueUpdateStrategy,
+    is_pcluster_release,
+)
 from mlinfra.domain.instances import ECS_GPU_AMI_SSM_PARAMETER
 from mlinfra.domain.hyperpod import MAX_INSTANCE_COUNT as MAX_HYPERPOD_INSTANCE_COUNT
 from mlinfra.domain.safe_yaml import DocumentError, load_document
@@ -343,8 +350,12 @@ class DataSyncTaskConfig(_Section):
     name: str
     #: Source kind. NFS/SMB/HDFS need ``agent_arns``.
     source: Literal["s3", "nfs", "smb", "hdfs"]
-    #: Destination prefix in the zone, e.g. ``images/v1/`` (the glue layout ``<dataset>/<version>/``).
-    prefix: str
+    #: A fixed destination prefix (every run writes into it; in landing, no version ever becomes ready): prefer
+    #: ``dataset``. Exactly one of prefix and dataset. :default: None
+    prefix: str | None = None
+    #: Land every successful run as a NEW version of this dataset (landing zone; the task report lists the run's
+    #: files, the glue promotes the version and its ready event starts the retrain pipeline). :default: None
+    dataset: str | None = None
     #: Destination zone. :default: landing
     zone: str = "landing"
     #: s3: the source bucket name. :default: None
@@ -456,6 +467,17 @@ class IngestionConfig(_Section):
             tp = f"{p}.datasync.tasks.{task.name}"
             if task.zone not in ZONES:
                 errors.append(f"{tp}.zone: must be one of {list(ZONES)}, got: {task.zone!r}")
+            if (task.dataset is None) == (task.prefix is None):
+                errors.append(f"{tp}: set exactly one of dataset (a new version per run) and prefix (a fixed destination), "
+                              f"got: dataset={task.dataset!r}, prefix={task.prefix!r}")
+            elif task.dataset is not None:
+                if (problem := dataset_name_error(task.dataset)) is not None:
+                    errors.append(f"{tp}.dataset: {problem}")
+                elif task.zone != "landing":
+                    errors.append(f"{tp}.zone: a dataset task lands its runs in 'landing' for the glue, got: {task.zone!r}")
+                elif task.dataset not in self.datasets and not self.allow_unregistered_datasets:
+                    errors.append(f"{tp}.dataset: the glue quarantines datasets missing from ingestion.datasets "
+                                  f"(or set allow_unregistered_datasets), got: {task.dataset!r}")
             if task.source == "s3" and not task.source_bucket:
                 errors.append(f"{tp}.source_bucket: an s3 source needs the bucket name, got: None")
             if task.source in ("nfs", "smb", "hdfs"):
@@ -474,6 +496,10 @@ class IngestionConfig(_Section):
 
 # --- training (issue 4) ---
 
+#: The file spells these closed sets as strings; their one home is the domain enum the stack converts them to.
+CapacityTypeName = Literal[tuple(m.value for m in CapacityType)]  # type: ignore[valid-type]
+QueueUpdateStrategyName = Literal[tuple(m.value for m in QueueUpdateStrategy)]  # type: ignore[valid-type]
+
 
 
 @section
@@ -489,7 +515,7 @@ class SlurmQueueConfig(_Section):
     #: Most nodes. :default: 4
     max_count: Annotated[int, between(0, 10_000)] = 4
     #: ONDEMAND, SPOT or CAPACITY_BLOCK (then min_count = max_count > 0). :default: ONDEMAND
-    capacity_type: Literal["ONDEMAND", "SPOT", "CAPACITY_BLOCK"] = "ONDEMAND"
+    capacity_type: CapacityTypeName = "ONDEMAND"
     #: The capacity block's reservation id (``cr-...``), required with CAPACITY_BLOCK. :default: None
     capacity_reservation_id: str | None = None
 
@@ -605,7 +631,7 @@ class TrainingConfig(_Section):
     #: :default: slurm
     slurm_cluster_name: str = "slurm"
     #: What a stack update that changes a queue does to running nodes. :default: DRAIN
-    slurm_queue_update_strategy: Literal["DRAIN", "TERMINATE", "COMPUTE_FLEET_STOP"] = "DRAIN"
+    slurm_queue_update_strategy: QueueUpdateStrategyName = "DRAIN"
     #: Head node type. :default: m6i.2xlarge
     slurm_head_node_instance_type: str = "m6i.2xlarge"
     #: Slurm queues. :default: one "gpu" queue of p4d.24xlarge, 0 to 4 nodes

@@ -65,6 +65,26 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.constructs.endpoint.rollout._RolloutMixin._guard_stack_updates",
     ),
     ServiceRule(
+        id="sagemaker.scaled-variant-type-change",
+        rule="UpdateEndpoint fails when it changes the instance type of, or removes, a production variant registered "
+        "as an Application Auto Scaling target (a model change alone is allowed): deregister the target first, update, "
+        "then register it again. CloudFormation deletes replaced or removed resources only in its cleanup phase, after "
+        "the endpoint update, so a stack update needs the deregistration ordered before the endpoint.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html (Update endpoints that use "
+        "auto scaling) and https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-monitor-stack.html (replacement: create the new, then delete the old)",
+        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._release_scaling",
+    ),
+    ServiceRule(
+        id="sagemaker.variant-target-identity",
+        rule="A variant's scalable target is identified by ResourceId endpoint/<name>/variant/<variant>, dimension "
+        "sagemaker:variant:DesiredInstanceCount and namespace sagemaker (the CloudFormation resource's primary "
+        "identifier): two ScalableTarget resources of one variant share one registration, and DeregisterScalableTarget "
+        "of either removes it with its scaling policies and scheduled actions.",
+        source="https://docs.aws.amazon.com/autoscaling/application/APIReference/API_DeregisterScalableTarget.html and "
+        "the AWS::ApplicationAutoScaling::ScalableTarget resource schema (primaryIdentifier; cfn-lint ships it, tests read it)",
+        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._scaling",
+    ),
+    ServiceRule(
         id="sagemaker.update-endpoint-in-service",
         rule="UpdateEndpoint is refused while the endpoint is Creating, Updating, SystemUpdating or RollingBack; a "
         "missing endpoint is reported as a ValidationException 'Could not find endpoint'.",
@@ -177,7 +197,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         id="batch.mnp-no-spot",
         rule="Multi-node parallel jobs are not supported on compute environments that use Spot Instances.",
         source="https://docs.aws.amazon.com/batch/latest/userguide/mnp-ce.html",
-        enforced_by="mlinfra.constructs.training_cluster.BatchOptions",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.mnp-ecs-agent-image",
@@ -186,7 +206,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         "EFA software nor the Lustre client (installed by the node bootstrap).",
         source="https://docs.aws.amazon.com/batch/latest/userguide/compute_resource_AMIs.html (AMI specification) "
         "and https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-optimized_AMI.html",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.mnp-task-eni-security-groups",
@@ -194,7 +214,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         "environment's security groups, or the VPC's default group when the environment lists none (as with EFA "
         "launch-template interfaces).",
         source="https://docs.aws.amazon.com/batch/latest/userguide/mnp-ce.html",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.execution-role-pulls-image",
@@ -209,7 +229,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         "service-linked role AWSServiceRoleForBatch and an explicit launch-template version that changes.",
         source="https://docs.aws.amazon.com/batch/latest/userguide/updating-compute-environments.html and "
         "infrastructure-updates.html",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.job-state-time-limit",
@@ -217,7 +237,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         "the blocked reasons (CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY, MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_"
         "RESOURCE, MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT); only CANCEL on ECS queues.",
         source="https://docs.aws.amazon.com/batch/latest/userguide/job_stuck_in_runnable_time_limit_actions.html",
-        enforced_by="mlinfra.constructs.training_cluster.BatchOptions",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.efa-no-forced-device-rdma",
@@ -253,7 +273,7 @@ _PARALLELCLUSTER: tuple[ServiceRule, ...] = (
         "parallelcluster*; other additional policies need a custom provider role allowed to attach them.",
         source="https://docs.aws.amazon.com/parallelcluster/latest/ug/cloudformation-v3.html (custom resource "
         "provider permissions) and the provider template cluster.yaml (iam:AttachRolePolicy condition)",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingClusterBase",
     ),
     ServiceRule(
         id="parallelcluster.capacity-block",
@@ -269,7 +289,7 @@ _PARALLELCLUSTER: tuple[ServiceRule, ...] = (
         "TERMINATE or COMPUTE_FLEET_STOP); the CloudFormation provider does not stop the fleet for it.",
         source="https://docs.aws.amazon.com/parallelcluster/latest/ug/Scheduling-v3.html#yaml-Scheduling-"
         "SlurmSettings-QueueUpdateStrategy",
-        enforced_by="mlinfra.constructs.training_cluster.SlurmOptions",
+        enforced_by="mlinfra.constructs.training_cluster.SlurmTrainingCluster",
     ),
 )
 
@@ -290,6 +310,15 @@ _FSX: tuple[ServiceRule, ...] = (
         source="https://docs.aws.amazon.com/fsx/latest/LustreGuide/limit-access-security-groups.html",
         enforced_by="mlinfra.constructs.lustre_cache.LustreConnections",
     ),
+    ServiceRule(
+        id="fsx.file-system-attributes",
+        rule="A file system id is fs- and 8 or more hex digits (11 to 21 characters), its DNS name is the id "
+        "followed by the FSx domain (fs-<id>.fsx.<region>.amazonaws.com), and a Lustre mount name is 1 to 8 "
+        "letters, digits, '_' or '-'.",
+        source="https://docs.aws.amazon.com/fsx/latest/APIReference/API_FileSystem.html (FileSystemId, DNSName) and "
+        "API_LustreFileSystemConfiguration.html (MountName); botocore's fsx model carries the same patterns",
+        enforced_by="mlinfra.constructs.lustre_cache.attribute_errors",
+    ),
 )
 
 
@@ -301,7 +330,7 @@ _EC2: tuple[ServiceRule, ...] = (
         "metadata (and so the instance role); 2 lets them. Containers with their own role get 1.",
         source="https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/configuring-IMDS-existing-instances.html and "
         "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/security-iam-roles.html",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="ec2.efa-interface-count",
@@ -511,6 +540,53 @@ _INGESTION: tuple[ServiceRule, ...] = (
 )
 
 
+# --- DataSync (issue 12 item 12: each successful run becomes a dataset version) -----------------------------------
+_DATASYNC: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="datasync.fixed-destination",
+        rule="A DataSync S3 location has one fixed Subdirectory, and StartTaskExecution cannot override the "
+        "destination (it takes OverrideOptions, Includes, Excludes, ManifestConfig, TaskReportConfig and Tags "
+        "only): a per-run destination needs a staging prefix and a copy of the run's files after it.",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/API_StartTaskExecution.html and "
+        "API_CreateLocationS3.html (Subdirectory); botocore's datasync model (tests read it)",
+        enforced_by="mlinfra.constructs.datasync.DataSyncTask",
+    ),
+    ServiceRule(
+        id="datasync.execution-state-event",
+        rule="DataSync sends 'DataSync Task Execution State Change' (source aws.datasync) to EventBridge, best effort, "
+        "with the task execution ARN in resources and the execution status in detail.State (SUCCESS and ERROR end "
+        "an execution).",
+        source="https://docs.aws.amazon.com/eventbridge/latest/ref/events-ref-datasync.html, "
+        "https://docs.aws.amazon.com/datasync/latest/userguide/events.html ('emitted on a best-effort basis') and the "
+        "DataSyncTaskExecutionStateChange event schema (aws-cdk mixins-preview, property State); statuses from "
+        "API_DescribeTaskExecution.html",
+        enforced_by="mlinfra.lambdas.datasync_promote.handler.parse_event",
+    ),
+    ServiceRule(
+        id="datasync.report-lists-successes",
+        rule="A STANDARD task report lists every transferred file only at report level SUCCESSES_AND_ERRORS "
+        "(ERRORS_ONLY lists what failed); ObjectVersionIds INCLUDE adds each object's new version id.",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/API_TaskReportConfig.html and task-reports.html",
+        enforced_by="mlinfra.constructs.datasync.validate_destination",
+    ),
+    ServiceRule(
+        id="datasync.report-result-pending",
+        rule="DescribeTaskExecution's ReportResult.Status is PENDING while DataSync writes the task report, then "
+        "SUCCESS or ERROR (a report it could not complete).",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/API_ReportResult.html",
+        enforced_by="mlinfra.lambdas.datasync_promote.handler.wait_for_report",
+    ),
+    ServiceRule(
+        id="s3.copy-computes-sha256",
+        rule="CopyObject with ChecksumAlgorithm SHA256 makes S3 compute the new object's SHA-256 and return it in "
+        "CopyObjectResult.ChecksumSHA256 (a single copy is limited to 5 GiB; multipart checksums are composite).",
+        source="https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html (x-amz-checksum-algorithm) and "
+        "https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html",
+        enforced_by="mlinfra.lambdas.datasync_promote.handler.land_file",
+    ),
+)
+
+
 # --- Drift monitoring (issue 15): SageMaker Processing, CloudWatch, EventBridge, Scheduler ------------------------
 _MONITORING: tuple[ServiceRule, ...] = (
     ServiceRule(
@@ -581,7 +657,7 @@ def _index(*sections: tuple[ServiceRule, ...]) -> dict[str, ServiceRule]:
 #: Every rule, by id.
 RULES: dict[str, ServiceRule] = _index(
     _SAGEMAKER, _STEPFUNCTIONS, _BATCH, _PARALLELCLUSTER, _FSX, _EC2, _IAM, _HYPERPOD, _INGESTION, _COST,
-    _MONITORING,
+    _MONITORING, _DATASYNC,
 )
 
 

@@ -157,3 +157,37 @@ def test_the_batch_job_reads_the_batch_and_writes_results_with_its_key(prod, nam
     assert app.bucket_allows(names["model"], names["models"], "s3:GetObject", artifact)
     assert app.key_allows(names["model"], names["pipeline_key"], "kms:Decrypt")
     assert not app.bucket_allows(names["model"], batch["curated"], "s3:GetObject", _object(batch["curated"], "dataset=x/y.csv"))
+
+
+def test_a_datasync_run_is_staged_landed_and_reported_issue_12_item_12(prod, names):
+    """The reference DataSync task (dataset images): DataSync writes its staging prefix; the completion handler reads
+    the staged versions, the task report and the execution, writes the dataset's versions with the lake key and
+    notifies the alarm topic, and nothing else."""
+    app, _ = prod
+    task = "DataSyncpartnerimagesnightly"
+    handler = _one(app, "-ingestion", "AWS::IAM::Role", f"{task}PromotionHandlerRole")
+    destination = _one(app, "-ingestion", "AWS::IAM::Role", f"{task}DestinationRole")
+    landing = _one(app, "-data-lake", "AWS::S3::Bucket", "DataLakeLandingBucket")
+    staged = _object(landing, "_datasync/images/DataSync-partner-images-nightly/staging/2026/part-0.csv")
+    landed = _object(landing, "images/20261130T020000Z-exec-0123456789abcdef0/2026/part-0.csv")
+    report = _object(names["artifacts"], "datasync-reports/DataSync-partner-images-nightly/Detailed-Reports/task-0/exec-0/x.json")
+    assert app.bucket_allows(destination, landing, "s3:PutObject", staged)
+    assert not app.bucket_allows(destination, landing, "s3:PutObject", landed)  # DataSync never writes a version itself
+    for action in ("s3:GetObject", "s3:GetObjectVersion"):
+        assert app.bucket_allows(handler, landing, action, staged), action
+    for action in ("s3:PutObject", "s3:PutObjectTagging", "s3:GetObject"):
+        assert app.bucket_allows(handler, landing, action, landed), action
+    assert app.bucket_allows(handler, names["artifacts"], "s3:GetObject", report)
+    for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+        assert app.key_allows(handler, names["lake_key"], action), action
+    task_ref = _one(app, "-ingestion", "AWS::DataSync::Task", f"{task}Task")
+    assert app.identity_allows(handler, "datasync:DescribeTaskExecution", f"{task_ref}/execution/exec-0123456789abcdef0")
+    topic = _one(app, "-ingestion", "AWS::SNS::Topic", "AlarmTopic")
+    assert app.identity_allows(handler, "sns:Publish", topic)
+    # ... and nothing beyond: no delete, no other dataset, no raw zone, no other task's executions.
+    assert not app.bucket_allows(handler, landing, "s3:DeleteObject", staged)
+    assert not app.bucket_allows(handler, landing, "s3:PutObject", _object(landing, "tabular/v1/a.csv"))
+    raw = _one(app, "-data-lake", "AWS::S3::Bucket", "DataLakeRawBucket")
+    assert not app.bucket_allows(handler, raw, "s3:PutObject", _object(raw, "dataset=images/version=v1/a.csv"))
+    assert not app.identity_allows(handler, "datasync:DescribeTaskExecution",
+                                   "arn:aws:datasync:us-east-1:123456789012:task/task-0fffffffffffffff0/execution/exec-1")

@@ -11,7 +11,7 @@ from mlinfra.constructs.batch_transform.props import (
     BatchStrategy,
     SplitType,
 )
-from mlinfra.constructs.common import is_token
+from mlinfra.constructs.common import check_between, is_token
 from mlinfra.constructs.retrain_pipeline import HISTORY_EVENT_LIMIT
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.domain.hosting_instances import family_of
@@ -51,18 +51,19 @@ def validate_props(group, input_prefix, output_prefix, instance_type, instance_c
         raise ValueError("input_prefix must be a literal with trigger_on_ready_marker (the batch is found by its "
                          "position in the marker key), got: a token")
     family_of(instance_type, "instance_type")
-    if instance_count < 1:
+    if not is_token(instance_count) and instance_count < 1:
         raise ValueError(f"instance_count must be >= 1, got: {instance_count}")
     if not isinstance(split_type, SplitType):
         raise ValueError(f"split_type must be a SplitType ({[s.name for s in SplitType]}), got: {split_type!r}")
     if not isinstance(batch_strategy, BatchStrategy):
         raise ValueError(f"batch_strategy must be a BatchStrategy ({[s.name for s in BatchStrategy]}), got: {batch_strategy!r}")
-    if not 0 <= max_payload_mb <= MAX_PAYLOAD_MB:
+    if not is_token(max_payload_mb) and not 0 <= max_payload_mb <= MAX_PAYLOAD_MB:
         raise ValueError(f"max_payload_mb must be between 0 and {MAX_PAYLOAD_MB} MB, got: {max_payload_mb} "
                          f"{cite('sagemaker.batch-transform-payload')}")
-    if max_concurrent_transforms < 1:
+    if not is_token(max_concurrent_transforms) and max_concurrent_transforms < 1:
         raise ValueError(f"max_concurrent_transforms must be >= 1, got: {max_concurrent_transforms}")
-    if max_concurrent_transforms * max_payload_mb > MAX_PAYLOAD_MB:
+    if not is_token(max_payload_mb) and not is_token(max_concurrent_transforms) and \
+            max_concurrent_transforms * max_payload_mb > MAX_PAYLOAD_MB:
         raise ValueError(
             f"max_concurrent_transforms x max_payload_mb must be <= {MAX_PAYLOAD_MB} MB, got: "
             f"{max_concurrent_transforms} x {max_payload_mb} = {max_concurrent_transforms * max_payload_mb} "
@@ -70,8 +71,7 @@ def validate_props(group, input_prefix, output_prefix, instance_type, instance_c
         )
     if schedule is None and not trigger_on_ready_marker:
         raise ValueError("schedule/trigger_on_ready_marker: give a schedule, trigger_on_ready_marker=True or both, got: neither")
-    if not is_token(poll_interval.to_seconds()) and not 1 <= poll_interval.to_seconds() <= 3600:
-        raise ValueError(f"poll_interval must be between 1 and 3600 seconds, got: {poll_interval.to_seconds()}")
+    check_between("poll_interval", poll_interval, 1, 3600, "seconds")
     if not BATCH_RE.fullmatch(scheduled_batch) or scheduled_batch == READY_MARKER_DIR.rstrip("/"):
         raise ValueError("scheduled_batch must be 1-128 letters, digits, '.', '_', '-' or '=' (one path segment, not "
                          f"'_ready'), got: {scheduled_batch!r}")
@@ -82,7 +82,7 @@ def validate_props(group, input_prefix, output_prefix, instance_type, instance_c
     if processing is not None:
         family_of(processing.instance_type, "processing.instance_type")
         validate_prefix(processing.output_prefix, "processing.output_prefix")
-        if processing.instance_count < 1:
+        if not is_token(processing.instance_count) and processing.instance_count < 1:
             raise ValueError(f"processing.instance_count must be >= 1, got: {processing.instance_count}")
         if not processing.entrypoint:
             raise ValueError("processing.entrypoint: required, got: []")
