@@ -371,26 +371,19 @@ class BatchTransform(Construct):
         done = sfn.Succeed(self, "Succeeded")
         delete_model = sagemaker("DeleteRunModel", "deleteModel", {"ModelName.$": "$.job.job_name"}, [model_arn])
         delete_model.add_catch(done, result_path="$.cleanup_error")  # a leftover model never fails a scored batch
-        job_failed = sfn.Pass(self, "TransformJobFailed", parameters={"status.$": "$.transform.status"},
-                              result_path="$.error").next(notify)
-        transform_choice = (
-            sfn.Choice(self, "TransformDone?")
-            .when(sfn.Condition.string_equals("$.transform.status", "Completed"), delete_model.next(done))
-            .when(sfn.Condition.or_(sfn.Condition.string_equals("$.transform.status", "Failed"),
-                                    sfn.Condition.string_equals("$.transform.status", "Stopped")), job_failed)
-            .otherwise(wait)
-        )
-        transform_chain = create.next(wait).next(describe).next(transform_choice)
+        def job_done(kind: str, path: str, completed: sfn.IChainable, poll_again: sfn.IChainable) -> sfn.Choice:
+            """Completed -> ``completed``; Failed or Stopped -> ``<kind>JobFailed`` -> notify; else poll again."""
+            failed = sfn.Pass(self, f"{kind}JobFailed", parameters={"status.$": path}, result_path="$.error").next(notify)
+            return (sfn.Choice(self, f"{kind}Done?")
+                    .when(sfn.Condition.string_equals(path, "Completed"), completed)
+                    .when(sfn.Condition.or_(sfn.Condition.string_equals(path, "Failed"),
+                                            sfn.Condition.string_equals(path, "Stopped")), failed)
+                    .otherwise(poll_again))
+
+        transform_chain = create.next(wait).next(describe).next(
+            job_done("Transform", "$.transform.status", delete_model.next(done), wait))
         if processing is not None:
-            proc_failed = sfn.Pass(self, "ProcessingJobFailed", parameters={"status.$": "$.processing.status"},
-                                   result_path="$.error").next(notify)
-            proc_choice = (
-                sfn.Choice(self, "ProcessingDone?")
-                .when(sfn.Condition.string_equals("$.processing.status", "Completed"), use_processed.next(transform_chain))
-                .when(sfn.Condition.or_(sfn.Condition.string_equals("$.processing.status", "Failed"),
-                                        sfn.Condition.string_equals("$.processing.status", "Stopped")), proc_failed)
-                .otherwise(wait_proc)
-            )
+            proc_choice = job_done("Processing", "$.processing.status", use_processed.next(transform_chain), wait_proc)
             after_model: sfn.IChainable = create_proc
             create_proc.next(wait_proc).next(describe_proc).next(proc_choice)
         else:
