@@ -114,6 +114,20 @@ def test_local_config_uses_types_the_emulator_accepts(local_config):
     assert local_config.serving.async_instance_type == "ml.c5.large"
 
 
+def test_batch_transform_without_the_pipeline_warns_that_runs_need_an_approved_model(local_config):
+    from aws_cdk.assertions import Annotations, Match
+
+    cfg = dataclasses.replace(local_config, pipeline=dataclasses.replace(local_config.pipeline, enabled=False))
+    assert cfg.serving.batch_transform_schedule
+    _, platform = create_app(config=cfg, nag=False)
+    stack = platform.extra["serving"]
+    Annotations.from_stack(stack).has_warning(
+        f"/{stack.stack_name}", Match.string_like_regexp(f"model package group {cfg.prefix}-{cfg.env_name}-models, which "
+                                                         "the retrain pipeline \\(disabled here\\) creates"))
+    with_pipeline = create_app(config=local_config, nag=False)[1].extra["serving"]
+    assert not Annotations.from_stack(with_pipeline).find_warning("*", Match.string_like_regexp("NoApprovedModel"))
+
+
 def test_serving_can_be_disabled(local_config):
     cfg = dataclasses.replace(local_config, serving=dataclasses.replace(local_config.serving, enabled=False))
     _, platform = create_app(config=cfg, nag=False)
