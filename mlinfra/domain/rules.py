@@ -65,26 +65,6 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.constructs.endpoint.rollout._RolloutMixin._guard_stack_updates",
     ),
     ServiceRule(
-        id="sagemaker.scaled-variant-type-change",
-        rule="UpdateEndpoint fails when it changes the instance type of, or removes, a production variant registered "
-        "as an Application Auto Scaling target (a model change alone is allowed): deregister the target first, update, "
-        "then register it again. CloudFormation deletes replaced or removed resources only in its cleanup phase, after "
-        "the endpoint update, so a stack update needs the deregistration ordered before the endpoint.",
-        source="https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html (Update endpoints that use "
-        "auto scaling) and https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-monitor-stack.html (replacement: create the new, then delete the old)",
-        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._release_scaling",
-    ),
-    ServiceRule(
-        id="sagemaker.variant-target-identity",
-        rule="A variant's scalable target is identified by ResourceId endpoint/<name>/variant/<variant>, dimension "
-        "sagemaker:variant:DesiredInstanceCount and namespace sagemaker (the CloudFormation resource's primary "
-        "identifier): two ScalableTarget resources of one variant share one registration, and DeregisterScalableTarget "
-        "of either removes it with its scaling policies and scheduled actions.",
-        source="https://docs.aws.amazon.com/autoscaling/application/APIReference/API_DeregisterScalableTarget.html and "
-        "the AWS::ApplicationAutoScaling::ScalableTarget resource schema (primaryIdentifier; cfn-lint ships it, tests read it)",
-        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._scaling",
-    ),
-    ServiceRule(
         id="sagemaker.update-endpoint-in-service",
         rule="UpdateEndpoint is refused while the endpoint is Creating, Updating, SystemUpdating or RollingBack; a "
         "missing endpoint is reported as a ValidationException 'Could not find endpoint'.",
