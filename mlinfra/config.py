@@ -775,8 +775,10 @@ class ServingConfig(_Section):
     async_max_capacity: Annotated[int, between(1, 10_000)] = 2
     #: Async target backlog per instance. :default: 5
     async_backlog_target: Annotated[float, positive(10**6)] = 5.0
-    #: EventBridge schedule of a batch transform with the real-time model (curated zone
-    #: ``batch-inference/input/`` -> artifacts zone ``batch-inference/output/<model>/<version>/``). :default: None (off)
+    #: Turns batch transform on: EventBridge schedule of a run over the curated zone's ``batch-inference/input/current/``;
+    #: every ready batch (marker ``batch-inference/input/_ready/<batch>``) also runs, with the newest Approved version
+    #: of the pipeline's model package group -> artifacts zone ``batch-inference/output/<batch>/model-version=<v>/``.
+    #: :default: None (off)
     batch_transform_schedule: str | None = None
     #: Instance type of the batch transform. :default: ml.m5.xlarge
     batch_transform_instance_type: str = "ml.m5.xlarge"

@@ -65,26 +65,6 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.constructs.endpoint.rollout._RolloutMixin._guard_stack_updates",
     ),
     ServiceRule(
-        id="sagemaker.scaled-variant-type-change",
-        rule="UpdateEndpoint fails when it changes the instance type of, or removes, a production variant registered "
-        "as an Application Auto Scaling target (a model change alone is allowed): deregister the target first, update, "
-        "then register it again. CloudFormation deletes replaced or removed resources only in its cleanup phase, after "
-        "the endpoint update, so a stack update needs the deregistration ordered before the endpoint.",
-        source="https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html (Update endpoints that use "
-        "auto scaling) and https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-monitor-stack.html (replacement: create the new, then delete the old)",
-        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._release_scaling",
-    ),
-    ServiceRule(
-        id="sagemaker.variant-target-identity",
-        rule="A variant's scalable target is identified by ResourceId endpoint/<name>/variant/<variant>, dimension "
-        "sagemaker:variant:DesiredInstanceCount and namespace sagemaker (the CloudFormation resource's primary "
-        "identifier): two ScalableTarget resources of one variant share one registration, and DeregisterScalableTarget "
-        "of either removes it with its scaling policies and scheduled actions.",
-        source="https://docs.aws.amazon.com/autoscaling/application/APIReference/API_DeregisterScalableTarget.html and "
-        "the AWS::ApplicationAutoScaling::ScalableTarget resource schema (primaryIdentifier; cfn-lint ships it, tests read it)",
-        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._scaling",
-    ),
-    ServiceRule(
         id="sagemaker.update-endpoint-in-service",
         rule="UpdateEndpoint is refused while the endpoint is Creating, Updating, SystemUpdating or RollingBack; a "
         "missing endpoint is reported as a ValidationException 'Could not find endpoint'.",
@@ -128,6 +108,46 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html "
         "(HyperParameters: maximum of 100 items) and botocore's sagemaker model",
         enforced_by="mlinfra.lambdas.pipeline_validate.handler.validate_input",
+    ),
+    # Batch transform (issue 12 item 11): newest approved model at run time, one job per ready batch.
+    ServiceRule(
+        id="sagemaker.batch-transform-payload",
+        rule="A transform job's MaxPayloadInMB is 0-100 and MaxConcurrentTransforms x MaxPayloadInMB must not exceed "
+        "100 MB.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html "
+        "(MaxPayloadInMB, MaxConcurrentTransforms)",
+        enforced_by="mlinfra.constructs.batch_transform.validation.validate_props",
+    ),
+    ServiceRule(
+        id="sagemaker.transform-job-name-unique",
+        rule="A transform job's name must be unique within a Region of an account, for good: a second "
+        "CreateTransformJob with the name fails (ResourceInUse in the service model) and starts nothing.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html "
+        "(TransformJobName) and botocore's sagemaker model (CreateTransformJob errors)",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
+    ),
+    ServiceRule(
+        id="sagemaker.model-from-package-version",
+        rule="CreateModel builds a model from a registered model version when the container names its ARN in "
+        "ModelPackageName (image, artifact and environment come from the version).",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-create-model.html (using Model "
+        "Registry) and https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ContainerDefinition.html",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
+    ),
+    ServiceRule(
+        id="sagemaker.list-model-packages-resource",
+        rule="sagemaker:ListModelPackages supports no resource-level permissions: a policy allowing it names Resource "
+        "'*'; DescribeModelPackage is scoped to model-package/<group>/<version>.",
+        source="https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
+    ),
+    ServiceRule(
+        id="s3.eventbridge-object-created",
+        rule="S3 sends EventBridge 'Object Created' events with detail.bucket.name, detail.object.key and "
+        "detail.object.etag (lowercase), delivered at least once; a rule's prefix filter on the key selects markers.",
+        source="https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html (EventBridge event message "
+        "structure) and https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns-content-based-filtering.html",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
     ),
 )
 

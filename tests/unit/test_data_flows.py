@@ -112,6 +112,53 @@ def test_a_missing_grant_is_caught(prod, names):
     assert not app.identity_allows(names["model"], "ecr:BatchGetImage", "arn:aws:ecr:us-east-1:999999999999:repository/other")
 
 
+# --- batch transform (issue 12 item 11): newest approved model, one job per ready batch -----------------------
+
+@pytest.fixture(scope="module")
+def batch(prod, names):
+    app, cfg = prod
+    return {
+        "machine": _one(app, "-serving", "AWS::IAM::Role", "BatchTransformStateMachineRole"),
+        "key": _arn(_one(app, "-serving", "AWS::KMS::Key", "BatchTransformKey")),
+        "curated": _one(app, "-data-lake", "AWS::S3::Bucket", "DataLakeCuratedBucket"),
+        "group": f"arn:aws:sagemaker:{cfg.region}:{cfg.account}:model-package/{cfg.prefix}-{cfg.env_name}-models",
+        "prefix": f"{cfg.prefix}-{cfg.env_name}-bt",
+        "cfg": cfg,
+    }
+
+
+def test_the_batch_workflow_finds_and_uses_the_newest_approved_package(prod, names, batch):
+    app, _ = prod
+    cfg = batch["cfg"]
+    assert app.identity_allows(batch["machine"], "sagemaker:ListModelPackages", "*")
+    assert app.identity_allows(batch["machine"], "sagemaker:DescribeModelPackage", f"{batch['group']}/3")
+    model = f"arn:aws:sagemaker:{cfg.region}:{cfg.account}:model/{batch['prefix']}-0123abcd"
+    job = f"arn:aws:sagemaker:{cfg.region}:{cfg.account}:transform-job/{batch['prefix']}-0123abcd"
+    for action, resource in (("sagemaker:CreateModel", model), ("sagemaker:DeleteModel", model),
+                             ("sagemaker:CreateTransformJob", job), ("sagemaker:DescribeTransformJob", job)):
+        assert app.identity_allows(batch["machine"], action, resource), action
+    assert app.identity_allows(batch["machine"], "iam:PassRole", _arn(names["model"]))
+    # Another group's packages and another construct's jobs stay out of reach.
+    other = f"arn:aws:sagemaker:{cfg.region}:{cfg.account}:model-package/other-models/1"
+    assert not app.identity_allows(batch["machine"], "sagemaker:DescribeModelPackage", other)
+    assert not app.identity_allows(batch["machine"], "sagemaker:CreateTransformJob", job.replace(batch["prefix"], "x"))
+
+
+def test_the_batch_job_reads_the_batch_and_writes_results_with_its_key(prod, names, batch):
+    app, _ = prod
+    data = _object(batch["curated"], "batch-inference/input/day-2026-11-30/part-0001.csv")
+    assert app.bucket_allows(names["model"], batch["curated"], "s3:GetObject", data)
+    assert app.key_allows(names["model"], names["lake_key"], "kms:Decrypt")
+    result = _object(names["artifacts"], "batch-inference/output/day-2026-11-30/model-version=3/job/part-0001.csv.out")
+    assert app.bucket_allows(names["model"], names["artifacts"], "s3:PutObject", result)
+    assert app.key_allows(names["model"], batch["key"], "kms:GenerateDataKey")  # TransformOutput.KmsKeyId
+    # The job runs the package's model: its artifact (pipeline key) and image, as the endpoint does (item 2).
+    artifact = _object(names["models"], f"{names['dataset']}/run-1/output/model.tar.gz")
+    assert app.bucket_allows(names["model"], names["models"], "s3:GetObject", artifact)
+    assert app.key_allows(names["model"], names["pipeline_key"], "kms:Decrypt")
+    assert not app.bucket_allows(names["model"], batch["curated"], "s3:GetObject", _object(batch["curated"], "dataset=x/y.csv"))
+
+
 def test_a_datasync_run_is_staged_landed_and_reported_issue_12_item_12(prod, names):
     """The reference DataSync task (dataset images): DataSync writes its staging prefix; the completion handler reads
     the staged versions, the task report and the execution, writes the dataset's versions with the lake key and
