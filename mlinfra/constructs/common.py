@@ -114,6 +114,49 @@ def is_token(value: Any) -> bool:
     return cdk.Token.is_unresolved(value)
 
 
+def literal_seconds(duration: cdk.Duration | None) -> float | None:
+    """``duration`` in seconds, or None when it is None or an unresolved token (a ``Duration.seconds(param)``):
+    validation compares the literal only. Never call ``to_seconds()`` on a prop before this: a token number
+    compares as -1.888e+289, and a token ``Duration.minutes(...)`` cannot be converted at all."""
+    if duration is None or is_token(duration):
+        return None
+    return duration.to_seconds()
+
+
+def token_text(value: Any) -> str:
+    """How an unresolved token reads in an error message (``${Token[TOKEN.123]}``, not -1.888e+289)."""
+    if isinstance(value, cdk.Duration):
+        try:
+            return f"{cdk.Token.as_string(value.to_seconds())} seconds"
+        except Exception:  # noqa: BLE001 - a token Duration.minutes/hours/days has no seconds at synth time
+            return value.to_string()
+    return cdk.Token.as_string(value)
+
+
+def _number_text(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def check_between(prop: str, value: Any, low: float, high: float, unit: str = "") -> None:
+    """Raise ``"<prop> must be between <low> and <high> <unit>, got: <value>"`` unless ``low <= value <= high``.
+    ``value`` is a number or a ``Duration`` (compared in seconds); None and unresolved tokens are skipped (a
+    CloudFormation parameter is legal wherever the value goes straight into a resource property)."""
+    if value is None or is_token(value):
+        return
+    number = value.to_seconds() if isinstance(value, cdk.Duration) else value
+    if not low <= number <= high:
+        suffix = f" {unit}" if unit else ""
+        raise ValueError(f"{prop} must be between {_number_text(low)} and {_number_text(high)}{suffix}, "
+                         f"got: {_number_text(number)}{suffix}")
+
+
+def require_literal(prop: str, value: Any, why: str) -> None:
+    """Raise when ``value`` is an unresolved token although the construct computes with it at synth time (``why``:
+    what it decides), so the user reads which prop needs a literal instead of a broken template."""
+    if value is not None and is_token(value):
+        raise ValueError(f"{prop} must be a literal value, not an unresolved token ({why}), got: {token_text(value)}")
+
+
 _Init = TypeVar("_Init", bound=Callable[..., None])
 
 

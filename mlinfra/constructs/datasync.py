@@ -37,13 +37,14 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from mlinfra.constructs.common import encrypted_log_group, is_token, limit_grants_to_aws_services, log_retention
-from mlinfra.constructs.data_lake import _LakeBase, validate_prefix, validate_zone
+from mlinfra.constructs.data_lake import IDataLake, validate_prefix, validate_zone
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
+from mlinfra.domain.choices import choice
 
 __all__ = [
     "DataSyncTask", "DataSyncEndpoint", "NfsSource", "SmbSource", "HdfsSource", "S3Source", "EfsSource",
     "FsxLustreSource", "FsxWindowsSource", "VerifyMode", "OverwriteMode", "PreserveDeletedFiles",
-    "TransferMode", "LogLevel", "S3StorageClass", "ReportLevel", "validate_schedule", "validate_filter",
+    "TransferMode", "LogLevel", "S3StorageClass", "ReportLevel", "NfsVersion", "SmbVersion", "validate_schedule", "validate_filter",
     "validate_bytes_per_second", "UNLIMITED_BANDWIDTH", "MIN_BYTES_PER_SECOND",
 ]
 
@@ -102,6 +103,26 @@ class S3StorageClass(str, enum.Enum):
 ARCHIVE_CLASSES = (S3StorageClass.GLACIER, S3StorageClass.DEEP_ARCHIVE)
 
 
+class NfsVersion(str, enum.Enum):
+    """The NFS version DataSync mounts with (botocore's DataSync ``NfsVersion``; a test compares the values)."""
+
+    AUTOMATIC = "AUTOMATIC"
+    NFS3 = "NFS3"
+    NFS4_0 = "NFS4_0"
+    NFS4_1 = "NFS4_1"
+    NFS4_2 = "NFS4_2"
+
+
+class SmbVersion(str, enum.Enum):
+    """The SMB version DataSync mounts with (botocore's DataSync ``SmbVersion``; a test compares the values)."""
+
+    AUTOMATIC = "AUTOMATIC"
+    SMB1 = "SMB1"
+    SMB2_0 = "SMB2_0"
+    SMB2 = "SMB2"
+    SMB3 = "SMB3"
+
+
 # --------------------------------------------------------------------------------------------------
 # Sources
 # --------------------------------------------------------------------------------------------------
@@ -112,14 +133,14 @@ class NfsSource:
     """An NFS export reached through on-premises agents.
 
     :param server_hostname: NFS server name or IP. :param subdirectory: exported path (``/exports/data``).
-    :param agent_arns: activated agents (at least one). :param nfs_version: AUTOMATIC, NFS3, NFS4_0 or NFS4_1.
-        :default: AUTOMATIC
+    :param agent_arns: activated agents (at least one). :param nfs_version: an ``NfsVersion`` (or its value).
+        :default: NfsVersion.AUTOMATIC
     """
 
     server_hostname: str
     subdirectory: str
     agent_arns: Sequence[str] = ()
-    nfs_version: str = "AUTOMATIC"
+    nfs_version: NfsVersion | str = NfsVersion.AUTOMATIC
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +148,7 @@ class SmbSource:
     """An SMB share reached through agents; the password is read from Secrets Manager (dynamic reference).
 
     :param password_secret: the secret; :param password_field: JSON field holding the password. :default: password
-    :param domain: Windows domain. :default: None :param smb_version: AUTOMATIC, SMB2, SMB3, SMB1, SMB2_0.
+    :param domain: Windows domain. :default: None :param smb_version: an ``SmbVersion`` (or its value). :default: SmbVersion.AUTOMATIC
     """
 
     server_hostname: str
@@ -137,7 +158,7 @@ class SmbSource:
     agent_arns: Sequence[str] = ()
     password_field: str = "password"
     domain: str | None = None
-    smb_version: str = "AUTOMATIC"
+    smb_version: SmbVersion | str = SmbVersion.AUTOMATIC
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,7 +403,7 @@ class DataSyncTask(Construct):
         id: str,
         *,
         source: Source,
-        lake: _LakeBase,
+        lake: IDataLake,
         prefix: str,
         zone: str = "landing",
         verify_mode: VerifyMode = VerifyMode.ONLY_FILES_TRANSFERRED,
@@ -416,9 +437,10 @@ class DataSyncTask(Construct):
         include_value = validate_filter(includes, "includes")
         exclude_value = validate_filter(excludes, "excludes")
         validate_schedule(schedule)
-        verify_mode, overwrite_mode = VerifyMode(verify_mode), OverwriteMode(overwrite_mode)
-        preserve_deleted_files, transfer_mode = PreserveDeletedFiles(preserve_deleted_files), TransferMode(transfer_mode)
-        storage_class, log_level, report_level = S3StorageClass(storage_class), LogLevel(log_level), ReportLevel(report_level)
+        verify_mode, overwrite_mode = choice(VerifyMode, verify_mode, "verify_mode"), choice(OverwriteMode, overwrite_mode, "overwrite_mode")
+        preserve_deleted_files = choice(PreserveDeletedFiles, preserve_deleted_files, "preserve_deleted_files")
+        transfer_mode, storage_class = choice(TransferMode, transfer_mode, "transfer_mode"), choice(S3StorageClass, storage_class, "storage_class")
+        log_level, report_level = choice(LogLevel, log_level, "log_level"), choice(ReportLevel, report_level, "report_level")
         _validate_combination(verify_mode, storage_class, preserve_deleted_files, allow_deletes, zone)
 
         stack = cdk.Stack.of(self)
@@ -563,7 +585,8 @@ class DataSyncTask(Construct):
             return datasync.CfnLocationNFS(
                 self, "Source", server_hostname=source.server_hostname, subdirectory=source.subdirectory,
                 on_prem_config=datasync.CfnLocationNFS.OnPremConfigProperty(agent_arns=list(source.agent_arns)),
-                mount_options=datasync.CfnLocationNFS.MountOptionsProperty(version=source.nfs_version),
+                mount_options=datasync.CfnLocationNFS.MountOptionsProperty(
+                    version=choice(NfsVersion, source.nfs_version, "source.nfs_version").value),
             )
         if isinstance(source, SmbSource):
             return datasync.CfnLocationSMB(
@@ -571,7 +594,8 @@ class DataSyncTask(Construct):
                 user=source.user, domain=source.domain, agent_arns=list(source.agent_arns),
                 password=source.password_secret.secret_value_from_json(source.password_field).unsafe_unwrap(),
                 authentication_type="NTLM",
-                mount_options=datasync.CfnLocationSMB.MountOptionsProperty(version=source.smb_version),
+                mount_options=datasync.CfnLocationSMB.MountOptionsProperty(
+                    version=choice(SmbVersion, source.smb_version, "source.smb_version").value),
             )
         if isinstance(source, HdfsSource):
             if not source.name_nodes:

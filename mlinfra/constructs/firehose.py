@@ -9,6 +9,7 @@ stream itself is encrypted with a customer managed key; failed records go to
 
 from __future__ import annotations
 
+import enum
 import re
 
 import aws_cdk as cdk
@@ -17,11 +18,24 @@ from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from mlinfra.constructs.common import encrypted_log_group, limit_grants_to_aws_services, log_retention
+from mlinfra.constructs.common import (check_between, encrypted_log_group, is_token, limit_grants_to_aws_services,
+                                      log_retention, path_in_errors)
+from mlinfra.domain.choices import choice
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.constructs.data_lake import IDataLake, validate_zone
 
-__all__ = ["RawDeliveryStream"]
+__all__ = ["RawDeliveryStream", "Compression"]
+
+
+class Compression(enum.StrEnum):
+    """How Firehose compresses the objects it writes (``CompressionFormat``: botocore's Firehose model lists
+    exactly these values; a test compares them). A ``str``: ``Compression.GZIP == "GZIP"``."""
+
+    UNCOMPRESSED = "UNCOMPRESSED"
+    GZIP = "GZIP"
+    ZIP = "ZIP"
+    SNAPPY = "Snappy"
+    HADOOP_SNAPPY = "HADOOP_SNAPPY"
 
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -35,10 +49,11 @@ class RawDeliveryStream(Construct):
         partitioning. :default: None (arrival date)
     :param buffer_interval: :default: 300 seconds (60-900)
     :param buffer_size_mib: :default: 128 (64-128 with dynamic partitioning, 1-128 otherwise)
-    :param compression: GZIP, ZIP, Snappy, HADOOP_SNAPPY or UNCOMPRESSED. :default: GZIP
+    :param compression: a ``Compression`` (or its value, ``"GZIP"``). :default: Compression.GZIP
     :param stream_key: key of the stream's server-side encryption. :default: a new rotated key
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,
@@ -50,7 +65,7 @@ class RawDeliveryStream(Construct):
         date_field: str | None = None,
         buffer_interval: cdk.Duration | None = None,
         buffer_size_mib: int = 128,
-        compression: str = "GZIP",
+        compression: Compression | str = Compression.GZIP,
         stream_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, id)
@@ -59,14 +74,12 @@ class RawDeliveryStream(Construct):
             raise ValueError(f"name must be 1-41 lower-case letters, digits or hyphens, got: {name!r}")
         if date_field is not None and not _FIELD_RE.fullmatch(date_field):
             raise ValueError(f"date_field must be a JSON field name, got: {date_field!r}")
-        interval = (buffer_interval or cdk.Duration.seconds(300)).to_seconds()
-        if not 60 <= interval <= 900:
-            raise ValueError(f"buffer_interval must be 60-900 seconds, got: {interval}")
+        buffer_interval = buffer_interval or cdk.Duration.seconds(300)
+        check_between("buffer_interval", buffer_interval, 60, 900, "seconds")
         low = 64 if date_field else 1
-        if not low <= buffer_size_mib <= 128:
+        if not is_token(buffer_size_mib) and not low <= buffer_size_mib <= 128:
             raise ValueError(f"buffer_size_mib must be {low}-128{' with dynamic partitioning' if date_field else ''}, got: {buffer_size_mib}")
-        if compression not in ("GZIP", "ZIP", "Snappy", "HADOOP_SNAPPY", "UNCOMPRESSED"):
-            raise ValueError(f"compression must be GZIP, ZIP, Snappy, HADOOP_SNAPPY or UNCOMPRESSED, got: {compression!r}")
+        compression = choice(Compression, compression, "compression")
 
         bucket = lake.bucket(zone)
         self.key = stream_key or kms.Key(self, "Key", enable_key_rotation=True, description=f"Firehose stream {name}")
@@ -112,8 +125,8 @@ class RawDeliveryStream(Construct):
                 role_arn=self.role.role_arn,
                 prefix=f"{prefix}date={date}/",
                 error_output_prefix=f"errors/{prefix}!{{firehose:error-output-type}}/date=!{{timestamp:yyyy-MM-dd}}/",
-                compression_format=compression,
-                buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(interval_in_seconds=int(interval), size_in_m_bs=buffer_size_mib),
+                compression_format=compression.value,
+                buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(interval_in_seconds=int(buffer_interval.to_seconds()), size_in_m_bs=buffer_size_mib),
                 encryption_configuration=firehose.CfnDeliveryStream.EncryptionConfigurationProperty(
                     kms_encryption_config=firehose.CfnDeliveryStream.KMSEncryptionConfigProperty(
                         awskms_key_arn=lake.encryption_key.key_arn)) if lake.encryption_key is not None else None,

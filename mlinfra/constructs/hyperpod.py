@@ -26,6 +26,7 @@ Choices (see docs/training.md, "SageMaker HyperPod"):
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any, Sequence
 
 import aws_cdk as cdk
@@ -40,11 +41,12 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from mlinfra.constructs.common import acknowledge, is_token
-from mlinfra.constructs.data_lake import validate_prefix
+from mlinfra.constructs.data_lake import IDataLake, validate_prefix
 from mlinfra.constructs.lustre_cache import LustreCache
 from mlinfra.constructs.training_cluster import LakeAccess
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards
 from mlinfra.domain import hyperpod as rules
+from mlinfra.domain.choices import choice
 from mlinfra.domain.hyperpod import DeepHealthCheck, SlurmNodeType
 from mlinfra.userdata.hyperpod import scripts_dir
 
@@ -71,8 +73,9 @@ PYXIS_VERSION = "0.20.0"
 _ENTRY = "on_init_complete.sh"
 
 
-class NodeRecovery:
-    """``NodeRecovery``: replace faulty nodes automatically, or leave them to the operator."""
+class NodeRecovery(enum.StrEnum):
+    """``NodeRecovery``: replace faulty nodes automatically, or leave them to the operator (botocore's SageMaker
+    ``ClusterNodeRecovery`` values; a test compares them). A ``str``: ``NodeRecovery.NONE == "None"``."""
 
     AUTOMATIC = "Automatic"
     NONE = "None"
@@ -186,12 +189,13 @@ class HyperPodCluster(Construct):
     :param cluster_name: the cluster's name (replacement on change). :default: generated from the path
     :param lustre: the cache mounted at ``lustre_mount_path`` on login and compute nodes. :default: None
     :param lustre_mount_path: :default: /fsx
-    :param lake: the data lake whose prefixes the nodes read. :default: None
+    :param lake: the data lake whose prefixes the nodes read (any ``IDataLake``). :default: None
     :param lake_read: lake prefixes the nodes read. :default: none
     :param lake_write: lake prefixes the jobs write (checkpoints, models). :default: none
     :param image_repositories: ECR repositories the jobs' containers pull from (enroot logs in with the node's
         role). :default: none (public images only)
-    :param node_recovery: ``NodeRecovery.AUTOMATIC`` or ``NodeRecovery.NONE``. :default: AUTOMATIC
+    :param node_recovery: ``NodeRecovery.AUTOMATIC`` or ``NodeRecovery.NONE`` (or its value, ``"None"``).
+        :default: NodeRecovery.AUTOMATIC
     :param software_updates: scheduled rolling AMI updates of the compute groups. :default: None
     :param exporter_images: images of the ``node`` and ``dcgm`` exporters. :default: DEFAULT_EXPORTER_IMAGES
     :param job_queue: an SQS queue and the Slurm job bridge on the controller, so state machines can run jobs
@@ -210,11 +214,11 @@ class HyperPodCluster(Construct):
         cluster_name: str | None = None,
         lustre: LustreCache | None = None,
         lustre_mount_path: str = "/fsx",
-        lake: Any = None,
+        lake: IDataLake | None = None,
         lake_read: Sequence[HyperPodLakeAccess] = (),
         lake_write: Sequence[HyperPodLakeAccess] = (),
         image_repositories: Sequence[Any] = (),
-        node_recovery: str = NodeRecovery.AUTOMATIC,
+        node_recovery: NodeRecovery | str = NodeRecovery.AUTOMATIC,
         software_updates: HyperPodSoftwareUpdates | None = None,
         exporter_images: dict[str, str] | None = None,
         job_queue: bool = True,
@@ -301,7 +305,7 @@ class HyperPodCluster(Construct):
         self.cluster = sagemaker.CfnCluster(
             self, "Cluster",
             cluster_name=name,
-            node_recovery=node_recovery,
+            node_recovery=NodeRecovery(node_recovery).value,
             orchestrator=sagemaker.CfnCluster.OrchestratorProperty(
                 slurm=sagemaker.CfnCluster.ClusterOrchestratorSlurmConfigProperty(slurm_config_strategy="Managed")),
             vpc_config=sagemaker.CfnCluster.VpcConfigProperty(security_group_ids=[sg.security_group_id],
@@ -471,7 +475,7 @@ def _acknowledge_deployment(scope: Construct, deployment: s3deploy.BucketDeploym
 
 
 def _validate(path: str, name: str, groups: Sequence[HyperPodInstanceGroup], lifecycle: HyperPodLifecycle,
-              mount_path: str, lake: Any, lake_read: Sequence[HyperPodLakeAccess], node_recovery: str,
+              mount_path: str, lake: IDataLake | None, lake_read: Sequence[HyperPodLakeAccess], node_recovery: NodeRecovery | str,
               updates: HyperPodSoftwareUpdates | None) -> list[str]:
     errors: list[str] = []
     if not is_token(name):
@@ -525,8 +529,10 @@ def _validate(path: str, name: str, groups: Sequence[HyperPodInstanceGroup], lif
             validate_prefix(access.prefix or None, "lake_read prefix")
         except ValueError as exc:
             errors.append(str(exc))
-    if node_recovery not in (NodeRecovery.AUTOMATIC, NodeRecovery.NONE):
-        errors.append(f"node_recovery must be NodeRecovery.AUTOMATIC or NodeRecovery.NONE, got: {node_recovery!r}")
+    try:
+        choice(NodeRecovery, node_recovery, "node_recovery")
+    except ValueError as exc:
+        errors.append(str(exc))
     if updates is not None:
         if not 1 <= len(updates.rollback_alarms) <= 10:
             errors.append(f"software_updates.rollback_alarms must hold 1 to 10 alarms, got: {len(updates.rollback_alarms)}")

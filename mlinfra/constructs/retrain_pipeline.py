@@ -40,16 +40,18 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from mlinfra.constructs.common import acknowledge_retention, alarm_principal, data_removal_policy, encrypted_table, is_token, limit_grants_to_aws_services, log_retention, logs_principal
-from mlinfra.constructs.data_lake import DataLake, ImportedDataLake, dataset_prefix
+from mlinfra.constructs.data_lake import IDataLake, dataset_prefix
 from mlinfra.constructs.endpoint_target import EndpointTarget
 from mlinfra.constructs.lambda_function import HandlerFunction
+from mlinfra.constructs.training_job import InputMode
+from mlinfra.domain.choices import choice
 from mlinfra.domain.hosting_instances import accepts_volume_kms_key
 from mlinfra.domain.rules import cite
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain.lake import retrainable_dataset_error
 from mlinfra.retrain_definition import DefinitionSettings, PollSettings, build_definition, worst_case_history_events
 
-__all__ = ["RetrainPipeline", "TrainingProps", "HyperPodTraining", "ProcessingProps", "MetricDirection", "JobWait", "INPUT_SCHEMA", "READY_EVENT"]
+__all__ = ["RetrainPipeline", "TrainingProps", "InputMode", "HyperPodTraining", "ProcessingProps", "MetricDirection", "JobWait", "INPUT_SCHEMA", "READY_EVENT"]
 
 #: The ingestion capability's event that a dataset version is ready in the raw zone.
 READY_EVENT = {"source": "mlinfra.ingestion", "detail-type": "Dataset Version Ready"}
@@ -134,7 +136,7 @@ class TrainingProps:
     :param hyperparameters: defaults, strings (an execution's input may override). For distributed training
         pass the SDK's keys here (``sagemaker_distributed_dataparallel_enabled``, ``sagemaker_mpi_enabled``...):
         CreateTrainingJob has no ``distribution`` field. :default: none
-    :param input_mode: ``File``, ``Pipe`` or ``FastFile``. :default: File
+    :param input_mode: how the job reads its channels (``InputMode`` or its value, ``"FastFile"``). :default: InputMode.FILE
     :param max_attempts: attempts of one run (each resumes from the run's checkpoints). :default: 2
     :param enable_network_isolation: :default: False
     """
@@ -147,7 +149,7 @@ class TrainingProps:
     use_spot: bool = True
     max_wait: cdk.Duration | None = None
     hyperparameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    input_mode: str = "File"
+    input_mode: InputMode | str = InputMode.FILE
     max_attempts: int = 2
     enable_network_isolation: bool = False
 
@@ -171,8 +173,7 @@ class TrainingProps:
         wait = self.max_wait_seconds
         if wait is not None and not runtime <= wait <= _MAX_SAGEMAKER_RUNTIME_S:
             raise ValueError(f"training.max_wait must be >= max_runtime ({runtime} s) and at most 28 days, got: {wait} s")
-        if self.input_mode not in ("File", "Pipe", "FastFile"):
-            raise ValueError(f"training.input_mode must be File, Pipe or FastFile, got: {self.input_mode!r}")
+        choice(InputMode, self.input_mode, "training.input_mode")
         if not 1 <= self.max_attempts <= 5:
             raise ValueError(f"training.max_attempts must be between 1 and 5, got: {self.max_attempts}")
         bad = {k: v for k, v in self.hyperparameters.items() if not isinstance(v, str)}
@@ -192,7 +193,7 @@ class TrainingProps:
                 resources["VolumeKmsKeyId"] = kms_key_id
             output["KmsKeyId"] = kms_key_id
         return {
-            "AlgorithmSpecification": {"TrainingImage": self.image_uri, "TrainingInputMode": self.input_mode},
+            "AlgorithmSpecification": {"TrainingImage": self.image_uri, "TrainingInputMode": choice(InputMode, self.input_mode, "training.input_mode").value},
             "RoleArn": role_arn,
             "ResourceConfig": resources,
             "StoppingCondition": stopping,
@@ -275,7 +276,7 @@ def _check_instance(prop: str, value: str) -> None:
 class RetrainPipeline(Construct):
     """The retrain pipeline of one model (see the module docstring).
 
-    :param lake: the data lake: raw zone input, curated zone preprocessing output, models zone output,
+    :param lake: the data lake (any ``IDataLake``, created or imported): raw zone input, curated zone preprocessing output, models zone output,
         artifacts zone checkpoints and evaluation reports.
     :param training: the training job (:class:`TrainingProps`).
     :param metric_name: the gate's metric in the evaluation report.
@@ -319,7 +320,7 @@ class RetrainPipeline(Construct):
         scope: Construct,
         id: str,
         *,
-        lake: DataLake | ImportedDataLake,
+        lake: IDataLake,
         training: TrainingProps,
         metric_name: str,
         datasets: Sequence[str],

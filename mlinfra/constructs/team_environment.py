@@ -42,7 +42,7 @@ from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
 from mlinfra.constructs.common import BATCH_BASIC_MONITORING, BATCH_HOP_LIMIT, acknowledge, is_token, limit_grants_to_aws_services
-from mlinfra.constructs.data_lake import _LakeBase, validate_prefix
+from mlinfra.constructs.data_lake import IDataLake, validate_prefix
 from mlinfra.domain.hosting_instances import family_of, parse_instance_type
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards
 from mlinfra.domain.lake import ZONES
@@ -165,7 +165,7 @@ class TeamEnvironment(Construct):
 
     :param team_name: the team: 3-22 lowercase letters, digits or hyphens.
     :param cost_centre: tagged as ``team-cost-centre`` on every resource of the team.
-    :param lake: the platform's lake (``DataLake`` or ``ImportedDataLake``).
+    :param lake: the platform's lake (any ``IDataLake``: a ``DataLake`` or ``DataLake.from_lake_attributes``).
     :param read_prefixes: ``<zone>/<prefix>/`` values the team may read. :default: none
     :param write_prefixes: ``<zone>/<prefix>/`` values the team may read and write (never delete). :default: none
     :param admin_principals: who may assume the team role (roles, users). :default: none
@@ -192,7 +192,7 @@ class TeamEnvironment(Construct):
         *,
         team_name: str,
         cost_centre: str,
-        lake: _LakeBase,
+        lake: IDataLake,
         vpc: ec2.IVpc,
         read_prefixes: Sequence[str] = (),
         write_prefixes: Sequence[str] = (),

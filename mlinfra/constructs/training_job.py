@@ -66,9 +66,15 @@ def _is_dynamic(value: Any) -> bool:
     return isinstance(value, str) and ("${Token[" in value or value.startswith("$") or "States." in value)
 
 
-class InputMode(enum.Enum):
+class InputMode(enum.StrEnum):
+    """How a SageMaker training job reads its input channels (``TrainingInputMode``: botocore's SageMaker model
+    lists exactly these values; a test compares them). A ``str``: ``InputMode.FILE == "File"``."""
+
+    #: Copy the channel to the instance's volume before training starts.
     FILE = "File"
+    #: Mount the S3 prefix and stream objects on read (no copy, no code change).
     FAST_FILE = "FastFile"
+    #: Stream through a FIFO (the algorithm must read pipes).
     PIPE = "Pipe"
 
 

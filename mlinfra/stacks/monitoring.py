@@ -14,7 +14,7 @@ from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
 from mlinfra.config import PlatformConfig
-from mlinfra.constructs.data_lake import DataLake
+from mlinfra.constructs.data_lake import IDataLake
 from mlinfra.constructs.drift_monitor import BaselineHook, DriftMonitor, retrain_on_drift
 from mlinfra.constructs.endpoint import Endpoint
 from mlinfra.stacks.base import PlatformStack
@@ -27,7 +27,7 @@ REPORT_PREFIX = "drift-reports/"
 class MonitoringStack(PlatformStack):
     """Drift monitor of ``endpoint`` with a per-endpoint dashboard; optionally baselines after each retrain run."""
 
-    def __init__(self, scope: Construct, *, config: PlatformConfig, lake: DataLake, endpoint: Endpoint,
+    def __init__(self, scope: Construct, *, config: PlatformConfig, lake: IDataLake, endpoint: Endpoint,
                  capture_prefix: str, pipeline=None) -> None:
         super().__init__(scope, "monitoring", config=config, description="Drift monitoring of the real-time endpoint")
         cfg = config.monitoring

@@ -10,7 +10,7 @@ from constructs import Construct
 
 from mlinfra.config import PlatformConfig
 from mlinfra.constructs.common import acknowledge
-from mlinfra.constructs.data_lake import DataLake
+from mlinfra.constructs.data_lake import IDataLake
 from mlinfra.constructs.endpoint_target import EndpointTarget
 from mlinfra.constructs.retrain_pipeline import JobWait, MetricDirection, ProcessingProps, RetrainPipeline, TrainingProps
 from mlinfra.stacks.base import PlatformStack
@@ -23,7 +23,7 @@ class PipelineStack(PlatformStack):
     :param deploy_target: the endpoint new models roll out to. :default: None (register and approve only)
     """
 
-    def __init__(self, scope: Construct, *, config: PlatformConfig, lake: DataLake, deploy_target: EndpointTarget | None = None) -> None:
+    def __init__(self, scope: Construct, *, config: PlatformConfig, lake: IDataLake, deploy_target: EndpointTarget | None = None) -> None:
         super().__init__(scope, "pipeline", config=config, description="Retrain pipeline (Step Functions, SageMaker, registry)")
         cfg = config.pipeline
         training = TrainingProps(

@@ -13,7 +13,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from mlinfra.config import PlatformConfig, TeamConfig
-from mlinfra.constructs.data_lake import _LakeBase
+from mlinfra.constructs.data_lake import IDataLake
 from mlinfra.constructs.network import Network
 from mlinfra.constructs.team_environment import TeamEnvironment, TeamPortfolio, validate_team_write_overlap
 from mlinfra.stacks.base import PlatformStack
@@ -39,7 +39,7 @@ def validate_team_trust(config: PlatformConfig, team: TeamConfig) -> None:
 class TeamStack(PlatformStack):
     """One vended team: ``<prefix>-<env>-team-<name>``."""
 
-    def __init__(self, scope: Construct, *, config: PlatformConfig, team: TeamConfig, lake: _LakeBase,
+    def __init__(self, scope: Construct, *, config: PlatformConfig, team: TeamConfig, lake: IDataLake,
                  network: Network) -> None:
         super().__init__(scope, f"team-{team.name}", config=config,
                          description=f"Team environment {team.name} (cost centre {team.cost_centre})")
@@ -81,7 +81,7 @@ class VendingStack(PlatformStack):
                           description=f"Service Catalog portfolio of team {name}")
 
 
-def build_teams(scope: Construct, config: PlatformConfig, lake: _LakeBase, network: Network) -> dict[str, cdk.Stack]:
+def build_teams(scope: Construct, config: PlatformConfig, lake: IDataLake, network: Network) -> dict[str, cdk.Stack]:
     """Every team stack of ``config.vending`` and, when asked, the portfolio stack: name -> stack."""
     stacks: dict[str, cdk.Stack] = {}
     teams = []

@@ -302,7 +302,7 @@ def test_error_starts_with_construct_path() -> None:
      "instance_groups names must be unique"),
     ({"groups": [HyperPodInstanceGroup("controller", "ml.m5.xlarge", SlurmNodeType.CONTROLLER, partition="x"),
                  HyperPodInstanceGroup("gpu", "ml.p5.48xlarge", partition="gpu")]}, "is for compute groups only"),
-    ({"node_recovery": "Sometimes"}, "node_recovery must be NodeRecovery.AUTOMATIC"),
+    ({"node_recovery": "Sometimes"}, "node_recovery must be one of 'Automatic', 'None' (NodeRecovery), got: 'Sometimes'"),
     ({"lustre_mount_path": "fsx"}, "lustre_mount_path must be an absolute path"),
     ({"software_updates": HyperPodSoftwareUpdates("rate(7 days)", [])}, "schedule_expression must be a cron(...)"),
 ])

@@ -272,7 +272,7 @@ def _pipeline(**overrides):
     (TrainingProps(image_uri=IMAGE, max_runtime=cdk.Duration.days(29)), r"training.max_runtime must be between 1 second and 28 days"),
     (TrainingProps(image_uri=IMAGE, max_runtime=cdk.Duration.hours(10), max_wait=cdk.Duration.hours(5)), r"training.max_wait must be >= max_runtime \(36000 s\)"),
     (TrainingProps(image_uri=IMAGE, use_spot=False, max_wait=cdk.Duration.hours(5)), r"training.max_wait applies to managed spot training only"),
-    (TrainingProps(image_uri=IMAGE, input_mode="Stream"), r"training.input_mode must be File, Pipe or FastFile, got: 'Stream'"),
+    (TrainingProps(image_uri=IMAGE, input_mode="Stream"), r"training.input_mode must be one of 'File', 'FastFile', 'Pipe' \(InputMode\), got: 'Stream'"),
     (TrainingProps(image_uri=IMAGE, max_attempts=9), r"training.max_attempts must be between 1 and 5, got: 9"),
     (TrainingProps(image_uri=IMAGE, hyperparameters={"epochs": 3}), r"training.hyperparameters values must be strings"),
 ])

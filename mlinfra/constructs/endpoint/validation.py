@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_cdk import aws_ec2 as ec2
 
-from mlinfra.constructs.common import is_token
+from mlinfra.constructs.common import check_between, is_token, literal_seconds, require_literal
 from mlinfra.domain.hosting_instances import family_of
 from mlinfra.domain.rules import cite
 from mlinfra.constructs.endpoint.props import (
@@ -127,16 +127,14 @@ def _validate_variant(v: ProductionVariant, mode: EndpointMode) -> None:
         if v.volume_size_gb is not None and fam.local_storage:
             raise ValueError(f"volume_size_gb: {v.instance_type} has instance storage; VolumeSizeInGB applies to EBS-only "
                              f"types, got: {v.volume_size_gb}")
-        if v.initial_instance_count < 1:
+        if not is_token(v.initial_instance_count) and v.initial_instance_count < 1:
             raise ValueError(f"initial_instance_count must be >= 1, got: {v.initial_instance_count}")
-    if v.volume_size_gb is not None and not 1 <= v.volume_size_gb <= 512:
-        raise ValueError(f"volume_size_gb must be between 1 and 512, got: {v.volume_size_gb}")
-    if not v.initial_weight >= 0:
+    check_between("volume_size_gb", v.volume_size_gb, 1, 512)
+    if not is_token(v.initial_weight) and not v.initial_weight >= 0:
         raise ValueError(f"initial_weight must be >= 0, got: {v.initial_weight}")
     for prop, d in (("model_data_download_timeout", v.model_data_download_timeout),
                     ("startup_health_check_timeout", v.startup_health_check_timeout)):
-        if d is not None and not is_token(d.to_seconds()) and not 60 <= d.to_seconds() <= 3600:
-            raise ValueError(f"{prop} must be between 60 and 3600 seconds, got: {d.to_seconds()}")
+        check_between(prop, d, 60, 3600, "seconds")
 
 
 def _validate_shadow(shadow: ProductionVariant, mode: EndpointMode) -> None:
@@ -183,16 +181,14 @@ def _validate_async(mode, a: AsyncInference | None) -> None:
     for prop in ("output_prefix", "failure_prefix", "input_prefix"):
         validate_prefix(getattr(a, prop), f"async_inference.{prop}")
     m = a.max_concurrent_invocations_per_instance
-    if m is not None and not 1 <= m <= 1000:
-        raise ValueError(f"async_inference.max_concurrent_invocations_per_instance must be between 1 and 1000, got: {m}")
+    check_between("async_inference.max_concurrent_invocations_per_instance", m, 1, 1000)
 
 
 def _validate_data_capture(dc: DataCapture) -> None:
     from mlinfra.constructs.data_lake import validate_prefix
 
     validate_prefix(dc.prefix, "data_capture.prefix")
-    if not 0 <= dc.sampling_percentage <= 100:
-        raise ValueError(f"data_capture.sampling_percentage must be between 0 and 100, got: {dc.sampling_percentage}")
+    check_between("data_capture.sampling_percentage", dc.sampling_percentage, 0, 100)
     if not (dc.capture_request or dc.capture_response):
         raise ValueError("data_capture: capture the request, the response or both, got: neither")
 
@@ -201,12 +197,12 @@ def _validate_scaling(a: AutoScaling, mode: EndpointMode, variants: list[Product
     is_async = mode is EndpointMode.ASYNC
     min_cap = a.min_capacity if a.min_capacity is not None else (0 if is_async else 1)
     lowest = 0 if is_async else 1
-    if min_cap < lowest:
+    if not is_token(min_cap) and min_cap < lowest:
         raise ValueError(f"auto_scaling.min_capacity must be >= {lowest} ({'0 only for async endpoints' if not is_async else 'async'}), "
                          f"got: {min_cap}")
-    if a.max_capacity < max(min_cap, 1):
+    if not is_token(a.max_capacity) and not is_token(min_cap) and a.max_capacity < max(min_cap, 1):
         raise ValueError(f"auto_scaling.max_capacity must be >= min_capacity ({min_cap}) and >= 1, got: {a.max_capacity}")
-    if a.target_value is not None and not a.target_value > 0:
+    if a.target_value is not None and not is_token(a.target_value) and not a.target_value > 0:
         raise ValueError(f"auto_scaling.target_value must be > 0, got: {a.target_value}")
     metric = a.metric
     if metric is ScalingMetric.BACKLOG_PER_INSTANCE and not is_async:
@@ -219,8 +215,9 @@ def _validate_scaling(a: AutoScaling, mode: EndpointMode, variants: list[Product
         if cpu:
             raise ValueError(f"auto_scaling.metric: GPU_UTILIZATION needs GPU instance types, got: {cpu}")
     for cd, prop in ((a.scale_in_cooldown, "scale_in_cooldown"), (a.scale_out_cooldown, "scale_out_cooldown")):
-        if not is_token(cd.to_seconds()) and cd.to_seconds() < 0:
-            raise ValueError(f"auto_scaling.{prop} must be >= 0 seconds, got: {cd.to_seconds()}")
+        seconds = literal_seconds(cd)
+        if seconds is not None and seconds < 0:
+            raise ValueError(f"auto_scaling.{prop} must be >= 0 seconds, got: {seconds:g}")
     names = [s.name for s in a.scheduled]
     if len(set(names)) != len(names):
         raise ValueError(f"auto_scaling.scheduled: names must be unique, got: {names}")
@@ -237,31 +234,36 @@ def _validate_scaling(a: AutoScaling, mode: EndpointMode, variants: list[Product
 def _validate_guardrails(g: DeploymentGuardrails) -> None:
     if not isinstance(g.traffic_shifting, TrafficShifting):
         raise ValueError(f"deployment_guardrails.traffic_shifting must be a TrafficShifting, got: {g.traffic_shifting!r}")
-    if g.traffic_shifting is TrafficShifting.CANARY and not 1 <= g.canary_percent <= 50:
-        raise ValueError(f"deployment_guardrails.canary_percent must be between 1 and 50, got: {g.canary_percent}")
-    if g.traffic_shifting is TrafficShifting.LINEAR and not 10 <= g.linear_step_percent <= 50:
-        raise ValueError(f"deployment_guardrails.linear_step_percent must be between 10 and 50, got: {g.linear_step_percent}")
+    if g.traffic_shifting is TrafficShifting.CANARY:
+        check_between("deployment_guardrails.canary_percent", g.canary_percent, 1, 50)
+    if g.traffic_shifting is TrafficShifting.LINEAR:
+        check_between("deployment_guardrails.linear_step_percent", g.linear_step_percent, 10, 50)
     for prop, d, lo, hi in (("wait_interval", g.wait_interval, 0, 3600), ("termination_wait", g.termination_wait, 0, 3600),
                             ("maximum_execution_timeout", g.maximum_execution_timeout, 600, 28800)):
-        if not lo <= d.to_seconds() <= hi:
-            raise ValueError(f"deployment_guardrails.{prop} must be between {lo} and {hi} seconds, got: {d.to_seconds()}")
+        check_between(f"deployment_guardrails.{prop}", d, lo, hi, "seconds")
 
 
 def _validate_alarms(a: EndpointAlarms) -> None:
     for prop in ("error_5xx_rate_percent", "error_4xx_rate_percent", "disk_utilization_percent",
                  "memory_utilization_percent"):
         v = getattr(a, prop)
-        if v is not None and not 0 < v <= 100:
+        if v is not None and not is_token(v) and not 0 < v <= 100:
             raise ValueError(f"alarms.{prop} must be in (0, 100], got: {v}")
+    # Both are converted at synth time (ms -> the metric's microseconds; per GPU -> summed over the GPUs).
+    require_literal("alarms.latency_p99_ms", a.latency_p99_ms, "it is converted to the metric's microseconds")
+    require_literal("alarms.gpu_memory_utilization_percent", a.gpu_memory_utilization_percent,
+                    "it is multiplied by the instance's GPU count")
     if a.gpu_memory_utilization_percent is not None and not a.gpu_memory_utilization_percent > 0:
         raise ValueError(f"alarms.gpu_memory_utilization_percent must be > 0, got: {a.gpu_memory_utilization_percent}")
     if a.latency_p99_ms is not None and not a.latency_p99_ms > 0:
         raise ValueError(f"alarms.latency_p99_ms must be > 0 milliseconds, got: {a.latency_p99_ms}")
-    if not 1 <= a.datapoints_to_alarm <= a.evaluation_periods:
+    if not is_token(a.evaluation_periods) and not is_token(a.datapoints_to_alarm) and not (
+            1 <= a.datapoints_to_alarm <= a.evaluation_periods):
         raise ValueError(f"alarms.datapoints_to_alarm must be between 1 and evaluation_periods ({a.evaluation_periods}), "
                          f"got: {a.datapoints_to_alarm}")
-    if a.period.to_seconds() not in (10, 30) and a.period.to_seconds() % 60:
-        raise ValueError(f"alarms.period must be 10 s, 30 s or a multiple of 60 s, got: {a.period.to_seconds()}")
+    period = literal_seconds(a.period)
+    if period is not None and period not in (10, 30) and period % 60:
+        raise ValueError(f"alarms.period must be 10 s, 30 s or a multiple of 60 s, got: {period:g}")
 
 
 def _bake_steps(g: DeploymentGuardrails) -> int:
@@ -275,19 +277,28 @@ def _bake_steps(g: DeploymentGuardrails) -> int:
 
 def _validate_rollout_timing(g: DeploymentGuardrails, alarms: EndpointAlarms | None) -> None:
     """The rollout must fit its own timeout, and an auto-rollback alarm must be able to fire within one bake
-    (rule sagemaker.rollout-fits-guardrails): a 3-of-5-minute alarm on a 1-minute bake never trips in time."""
+    (rule sagemaker.rollout-fits-guardrails): a 3-of-5-minute alarm on a 1-minute bake never trips in time.
+    A token among the durations (a CloudFormation parameter) leaves the check to SageMaker at deploy time."""
+    wait, termination, maximum = (literal_seconds(d) for d in (g.wait_interval, g.termination_wait,
+                                                               g.maximum_execution_timeout))
+    linear_token = g.traffic_shifting is TrafficShifting.LINEAR and is_token(g.linear_step_percent)
+    if wait is None or termination is None or maximum is None or linear_token:
+        return
     steps = _bake_steps(g)
-    total = steps * g.wait_interval.to_seconds() + g.termination_wait.to_seconds()
-    if total > g.maximum_execution_timeout.to_seconds():
+    total = steps * wait + termination
+    if total > maximum:
         raise ValueError(
-            f"deployment_guardrails: {steps} bake wait(s) of {g.wait_interval.to_seconds():g} s + termination_wait "
-            f"{g.termination_wait.to_seconds():g} s must fit maximum_execution_timeout, got: {total:g} s > "
-            f"{g.maximum_execution_timeout.to_seconds():g} s {cite('sagemaker.rollout-fits-guardrails')}")
+            f"deployment_guardrails: {steps} bake wait(s) of {wait:g} s + termination_wait "
+            f"{termination:g} s must fit maximum_execution_timeout, got: {total:g} s > "
+            f"{maximum:g} s {cite('sagemaker.rollout-fits-guardrails')}")
     if alarms is None or not g.rollback_on_alarms or steps == 0:
         return
-    window = alarms.datapoints_to_alarm * alarms.period.to_seconds()
-    if window > g.wait_interval.to_seconds():
+    period = literal_seconds(alarms.period)
+    if period is None or is_token(alarms.datapoints_to_alarm):
+        return
+    window = alarms.datapoints_to_alarm * period
+    if window > wait:
         raise ValueError(
             f"deployment_guardrails.wait_interval must be at least the rollback alarms' window (datapoints_to_alarm "
-            f"{alarms.datapoints_to_alarm} x period {alarms.period.to_seconds():g} s = {window:g} s) so a bad model "
-            f"can trip them during a bake, got: {g.wait_interval.to_seconds():g} s {cite('sagemaker.rollout-fits-guardrails')}")
+            f"{alarms.datapoints_to_alarm} x period {period:g} s = {window:g} s) so a bad model "
+            f"can trip them during a bake, got: {wait:g} s {cite('sagemaker.rollout-fits-guardrails')}")
