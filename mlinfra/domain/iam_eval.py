@@ -268,15 +268,15 @@ class Role:
         role, or by delegating to the account when the identity policies allow too); otherwise the identity
         policies (within the boundary) or the ``resource_policy`` must allow."""
         req = dataclasses.replace(req, principal=self.arn)
-        resource = list(resource_policy or []) + list(key_policy or [])
-        if evaluate(self.identity, req) == "Deny" or evaluate(resource, req) == "Deny":
+        resource = None if resource_policy is None else list(resource_policy)
+        key = None if key_policy is None else list(key_policy)
+        if "Deny" in (evaluate(self.identity, req), evaluate(resource or [], req), evaluate(key or [], req)):
             return False
         by_identity = allowed(self.identity, req, boundary=self.boundary)
-        if key_policy is not None:
-            key_policy = list(key_policy)
-            direct = evaluate([s for s in key_policy if not _delegates_to_account(s)], req) == "Allow"
-            return direct or (by_identity and evaluate(key_policy, req) == "Allow")
-        return by_identity or (resource_policy is not None and evaluate(resource, req) == "Allow")
+        if key is not None:
+            direct = evaluate([s for s in key if not _delegates_to_account(s)], req) == "Allow"
+            return direct or (by_identity and evaluate(key, req) == "Allow")
+        return by_identity or (resource is not None and evaluate(resource, req) == "Allow")
 
 
 class Assembly:
