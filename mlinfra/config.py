@@ -70,7 +70,14 @@ from mlinfra.domain.lake import (
     retrainable_dataset_error,
 )
 from mlinfra.domain.network import DEFAULT_INTERFACE_ENDPOINTS, INTERFACE_ENDPOINT_NAMES, LOG_RETENTION_DAYS, cidr_error
-from mlinfra.domain.parallelcluster import DEFAULT_PCLUSTER_VERSION, DLAMI_SSM_PARAMETER, PCLUSTER_MIN_MINOR, is_pcluster_release
+from mlinfra.domain.parallelcluster import (
+    DEFAULT_PCLUSTER_VERSION,
+    DLAMI_SSM_PARAMETER,
+    PCLUSTER_MIN_MINOR,
+    CapacityType,
+    QueueUpdateStrategy,
+    is_pcluster_release,
+)
 from mlinfra.domain.instances import ECS_GPU_AMI_SSM_PARAMETER
 from mlinfra.domain.hyperpod import MAX_INSTANCE_COUNT as MAX_HYPERPOD_INSTANCE_COUNT
 from mlinfra.domain.safe_yaml import DocumentError, load_document
@@ -474,6 +481,10 @@ class IngestionConfig(_Section):
 
 # --- training (issue 4) ---
 
+#: The file spells these closed sets as strings; their one home is the domain enum the stack converts them to.
+CapacityTypeName = Literal[tuple(m.value for m in CapacityType)]  # type: ignore[valid-type]
+QueueUpdateStrategyName = Literal[tuple(m.value for m in QueueUpdateStrategy)]  # type: ignore[valid-type]
+
 
 
 @section
@@ -489,7 +500,7 @@ class SlurmQueueConfig(_Section):
     #: Most nodes. :default: 4
     max_count: Annotated[int, between(0, 10_000)] = 4
     #: ONDEMAND, SPOT or CAPACITY_BLOCK (then min_count = max_count > 0). :default: ONDEMAND
-    capacity_type: Literal["ONDEMAND", "SPOT", "CAPACITY_BLOCK"] = "ONDEMAND"
+    capacity_type: CapacityTypeName = "ONDEMAND"
     #: The capacity block's reservation id (``cr-...``), required with CAPACITY_BLOCK. :default: None
     capacity_reservation_id: str | None = None
 
@@ -605,7 +616,7 @@ class TrainingConfig(_Section):
     #: :default: slurm
     slurm_cluster_name: str = "slurm"
     #: What a stack update that changes a queue does to running nodes. :default: DRAIN
-    slurm_queue_update_strategy: Literal["DRAIN", "TERMINATE", "COMPUTE_FLEET_STOP"] = "DRAIN"
+    slurm_queue_update_strategy: QueueUpdateStrategyName = "DRAIN"
     #: Head node type. :default: m6i.2xlarge
     slurm_head_node_instance_type: str = "m6i.2xlarge"
     #: Slurm queues. :default: one "gpu" queue of p4d.24xlarge, 0 to 4 nodes

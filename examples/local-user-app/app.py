@@ -21,7 +21,7 @@ from mlinfra import DataLake, LakeEncryption, Network
 from mlinfra.constructs.endpoint import Endpoint, EndpointMode, ModelContainer, ServerlessSettings
 from mlinfra.constructs.lustre_cache import LustreCache, LustreDeploymentType, LustreLink
 from mlinfra.constructs.retrain_pipeline import RetrainPipeline, TrainingProps
-from mlinfra.constructs.training_cluster import BatchOptions, GpuTrainingCluster, TrainingEngine
+from mlinfra.constructs.training_cluster import BatchTrainingCluster
 
 HERE = Path(__file__).resolve().parent
 IMAGE = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/churn@sha256:" + "0" * 64
@@ -53,10 +53,9 @@ cache = LustreCache(
 # The VPC's default security group, where the multi-node containers' network interfaces land (EFA).
 default_sg = ec2.SecurityGroup.from_security_group_id(ml, "SharedVpcDefaultSg", "sg-0a1b2c3d4e5f60003",
                                                       mutable=True)
-cluster = GpuTrainingCluster(
-    ml, "Gpu", vpc=network.vpc, subnet=subnet, engine=TrainingEngine.BATCH, lustre=cache, lake=lake,
-    task_security_group=default_sg,
-    batch=BatchOptions(image=IMAGE, instance_types=("p5.48xlarge",), nodes=2, max_vcpus=384),
+cluster = BatchTrainingCluster(
+    ml, "Gpu", vpc=network.vpc, subnet=subnet, lustre=cache, lake=lake, task_security_group=default_sg,
+    image=IMAGE, instance_types=("p5.48xlarge",), nodes=2, max_vcpus=384,
 )
 endpoint = Endpoint(
     ml, "Scoring", mode=EndpointMode.SERVERLESS, model=ModelContainer(image_uri=IMAGE),

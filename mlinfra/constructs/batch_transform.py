@@ -35,7 +35,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge_retention, alarm_principal, is_token, limit_grants_to_aws_services, log_retention, logs_principal
+from mlinfra.constructs.common import acknowledge_retention, alarm_principal, check_between, is_token, limit_grants_to_aws_services, log_retention, logs_principal, path_in_errors
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain.hosting_instances import accepts_volume_kms_key, family_of
@@ -110,6 +110,7 @@ class BatchTransform(Construct):
     :param log_retention_days: :default: 90
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,
@@ -428,31 +429,31 @@ def _validate(model_name, input_prefix, output_prefix, instance_type, instance_c
     validate_prefix(input_prefix, "input_prefix")
     validate_prefix(output_prefix, "output_prefix")
     family_of(instance_type, "instance_type")
-    if instance_count < 1:
+    if not is_token(instance_count) and instance_count < 1:
         raise ValueError(f"instance_count must be >= 1, got: {instance_count}")
     if not isinstance(split_type, SplitType):
         raise ValueError(f"split_type must be a SplitType ({[s.name for s in SplitType]}), got: {split_type!r}")
     if not isinstance(batch_strategy, BatchStrategy):
         raise ValueError(f"batch_strategy must be a BatchStrategy ({[s.name for s in BatchStrategy]}), got: {batch_strategy!r}")
-    if not 0 <= max_payload_mb <= MAX_PAYLOAD_MB:
+    if not is_token(max_payload_mb) and not 0 <= max_payload_mb <= MAX_PAYLOAD_MB:
         raise ValueError(f"max_payload_mb must be between 0 and {MAX_PAYLOAD_MB} MB, got: {max_payload_mb}")
-    if max_concurrent_transforms < 1:
+    if not is_token(max_concurrent_transforms) and max_concurrent_transforms < 1:
         raise ValueError(f"max_concurrent_transforms must be >= 1, got: {max_concurrent_transforms}")
-    if max_concurrent_transforms * max_payload_mb > MAX_PAYLOAD_MB:
+    if not is_token(max_payload_mb) and not is_token(max_concurrent_transforms) and \
+            max_concurrent_transforms * max_payload_mb > MAX_PAYLOAD_MB:
         raise ValueError(
             f"max_concurrent_transforms x max_payload_mb must be <= {MAX_PAYLOAD_MB} MB, got: "
             f"{max_concurrent_transforms} x {max_payload_mb} = {max_concurrent_transforms * max_payload_mb}"
         )
     if schedule is None and not trigger_on_new_data:
         raise ValueError("schedule/trigger_on_new_data: give a schedule, trigger_on_new_data=True or both, got: neither")
-    if not is_token(poll_interval.to_seconds()) and not 1 <= poll_interval.to_seconds() <= 3600:
-        raise ValueError(f"poll_interval must be between 1 and 3600 seconds, got: {poll_interval.to_seconds()}")
+    check_between("poll_interval", poll_interval, 1, 3600, "seconds")
     if not is_token(model_version) and not all(c.isalnum() or c in "-_." for c in model_version):
         raise ValueError(f"model_version must be letters, digits, '-', '_' or '.', got: {model_version!r}")
     if processing is not None:
         family_of(processing.instance_type, "processing.instance_type")
         validate_prefix(processing.output_prefix, "processing.output_prefix")
-        if processing.instance_count < 1:
+        if not is_token(processing.instance_count) and processing.instance_count < 1:
             raise ValueError(f"processing.instance_count must be >= 1, got: {processing.instance_count}")
         if not processing.entrypoint:
             raise ValueError("processing.entrypoint: required, got: []")

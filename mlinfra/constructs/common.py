@@ -314,6 +314,7 @@ def log_retention(days: int, prop: str = "retention_days") -> "cdk.aws_logs.Rete
     """The ``RetentionDays`` member for a number of days CloudWatch Logs accepts."""
     from aws_cdk import aws_logs
 
+    require_literal(prop, days, "it picks one of CloudWatch Logs' retention periods")
     if days not in _RETENTION_NAMES:
         raise ValueError(f"{prop} must be one of {sorted(_RETENTION_NAMES)}, got: {days}")
     return getattr(aws_logs.RetentionDays, _RETENTION_NAMES[days])

@@ -18,6 +18,7 @@ bundles live in ``artifacts`` under ``checkpoints/``, ``evaluation/`` and ``code
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping, Protocol, runtime_checkable
 
 import aws_cdk as cdk
@@ -28,7 +29,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, acknowledge_access_log_destination, data_removal_policy, limit_grants_to_aws_services, path_in_errors
+from mlinfra.constructs.common import acknowledge, acknowledge_access_log_destination, data_removal_policy, is_token, limit_grants_to_aws_services, path_in_errors
 from mlinfra.domain.lake import ZONES, LakeEncryption, Lifecycle, Zone, default_lifecycle, lifecycle_errors, prefix_error
 
 __all__ = ["DataLake", "ImportedDataLake", "IDataLake", "LakeBase", "LakeEncryption", "Lifecycle", "Zone", "ZONES",
@@ -360,6 +361,13 @@ def lifecycle_rules(lc: Lifecycle) -> list[s3.LifecycleRule]:
     return [rule]
 
 
+def _literal_lifecycle(lc: Lifecycle) -> Lifecycle:
+    """``lc`` with its token day counts (CloudFormation parameters, legal in the bucket's lifecycle rules) replaced
+    by the field's default, so the S3 rules check the literal ones only."""
+    tokens = {f.name: f.default for f in dataclasses.fields(lc) if is_token(getattr(lc, f.name))}
+    return dataclasses.replace(lc, **tokens) if tokens else lc
+
+
 def _validate_props(zones, encryption, encryption_key, lifecycle, glue_zones, log_days) -> None:
     bad = [z for z in zones if z not in ZONES]
     if bad or not zones:
@@ -376,8 +384,8 @@ def _validate_props(zones, encryption, encryption_key, lifecycle, glue_zones, lo
     bad = [z for z in lifecycle if z not in zones]
     if bad:
         raise ValueError(f"lifecycle has zone(s) not in this lake {list(zones)}: {bad}")
-    errors = [e for z, lc in lifecycle.items() for e in lifecycle_errors(lc, f"lifecycle.{z}")]
+    errors = [e for z, lc in lifecycle.items() for e in lifecycle_errors(_literal_lifecycle(lc), f"lifecycle.{z}")]
     if errors:
         raise ValueError("; ".join(errors))
-    if log_days < 1:
+    if not is_token(log_days) and log_days < 1:
         raise ValueError(f"access_log_retention_days must be >= 1, got: {log_days}")

@@ -36,7 +36,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mlinfra.constructs.common import encrypted_log_group, is_token, limit_grants_to_aws_services, log_retention
+from mlinfra.constructs.common import encrypted_log_group, is_token, limit_grants_to_aws_services, log_retention, path_in_errors
 from mlinfra.constructs.data_lake import IDataLake, validate_prefix, validate_zone
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain.choices import choice
@@ -340,6 +340,7 @@ class DataSyncEndpoint(Construct):
     :param agent_cidrs: networks the agents connect from (on premises via VPN/Direct Connect, or the VPC).
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,
@@ -397,6 +398,7 @@ class DataSyncTask(Construct):
     :param name: task name. :default: generated
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,

@@ -46,7 +46,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from mlinfra.constructs.common import (acknowledge_retention, alarm_principal, is_token, limit_grants_to_aws_services,
-                                       log_retention, logs_principal)
+                                       log_retention, logs_principal, path_in_errors, require_literal)
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain.drift.contract import EVENT_DETAIL_TYPE, EVENT_SOURCE, NAMESPACE, thresholds_by_feature
@@ -145,6 +145,7 @@ class DriftMonitor(Construct):
         :default: 2
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,
@@ -179,6 +180,8 @@ class DriftMonitor(Construct):
         super().__init__(scope, id)
         window = window or cdk.Duration.hours(24)
         max_runtime = max_runtime or cdk.Duration.hours(2)
+        require_literal("window", window, "the job's --window-hours argument is written at synth time")
+        require_literal("max_runtime", max_runtime, "the workflow's timeout adds 30 minutes to it at synth time")
         schedule = schedule or scheduler.ScheduleExpression.rate(cdk.Duration.days(1))
         if baseline_key is None:
             if is_token(endpoint_name):
@@ -186,7 +189,7 @@ class DriftMonitor(Construct):
             baseline_key = f"baselines/{endpoint_name}/baseline.json"
         errors = _validate(endpoint_name, capture_prefix, report_prefix, ground_truth_prefix, window, thresholds,
                            instance_type, volume_size_gb, max_runtime, baseline_key)
-        if no_records_alarm_days is not None and not 1 <= no_records_alarm_days <= 7:
+        if no_records_alarm_days is not None and not is_token(no_records_alarm_days) and not 1 <= no_records_alarm_days <= 7:
             errors.append(f"no_records_alarm_days must be between 1 and 7 or None, got: {no_records_alarm_days!r}")
         if errors:
             raise _path_error(self, "; ".join(errors))
@@ -304,7 +307,8 @@ class DriftMonitor(Construct):
                 threshold=1, evaluation_periods=no_records_alarm_days, datapoints_to_alarm=no_records_alarm_days,
                 comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
-                alarm_description=f"No captured records judged for {no_records_alarm_days} days: the drift job did not run "
+                alarm_description=f"No captured records judged for {cdk.Tokenization.stringify_number(no_records_alarm_days)} "
+                                  "days: the drift job did not run "
                                   "or data capture wrote nothing")
             alarm.add_alarm_action(action)
             self.alarms["NoRecords"] = alarm
@@ -584,7 +588,7 @@ def _validate(endpoint_name: str, capture_prefix: str, report_prefix: str, groun
             errors.append(f"thresholds: {err}")
     if not instance_type.startswith("ml."):
         errors.append(f"instance_type must be an ml.* SageMaker instance type, got: {instance_type!r}")
-    if not 1 <= volume_size_gb <= 16384:
+    if not is_token(volume_size_gb) and not 1 <= volume_size_gb <= 16384:
         errors.append(f"volume_size_gb must be between 1 and 16384, got: {volume_size_gb}")
     errors += validate_max_runtime(max_runtime)
     if not is_token(baseline_key) and (not baseline_key or baseline_key.startswith("/") or not baseline_key.endswith(".json")):

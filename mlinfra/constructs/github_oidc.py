@@ -22,7 +22,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from mlinfra.constructs.common import is_token
+from mlinfra.constructs.common import is_token, path_in_errors, require_literal
 from mlinfra.constructs.wildcards import acknowledge_wildcards, ending
 
 __all__ = ["GithubOidcDeployRole", "GITHUB_OIDC_URL", "GITHUB_AUDIENCE", "DEFAULT_QUALIFIER"]
@@ -61,6 +61,7 @@ class GithubOidcDeployRole(Construct):
         :default: every stack ("*")
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,
@@ -83,6 +84,8 @@ class GithubOidcDeployRole(Construct):
         _validate_branch(branch)
         _validate_subject_choice(branch, environment)
         _validate_qualifier(qualifier)
+        require_literal("max_session_duration", max_session_duration, "aws-cdk-lib's Role checks its 1-12 hour range "
+                        "at synth time")
         if pull_request_diff:
             _validate_diff_workflow(diff_workflow, self.node.path)
 

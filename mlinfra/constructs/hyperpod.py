@@ -40,9 +40,9 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, is_token
+from mlinfra.constructs.common import acknowledge, check_between, is_token, path_in_errors
 from mlinfra.constructs.data_lake import IDataLake, validate_prefix
-from mlinfra.constructs.lustre_cache import LustreCache
+from mlinfra.constructs.lustre_cache import ILustreCache
 from mlinfra.constructs.training_cluster import LakeAccess
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards
 from mlinfra.domain import hyperpod as rules
@@ -187,7 +187,8 @@ class HyperPodCluster(Construct):
         :default: required
     :param lifecycle: where the lifecycle scripts are. :default: required
     :param cluster_name: the cluster's name (replacement on change). :default: generated from the path
-    :param lustre: the cache mounted at ``lustre_mount_path`` on login and compute nodes. :default: None
+    :param lustre: the cache mounted at ``lustre_mount_path`` on login and compute nodes (any ``ILustreCache``: a
+        ``LustreCache`` or ``LustreCache.from_file_system_attributes``). :default: None
     :param lustre_mount_path: :default: /fsx
     :param lake: the data lake whose prefixes the nodes read (any ``IDataLake``). :default: None
     :param lake_read: lake prefixes the nodes read. :default: none
@@ -202,6 +203,7 @@ class HyperPodCluster(Construct):
         (:func:`mlinfra.domain.hyperpod_jobs.training_task_state`, :meth:`grant_submit_jobs`). :default: True
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,
@@ -212,7 +214,7 @@ class HyperPodCluster(Construct):
         instance_groups: Sequence[HyperPodInstanceGroup],
         lifecycle: HyperPodLifecycle,
         cluster_name: str | None = None,
-        lustre: LustreCache | None = None,
+        lustre: ILustreCache | None = None,
         lustre_mount_path: str = "/fsx",
         lake: IDataLake | None = None,
         lake_read: Sequence[HyperPodLakeAccess] = (),
@@ -371,7 +373,7 @@ class HyperPodCluster(Construct):
         for statement in statements:
             self.role.add_to_principal_policy(statement)
 
-    def _upload_lifecycle(self, lifecycle: HyperPodLifecycle, lustre: LustreCache | None, mount_path: str,
+    def _upload_lifecycle(self, lifecycle: HyperPodLifecycle, lustre: ILustreCache | None, mount_path: str,
                           exporters: dict[str, str]) -> s3deploy.BucketDeployment:
         config = {
             "cluster_name": self.cluster_name,
@@ -403,7 +405,7 @@ class HyperPodCluster(Construct):
         _acknowledge_deployment(self, deployment)
         return deployment
 
-    def _group(self, g: HyperPodInstanceGroup, lifecycle: HyperPodLifecycle, lustre: LustreCache | None,
+    def _group(self, g: HyperPodInstanceGroup, lifecycle: HyperPodLifecycle, lustre: ILustreCache | None,
                mount_path: str, updates: HyperPodSoftwareUpdates | None) -> sagemaker.CfnCluster.ClusterInstanceGroupProperty:
         storage = []
         if lustre is not None and g.mount_lustre:
@@ -474,6 +476,15 @@ def _acknowledge_deployment(scope: Construct, deployment: s3deploy.BucketDeploym
 # --------------------------------------------------------------------------------------------------
 
 
+def _between(prop: str, value: Any, low: float, high: float, unit: str = "") -> list[str]:
+    """:func:`check_between` as a collected error (HyperPod reports every problem at once)."""
+    try:
+        check_between(prop, value, low, high, unit)
+    except ValueError as exc:
+        return [str(exc)]
+    return []
+
+
 def _validate(path: str, name: str, groups: Sequence[HyperPodInstanceGroup], lifecycle: HyperPodLifecycle,
               mount_path: str, lake: IDataLake | None, lake_read: Sequence[HyperPodLakeAccess], node_recovery: NodeRecovery | str,
               updates: HyperPodSoftwareUpdates | None) -> list[str]:
@@ -502,10 +513,9 @@ def _validate(path: str, name: str, groups: Sequence[HyperPodInstanceGroup], lif
         if all(isinstance(c, DeepHealthCheck) for c in g.deep_health_checks or ()):
             errors += rules.deep_health_check_errors(f"{p}.deep_health_checks", g.instance_type,
                                                      g.effective_deep_health_checks, g.image_id)
-        if g.threads_per_core not in (None, 1, 2):
+        if g.threads_per_core not in (None, 1, 2) and not is_token(g.threads_per_core):
             errors.append(f"{p}.threads_per_core must be 1 or 2, got: {g.threads_per_core!r}")
-        if g.ebs_volume_size_gib is not None and not 1 <= g.ebs_volume_size_gib <= 16384:
-            errors.append(f"{p}.ebs_volume_size_gib must be 1 to 16384, got: {g.ebs_volume_size_gib}")
+        errors += _between(f"{p}.ebs_volume_size_gib", g.ebs_volume_size_gib, 1, 16384)
     if all(isinstance(g.node_type, SlurmNodeType) for g in groups):
         errors += rules.slurm_topology_errors(
             "instance_groups", [(g.name, g.node_type, g.instance_count, g.partition) for g in groups])
@@ -536,11 +546,8 @@ def _validate(path: str, name: str, groups: Sequence[HyperPodInstanceGroup], lif
     if updates is not None:
         if not 1 <= len(updates.rollback_alarms) <= 10:
             errors.append(f"software_updates.rollback_alarms must hold 1 to 10 alarms, got: {len(updates.rollback_alarms)}")
-        if not 1 <= updates.max_batch_percent <= 100:
-            errors.append(f"software_updates.max_batch_percent must be 1 to 100, got: {updates.max_batch_percent}")
-        wait = updates.wait.to_seconds()
-        if not 0 <= wait <= 3600:
-            errors.append(f"software_updates.wait must be 0 to 3600 seconds, got: {wait}")
+        errors += _between("software_updates.max_batch_percent", updates.max_batch_percent, 1, 100)
+        errors += _between("software_updates.wait", updates.wait, 0, 3600, "seconds")
         if not (updates.schedule_expression.startswith("cron(") and updates.schedule_expression.endswith(")")):
             errors.append("software_updates.schedule_expression must be a cron(...) expression, got: "
                           f"{updates.schedule_expression!r}")

@@ -9,6 +9,10 @@ Links to the lake: one data repository association (DRA) per (file-system path, 
 policies. DRAs work on every Lustre 2.12/2.15 file system except SCRATCH_1 and are the only link
 PERSISTENT_2 accepts; SCRATCH_2 and PERSISTENT_1 may instead use the older import/export paths
 (``use_import_export_paths=True``, one link at ``/``), which exclude DRAs.
+
+Consumers (the training clusters, HyperPod) take an :class:`ILustreCache`: a cache made here or an existing file
+system imported with :meth:`LustreCache.from_file_system_attributes` (file system id, DNS name, mount name and
+its security group), so a cluster can mount a file system another stack or team owns.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-from typing import Sequence
+from typing import Protocol, Sequence, runtime_checkable
 
 import aws_cdk as cdk
 import jsii
@@ -28,13 +32,23 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge_retention, data_removal_policy, is_token, limit_grants_to_aws_services, log_retention
+from mlinfra.constructs.common import (
+    acknowledge_retention,
+    data_removal_policy,
+    is_token,
+    limit_grants_to_aws_services,
+    log_retention,
+    path_in_errors,
+)
 from mlinfra.constructs.data_lake import validate_prefix
 from mlinfra.domain.lustre_sizing import PER_UNIT_THROUGHPUT, CachePlan, capacity_errors
 from mlinfra.domain.rules import cite
 
 __all__ = [
+    "ILustreCache",
     "LustreCache",
+    "LustreCacheBase",
+    "ImportedLustreCache",
     "LustreDeploymentType",
     "LustreLink",
     "RepositoryEvent",
@@ -52,6 +66,12 @@ MAX_DATA_REPOSITORY_ASSOCIATIONS = 8
 METADATA_IOPS: tuple[int, ...] = (1500, 3000, 6000, 12000, *range(24000, 192001, 12000))
 
 _FS_PATH_RE = re.compile(r"^/([A-Za-z0-9_.-]+/?)*$")
+
+# The FSx API's own patterns (botocore's fsx model: FileSystemId, DNSName, LustreFileSystemMountName; a test
+# checks these against the model).
+FILE_SYSTEM_ID_RE = re.compile(r"^fs-[0-9a-f]{8,18}$")
+DNS_NAME_RE = re.compile(r"^(fs|fc)i?-[0-9a-f]{8,}\..{4,253}$")
+MOUNT_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,8}$")
 
 
 class LustreDeploymentType(enum.Enum):
@@ -125,7 +145,49 @@ def _peer(other: ec2.IConnectable) -> ec2.IConnectable:
     return getattr(other, "connections", other)
 
 
-class LustreCache(Construct):
+@runtime_checkable
+class ILustreCache(Protocol):
+    """What a client of a Lustre file system consumes, whether made here (:class:`LustreCache`) or imported
+    (:meth:`LustreCache.from_file_system_attributes`): take this type, not a concrete class."""
+
+    @property
+    def file_system_id(self) -> str: ...
+
+    @property
+    def dns_name(self) -> str: ...
+
+    @property
+    def mount_name(self) -> str: ...
+
+    #: The file system's security groups; ``allow_default_port_from(client)`` opens the Lustre ports both ways.
+    connections: ec2.Connections
+
+    def mount_command(self, mount_point: str = "/fsx") -> str: ...
+
+
+class LustreCacheBase(Construct):
+    """Behaviour shared by a created and an imported file system: the mount command."""
+
+    connections: LustreConnections
+
+    @property
+    def file_system_id(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def dns_name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def mount_name(self) -> str:
+        raise NotImplementedError
+
+    def mount_command(self, mount_point: str = "/fsx") -> str:
+        """The client mount command (the Lustre client must be installed)."""
+        return f"sudo mount -t lustre -o relatime,flock {self.dns_name}@tcp:/{self.mount_name} {mount_point}"
+
+
+class LustreCache(LustreCacheBase):
     """An FSx for Lustre file system caching lake prefixes for GPU clusters.
 
     :param vpc: the VPC. :default: required
@@ -158,6 +220,7 @@ class LustreCache(Construct):
         ``mlinfra:allowDataDestruction=true`` too. :default: False (RETAIN)
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,
@@ -298,14 +361,77 @@ class LustreCache(Construct):
     def mount_name(self) -> str:
         return self.file_system.attr_lustre_mount_name
 
-    def mount_command(self, mount_point: str = "/fsx") -> str:
-        """The client mount command (the Lustre client must be installed)."""
-        return f"sudo mount -t lustre -o relatime,flock {self.dns_name}@tcp:/{self.mount_name} {mount_point}"
-
     @property
     def aggregate_throughput_mbps(self) -> float:
         per_unit = self.per_unit_storage_throughput or PER_UNIT_THROUGHPUT[self.deployment_type.value][0]
         return self.storage_capacity_gib / 1024 * per_unit
+
+    @staticmethod
+    def from_file_system_attributes(scope: Construct, id: str, *, file_system_id: str, dns_name: str,
+                                    mount_name: str, security_group: ec2.ISecurityGroup) -> "ImportedLustreCache":
+        """An existing FSx for Lustre file system (made by another stack, team or tool), to mount on the training
+        clusters. See :class:`ImportedLustreCache`."""
+        return ImportedLustreCache(scope, id, file_system_id=file_system_id, dns_name=dns_name,
+                                   mount_name=mount_name, security_group=security_group)
+
+
+class ImportedLustreCache(LustreCacheBase):
+    """An FSx for Lustre file system this app does not manage: mount it and admit clients to it.
+
+    Admitting a client (``connections.allow_default_port_from``) adds the Lustre rules to ``security_group`` as
+    separate ingress/egress resources of this app; the file system itself is untouched.
+
+    :param file_system_id: its id (``fs-`` and 8 to 18 hex digits). :default: required
+    :param dns_name: its DNS name (``fs-....fsx.<region>.amazonaws.com``), from ``describe-file-systems``.
+        :default: required
+    :param mount_name: its Lustre mount name (1 to 8 letters, digits, ``_`` or ``-``; ``fsx`` for SCRATCH_1).
+        :default: required
+    :param security_group: a security group of the file system; import it with
+        ``ec2.SecurityGroup.from_security_group_id(..., mutable=True)`` so client rules can be added.
+        :default: required
+    """
+
+    @path_in_errors
+    def __init__(self, scope: Construct, id: str, *, file_system_id: str, dns_name: str, mount_name: str,
+                 security_group: ec2.ISecurityGroup) -> None:
+        super().__init__(scope, id)
+        errors = attribute_errors(file_system_id, dns_name, mount_name)
+        if errors:
+            raise ValueError("; ".join(errors) + f" {cite('fsx.file-system-attributes')}")
+        if security_group is None or not hasattr(security_group, "security_group_id"):
+            raise ValueError(f"security_group must be an ec2.ISecurityGroup of the file system, got: {security_group!r}")
+        self._file_system_id, self._dns_name, self._mount_name = file_system_id, dns_name, mount_name
+        self.security_group = security_group
+        self.connections = LustreConnections(security_groups=[security_group])
+
+    @property
+    def file_system_id(self) -> str:
+        return self._file_system_id
+
+    @property
+    def dns_name(self) -> str:
+        return self._dns_name
+
+    @property
+    def mount_name(self) -> str:
+        return self._mount_name
+
+
+def attribute_errors(file_system_id: str, dns_name: str, mount_name: str) -> list[str]:
+    """Rule ``fsx.file-system-attributes``: the attributes of an imported file system against the FSx API's
+    patterns (a DNS name of another file system is refused too); tokens are skipped."""
+    errors = []
+    if not is_token(file_system_id) and not (isinstance(file_system_id, str) and FILE_SYSTEM_ID_RE.fullmatch(file_system_id)):
+        errors.append(f"file_system_id must be fs- and 8 to 18 hex digits, got: {file_system_id!r}")
+    if not is_token(dns_name) and not (isinstance(dns_name, str) and DNS_NAME_RE.fullmatch(dns_name)):
+        errors.append(f"dns_name must be the file system's DNS name (fs-<id>.fsx.<region>.amazonaws.com), got: "
+                      f"{dns_name!r}")
+    elif (not is_token(dns_name) and not is_token(file_system_id) and not errors
+          and not dns_name.startswith(f"{file_system_id}.")):
+        errors.append(f"dns_name must belong to file_system_id {file_system_id!r}, got: {dns_name!r}")
+    if not is_token(mount_name) and not (isinstance(mount_name, str) and MOUNT_NAME_RE.fullmatch(mount_name)):
+        errors.append(f"mount_name must be 1 to 8 letters, digits, '_' or '-', got: {mount_name!r}")
+    return errors
 
 
 # --------------------------------------------------------------------------------------------------

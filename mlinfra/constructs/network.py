@@ -16,7 +16,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, encrypted_log_group, is_token, limit_grants_to_aws_services, log_retention, path_in_errors
+from mlinfra.constructs.common import acknowledge, encrypted_log_group, limit_grants_to_aws_services, log_retention, path_in_errors, require_literal
 from mlinfra.domain.network import DEFAULT_INTERFACE_ENDPOINTS, INTERFACE_ENDPOINT_NAMES, LOG_RETENTION_DAYS, cidr_error
 
 __all__ = ["Network", "DEFAULT_INTERFACE_ENDPOINTS", "INTERFACE_ENDPOINT_NAMES", "PRIVATE_SUBNET_GROUP"]
@@ -191,7 +191,11 @@ def _validate(vpc, cidr, max_azs, nat_gateways, training_az_index, interface_end
         raise ValueError(
             "Network: pass either vpc (an existing VPC) or cidr/max_azs/nat_gateways (to create one), not both"
         )
-    if cidr is not None and not is_token(cidr) and (error := cidr_error(cidr)):
+    # The subnets (and the training subnet's block) are carved from these at synth time.
+    for prop, value in (("cidr", cidr), ("max_azs", max_azs), ("nat_gateways", nat_gateways),
+                        ("training_az_index", training_az_index), ("flow_log_retention_days", retention)):
+        require_literal(prop, value, "the VPC's subnets, NAT gateways and flow log are laid out at synth time")
+    if cidr is not None and (error := cidr_error(cidr)):
         raise ValueError(error)
     if max_azs is not None and not 1 <= max_azs <= 6:
         raise ValueError(f"max_azs must be between 1 and 6, got: {max_azs}")

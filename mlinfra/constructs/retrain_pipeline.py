@@ -39,7 +39,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge_retention, alarm_principal, data_removal_policy, encrypted_table, is_token, limit_grants_to_aws_services, log_retention, logs_principal
+from mlinfra.constructs.common import acknowledge_retention, alarm_principal, data_removal_policy, encrypted_table, is_token, limit_grants_to_aws_services, log_retention, logs_principal, path_in_errors, require_literal
 from mlinfra.constructs.data_lake import IDataLake, dataset_prefix
 from mlinfra.constructs.endpoint_target import EndpointTarget
 from mlinfra.constructs.lambda_function import HandlerFunction
@@ -160,6 +160,7 @@ class TrainingProps:
         return int((self.max_wait or cdk.Duration.seconds(2 * self.max_runtime.to_seconds())).to_seconds())
 
     def validate(self) -> None:
+        _require_literals("training", self, ("instance_count", "volume_size_gb", "max_runtime", "max_wait", "max_attempts"))
         _check_instance("training.instance_type", self.instance_type)
         if self.instance_count < 1:
             raise ValueError(f"training.instance_count must be >= 1, got: {self.instance_count}")
@@ -231,6 +232,7 @@ class ProcessingProps:
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def validate(self, prop: str) -> None:
+        _require_literals(prop, self, ("instance_count", "volume_size_gb", "max_runtime"))
         _check_instance(f"{prop}.instance_type", self.instance_type)
         if self.instance_count < 1:
             raise ValueError(f"{prop}.instance_count must be >= 1, got: {self.instance_count}")
@@ -260,6 +262,17 @@ class ProcessingProps:
         if self.environment:
             request["Environment"] = dict(self.environment)
         return request
+
+
+#: Why the pipeline's numbers must be literals: the state machine definition is JSON text built at synth time
+#: (numbers are not CloudFormation references there), and the poll counts, the lock's expiry and the execution
+#: timeout are computed from the durations.
+_DEFINITION_LITERAL = "the state machine definition and its timeouts are computed at synth time"
+
+
+def _require_literals(prefix: str, props: Any, names: Sequence[str]) -> None:
+    for name in names:
+        require_literal(f"{prefix}.{name}", getattr(props, name), _DEFINITION_LITERAL)
 
 
 def _volume_key_allowed(instance_type: str, prop: str) -> bool:
@@ -315,6 +328,7 @@ class RetrainPipeline(Construct):
     :param destroy_data_on_delete: delete the lineage table with the stack (two keys, see DataLake). :default: False
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,
@@ -357,8 +371,14 @@ class RetrainPipeline(Construct):
         poll_interval = poll_interval or cdk.Duration.minutes(1)
         if approval_topic is not None and not manual_approval:
             raise ValueError(f"{self.node.path}: approval_topic is used only with manual_approval=True, got: manual_approval=False")
+        for prop, value in (("approval_timeout", approval_timeout), ("poll_interval", poll_interval),
+                            ("endpoint_timeout", endpoint_timeout), ("execution_timeout", execution_timeout),
+                            ("lock_wait", lock_wait), ("threshold", threshold), ("min_improvement", min_improvement)):
+            require_literal(prop, value, _DEFINITION_LITERAL)
         if endpoint_timeout is None:
             guard = deploy_target.deployment_timeout_seconds if deploy_target is not None else None
+            require_literal("deploy_target.deployment_timeout_seconds (the endpoint's maximum_execution_timeout; or "
+                            "pass endpoint_timeout)", guard, _DEFINITION_LITERAL)
             endpoint_timeout = cdk.Duration.seconds(guard + 1800) if guard else cdk.Duration.hours(2)
         _validate_inference_image(self, deploy_target, inference_image_uri, training.image_uri)
         _validate(training, preprocessing, evaluation, metric_name, datasets, threshold, min_improvement, job_prefix,

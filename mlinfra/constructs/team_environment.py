@@ -41,7 +41,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
-from mlinfra.constructs.common import BATCH_BASIC_MONITORING, BATCH_HOP_LIMIT, acknowledge, is_token, limit_grants_to_aws_services
+from mlinfra.constructs.common import BATCH_BASIC_MONITORING, BATCH_HOP_LIMIT, acknowledge, is_token, limit_grants_to_aws_services, path_in_errors
 from mlinfra.constructs.data_lake import IDataLake, validate_prefix
 from mlinfra.domain.hosting_instances import family_of, parse_instance_type
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards
@@ -185,6 +185,7 @@ class TeamEnvironment(Construct):
     :param model_package_group_name: :default: ``<team_name>-models``
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,
@@ -608,6 +609,7 @@ class TeamPortfolio(Construct):
     :param max_training_vcpus: the largest quota the training-queue product accepts. :default: 256
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,
@@ -869,7 +871,7 @@ def _validate_families(families: Sequence[str], max_vcpus: int) -> None:
     unknown = [f for f in families if f not in known]
     if unknown:
         raise ValueError(f"instance_families: unknown instance family {unknown}; allowed: {sorted(known)}")
-    too_small = {f: known[f] for f in families if known[f] > max_vcpus}
+    too_small = {} if is_token(max_vcpus) else {f: known[f] for f in families if known[f] > max_vcpus}
     if too_small:
         raise ValueError(
             f"max_vcpus is below one instance of an allowed family (smallest size's vCPUs: {too_small}), got: {max_vcpus}"
@@ -877,9 +879,9 @@ def _validate_families(families: Sequence[str], max_vcpus: int) -> None:
 
 
 def _validate_budget(amount: float, thresholds: Sequence[int]) -> None:
-    if amount <= 0:
+    if not is_token(amount) and amount <= 0:
         raise ValueError(f"monthly_budget_usd must be positive, got: {amount}")
-    if not thresholds or len(thresholds) > 5 or any(not 1 <= t <= 1000 for t in thresholds):
+    if not thresholds or len(thresholds) > 5 or any(not is_token(t) and not 1 <= t <= 1000 for t in thresholds):
         raise ValueError(f"budget_thresholds_percent must be 1-5 values between 1 and 1000, got: {list(thresholds)}")
 
 

@@ -30,7 +30,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_transfer as transfer
 from constructs import Construct
 
-from mlinfra.constructs.common import acknowledge, encrypted_log_group, limit_grants_to_aws_services, log_retention
+from mlinfra.constructs.common import acknowledge, encrypted_log_group, is_token, limit_grants_to_aws_services, log_retention, path_in_errors
 from mlinfra.constructs.data_lake import IDataLake, validate_prefix, validate_zone
 from mlinfra.constructs.lambda_function import HandlerFunction
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
@@ -162,7 +162,7 @@ def validate_backend(lake, file_system, protocols, identity_provider, users: Seq
         raise ValueError("identity_provider: the EFS backend takes service-managed users here, got: AWS_LAMBDA")
     for u in users:
         for name, value in (("posix_uid", u.posix_uid), ("posix_gid", u.posix_gid)):
-            if value is None or not 0 <= value <= _POSIX_ID_MAX:
+            if value is None or (not is_token(value) and not 0 <= value <= _POSIX_ID_MAX):
                 raise ValueError(f"users[{u.name}].{name} must be an integer between 0 and {_POSIX_ID_MAX} on the EFS "
                                  f"backend (files are owned by it), got: {value!r}")
 
@@ -207,6 +207,7 @@ class SftpServer(Construct):
     :param encryption_key: key of the log group. :default: a new rotated key
     """
 
+    @path_in_errors
     def __init__(
         self,
         scope: Construct,

@@ -65,6 +65,26 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.constructs.endpoint.rollout._RolloutMixin._guard_stack_updates",
     ),
     ServiceRule(
+        id="sagemaker.scaled-variant-type-change",
+        rule="UpdateEndpoint fails when it changes the instance type of, or removes, a production variant registered "
+        "as an Application Auto Scaling target (a model change alone is allowed): deregister the target first, update, "
+        "then register it again. CloudFormation deletes replaced or removed resources only in its cleanup phase, after "
+        "the endpoint update, so a stack update needs the deregistration ordered before the endpoint.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html (Update endpoints that use "
+        "auto scaling) and https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-monitor-stack.html (replacement: create the new, then delete the old)",
+        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._release_scaling",
+    ),
+    ServiceRule(
+        id="sagemaker.variant-target-identity",
+        rule="A variant's scalable target is identified by ResourceId endpoint/<name>/variant/<variant>, dimension "
+        "sagemaker:variant:DesiredInstanceCount and namespace sagemaker (the CloudFormation resource's primary "
+        "identifier): two ScalableTarget resources of one variant share one registration, and DeregisterScalableTarget "
+        "of either removes it with its scaling policies and scheduled actions.",
+        source="https://docs.aws.amazon.com/autoscaling/application/APIReference/API_DeregisterScalableTarget.html and "
+        "the AWS::ApplicationAutoScaling::ScalableTarget resource schema (primaryIdentifier; cfn-lint ships it, tests read it)",
+        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._scaling",
+    ),
+    ServiceRule(
         id="sagemaker.update-endpoint-in-service",
         rule="UpdateEndpoint is refused while the endpoint is Creating, Updating, SystemUpdating or RollingBack; a "
         "missing endpoint is reported as a ValidationException 'Could not find endpoint'.",
@@ -137,7 +157,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         id="batch.mnp-no-spot",
         rule="Multi-node parallel jobs are not supported on compute environments that use Spot Instances.",
         source="https://docs.aws.amazon.com/batch/latest/userguide/mnp-ce.html",
-        enforced_by="mlinfra.constructs.training_cluster.BatchOptions",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.mnp-ecs-agent-image",
@@ -146,7 +166,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         "EFA software nor the Lustre client (installed by the node bootstrap).",
         source="https://docs.aws.amazon.com/batch/latest/userguide/compute_resource_AMIs.html (AMI specification) "
         "and https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-optimized_AMI.html",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.mnp-task-eni-security-groups",
@@ -154,7 +174,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         "environment's security groups, or the VPC's default group when the environment lists none (as with EFA "
         "launch-template interfaces).",
         source="https://docs.aws.amazon.com/batch/latest/userguide/mnp-ce.html",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.execution-role-pulls-image",
@@ -169,7 +189,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         "service-linked role AWSServiceRoleForBatch and an explicit launch-template version that changes.",
         source="https://docs.aws.amazon.com/batch/latest/userguide/updating-compute-environments.html and "
         "infrastructure-updates.html",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.job-state-time-limit",
@@ -177,7 +197,7 @@ _BATCH: tuple[ServiceRule, ...] = (
         "the blocked reasons (CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY, MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_"
         "RESOURCE, MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT); only CANCEL on ECS queues.",
         source="https://docs.aws.amazon.com/batch/latest/userguide/job_stuck_in_runnable_time_limit_actions.html",
-        enforced_by="mlinfra.constructs.training_cluster.BatchOptions",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="batch.efa-no-forced-device-rdma",
@@ -213,7 +233,7 @@ _PARALLELCLUSTER: tuple[ServiceRule, ...] = (
         "parallelcluster*; other additional policies need a custom provider role allowed to attach them.",
         source="https://docs.aws.amazon.com/parallelcluster/latest/ug/cloudformation-v3.html (custom resource "
         "provider permissions) and the provider template cluster.yaml (iam:AttachRolePolicy condition)",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingClusterBase",
     ),
     ServiceRule(
         id="parallelcluster.capacity-block",
@@ -229,7 +249,7 @@ _PARALLELCLUSTER: tuple[ServiceRule, ...] = (
         "TERMINATE or COMPUTE_FLEET_STOP); the CloudFormation provider does not stop the fleet for it.",
         source="https://docs.aws.amazon.com/parallelcluster/latest/ug/Scheduling-v3.html#yaml-Scheduling-"
         "SlurmSettings-QueueUpdateStrategy",
-        enforced_by="mlinfra.constructs.training_cluster.SlurmOptions",
+        enforced_by="mlinfra.constructs.training_cluster.SlurmTrainingCluster",
     ),
 )
 
@@ -250,6 +270,15 @@ _FSX: tuple[ServiceRule, ...] = (
         source="https://docs.aws.amazon.com/fsx/latest/LustreGuide/limit-access-security-groups.html",
         enforced_by="mlinfra.constructs.lustre_cache.LustreConnections",
     ),
+    ServiceRule(
+        id="fsx.file-system-attributes",
+        rule="A file system id is fs- and 8 or more hex digits (11 to 21 characters), its DNS name is the id "
+        "followed by the FSx domain (fs-<id>.fsx.<region>.amazonaws.com), and a Lustre mount name is 1 to 8 "
+        "letters, digits, '_' or '-'.",
+        source="https://docs.aws.amazon.com/fsx/latest/APIReference/API_FileSystem.html (FileSystemId, DNSName) and "
+        "API_LustreFileSystemConfiguration.html (MountName); botocore's fsx model carries the same patterns",
+        enforced_by="mlinfra.constructs.lustre_cache.attribute_errors",
+    ),
 )
 
 
@@ -261,7 +290,7 @@ _EC2: tuple[ServiceRule, ...] = (
         "metadata (and so the instance role); 2 lets them. Containers with their own role get 1.",
         source="https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/configuring-IMDS-existing-instances.html and "
         "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/security-iam-roles.html",
-        enforced_by="mlinfra.constructs.training_cluster.GpuTrainingCluster",
+        enforced_by="mlinfra.constructs.training_cluster.BatchTrainingCluster",
     ),
     ServiceRule(
         id="ec2.efa-interface-count",

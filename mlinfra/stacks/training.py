@@ -18,6 +18,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from mlinfra.config import PlatformConfig, parse_lake_target
+from mlinfra.constructs.data_lake import IDataLake
 from mlinfra.constructs.hyperpod import (
     HyperPodCluster,
     HyperPodInstanceGroup,
@@ -28,15 +29,14 @@ from mlinfra.constructs.hyperpod import (
 from mlinfra.constructs.lustre_cache import LustreCache, LustreDeploymentType, LustreLink
 from mlinfra.constructs.network import Network
 from mlinfra.constructs.training_cluster import (
-    BatchOptions,
-    GpuTrainingCluster,
-    ParallelClusterProvider,
+    BatchTrainingCluster,
+    CapacityType,
     LakeAccess,
+    ParallelClusterProvider,
     QueueUpdateStrategy,
     SlurmComputeResource,
-    SlurmOptions,
     SlurmQueue,
-    TrainingEngine,
+    SlurmTrainingCluster,
 )
 from mlinfra.constructs.training_job import TrainingJobSpec
 from mlinfra.domain.lustre_sizing import plan_cache
@@ -47,10 +47,10 @@ class TrainingStack(PlatformStack):
     """GPU training: cache, Batch cluster, Slurm cluster, SageMaker job placement.
 
     :param network: the platform network (its training subnet hosts everything here).
-    :param lake: the data lake (``DataLake`` or ``ImportedDataLake``).
+    :param lake: the data lake (any :class:`~mlinfra.constructs.data_lake.IDataLake`).
     """
 
-    def __init__(self, scope: Construct, *, config: PlatformConfig, network: Network, lake: Any) -> None:
+    def __init__(self, scope: Construct, *, config: PlatformConfig, network: Network, lake: IDataLake) -> None:
         super().__init__(scope, "training", config=config,
                          description="FSx for Lustre cache and GPU training clusters (AWS Batch, Slurm)")
         cfg = config.training
@@ -84,20 +84,19 @@ class TrainingStack(PlatformStack):
             ec2.MachineImage.from_ssm_parameter(cfg.ami_ssm_parameter)
 
         # --- AWS Batch ------------------------------------------------------------------------------
-        self.batch_cluster: GpuTrainingCluster | None = None
+        self.batch_cluster: BatchTrainingCluster | None = None
         if cfg.batch_enabled:
-            self.batch_cluster = GpuTrainingCluster(
-                self, "BatchCluster", vpc=vpc, subnet=subnet, engine=TrainingEngine.BATCH,
+            self.batch_cluster = BatchTrainingCluster(
+                self, "BatchCluster", vpc=vpc, subnet=subnet,
                 lustre=self.cache, lake=lake, instance_read=read, efa=cfg.efa, machine_image=image,
-                batch=BatchOptions(image=cfg.batch_image, instance_types=tuple(cfg.batch_instance_types),
-                                   nodes=cfg.batch_nodes, max_vcpus=cfg.batch_max_vcpus,
-                                   job_read=read, job_write=write),
+                image=cfg.batch_image, instance_types=tuple(cfg.batch_instance_types),
+                nodes=cfg.batch_nodes, max_vcpus=cfg.batch_max_vcpus, job_read=read, job_write=write,
             )
             cdk.CfnOutput(self, "BatchJobQueueArn", value=self.batch_cluster.job_queue.ref)
             cdk.CfnOutput(self, "BatchJobDefinitionArn", value=self.batch_cluster.job_definition.job_definition_arn)
 
         # --- Slurm (AWS ParallelCluster) ------------------------------------------------------------
-        self.slurm_cluster: GpuTrainingCluster | None = None
+        self.slurm_cluster: SlurmTrainingCluster | None = None
         if cfg.slurm_enabled:
             token = cfg.slurm_service_token or ""
             self.pcluster_provider: ParallelClusterProvider | None = None
@@ -108,19 +107,18 @@ class TrainingStack(PlatformStack):
             elif token.startswith("ssm:"):
                 token = ssm.StringParameter.value_for_string_parameter(self, token[len("ssm:"):])
             queues = [
-                SlurmQueue(name=q.name, capacity_type=q.capacity_type, compute_resources=[SlurmComputeResource(
+                SlurmQueue(name=q.name, capacity_type=CapacityType(q.capacity_type), compute_resources=[SlurmComputeResource(
                     name=_resource_name(q.instance_type), instance_type=q.instance_type,
                     min_count=q.min_count, max_count=q.max_count, efa=cfg.efa,
                     capacity_reservation_id=q.capacity_reservation_id)])
                 for q in cfg.slurm_queues
             ]
-            self.slurm_cluster = GpuTrainingCluster(
-                self, "SlurmCluster", vpc=vpc, subnet=subnet, engine=TrainingEngine.SLURM,
+            self.slurm_cluster = SlurmTrainingCluster(
+                self, "SlurmCluster", vpc=vpc, subnet=subnet,
                 lustre=self.cache, lake=lake, instance_read=read, efa=cfg.efa,
-                slurm=SlurmOptions(service_token=token, cluster_name=config.resource_name(cfg.slurm_cluster_name),
-                                   queues=queues,
-                                   head_node_instance_type=cfg.slurm_head_node_instance_type,
-                                   queue_update_strategy=QueueUpdateStrategy(cfg.slurm_queue_update_strategy)),
+                service_token=token, cluster_name=config.resource_name(cfg.slurm_cluster_name), queues=queues,
+                head_node_instance_type=cfg.slurm_head_node_instance_type,
+                queue_update_strategy=QueueUpdateStrategy(cfg.slurm_queue_update_strategy),
             )
             cdk.CfnOutput(self, "SlurmClusterName", value=config.resource_name(cfg.slurm_cluster_name))
 

@@ -9,23 +9,30 @@ client when the image lacks them.
 
 from __future__ import annotations
 
+import enum
 from importlib import resources
 from typing import Mapping
 
-__all__ = ["render_gpu_node_script", "render_node_install_script", "script_text", "OnFailure", "EFA_INSTALLER_VERSION",
-           "METRIC_NAMESPACE"]
+from mlinfra.domain.choices import choice
+
+__all__ = ["render_gpu_node_script", "render_node_install_script", "script_text", "OnUnhealthy", "OnFailure",
+           "EFA_INSTALLER_VERSION", "METRIC_NAMESPACE"]
 
 #: The EFA installer release the install part downloads (``latest``, or a pinned release such as ``1.43.2``).
 EFA_INSTALLER_VERSION = "latest"
 
 
-class OnFailure:
-    """What a node does when its checks fail."""
+class OnUnhealthy(enum.StrEnum):
+    """What a node does when its health checks fail. A ``str``: ``OnUnhealthy.SHUTDOWN == "shutdown"``."""
 
     #: Power off; the launch template's shutdown behaviour terminates it and the scheduler replaces it.
     SHUTDOWN = "shutdown"
     #: Only record ``/var/lib/mlinfra/unhealthy`` and log (for debugging a node).
     REPORT = "report"
+
+
+#: The former name of :class:`OnUnhealthy` (its members and values are unchanged).
+OnFailure = OnUnhealthy
 
 
 def script_text(name: str) -> str:
@@ -72,7 +79,7 @@ def render_gpu_node_script(
     lustre_mount_point: str = "/fsx",
     efa_enabled: bool = True,
     min_driver: str = "",
-    on_failure: str = OnFailure.SHUTDOWN,
+    on_failure: OnUnhealthy | str = OnUnhealthy.SHUTDOWN,
     cluster_id: str = "",
     dcgm_level: int = 2,
 ) -> str:
@@ -86,8 +93,7 @@ def render_gpu_node_script(
     import gzip
     import json
 
-    if on_failure not in (OnFailure.SHUTDOWN, OnFailure.REPORT):
-        raise ValueError(f"on_failure must be 'shutdown' or 'report', got: {on_failure!r}")
+    on_failure = choice(OnUnhealthy, on_failure, "on_failure")
     if not lustre_mount_point.startswith("/"):
         raise ValueError(f"lustre_mount_point must be an absolute path, got: {lustre_mount_point!r}")
     if dcgm_level not in (0, 1, 2, 3, 4):
@@ -104,7 +110,7 @@ def render_gpu_node_script(
         "PROFILES": json.dumps(profiles, sort_keys=True, separators=(",", ":")),
         "MIN_DRIVER": min_driver,
         "EFA_ENABLED": "true" if efa_enabled else "false",
-        "ON_FAILURE": on_failure,
+        "ON_FAILURE": on_failure.value,
         "METRIC_NAMESPACE": METRIC_NAMESPACE,
         "CLUSTER_ID": cluster_id,
         "DCGM_LEVEL": str(dcgm_level),

@@ -15,7 +15,7 @@ import pytest
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk.assertions import Template
 
-from mlinfra.constructs.training_cluster import BatchOptions, GpuTrainingCluster, TrainingEngine
+from mlinfra.constructs.training_cluster import BatchTrainingCluster
 from mlinfra.domain import instances
 from mlinfra.userdata import gpu_health
 from tests.helpers import new_stack, only
@@ -164,10 +164,10 @@ def batch_template():
     stack = new_stack()
     vpc = ec2.Vpc.from_vpc_attributes(stack, "Vpc", vpc_id="vpc-0123456789abcdef0", availability_zones=["us-east-1a"],
                                       private_subnet_ids=["subnet-0123456789abcdef0"])
-    GpuTrainingCluster(stack, "C", vpc=vpc, subnet=vpc.private_subnets[0], engine=TrainingEngine.BATCH,
-                       task_security_group=ec2.SecurityGroup.from_security_group_id(stack, "D", "sg-0default0000000000",
-                                                                                     mutable=True),
-                       batch=BatchOptions(image="123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1"))
+    BatchTrainingCluster(stack, "C", vpc=vpc, subnet=vpc.private_subnets[0],
+                         task_security_group=ec2.SecurityGroup.from_security_group_id(stack, "D", "sg-0default0000000000",
+                                                                                       mutable=True),
+                         image="123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1")
     return Template.from_stack(stack)
 
 
@@ -200,5 +200,4 @@ def test_health_options_validation(kw, match):
     vpc = ec2.Vpc.from_vpc_attributes(stack, "Vpc", vpc_id="vpc-1", availability_zones=["us-east-1a"],
                                       private_subnet_ids=["subnet-1"])
     with pytest.raises(ValueError, match=match):
-        GpuTrainingCluster(stack, "C", vpc=vpc, subnet=vpc.private_subnets[0], engine=TrainingEngine.BATCH,
-                           batch=BatchOptions(image="img:1", **kw))
+        BatchTrainingCluster(stack, "C", vpc=vpc, subnet=vpc.private_subnets[0], image="img:1", **kw)

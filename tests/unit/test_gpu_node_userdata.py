@@ -165,7 +165,7 @@ def gpu_health_source(script: str) -> str:
 
 
 def test_render_validation():
-    with pytest.raises(ValueError, match="on_failure must be 'shutdown' or 'report'"):
+    with pytest.raises(ValueError, match=r"^on_failure must be one of 'shutdown', 'report' \(OnUnhealthy\), got: 'reboot'$"):
         _render(on_failure="reboot")
     with pytest.raises(ValueError, match="lustre_mount_point must be an absolute path"):
         _render(lustre_mount_point="fsx")

@@ -81,7 +81,29 @@ def _transfer(stack: cdk.Stack, lake: IDataLake) -> str:
     return BUCKETS["landing"]
 
 
+def _batch_training(stack: cdk.Stack, lake: IDataLake) -> str:
+    from mlinfra.constructs.training_cluster import BatchTrainingCluster, LakeAccess
+
+    vpc = _vpc(stack)
+    BatchTrainingCluster(stack, "Batch", vpc=vpc, subnet=vpc.private_subnets[0], image=IMAGE, lake=lake,
+                         task_security_group=ec2.SecurityGroup.from_security_group_id(stack, "Tasks", "sg-0default0000000000"),
+                         job_read=[LakeAccess("raw", "dataset=images/")], job_write=[LakeAccess("artifacts", "checkpoints/")])
+    return BUCKETS["raw"]
+
+
+def _slurm_training(stack: cdk.Stack, lake: IDataLake) -> str:
+    from mlinfra.constructs.training_cluster import LakeAccess, SlurmComputeResource, SlurmQueue, SlurmTrainingCluster
+
+    vpc = _vpc(stack)
+    SlurmTrainingCluster(stack, "Slurm", vpc=vpc, subnet=vpc.private_subnets[0], cluster_name="c1", lake=lake,
+                         service_token="arn:aws:lambda:us-east-1:123456789012:function:pcluster-provider",
+                         instance_read=[LakeAccess("raw", "dataset=images/")],
+                         queues=[SlurmQueue("q", [SlurmComputeResource("r", "p4d.24xlarge")])])
+    return BUCKETS["raw"]
+
+
 CONSUMERS: dict[str, Callable[[cdk.Stack, IDataLake], str]] = {
+    "BatchTrainingCluster": _batch_training, "SlurmTrainingCluster": _slurm_training,
     "TeamEnvironment": _team, "DataSyncTask": _datasync, "RetrainPipeline": _retrain, "HyperPodCluster": _hyperpod,
     "RawDeliveryStream": _firehose, "SftpServer": _transfer,
 }
@@ -109,5 +131,6 @@ def _class_of(consumer: str) -> type:
     import importlib
 
     module = {"TeamEnvironment": "team_environment", "DataSyncTask": "datasync", "RetrainPipeline": "retrain_pipeline",
-              "HyperPodCluster": "hyperpod", "RawDeliveryStream": "firehose", "SftpServer": "transfer"}[consumer]
+              "HyperPodCluster": "hyperpod", "RawDeliveryStream": "firehose", "SftpServer": "transfer",
+              "BatchTrainingCluster": "training_cluster", "SlurmTrainingCluster": "training_cluster"}[consumer]
     return getattr(importlib.import_module(f"mlinfra.constructs.{module}"), consumer)

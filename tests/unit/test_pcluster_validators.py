@@ -283,11 +283,16 @@ def test_the_fsx_networking_validator_rejects_a_cache_group_without_egress(gener
 
 
 def _security_groups(template: dict) -> dict[str, dict]:
-    """Each security group of the template as DescribeSecurityGroups returns it (group ids = logical ids)."""
+    """Each security group of the template as DescribeSecurityGroups returns it (group ids = logical ids), and each
+    imported group (a literal ``sg-`` id) that the template adds rules to."""
     groups = {k: {"GroupId": k, "IpPermissions": [], "IpPermissionsEgress": []}
               for k, v in template["Resources"].items() if v["Type"] == "AWS::EC2::SecurityGroup"}
 
     def ref(value):
+        if isinstance(value, str):
+            if value.startswith("sg-"):
+                groups.setdefault(value, {"GroupId": value, "IpPermissions": [], "IpPermissionsEgress": []})
+            return value
         return value["Fn::GetAtt"][0] if isinstance(value, dict) and "Fn::GetAtt" in value else json.dumps(value)
 
     for key, v in template["Resources"].items():

@@ -1,4 +1,5 @@
-"""LustreCache, GpuTrainingCluster and TrainingStack: template assertions and every validation."""
+"""LustreCache, BatchTrainingCluster, SlurmTrainingCluster and TrainingStack: template assertions and every
+validation."""
 
 from __future__ import annotations
 
@@ -19,13 +20,12 @@ from mlinfra.constructs.lustre_cache import (
     RepositoryEvent,
 )
 from mlinfra.constructs.training_cluster import (
-    BatchOptions,
-    GpuTrainingCluster,
+    BatchTrainingCluster,
+    CapacityType,
     LakeAccess,
     SlurmComputeResource,
-    SlurmOptions,
     SlurmQueue,
-    TrainingEngine,
+    SlurmTrainingCluster,
 )
 from mlinfra.domain.lustre_sizing import plan_cache
 from tests.helpers import new_stack, only, props
@@ -60,17 +60,17 @@ def construct_template() -> dict:
                                           auto_import=(RepositoryEvent.NEW,),
                                           auto_export=(RepositoryEvent.NEW, RepositoryEvent.CHANGED))],
                         metadata_iops=12000)
-    GpuTrainingCluster(stack, "Batch", vpc=vpc, subnet=subnet, engine=TrainingEngine.BATCH, lustre=cache, lake=lake,
-                       instance_read=[LakeAccess("raw", "dataset=imagenet/")],
-                       task_security_group=ec2.SecurityGroup.from_security_group_id(
-                           stack, "VpcDefaultGroup", "sg-0default0000000000", allow_all_outbound=False, mutable=True),
-                       batch=BatchOptions(image=IMAGE, instance_types=("p5.48xlarge",), nodes=4, max_vcpus=768,
-                                          job_read=[LakeAccess("raw")],
-                                          job_write=[LakeAccess("artifacts", "checkpoints/")]))
-    GpuTrainingCluster(stack, "Slurm", vpc=vpc, subnet=subnet, engine=TrainingEngine.SLURM, lustre=cache, lake=lake,
-                       slurm=SlurmOptions(service_token=TOKEN, cluster_name="train-a", queues=[
-                           SlurmQueue("gpu", [SlurmComputeResource("p5", "p5.48xlarge", max_count=8)]),
-                           SlurmQueue("spot", [SlurmComputeResource("p4d", "p4d.24xlarge")], capacity_type="SPOT")]))
+    BatchTrainingCluster(stack, "Batch", vpc=vpc, subnet=subnet, lustre=cache, lake=lake,
+                         instance_read=[LakeAccess("raw", "dataset=imagenet/")],
+                         task_security_group=ec2.SecurityGroup.from_security_group_id(
+                             stack, "VpcDefaultGroup", "sg-0default0000000000", allow_all_outbound=False, mutable=True),
+                         image=IMAGE, instance_types=("p5.48xlarge",), nodes=4, max_vcpus=768,
+                         job_read=[LakeAccess("raw")], job_write=[LakeAccess("artifacts", "checkpoints/")])
+    SlurmTrainingCluster(stack, "Slurm", vpc=vpc, subnet=subnet, lustre=cache, lake=lake,
+                         service_token=TOKEN, cluster_name="train-a", queues=[
+                             SlurmQueue("gpu", [SlurmComputeResource("p5", "p5.48xlarge", max_count=8)]),
+                             SlurmQueue("spot", [SlurmComputeResource("p4d", "p4d.24xlarge")],
+                                        capacity_type=CapacityType.SPOT)])
     return Template.from_stack(stack).to_json()
 
 
@@ -335,55 +335,99 @@ def test_cache_takes_a_scratch_plan_and_mount_command():
 # ------------------------------------------------------------------------------------ cluster validations
 
 
-def _cluster(engine=TrainingEngine.BATCH, **kwargs):
+def _batch(**kwargs):
     stack = new_stack()
     vpc, subnet = _net(stack)
     if kwargs.pop("with_lake", False):
         kwargs["lake"] = _lake(stack)
-    return GpuTrainingCluster(stack, "C", vpc=vpc, subnet=subnet, engine=engine, **kwargs)
+    kwargs.setdefault("image", IMAGE)
+    return BatchTrainingCluster(stack, "C", vpc=vpc, subnet=subnet, **kwargs)
 
 
 def _slurm(*queues, **kw):
-    return SlurmOptions(service_token=kw.pop("token", TOKEN), cluster_name=kw.pop("name", "c1"), queues=list(queues), **kw)
+    stack = new_stack()
+    vpc, subnet = _net(stack)
+    return SlurmTrainingCluster(stack, "C", vpc=vpc, subnet=subnet, service_token=kw.pop("token", TOKEN),
+                                cluster_name=kw.pop("name", "c1"), queues=list(queues), **kw)
 
 
 R = SlurmComputeResource
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"batch": None}, "engine BATCH takes batch options"),
-    ({"batch": BatchOptions(image=IMAGE), "slurm": _slurm(SlurmQueue("q", [R("r", "p4d.24xlarge")]))},
-     "engine BATCH takes batch options and no slurm options"),
-    ({"batch": BatchOptions(image=IMAGE, instance_types=("g5.xlarge",))}, r"'g5.xlarge' has no EFA"),
-    ({"batch": BatchOptions(image=IMAGE, instance_types=("trn1.32xlarge",))}, "not NVIDIA GPUs"),
-    ({"batch": BatchOptions(image=IMAGE, instance_types=("m5.large",))}, "must be a GPU or Trainium type"),
-    ({"batch": BatchOptions(image=IMAGE, instance_types=("dl1.24xlarge",))}, "retired"),
-    ({"batch": BatchOptions(image=IMAGE, instance_types=())}, "at least one GPU instance type"),
-    ({"batch": BatchOptions(image=IMAGE, instance_types=("p4d.24xlarge", "p5.48xlarge"), max_vcpus=1000)},
-     "must share one EFA interface count"),
-    ({"batch": BatchOptions(image=IMAGE, nodes=4, max_vcpus=100)}, r"max_vcpus must hold nodes x vCPUs"),
-    ({"batch": BatchOptions(image=IMAGE, nodes=0)}, "batch.nodes must be >= 1"),
-    ({"batch": BatchOptions(image="")}, "batch.image must be a container image URI"),
-    ({"batch": BatchOptions(image=IMAGE, shared_memory_mib=10)}, "shared_memory_mib must be 64 to"),
-    ({"batch": BatchOptions(image=IMAGE), "root_volume_size": cdk.Size.gibibytes(10)}, "root_volume_size must be 30"),
-    ({"batch": BatchOptions(image=IMAGE, job_read=[LakeAccess("raw")])}, "lake is required"),
-    ({"batch": BatchOptions(image=IMAGE, job_read=[LakeAccess("curated")]), "with_lake": True},
-     "LakeAccess zone must be one of"),
-    ({"batch": BatchOptions(image=IMAGE), "instance_read": [LakeAccess("raw", "x")], "with_lake": True},
-     "LakeAccess prefix must be one or more path segments"),
+    ({"instance_types": ("g5.xlarge",)}, r"'g5.xlarge' has no EFA"),
+    ({"instance_types": ("trn1.32xlarge",)}, "not NVIDIA GPUs"),
+    ({"instance_types": ("m5.large",)}, "must be a GPU or Trainium type"),
+    ({"instance_types": ("dl1.24xlarge",)}, "retired"),
+    ({"instance_types": ()}, "at least one GPU instance type"),
+    ({"instance_types": ("p4d.24xlarge", "p5.48xlarge"), "max_vcpus": 1000}, "must share one EFA interface count"),
+    ({"nodes": 4, "max_vcpus": 100}, r"max_vcpus must hold nodes x vCPUs"),
+    ({"nodes": 0}, r"^TestStack/C: nodes must be an integer >= 1 .*, got: 0$"),
+    ({"image": ""}, r"^TestStack/C: image must be a container image URI, got: ''$"),
+    ({"shared_memory_mib": 10}, "shared_memory_mib must be 64 to"),
+    ({"root_volume_size": cdk.Size.gibibytes(10)}, "root_volume_size must be 30"),
+    ({"job_read": [LakeAccess("raw")]}, "lake is required"),
+    ({"job_read": [LakeAccess("curated")], "with_lake": True}, "LakeAccess zone must be one of"),
+    ({"instance_read": [LakeAccess("raw", "x")], "with_lake": True}, "LakeAccess prefix must be one or more path segments"),
+    ({"on_unhealthy": "reboot"}, r"^TestStack/C: on_unhealthy must be one of 'shutdown', 'report' \(OnUnhealthy\), "
+                                 r"got: 'reboot'$"),
+    ({"lustre": "fs-0123456789abcdef0"}, r"^TestStack/C: lustre must be an ILustreCache .*, got: 'fs-0123456789abcdef0'$"),
+    ({"lake": {"raw": "bucket"}}, r"^TestStack/C: lake must be an IDataLake .*, got: \{'raw': 'bucket'\}$"),
 ])
 def test_batch_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        _cluster(**kwargs)
+        _batch(**kwargs)
 
 
-def test_engine_must_be_the_enum():
-    with pytest.raises(ValueError, match="engine must be TrainingEngine"):
-        _cluster(engine="batch", batch=BatchOptions(image=IMAGE))
+def test_batch_takes_only_its_own_props():
+    with pytest.raises(TypeError, match="service_token"):
+        _batch(service_token=TOKEN)
+    with pytest.raises(TypeError, match="image"):
+        _slurm(SlurmQueue("q", [R("r", "p4d.24xlarge")]), image=IMAGE)
+
+
+def test_the_base_is_abstract():
+    from mlinfra.constructs.training_cluster import GpuTrainingClusterBase
+
+    stack = new_stack()
+    vpc, subnet = _net(stack)
+    with pytest.raises(TypeError, match="GpuTrainingClusterBase is abstract"):
+        GpuTrainingClusterBase(stack, "C", vpc=vpc, subnet=subnet, instance_types=["p4d.24xlarge"])
+
+
+@pytest.mark.parametrize("name", ["GpuTrainingCluster", "TrainingEngine", "BatchOptions", "SlurmOptions"])
+def test_the_engine_flag_api_is_gone_with_a_clear_error(name):
+    import mlinfra.constructs.training_cluster as tc
+
+    with pytest.raises(ImportError, match=rf"training_cluster.{name} was removed: .*(BatchTrainingCluster|SlurmTrainingCluster)"):
+        getattr(tc, name)
+
+
+def _strings(value) -> list[str]:
+    """Every literal string inside a resolved CloudFormation value (the parts of Fn::Join, Fn::Base64, ...)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def test_on_unhealthy_reaches_the_bootstrap():
+    from mlinfra.userdata import OnUnhealthy
+
+    def bootstrap(**kw):
+        cluster = _batch(efa=False, instance_types=("g5.2xlarge",), max_vcpus=64, **kw)
+        resolved = cdk.Stack.of(cluster).resolve(cluster.launch_template.user_data.render())
+        return "\n".join(_strings(resolved))
+
+    assert 'ON_FAILURE="report"' in bootstrap(on_unhealthy=OnUnhealthy.REPORT)
+    assert 'ON_FAILURE="shutdown"' in bootstrap()
 
 
 def test_batch_without_efa_allows_small_types():
-    cluster = _cluster(efa=False, batch=BatchOptions(image=IMAGE, instance_types=("g5.2xlarge",), max_vcpus=64))
+    cluster = _batch(efa=False, instance_types=("g5.2xlarge",), max_vcpus=64)
     t = Template.from_stack(cdk.Stack.of(cluster))
     lt = only(t, "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]
     assert "NetworkInterfaces" not in lt
@@ -392,32 +436,42 @@ def test_batch_without_efa_allows_small_types():
         "Properties": {"GroupDescription": Match.string_like_regexp("ComputeEnvironment")}})
 
 
-@pytest.mark.parametrize(("slurm", "match"), [
-    (_slurm(SlurmQueue("q", [R("r", "p4d.24xlarge")]), SlurmQueue("q", [R("r", "p4d.24xlarge")])),
+@pytest.mark.parametrize(("queues", "kw", "match"), [
+    ((SlurmQueue("q", [R("r", "p4d.24xlarge")]), SlurmQueue("q", [R("r", "p4d.24xlarge")])), {},
      r"queue names must be unique, got duplicates: \['q'\]"),
-    (_slurm(SlurmQueue("q", [R("r", "p4d.24xlarge"), R("r", "p5.48xlarge")])), "compute resource names must be unique"),
-    (_slurm(SlurmQueue("q", [R("r", "p4d.24xlarge", min_count=3, max_count=2)])), "need 0 <= min_count <= max_count"),
-    (_slurm(SlurmQueue("q", [R("r", "p4d.24xlarge", max_count=0)])), "max_count >= 1"),
-    (_slurm(SlurmQueue("q", [R("r", "g5.2xlarge")])), "'g5.2xlarge' has no EFA"),
-    (_slurm(SlurmQueue("Queue_1", [R("r", "p4d.24xlarge")])), "slurm queue name must be"),
-    (_slurm(SlurmQueue("q", [R("R1", "p4d.24xlarge")])), "slurm compute resource name must be"),
-    (_slurm(SlurmQueue("q", [R("r", "p4d.24xlarge")]), token=""), "service_token must be"),
-    (_slurm(SlurmQueue("q", [R("r", "p4d.24xlarge")]), name="1bad"), "cluster_name must start with a letter"),
-    (_slurm(), "slurm.queues must list at least one queue"),
-    (_slurm(SlurmQueue("q", [])), "compute_resources must not be empty"),
-    (_slurm(SlurmQueue("q", [R("r", "p4d.24xlarge")], capacity_type="RESERVED")), "capacity_type must be"),
+    ((SlurmQueue("q", [R("r", "p4d.24xlarge"), R("r", "p5.48xlarge")]),), {}, "compute resource names must be unique"),
+    ((SlurmQueue("q", [R("r", "p4d.24xlarge", min_count=3, max_count=2)]),), {}, "need 0 <= min_count <= max_count"),
+    ((SlurmQueue("q", [R("r", "p4d.24xlarge", max_count=0)]),), {}, "max_count >= 1"),
+    ((SlurmQueue("q", [R("r", "g5.2xlarge")]),), {}, "'g5.2xlarge' has no EFA"),
+    ((SlurmQueue("Queue_1", [R("r", "p4d.24xlarge")]),), {}, "slurm queue name must be"),
+    ((SlurmQueue("q", [R("R1", "p4d.24xlarge")]),), {}, "slurm compute resource name must be"),
+    ((SlurmQueue("q", [R("r", "p4d.24xlarge")]),), {"token": ""}, r"^TestStack/C: service_token must be"),
+    ((SlurmQueue("q", [R("r", "p4d.24xlarge")]),), {"name": "1bad"}, r"^TestStack/C: cluster_name must start with a letter"),
+    ((), {}, r"^TestStack/C: queues must list at least one queue, got: \[\]$"),
+    ((SlurmQueue("q", []),), {}, "compute_resources must not be empty"),
+    ((SlurmQueue("q", [R("r", "p4d.24xlarge")], capacity_type="RESERVED"),), {},
+     r"^TestStack/C: slurm queue q: capacity_type must be one of 'ONDEMAND', 'SPOT', 'CAPACITY_BLOCK' "
+     r"\(CapacityType\), got: 'RESERVED'$"),
+    ((SlurmQueue("q", [R("r", "p4d.24xlarge")]),), {"queue_update_strategy": "STOP"},
+     r"^TestStack/C: queue_update_strategy must be one of 'DRAIN', .* \(QueueUpdateStrategy\), got: 'STOP'$"),
 ])
-def test_slurm_validation(slurm, match):
+def test_slurm_validation(queues, kw, match):
     with pytest.raises(ValueError, match=match):
-        _cluster(TrainingEngine.SLURM, slurm=slurm)
+        _slurm(*queues, **kw)
+
+
+def test_capacity_type_as_its_string_value_is_accepted():
+    cluster = _slurm(SlurmQueue("q", [R("r", "p4d.24xlarge")], capacity_type="SPOT"))
+    assert cluster.queues[0].capacity_type is CapacityType.SPOT
+    assert cluster.cluster_configuration["Scheduling"]["SlurmQueues"][0]["CapacityType"] == "SPOT"
 
 
 def test_slurm_resource_without_efa_on_an_efa_cluster_is_allowed():
-    cluster = _cluster(TrainingEngine.SLURM, slurm=_slurm(SlurmQueue("q", [R("r", "g5.2xlarge", efa=False)])))
+    cluster = _slurm(SlurmQueue("q", [R("r", "g5.2xlarge", efa=False)]))
     q = cluster.cluster_configuration["Scheduling"]["SlurmQueues"][0]
     assert q["ComputeResources"][0]["Efa"] == {"Enabled": False}
     with pytest.raises(ValueError, match="efa=True on a cluster built with efa=False"):
-        _cluster(TrainingEngine.SLURM, efa=False, slurm=_slurm(SlurmQueue("q", [R("r", "p4d.24xlarge")])))
+        _slurm(SlurmQueue("q", [R("r", "p4d.24xlarge")]), efa=False)
 
 
 # ------------------------------------------------------------------------------------ the stack

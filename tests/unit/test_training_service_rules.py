@@ -16,13 +16,12 @@ from aws_cdk.assertions import Annotations, Match, Template
 from mlinfra.constructs.lustre_cache import LustreCache, LustreDeploymentType, LustreLink
 from mlinfra.constructs.training_cluster import (
     ECS_GPU_AMI_SSM_PARAMETER,
-    BatchOptions,
-    GpuTrainingCluster,
+    BatchTrainingCluster,
+    CapacityType,
     QueueUpdateStrategy,
     SlurmComputeResource,
-    SlurmOptions,
     SlurmQueue,
-    TrainingEngine,
+    SlurmTrainingCluster,
     capacity_block_errors,
     cluster_name_errors,
     efa_environment,
@@ -45,15 +44,15 @@ def _batch(stack=None, **kw):
     stack = stack or new_stack()
     vpc, subnet = _net(stack)
     kw.setdefault("task_security_group", _default_group(stack))
-    batch = kw.pop("batch", BatchOptions(image=IMAGE))
-    return GpuTrainingCluster(stack, "C", vpc=vpc, subnet=subnet, engine=TrainingEngine.BATCH, batch=batch, **kw)
+    kw.setdefault("image", IMAGE)
+    return BatchTrainingCluster(stack, "C", vpc=vpc, subnet=subnet, **kw)
 
 
 def _slurm(queues, stack=None, name="c1", **kw):
     stack = stack or new_stack()
     vpc, subnet = _net(stack)
-    return GpuTrainingCluster(stack, "C", vpc=vpc, subnet=subnet, engine=TrainingEngine.SLURM,
-                              slurm=SlurmOptions(service_token=TOKEN, cluster_name=name, queues=queues, **kw))
+    return SlurmTrainingCluster(stack, "C", vpc=vpc, subnet=subnet, service_token=TOKEN, cluster_name=name,
+                                queues=queues, **kw)
 
 
 def test_every_training_rule_is_in_the_table():
@@ -62,7 +61,8 @@ def test_every_training_rule_is_in_the_table():
                 "parallelcluster.cluster-name-not-a-stack-name", "parallelcluster.fsx-networking",
                 "parallelcluster.provider-policy-path", "parallelcluster.capacity-block",
                 "parallelcluster.queue-update-strategy", "fsx.no-backups-with-s3-links", "fsx.lustre-ports-both-ways",
-                "ec2.imds-hop-limit-containers", "ec2.efa-interface-count", "ec2.instance-store"):
+                "fsx.file-system-attributes", "ec2.imds-hop-limit-containers", "ec2.efa-interface-count",
+                "ec2.instance-store"):
         assert rules.rule(rid).source
 
 
@@ -72,7 +72,7 @@ def test_every_training_rule_is_in_the_table():
 def test_cluster_name_equal_to_a_stack_name_fails_the_synth():
     stack = new_stack()  # named TestStack
     _slurm([SlurmQueue("q", [SlurmComputeResource("r", "p4d.24xlarge")])], stack=stack, name="TestStack")
-    with pytest.raises(Exception, match=r"slurm.cluster_name must differ from every stack name.*'TestStack'.*"
+    with pytest.raises(Exception, match=r"cluster_name must differ from every stack name.*'TestStack'.*"
                                         r"parallelcluster.cluster-name-not-a-stack-name"):
         Template.from_stack(stack)
 
@@ -120,7 +120,7 @@ def test_lake_policy_is_under_the_parallelcluster_path():
      ["got: min_count=1, max_count=2"]),
 ])
 def test_capacity_block_rules(resource, fragments):
-    queue = SlurmQueue("cb", [resource], capacity_type="CAPACITY_BLOCK")
+    queue = SlurmQueue("cb", [resource], capacity_type=CapacityType.CAPACITY_BLOCK)
     with pytest.raises(ValueError) as err:
         _slurm([queue])
     message = str(err.value)
@@ -139,7 +139,7 @@ def test_reservation_id_outside_a_capacity_block_is_refused():
 def test_capacity_block_queue_renders_reservation_and_no_placement_group():
     cluster = _slurm([SlurmQueue("cb", [SlurmComputeResource("r", "p5.48xlarge", min_count=2, max_count=2,
                                                              capacity_reservation_id=CR)],
-                                 capacity_type="CAPACITY_BLOCK"),
+                                 capacity_type=CapacityType.CAPACITY_BLOCK),
                       SlurmQueue("od", [SlurmComputeResource("r", "p5.48xlarge")])])
     cb, od = cluster.cluster_configuration["Scheduling"]["SlurmQueues"]
     assert cb["CapacityType"] == "CAPACITY_BLOCK" and "PlacementGroup" not in cb["Networking"]
@@ -153,7 +153,7 @@ def test_parallelcluster_accepts_our_capacity_block_queue():
 
     cluster = _slurm([SlurmQueue("cb", [SlurmComputeResource("r", "p5.48xlarge", min_count=2, max_count=2,
                                                              capacity_reservation_id=CR)],
-                                 capacity_type="CAPACITY_BLOCK")])
+                                 capacity_type=CapacityType.CAPACITY_BLOCK)])
     stack = cdk.Stack.of(cluster)
     configuration = stack.resolve(cluster.cluster_configuration)
     loaded = _load("c1", configuration)
@@ -240,9 +240,9 @@ def test_install_part_is_valid_bash_and_skips_what_is_present(tmp_path):
 # ------------------------------------------------------------------ 7. no Spot for multi-node jobs
 
 
-def test_batch_options_have_no_spot():
+def test_batch_cluster_has_no_spot():
     with pytest.raises(TypeError, match="spot"):
-        BatchOptions(image=IMAGE, spot=True)  # rule batch.mnp-no-spot
+        _batch(spot=True)  # rule batch.mnp-no-spot
     cr = only(Template.from_stack(cdk.Stack.of(_batch())), "AWS::Batch::ComputeEnvironment")
     assert cr["Properties"]["ComputeResources"]["Type"] == "EC2"
 
@@ -279,8 +279,7 @@ def test_created_vpc_default_group_is_used():
     stack = new_stack()
     vpc = ec2.Vpc(stack, "Vpc", max_azs=1, nat_gateways=0,
                   subnet_configuration=[ec2.SubnetConfiguration(name="p", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)])
-    GpuTrainingCluster(stack, "C", vpc=vpc, subnet=vpc.isolated_subnets[0], engine=TrainingEngine.BATCH,
-                       batch=BatchOptions(image=IMAGE))
+    BatchTrainingCluster(stack, "C", vpc=vpc, subnet=vpc.isolated_subnets[0], image=IMAGE)
     Template.from_stack(stack).has_resource_properties("AWS::EC2::SecurityGroupIngress", {
         "GroupId": {"Fn::GetAtt": [Match.string_like_regexp("Vpc"), "DefaultSecurityGroup"]}, "IpProtocol": "-1"})
 
@@ -306,7 +305,7 @@ def test_execution_role_may_pull_the_image_from_its_repository():
 
 def test_cross_account_deep_learning_container_is_pulled_by_arn():
     dlc = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311-cu124-ubuntu22.04-ec2"
-    t = Template.from_stack(cdk.Stack.of(_batch(batch=BatchOptions(image=dlc)))).to_json()
+    t = Template.from_stack(cdk.Stack.of(_batch(image=dlc))).to_json()
     pull = [s for s in _execution_statements(t) if "ecr:BatchGetImage" in s["Action"]]
     assert pull[0]["Resource"] == "arn:aws:ecr:us-east-1:763104351884:repository/pytorch-training"
 

@@ -12,7 +12,7 @@ from typing import Sequence
 import aws_cdk as cdk
 from constructs import Construct
 
-from mlinfra.constructs.common import is_token
+from mlinfra.constructs.common import is_token, path_in_errors
 from mlinfra.constructs.endpoint.metrics import _MetricsMixin
 from mlinfra.constructs.endpoint.permissions import _InvokeMixin
 from mlinfra.constructs.endpoint.props import _NAME_RE, ProductionVariant
@@ -30,6 +30,7 @@ class ImportedEndpoint(_MetricsMixin, _InvokeMixin, Construct):
     :param variant_names: its production variants, the primary first. :default: ("AllTraffic",)
     """
 
+    @path_in_errors
     def __init__(self, scope: Construct, id: str, *, endpoint_name: str | None = None, endpoint_arn: str | None = None,
                  variant_names: Sequence[str] = ("AllTraffic",)) -> None:
         super().__init__(scope, id)

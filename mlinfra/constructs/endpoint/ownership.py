@@ -24,7 +24,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from mlinfra.constructs.common import is_token
+from mlinfra.constructs.common import is_token, path_in_errors
 
 __all__ = ["ModelPointer"]
 
@@ -42,6 +42,7 @@ class ModelPointer(Construct):
     :param model_data_key: the initial artifact's key in ``model_bucket``.
     """
 
+    @path_in_errors
     def __init__(self, scope: Construct, id: str, *, parameter_prefix: str, image_uri: str, model_bucket: s3.IBucket,
                  model_data_key: str) -> None:
         super().__init__(scope, id)
