@@ -243,8 +243,9 @@ dev's budget is $150/month (`environments.dev.cost.max_idle_usd`); prod's record
 
 HANDLER_GOAL = 1.3  # a handler's import may take at most this multiple of a bare `import boto3`
 HANDLER_HEADING = "## Handler cold start"
-#: the handlers before issue 17's cold-start work (main at 2df0ffd): measured again, side by side, in every run
-HANDLER_BASELINE_REF = os.environ.get("BENCH_HANDLER_BASELINE_REF", "2df0ffd")
+#: the handlers before issue 17's cold-start work (main at 30c2665, with every handler this work changed): measured again,
+#: side by side, in every run
+HANDLER_BASELINE_REF = os.environ.get("BENCH_HANDLER_BASELINE_REF", "30c2665")
 
 
 def _import_once(module: str, cwd: Path, env: dict[str, str]) -> float:
