@@ -350,8 +350,12 @@ class DataSyncTaskConfig(_Section):
     name: str
     #: Source kind. NFS/SMB/HDFS need ``agent_arns``.
     source: Literal["s3", "nfs", "smb", "hdfs"]
-    #: Destination prefix in the zone, e.g. ``images/v1/`` (the glue layout ``<dataset>/<version>/``).
-    prefix: str
+    #: A fixed destination prefix (every run writes into it; in landing, no version ever becomes ready): prefer
+    #: ``dataset``. Exactly one of prefix and dataset. :default: None
+    prefix: str | None = None
+    #: Land every successful run as a NEW version of this dataset (landing zone; the task report lists the run's
+    #: files, the glue promotes the version and its ready event starts the retrain pipeline). :default: None
+    dataset: str | None = None
     #: Destination zone. :default: landing
     zone: str = "landing"
     #: s3: the source bucket name. :default: None
@@ -463,6 +467,17 @@ class IngestionConfig(_Section):
             tp = f"{p}.datasync.tasks.{task.name}"
             if task.zone not in ZONES:
                 errors.append(f"{tp}.zone: must be one of {list(ZONES)}, got: {task.zone!r}")
+            if (task.dataset is None) == (task.prefix is None):
+                errors.append(f"{tp}: set exactly one of dataset (a new version per run) and prefix (a fixed destination), "
+                              f"got: dataset={task.dataset!r}, prefix={task.prefix!r}")
+            elif task.dataset is not None:
+                if (problem := dataset_name_error(task.dataset)) is not None:
+                    errors.append(f"{tp}.dataset: {problem}")
+                elif task.zone != "landing":
+                    errors.append(f"{tp}.zone: a dataset task lands its runs in 'landing' for the glue, got: {task.zone!r}")
+                elif task.dataset not in self.datasets and not self.allow_unregistered_datasets:
+                    errors.append(f"{tp}.dataset: the glue quarantines datasets missing from ingestion.datasets "
+                                  f"(or set allow_unregistered_datasets), got: {task.dataset!r}")
             if task.source == "s3" and not task.source_bucket:
                 errors.append(f"{tp}.source_bucket: an s3 source needs the bucket name, got: None")
             if task.source in ("nfs", "smb", "hdfs"):
@@ -760,8 +775,10 @@ class ServingConfig(_Section):
     async_max_capacity: Annotated[int, between(1, 10_000)] = 2
     #: Async target backlog per instance. :default: 5
     async_backlog_target: Annotated[float, positive(10**6)] = 5.0
-    #: EventBridge schedule of a batch transform with the real-time model (curated zone
-    #: ``batch-inference/input/`` -> artifacts zone ``batch-inference/output/<model>/<version>/``). :default: None (off)
+    #: Turns batch transform on: EventBridge schedule of a run over the curated zone's ``batch-inference/input/current/``;
+    #: every ready batch (marker ``batch-inference/input/_ready/<batch>``) also runs, with the newest Approved version
+    #: of the pipeline's model package group -> artifacts zone ``batch-inference/output/<batch>/model-version=<v>/``.
+    #: :default: None (off)
     batch_transform_schedule: str | None = None
     #: Instance type of the batch transform. :default: ml.m5.xlarge
     batch_transform_instance_type: str = "ml.m5.xlarge"

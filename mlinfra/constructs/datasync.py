@@ -8,6 +8,9 @@ aws-cdk-lib has no DataSync L2 (FACTS.md), so this module builds on the L1 ``aws
   metadata preserved, changed files only), an optional schedule, include/exclude filters, a bandwidth limit, a
   task report to S3, a CloudWatch log group with retention, and an EventBridge rule that sends the task's
   ERROR state changes to an SNS topic (and every state change to extra targets, e.g. the glue queue).
+  With ``dataset=``, every successful execution becomes a NEW version of that dataset: the task writes into a fixed
+  staging prefix and :class:`~mlinfra.constructs.datasync_promote.DataSyncPromotion` lands each run's files (from
+  the task report) as ``<dataset>/<version>/`` with the glue's manifest; see docs/ingestion.md.
 - :class:`DataSyncEndpoint`: the interface VPC endpoint agents activate and transfer through (private path),
   with its security group admitting only the agents' CIDRs on the ports DataSync uses.
 
@@ -38,8 +41,10 @@ from constructs import Construct
 
 from mlinfra.constructs.common import encrypted_log_group, is_token, limit_grants_to_aws_services, log_retention, path_in_errors
 from mlinfra.constructs.data_lake import IDataLake, validate_prefix, validate_zone
+from mlinfra.constructs.datasync_promote import DATASYNC_PREFIX, DataSyncPromotion
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain.choices import choice
+from mlinfra.domain.lake import dataset_name_error
 
 __all__ = [
     "DataSyncTask", "DataSyncEndpoint", "NfsSource", "SmbSource", "HdfsSource", "S3Source", "EfsSource",
@@ -310,6 +315,30 @@ def validate_absolute(path: str, prop: str) -> None:
         raise ValueError(f"{prop} must be an absolute path without '..', got: {path!r}")
 
 
+def validate_destination(prefix: str | None, dataset: str | None, zone: str, report_level: ReportLevel | str | None,
+                         has_report_bucket: bool) -> None:
+    """Exactly one of ``prefix`` (a fixed copy) and ``dataset`` (a new version per run, landing zone only, with a
+    report of every transferred file for the completion handler)."""
+    if (prefix is None) == (dataset is None):
+        raise ValueError(f"pass exactly one of prefix (a fixed destination) and dataset (a new version per run), "
+                         f"got: prefix={prefix!r}, dataset={dataset!r}")
+    if prefix is not None:
+        if not prefix:
+            raise ValueError("prefix: a DataSync task writes under its own prefix, got: ''")
+        validate_prefix(prefix, "prefix")
+        return
+    if not is_token(dataset) and (problem := dataset_name_error(dataset)) is not None:
+        raise ValueError(f"dataset: {problem}")
+    if zone != "landing":
+        raise ValueError(f"zone: dataset= lands each run in the landing zone for the glue to promote, got: {zone!r}")
+    if not has_report_bucket:
+        raise ValueError("report_bucket: dataset= reads each run's files from the task report; pass report_bucket "
+                         "or give the lake an 'artifacts' zone, got: None")
+    if report_level is not None and (level := choice(ReportLevel, report_level, "report_level")) != ReportLevel.SUCCESSES_AND_ERRORS:
+        raise ValueError("report_level: dataset= needs SUCCESSES_AND_ERRORS (the report must list every transferred "
+                         f"file), got: {level.value}")
+
+
 def _validate_combination(verify, storage_class, preserve_deleted, allow_deletes, zone) -> None:
     if verify == VerifyMode.POINT_IN_TIME_CONSISTENT and storage_class in ARCHIVE_CLASSES:
         raise ValueError(
@@ -372,11 +401,18 @@ class DataSyncEndpoint(Construct):
 
 
 class DataSyncTask(Construct):
-    """A DataSync task copying ``source`` into ``lake``'s ``zone`` under ``prefix``.
+    """A DataSync task copying ``source`` into ``lake``'s ``zone``: under a fixed ``prefix``, or, with ``dataset``,
+    as a new version of that dataset per successful run.
 
     :param source: one of the ``*Source`` classes.
     :param lake: the destination lake. :param zone: its zone. :default: "landing"
-    :param prefix: key prefix in the zone (``<dataset>/<version>/`` for the glue layout). Required.
+    :param dataset: land every successful execution as a NEW version ``<dataset>/<UTC start>-<execution id>/`` of
+        the landing zone, with the glue's manifest built from the task report (the task writes into
+        ``_datasync/<dataset>/<construct id>/staging/``; failed or partial runs are rejected and notified, never
+        promoted). Landing zone only; needs a report bucket. :default: None
+    :param prefix: a fixed key prefix in the zone instead of ``dataset`` (every run writes into it; in the landing
+        zone no manifest is written, so the glue never declares a version ready). Exactly one of ``prefix`` and
+        ``dataset``. :default: None
     :param verify_mode: :default: ONLY_FILES_TRANSFERRED
     :param overwrite_mode: :default: NEVER (dataset versions are immutable)
     :param preserve_deleted_files: :default: PRESERVE (REMOVE needs ``allow_deletes=True``)
@@ -389,11 +425,13 @@ class DataSyncTask(Construct):
     :param preserve_posix: keep uid/gid/permissions/mtime (NFS/EFS/HDFS/Lustre sources). :default: True
     :param log_level: :default: TRANSFER (one line per file)
     :param log_retention_days: :default: 90
-    :param log_key: KMS key of the log group. :default: a new rotated key
+    :param log_key: KMS key of the log group (with ``dataset``, also of the completion queues and handler logs).
+        :default: a new rotated key
     :param report_bucket: bucket of the task report. :default: the lake's ``artifacts`` zone, when it has one
     :param report_prefix: :default: ``datasync-reports/<construct id>/``
-    :param report_level: :default: ERRORS_ONLY
-    :param alarm_topic: SNS topic notified when an execution ends in ERROR. :default: None
+    :param report_level: :default: SUCCESSES_AND_ERRORS with ``dataset`` (required there), else ERRORS_ONLY
+    :param alarm_topic: SNS topic notified when an execution ends in ERROR (and, with ``dataset``, of rejected runs
+        and completion errors). :default: None
     :param state_change_targets: extra EventBridge targets for every state change. :default: none
     :param name: task name. :default: generated
     """
@@ -406,7 +444,8 @@ class DataSyncTask(Construct):
         *,
         source: Source,
         lake: IDataLake,
-        prefix: str,
+        prefix: str | None = None,
+        dataset: str | None = None,
         zone: str = "landing",
         verify_mode: VerifyMode = VerifyMode.ONLY_FILES_TRANSFERRED,
         overwrite_mode: OverwriteMode = OverwriteMode.NEVER,
@@ -424,16 +463,15 @@ class DataSyncTask(Construct):
         log_key: kms.IKey | None = None,
         report_bucket: s3.IBucket | None = None,
         report_prefix: str | None = None,
-        report_level: ReportLevel = ReportLevel.ERRORS_ONLY,
+        report_level: ReportLevel | None = None,
         alarm_topic: sns.ITopic | None = None,
         state_change_targets: Sequence[events.IRuleTarget] = (),
         name: str | None = None,
     ) -> None:
         super().__init__(scope, id)
         validate_zone(zone, lake.zones)
-        if not prefix:
-            raise ValueError("prefix: a DataSync task writes under its own prefix, got: ''")
-        validate_prefix(prefix, "prefix")
+        report_bucket = report_bucket or (lake.bucket("artifacts") if "artifacts" in lake.zones else None)
+        validate_destination(prefix, dataset, zone, report_level, report_bucket is not None)
         validate_agents(source)
         validate_bytes_per_second(bytes_per_second)
         include_value = validate_filter(includes, "includes")
@@ -442,11 +480,22 @@ class DataSyncTask(Construct):
         verify_mode, overwrite_mode = choice(VerifyMode, verify_mode, "verify_mode"), choice(OverwriteMode, overwrite_mode, "overwrite_mode")
         preserve_deleted_files = choice(PreserveDeletedFiles, preserve_deleted_files, "preserve_deleted_files")
         transfer_mode, storage_class = choice(TransferMode, transfer_mode, "transfer_mode"), choice(S3StorageClass, storage_class, "storage_class")
-        log_level, report_level = choice(LogLevel, log_level, "log_level"), choice(ReportLevel, report_level, "report_level")
+        log_level = choice(LogLevel, log_level, "log_level")
+        report_level = choice(ReportLevel, report_level or (ReportLevel.SUCCESSES_AND_ERRORS if dataset else ReportLevel.ERRORS_ONLY),
+                              "report_level")
         _validate_combination(verify_mode, storage_class, preserve_deleted_files, allow_deletes, zone)
 
         stack = cdk.Stack.of(self)
         bucket = lake.bucket(zone)
+        self.dataset = dataset
+        #: Where the task writes: ``prefix``, or with ``dataset`` its staging prefix (each run lands elsewhere).
+        self.staging_prefix = f"{DATASYNC_PREFIX}{dataset}/{_path_safe(id)}/staging/" if dataset else None
+        if dataset is None and zone == "landing":
+            cdk.Annotations.of(self).add_warning_v2(
+                "mlinfra:datasync-fixed-prefix",
+                f"DataSync task {self.node.path} writes every run into one fixed prefix {prefix!r} of the landing zone and "
+                "no manifest, so the glue never declares a version ready: pass dataset= for a new version per run")
+        prefix = prefix or self.staging_prefix
         self.destination_role = self._s3_role(
             "DestinationRole", bucket, prefix, lake.encryption_key,
             write=True, delete=preserve_deleted_files == PreserveDeletedFiles.REMOVE,
@@ -478,7 +527,6 @@ class DataSyncTask(Construct):
         ))
 
         report_config = None
-        report_bucket = report_bucket or (lake.bucket("artifacts") if "artifacts" in lake.zones else None)
         if report_bucket is not None:
             report_prefix = report_prefix or f"datasync-reports/{id}/"
             validate_prefix(report_prefix, "report_prefix")
@@ -524,6 +572,15 @@ class DataSyncTask(Construct):
         )
         self.task.node.add_dependency(self.log_group)
 
+        #: With ``dataset``: the completion path (rule, queue, handler) landing each successful run as a version.
+        self.promotion: DataSyncPromotion | None = None
+        if dataset is not None:
+            self.promotion = DataSyncPromotion(
+                self, "Promotion", task=self.task, dataset=dataset, lake=lake, staging_prefix=self.staging_prefix,
+                rejected_prefix=f"{DATASYNC_PREFIX}{dataset}/{_path_safe(id)}/rejected/", report_bucket=report_bucket,
+                report_prefix=report_prefix, key=self.log_key, alarm_topic=alarm_topic,
+            )
+
         self.alarm_rule = None
         if alarm_topic is not None or state_change_targets:
             pattern = events.EventPattern(
@@ -541,7 +598,9 @@ class DataSyncTask(Construct):
                         source=["aws.datasync"], detail_type=["DataSync Task Execution State Change"],
                         resources=events.Match.prefix(self.task.ref), detail={"State": ["ERROR"]},
                     ),
-                    targets=[targets.SnsTopic(alarm_topic)],
+                    # With dataset=, undeliverable ERROR events land in the completion path's (alarmed) DLQ.
+                    targets=[targets.SnsTopic(alarm_topic, dead_letter_queue=self.promotion.dead_letter_queue
+                                              if self.promotion is not None else None)],
                     description="DataSync task execution ended in ERROR",
                 )
 
@@ -651,6 +710,10 @@ class DataSyncTask(Construct):
                 password=source.password_secret.secret_value_from_json(source.password_field).unsafe_unwrap(),
             )
         raise ValueError(f"source must be one of NfsSource, SmbSource, HdfsSource, S3Source, EfsSource, FsxLustreSource, FsxWindowsSource, got: {type(source).__name__}")
+
+
+def _path_safe(construct_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", construct_id)
 
 
 def _log_arn_without_star(log_group: logs.ILogGroup) -> str:

@@ -606,7 +606,6 @@ class TeamPortfolio(Construct):
     :param provider_name: :default: "ML platform team"
     :param endpoint_instance_types: instance types the endpoint product offers, the first is the default.
         :default: ml.m5.xlarge, ml.m5.2xlarge, ml.g5.xlarge, ml.g5.2xlarge
-    :param max_training_vcpus: the largest quota the training-queue product accepts. :default: 256
     """
 
     @path_in_errors
@@ -619,7 +618,6 @@ class TeamPortfolio(Construct):
         display_name: str = "mlinfra self-service ML",
         provider_name: str = "ML platform team",
         endpoint_instance_types: Sequence[str] = ("ml.m5.xlarge", "ml.m5.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge"),
-        max_training_vcpus: int = 256,
     ) -> None:
         super().__init__(scope, id)
         if not teams:
@@ -656,7 +654,6 @@ class TeamPortfolio(Construct):
             # Studio lists the project templates of the portfolios shared with the user's execution role.
             portfolio.give_access_to_role(team.execution_role)
             self.portfolios[t], self.launch_roles[t], self.products[t] = portfolio, launch_role, products
-        self.max_training_vcpus = max_training_vcpus
 
     @staticmethod
     def _launch_role(scope: Construct, team: TeamEnvironment) -> iam.Role:

@@ -65,26 +65,6 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.constructs.endpoint.rollout._RolloutMixin._guard_stack_updates",
     ),
     ServiceRule(
-        id="sagemaker.scaled-variant-type-change",
-        rule="UpdateEndpoint fails when it changes the instance type of, or removes, a production variant registered "
-        "as an Application Auto Scaling target (a model change alone is allowed): deregister the target first, update, "
-        "then register it again. CloudFormation deletes replaced or removed resources only in its cleanup phase, after "
-        "the endpoint update, so a stack update needs the deregistration ordered before the endpoint.",
-        source="https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html (Update endpoints that use "
-        "auto scaling) and https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-monitor-stack.html (replacement: create the new, then delete the old)",
-        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._release_scaling",
-    ),
-    ServiceRule(
-        id="sagemaker.variant-target-identity",
-        rule="A variant's scalable target is identified by ResourceId endpoint/<name>/variant/<variant>, dimension "
-        "sagemaker:variant:DesiredInstanceCount and namespace sagemaker (the CloudFormation resource's primary "
-        "identifier): two ScalableTarget resources of one variant share one registration, and DeregisterScalableTarget "
-        "of either removes it with its scaling policies and scheduled actions.",
-        source="https://docs.aws.amazon.com/autoscaling/application/APIReference/API_DeregisterScalableTarget.html and "
-        "the AWS::ApplicationAutoScaling::ScalableTarget resource schema (primaryIdentifier; cfn-lint ships it, tests read it)",
-        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._scaling",
-    ),
-    ServiceRule(
         id="sagemaker.update-endpoint-in-service",
         rule="UpdateEndpoint is refused while the endpoint is Creating, Updating, SystemUpdating or RollingBack; a "
         "missing endpoint is reported as a ValidationException 'Could not find endpoint'.",
@@ -128,6 +108,46 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html "
         "(HyperParameters: maximum of 100 items) and botocore's sagemaker model",
         enforced_by="mlinfra.lambdas.pipeline_validate.handler.validate_input",
+    ),
+    # Batch transform (issue 12 item 11): newest approved model at run time, one job per ready batch.
+    ServiceRule(
+        id="sagemaker.batch-transform-payload",
+        rule="A transform job's MaxPayloadInMB is 0-100 and MaxConcurrentTransforms x MaxPayloadInMB must not exceed "
+        "100 MB.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html "
+        "(MaxPayloadInMB, MaxConcurrentTransforms)",
+        enforced_by="mlinfra.constructs.batch_transform.validation.validate_props",
+    ),
+    ServiceRule(
+        id="sagemaker.transform-job-name-unique",
+        rule="A transform job's name must be unique within a Region of an account, for good: a second "
+        "CreateTransformJob with the name fails (ResourceInUse in the service model) and starts nothing.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html "
+        "(TransformJobName) and botocore's sagemaker model (CreateTransformJob errors)",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
+    ),
+    ServiceRule(
+        id="sagemaker.model-from-package-version",
+        rule="CreateModel builds a model from a registered model version when the container names its ARN in "
+        "ModelPackageName (image, artifact and environment come from the version).",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-create-model.html (using Model "
+        "Registry) and https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ContainerDefinition.html",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
+    ),
+    ServiceRule(
+        id="sagemaker.list-model-packages-resource",
+        rule="sagemaker:ListModelPackages supports no resource-level permissions: a policy allowing it names Resource "
+        "'*'; DescribeModelPackage is scoped to model-package/<group>/<version>.",
+        source="https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
+    ),
+    ServiceRule(
+        id="s3.eventbridge-object-created",
+        rule="S3 sends EventBridge 'Object Created' events with detail.bucket.name, detail.object.key and "
+        "detail.object.etag (lowercase), delivered at least once; a rule's prefix filter on the key selects markers.",
+        source="https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html (EventBridge event message "
+        "structure) and https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns-content-based-filtering.html",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
     ),
 )
 
@@ -500,6 +520,53 @@ _INGESTION: tuple[ServiceRule, ...] = (
 )
 
 
+# --- DataSync (issue 12 item 12: each successful run becomes a dataset version) -----------------------------------
+_DATASYNC: tuple[ServiceRule, ...] = (
+    ServiceRule(
+        id="datasync.fixed-destination",
+        rule="A DataSync S3 location has one fixed Subdirectory, and StartTaskExecution cannot override the "
+        "destination (it takes OverrideOptions, Includes, Excludes, ManifestConfig, TaskReportConfig and Tags "
+        "only): a per-run destination needs a staging prefix and a copy of the run's files after it.",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/API_StartTaskExecution.html and "
+        "API_CreateLocationS3.html (Subdirectory); botocore's datasync model (tests read it)",
+        enforced_by="mlinfra.constructs.datasync.DataSyncTask",
+    ),
+    ServiceRule(
+        id="datasync.execution-state-event",
+        rule="DataSync sends 'DataSync Task Execution State Change' (source aws.datasync) to EventBridge, best effort, "
+        "with the task execution ARN in resources and the execution status in detail.State (SUCCESS and ERROR end "
+        "an execution).",
+        source="https://docs.aws.amazon.com/eventbridge/latest/ref/events-ref-datasync.html, "
+        "https://docs.aws.amazon.com/datasync/latest/userguide/events.html ('emitted on a best-effort basis') and the "
+        "DataSyncTaskExecutionStateChange event schema (aws-cdk mixins-preview, property State); statuses from "
+        "API_DescribeTaskExecution.html",
+        enforced_by="mlinfra.lambdas.datasync_promote.handler.parse_event",
+    ),
+    ServiceRule(
+        id="datasync.report-lists-successes",
+        rule="A STANDARD task report lists every transferred file only at report level SUCCESSES_AND_ERRORS "
+        "(ERRORS_ONLY lists what failed); ObjectVersionIds INCLUDE adds each object's new version id.",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/API_TaskReportConfig.html and task-reports.html",
+        enforced_by="mlinfra.constructs.datasync.validate_destination",
+    ),
+    ServiceRule(
+        id="datasync.report-result-pending",
+        rule="DescribeTaskExecution's ReportResult.Status is PENDING while DataSync writes the task report, then "
+        "SUCCESS or ERROR (a report it could not complete).",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/API_ReportResult.html",
+        enforced_by="mlinfra.lambdas.datasync_promote.handler.wait_for_report",
+    ),
+    ServiceRule(
+        id="s3.copy-computes-sha256",
+        rule="CopyObject with ChecksumAlgorithm SHA256 makes S3 compute the new object's SHA-256 and return it in "
+        "CopyObjectResult.ChecksumSHA256 (a single copy is limited to 5 GiB; multipart checksums are composite).",
+        source="https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html (x-amz-checksum-algorithm) and "
+        "https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html",
+        enforced_by="mlinfra.lambdas.datasync_promote.handler.land_file",
+    ),
+)
+
+
 # --- Drift monitoring (issue 15): SageMaker Processing, CloudWatch, EventBridge, Scheduler ------------------------
 _MONITORING: tuple[ServiceRule, ...] = (
     ServiceRule(
@@ -570,7 +637,7 @@ def _index(*sections: tuple[ServiceRule, ...]) -> dict[str, ServiceRule]:
 #: Every rule, by id.
 RULES: dict[str, ServiceRule] = _index(
     _SAGEMAKER, _STEPFUNCTIONS, _BATCH, _PARALLELCLUSTER, _FSX, _EC2, _IAM, _HYPERPOD, _INGESTION, _COST,
-    _MONITORING,
+    _MONITORING, _DATASYNC,
 )
 
 

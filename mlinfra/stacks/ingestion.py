@@ -185,6 +185,7 @@ class IngestionStack(PlatformStack):
             self.datasync_tasks[task_cfg.name] = ds.DataSyncTask(
                 self, f"DataSync-{task_cfg.name}",
                 source=self._source(task_cfg), lake=lake, zone=task_cfg.zone, prefix=task_cfg.prefix,
+                dataset=task_cfg.dataset,
                 schedule=task_cfg.schedule, bytes_per_second=task_cfg.bytes_per_second,
                 includes=task_cfg.includes, excludes=task_cfg.excludes,
                 verify_mode=ds.VerifyMode(task_cfg.verify_mode), storage_class=ds.S3StorageClass(task_cfg.storage_class),

@@ -16,6 +16,12 @@ from mlinfra.constructs.retrain_pipeline import JobWait, MetricDirection, Proces
 from mlinfra.stacks.base import PlatformStack
 
 
+def model_package_group_name(config: PlatformConfig) -> str:
+    """The reference platform's model registry: the retrain pipeline registers into it, batch transform scores
+    with its newest Approved version (a literal, so the serving stack names it without a cross-stack reference)."""
+    return config.resource_name("models")
+
+
 class PipelineStack(PlatformStack):
     """The reference platform's retrain pipeline, from ``config.pipeline``.
 
@@ -57,7 +63,7 @@ class PipelineStack(PlatformStack):
             manual_approval=cfg.manual_approval,
             approval_timeout=cdk.Duration.hours(cfg.approval_timeout_hours),
             deploy_target=deploy_target,
-            model_package_group_name=config.resource_name("models"),
+            model_package_group_name=model_package_group_name(config),
             state_machine_name=config.resource_name("retrain"),
             poll_interval=cdk.Duration.seconds(cfg.poll_interval_seconds),
             log_level=log_level,

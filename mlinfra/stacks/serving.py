@@ -33,6 +33,7 @@ from mlinfra.constructs.endpoint import (
 )
 from mlinfra.constructs.network import Network
 from mlinfra.stacks.base import PlatformStack
+from mlinfra.stacks.pipeline import model_package_group_name
 
 _METRICS = {
     "invocations": ScalingMetric.INVOCATIONS_PER_INSTANCE,
@@ -140,12 +141,19 @@ class ServingStack(PlatformStack):
 
         self.batch_transform: BatchTransform | None = None
         if cfg.batch_transform_schedule:
-            assert rt.model is not None
+            group = model_package_group_name(config)
+            if not config.pipeline.enabled:
+                cdk.Annotations.of(self).add_warning_v2(
+                    "mlinfra:batch-transform-no-registry",
+                    f"Batch transform scores with the newest Approved version of model package group {group}, which "
+                    "the retrain pipeline (disabled here) creates: create and approve it yourself, or every run fails "
+                    "as NoApprovedModel.")
+            # Each ready batch (curated batch-inference/input/_ready/<batch>) and the schedule score with the newest
+            # APPROVED version of the pipeline's registry, as the endpoint's model runs (role, VPC, isolation).
             self.batch_transform = BatchTransform(
                 self,
                 "BatchTransform",
-                model_name=rt.model.attr_model_name,
-                model_version="initial",
+                model_package_group_name=group,
                 model_role=rt.role,
                 input_bucket=lake.bucket("curated"),
                 input_prefix=BATCH_INPUT_PREFIX,
@@ -153,6 +161,9 @@ class ServingStack(PlatformStack):
                 output_prefix=BATCH_OUTPUT_PREFIX,
                 instance_type=cfg.batch_transform_instance_type,
                 schedule=events.Schedule.expression(cfg.batch_transform_schedule),
-                trigger_on_new_data=True,
+                trigger_on_ready_marker=True,
+                vpc_config=rt.vpc_config,
+                enable_network_isolation=rt.network_isolation,
+                job_prefix=f"{config.prefix}-{config.env_name}"[:17].rstrip("-") + "-bt",
             )
             cdk.CfnOutput(self, "BatchTransformStateMachineArn", value=self.batch_transform.state_machine.state_machine_arn)

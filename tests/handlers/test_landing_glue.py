@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from mlinfra.lambdas.landing_glue import handler as glue
 from tests.handlers.faults import Faults
+from tests.handlers.lake import glue_lake
 
 LANDING, RAW, TABLE = "landing-bucket", "raw-bucket", "catalog"
 DATASETS = {"images": {"extensions": [".csv", ".jpg", ".tar.gz"], "content_types": []}}
@@ -27,16 +28,7 @@ def context():
 @pytest.fixture()
 def aws(monkeypatch):
     with mock_aws():
-        s3 = Faults(s3_probe=boto3.client("s3", region_name="us-east-1")).attach(boto3.client("s3", region_name="us-east-1"))
-        for bucket in (LANDING, RAW):
-            s3.create_bucket(Bucket=bucket)
-            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "dataset", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "dataset", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
-        )
+        s3, ddb = glue_lake(TABLE, LANDING, RAW)
         sqs = boto3.client("sqs", region_name="us-east-1")
         queue_url = sqs.create_queue(QueueName="ready")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

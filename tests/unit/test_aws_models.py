@@ -48,8 +48,9 @@ def test_batch_transform_requests_match_their_api_input_shapes():
     stack = new_stack()
     bucket = s3.Bucket(stack, "B")
     role = iam.Role(stack, "R", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
-    BatchTransform(stack, "T", model_name="m", model_version="1", model_role=role, input_bucket=bucket, input_prefix="in/",
-                   output_bucket=bucket, output_prefix="out/", trigger_on_new_data=True,
+    BatchTransform(stack, "T", model_package_group_name="m", model_role=role, input_bucket=bucket, input_prefix="in/",
+                   output_bucket=bucket, output_prefix="out/", trigger_on_ready_marker=True,
+                   vpc_config={"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0123456789abcdef0"]},
                    processing=ProcessingStep(image_uri=TRAIN, entrypoint=["python3", "pre.py"]))
     (sm,) = Template.from_stack(stack).find_resources("AWS::StepFunctions::StateMachine").values()
     body = sm["Properties"]["DefinitionString"]

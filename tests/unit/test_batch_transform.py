@@ -1,5 +1,7 @@
-"""BatchTransform: template (poll loop without .sync, retries, catch, SNS, logs, X-Ray, triggers, alarms),
-the definition executed by moto's Step Functions interpreter, and validation."""
+"""BatchTransform (issue 12 item 11): one job per READY batch (completion marker), scored with the newest APPROVED
+model package resolved at run time; template (poll loop without .sync, retries, catch, SNS, logs, X-Ray, triggers,
+alarms, IAM), the definition executed by moto's Step Functions interpreter, the marker rule run through moto's
+EventBridge, and validation."""
 
 from __future__ import annotations
 
@@ -17,6 +19,11 @@ from mlinfra.constructs.batch_transform import BatchStrategy, BatchTransform, Pr
 from tests.helpers import new_stack
 
 PRE_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/pre:1"
+SERVE_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:1"
+GROUP = "churn-models"
+BUCKET = "lake-bucket"
+MARKER = "batch-inference/input/_ready/day-2026-11-30"
+EMPTY_ETAG = "d41d8cd98f00b204e9800998ecf8427e"
 
 
 def _build(processing: bool, **kw):
@@ -24,9 +31,10 @@ def _build(processing: bool, **kw):
     bucket = s3.Bucket(stack, "Lake", encryption=s3.BucketEncryption.KMS)
     role = iam.Role(stack, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
     kw.setdefault("schedule", events.Schedule.cron(hour="3", minute="0"))
+    kw.setdefault("trigger_on_ready_marker", True)
     bt = BatchTransform(
-        stack, "Bt", model_name="churn-model", model_version="7", input_bucket=bucket, output_bucket=bucket,
-        model_role=role, poll_interval=cdk.Duration.seconds(1),
+        stack, "Bt", model_package_group_name=GROUP, input_bucket=bucket, output_bucket=bucket, job_prefix="bt",
+        model_role=role, poll_interval=cdk.Duration.seconds(1), timeout=cdk.Duration.minutes(30),
         processing=ProcessingStep(image_uri=PRE_IMAGE, entrypoint=["python3", "/opt/ml/code/pre.py"]) if processing else None,
         **kw,
     )
@@ -35,7 +43,7 @@ def _build(processing: bool, **kw):
 
 @pytest.fixture(scope="module")
 def with_processing():
-    return _build(True, trigger_on_new_data=True, split_type=SplitType.LINE, batch_strategy=BatchStrategy.MULTI_RECORD,
+    return _build(True, split_type=SplitType.LINE, batch_strategy=BatchStrategy.MULTI_RECORD,
                   max_payload_mb=10, max_concurrent_transforms=8)
 
 
@@ -50,36 +58,54 @@ def _definition(t) -> dict:
 
 
 def _resolve(value):
-    """Resolve the intrinsics of a definition with stand-in values (bucket 'lake-bucket', fake ARNs)."""
+    """Resolve the intrinsics of a definition or rule with stand-in values (bucket 'lake-bucket', fake ARNs)."""
     if isinstance(value, str):
         return value
     if isinstance(value, list):
         return [_resolve(v) for v in value]
-    (fn, arg), = value.items()
-    if fn == "Fn::Join":
-        return arg[0].join(_resolve(p) for p in arg[1])
-    if fn == "Ref":
-        return {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}.get(
-            arg, "arn:aws:sns:us-east-1:123456789012:bt-topic" if "Notifications" in arg else "lake-bucket")
-    if fn == "Fn::GetAtt":
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("Fn::Join", "Ref", "Fn::GetAtt"):
+        (fn, arg), = value.items()
+        if fn == "Fn::Join":
+            return arg[0].join(_resolve(p) for p in arg[1])
+        if fn == "Ref":
+            return {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}.get(
+                arg, "arn:aws:sns:us-east-1:123456789012:bt-topic" if "Notifications" in arg else BUCKET)
         return f"arn:aws:iam::123456789012:role/{arg[0]}" if "Role" in arg[0] else f"arn:aws:kms:us-east-1:123456789012:key/{arg[0]}"
-    raise AssertionError(f"unexpected intrinsic {fn}")
+    if isinstance(value, dict):
+        return {k: _resolve(v) for k, v in value.items()}
+    return value
 
+
+def _marker_event(key: str = MARKER, etag: str = EMPTY_ETAG) -> dict:
+    return {"marker": {"key": key, "etag": etag}}
+
+
+# --- template ---------------------------------------------------------------------------------------------
 
 def test_poll_loop_without_sync(with_processing):
     _, _, t = with_processing
     d = _definition(t)
     states = d["States"]
-    resources = [s.get("Resource", "") for s in states.values()]
-    assert not any(r.endswith(".sync") for r in resources)
+    assert not any(s.get("Resource", "").endswith(".sync") for s in states.values())
     assert states["CreateTransformJob"]["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:createTransformJob"
     assert states["CreateTransformJob"]["Next"] == "WaitTransform"
     assert states["WaitTransform"] == {"Type": "Wait", "Seconds": 1, "Next": "DescribeTransformJob"}
     choice = states["TransformDone?"]
     assert choice["Type"] == "Choice" and choice["Default"] == "WaitTransform"
-    assert d["StartAt"] == "Defaults"
-    assert states["MergeInput"]["Next"] == "CreateProcessingJob"
+    assert d["StartAt"] == "MarkerEvent?"
+    assert states["CreateModel"]["Next"] == "CreateProcessingJob"
     assert states["ProcessingDone?"]["Default"] == "WaitProcessing"
+
+
+def test_the_model_is_the_newest_approved_package_version(plain):
+    states = _definition(plain[2])["States"]
+    assert states["FindApprovedModel"]["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:listModelPackages"
+    assert states["FindApprovedModel"]["Parameters"] == {
+        "ModelPackageGroupName": GROUP, "ModelApprovalStatus": "Approved", "SortBy": "CreationTime",
+        "SortOrder": "Descending", "MaxResults": 1}
+    assert states["CreateModel"]["Parameters"]["PrimaryContainer"] == {"ModelPackageName.$": "$.model.package_arn"}
+    assert states["CreateModel"]["Parameters"]["EnableNetworkIsolation"] is True
+    assert states["CreateTransformJob"]["Parameters"]["ModelName.$"] == "$.job.job_name"
 
 
 def test_transform_request(with_processing):
@@ -87,21 +113,32 @@ def test_transform_request(with_processing):
     p = _definition(t)["States"]["CreateTransformJob"]["Parameters"]
     assert (p["BatchStrategy"], p["MaxPayloadInMB"], p["MaxConcurrentTransforms"]) == ("MultiRecord", 10, 8)
     assert p["TransformInput"]["SplitType"] == "Line"
-    assert p["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.processed.uri"
-    out = p["TransformOutput"]["S3OutputPath.$"]
-    assert out == ("States.Format('s3://lake-bucket/batch-inference/output/{}/{}/{}/', "
-                   "$.job.model_name, $.job.model_version, $.job_name)")
+    assert p["TransformInput"]["DataSource"]["S3DataSource"] == {"S3DataType": "S3Prefix", "S3Uri.$": "$.processed.uri"}
+    assert p["TransformOutput"]["S3OutputPath.$"] == (
+        "States.Format('s3://lake-bucket/batch-inference/output/{}/model-version={}/{}/', "
+        "$.job.batch, $.model.version, $.job.job_name)")
     assert "KmsKeyId" in p["TransformOutput"] and "VolumeKmsKeyId" in p["TransformResources"]
-    assert p["TransformResources"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1,
-                                       "VolumeKmsKeyId": p["TransformResources"]["VolumeKmsKeyId"]}
+    assert p["Tags"] == [{"Key": "mlinfra:model-package", "Value.$": "$.model.package_arn"}]
+
+
+def test_job_name_is_derived_from_batch_and_run_key(plain):
+    plan = _definition(plain[2])["States"]["Plan"]["Parameters"]
+    assert plan["job_name.$"] == ("States.Format('bt-{}', States.Hash(States.Format('{}#{}', $.run.batch, "
+                                  "$.run.run_key), 'SHA-1'))")
 
 
 def test_retry_and_catch_to_sns_then_fail(with_processing):
     _, _, t = with_processing
     states = _definition(t)["States"]
-    for name in ("CreateProcessingJob", "DescribeProcessingJob", "CreateTransformJob", "DescribeTransformJob"):
+    for name in ("FindApprovedModel", "DescribeProcessingJob", "DescribeTransformJob"):
         assert states[name]["Retry"][0]["MaxAttempts"] == 4, name
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}]
+    # A failed create checks whether the resource exists (a duplicate run) before it notifies.
+    assert states["CreateModel"]["Catch"][-1]["Next"] == "FindExistingModel"
+    assert states["CreateProcessingJob"]["Catch"][-1]["Next"] == "FindExistingProcessingJob"
+    assert [c["ErrorEquals"] for c in states["CreateTransformJob"]["Catch"]] == [
+        ["SageMaker.ResourceInUseException"], ["States.ALL"]]
+    assert {c["Next"] for c in states["CreateTransformJob"]["Catch"]} == {"FindStartedJob"}
     assert states["NotifyFailure"]["Resource"] == "arn:aws:states:::sns:publish"
     assert states["NotifyFailure"]["Next"] == "Failed" and states["Failed"]["Type"] == "Fail"
 
@@ -119,25 +156,43 @@ def test_logs_xray_encrypted_topic_and_alarms(with_processing):
     assert metrics == ["ExecutionThrottled", "ExecutionsAborted", "ExecutionsFailed", "ExecutionsTimedOut"]
 
 
-def test_schedule_and_new_data_triggers(with_processing):
-    _, _, t = with_processing
-    rules = [v["Properties"] for v in t["Resources"].values() if v["Type"] == "AWS::Events::Rule"]
-    assert any(r.get("ScheduleExpression") == "cron(0 3 * * ? *)" for r in rules)
-    (data,) = [r for r in rules if "EventPattern" in r]
-    assert data["EventPattern"]["detail-type"] == ["Object Created"]
-    assert data["EventPattern"]["detail"]["object"]["key"] == [{"prefix": "batch-inference/input/"}]
-    assert "<detail-object-key>" in json.dumps(data["Targets"][0]["InputTransformer"])
+def _rules(t) -> list[dict]:
+    return [_resolve(v["Properties"]) for v in t["Resources"].values() if v["Type"] == "AWS::Events::Rule"]
 
 
-def test_iam_pass_role_names_one_role_and_jobs_scoped(with_processing):
+def test_schedule_and_marker_triggers(plain):
+    rules = _rules(plain[2])
+    (scheduled,) = [r for r in rules if r.get("ScheduleExpression") == "cron(0 3 * * ? *)"]
+    # The scheduled event's id names the run (a duplicated delivery of one event starts no second job).
+    transformer = scheduled["Targets"][0]["InputTransformer"]
+    assert transformer["InputTemplate"] == '{"run_key":<id>}' and transformer["InputPathsMap"] == {"id": "$.id"}
+    (marker,) = [r for r in rules if "EventPattern" in r]
+    assert marker["EventPattern"]["detail-type"] == ["Object Created"]
+    # Only completion markers match: a data object under the batch's prefix starts nothing (old: every object).
+    assert marker["EventPattern"]["detail"]["object"]["key"] == [{"prefix": "batch-inference/input/_ready/"}]
+    paths = marker["Targets"][0]["InputTransformer"]["InputPathsMap"]
+    assert sorted(paths.values()) == ["$.detail.object.etag", "$.detail.object.key"]
+
+
+def _statements(t) -> list[dict]:
+    return [s for v in t["Resources"].values() if v["Type"] == "AWS::IAM::Policy"
+            for s in v["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def test_iam_pass_role_names_one_role_each_and_names_are_scoped(with_processing):
     _, _, t = with_processing
-    statements = [s for v in t["Resources"].values() if v["Type"] == "AWS::IAM::Policy"
-                  for s in v["Properties"]["PolicyDocument"]["Statement"]]
+    statements = _statements(t)
     pass_role = [s for s in statements if s["Action"] == "iam:PassRole"]
-    assert len(pass_role) == 1 and "ProcessingRole" in json.dumps(pass_role[0]["Resource"])
-    assert pass_role[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    create = [s for s in statements if s["Action"] == "sagemaker:createTransformJob"]
-    assert "transform-job/*" in json.dumps(create[0]["Resource"])
+    assert sorted(json.dumps(s["Resource"]).count("ProcessingRole") + json.dumps(s["Resource"]).count("ModelRole")
+                  for s in pass_role) == [1, 1]
+    for s in pass_role:
+        assert s["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    by_action = {s["Action"]: json.dumps(_resolve(s["Resource"])) for s in statements if isinstance(s["Action"], str)}
+    assert by_action["sagemaker:createTransformJob"].endswith(':transform-job/bt-*"')
+    assert by_action["sagemaker:createModel"].endswith(':model/bt-*"')
+    assert by_action["sagemaker:deleteModel"].endswith(':model/bt-*"')
+    assert by_action["sagemaker:ListModelPackages"] == '"*"'  # no resource-level permissions
+    assert by_action["sagemaker:DescribeModelPackage"].endswith(f':model-package/{GROUP}/*"')
 
 
 def test_no_volume_key_for_instance_storage_types():
@@ -146,91 +201,341 @@ def test_no_volume_key_for_instance_storage_types():
     assert "VolumeKmsKeyId" not in p["TransformResources"]
 
 
-def _execute(definition: dict, execution_input: dict, create_model: bool = True, history: bool = False):
-    import boto3
+def test_vpc_config_goes_to_the_model():
+    vpc = {"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0123456789abcdef0"]}
+    _, _, t = _build(False, vpc_config=vpc, enable_network_isolation=False)
+    p = _definition(t)["States"]["CreateModel"]["Parameters"]
+    assert p["VpcConfig"] == vpc and p["EnableNetworkIsolation"] is False
+
+
+# --- the definition, executed in moto ------------------------------------------------------------------------
+
+def _register(sm, statuses: list[str]) -> list[str]:
+    """Register one package version per status, oldest first; returns their ARNs."""
+    sm.create_model_package_group(ModelPackageGroupName=GROUP)
+    arns = []
+    for status in statuses:
+        arns.append(sm.create_model_package(
+            ModelPackageGroupName=GROUP, ModelApprovalStatus=status,
+            InferenceSpecification={"Containers": [{"Image": SERVE_IMAGE, "ModelDataUrl": f"s3://models/{len(arns)}.tar.gz"}],
+                                    "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]},
+        )["ModelPackageArn"])
+        time.sleep(0.01)  # distinct creation times
+    return arns
+
+
+def _run(sfn, arn: str, name: str, payload: dict) -> dict:
+    ex = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))["executionArn"]
+    for _ in range(300):
+        desc = sfn.describe_execution(executionArn=ex)
+        if desc["status"] != "RUNNING":
+            break
+        time.sleep(0.05)
+    history = sfn.get_execution_history(executionArn=ex, maxResults=1000)["events"]
+    desc["states"] = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    tasks = [e["taskScheduledEventDetails"] for e in history if "taskScheduledEventDetails" in e]
+    desc["requests"] = {f"{t['resourceType'].split(':')[-1]}:{t['resource']}": json.loads(t["parameters"]) for t in tasks}
+    return desc
+
+
+class _Emulator:
+    """moto with the definition created, a model package group, and helpers to run and inspect."""
+
+    def __init__(self, definition: dict, packages: list[str]) -> None:
+        import boto3
+
+        self.sm = boto3.client("sagemaker", region_name="us-east-1")
+        self.packages = _register(self.sm, packages) if packages else []
+        boto3.client("sns", region_name="us-east-1").create_topic(Name="bt-topic")
+        self.sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        self.arn = self.sfn.create_state_machine(name="bt", definition=json.dumps(definition),
+                                                 roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+
+    def run(self, name: str, payload: dict) -> dict:
+        return _run(self.sfn, self.arn, name, payload)
+
+    def jobs(self) -> list[dict]:
+        return [self.sm.describe_transform_job(TransformJobName=j["TransformJobName"])
+                for j in self.sm.list_transform_jobs()["TransformJobSummaries"]]
+
+
+def _names_are_unique_as_in_aws(monkeypatch) -> None:
+    """moto overwrites a model or job of an existing name; SageMaker refuses it (CreateModel: "Cannot create already
+    existing model", a ValidationException; CreateTransformJob/CreateProcessingJob: ResourceInUse, botocore's
+    model). Rule sagemaker.transform-job-name-unique: the duplicate paths run against the real behaviour."""
+    from moto.sagemaker import models as sm_models
+    from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
+
+    backend = sm_models.SageMakerModelBackend
+    for method, store, name_arg, error in (
+            ("create_model", "_models", "model_name", lambda n: ValidationError(message=f'Cannot create already existing model "{n}".')),
+            ("create_transform_job", "transform_jobs", "transform_job_name", lambda n: ResourceInUseException(message=f"Job {n} already exists")),
+            ("create_processing_job", "processing_jobs", "processing_job_name", lambda n: ResourceInUseException(message=f"Job {n} already exists"))):
+        original = getattr(backend, method)
+
+        def unique(self, *args, _original=original, _store=store, _name=name_arg, _error=error, **kwargs):
+            if kwargs[_name] in getattr(self, _store):
+                raise _error(kwargs[_name])
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(backend, method, unique)
+
+
+@pytest.fixture
+def emulator(monkeypatch):
     from moto import mock_aws
 
+    _names_are_unique_as_in_aws(monkeypatch)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
-        sm = boto3.client("sagemaker", region_name="us-east-1")
-        if create_model:
-            sm.create_model(ModelName="churn-model", ExecutionRoleArn="arn:aws:iam::123456789012:role/m",
-                            PrimaryContainer={"Image": PRE_IMAGE})
-        boto3.client("sns", region_name="us-east-1").create_topic(Name="bt-topic")
-        sfn = boto3.client("stepfunctions", region_name="us-east-1")
-        arn = sfn.create_state_machine(name="bt", definition=json.dumps(definition),
-                                       roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
-        ex = sfn.start_execution(stateMachineArn=arn, name="run-1", input=json.dumps(execution_input))["executionArn"]
-        for _ in range(300):
-            desc = sfn.describe_execution(executionArn=ex)
-            if desc["status"] != "RUNNING":
-                break
-            time.sleep(0.1)
-        events_ = sfn.get_execution_history(executionArn=ex)["events"]
-        if history:
-            return {"status": desc["status"], "events": events_}, None, None
-        jobs = sm.list_transform_jobs()["TransformJobSummaries"]
-        out = [sm.describe_transform_job(TransformJobName=j["TransformJobName"]) for j in jobs]
-        return desc["status"], json.loads(desc.get("output") or "{}"), out
+        yield lambda definition, packages: _Emulator(definition, packages)
 
 
-def test_workflow_runs_in_the_emulator_and_writes_versioned_output(plain):
-    _, _, t = plain
-    status, output, jobs = _execute(_definition(t), {"model_version": "8"})
-    assert status == "SUCCEEDED", output
-    assert output["transform"]["status"] == "Completed"
-    (job,) = jobs
-    assert job["ModelName"] == "churn-model"
-    assert job["TransformOutput"]["S3OutputPath"] == f"s3://lake-bucket/batch-inference/output/churn-model/8/{job['TransformJobName']}/"
-    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://lake-bucket/batch-inference/input/"
+def test_scores_the_marked_batch_with_the_newest_approved_version(plain, emulator):
+    emu = emulator(_definition(plain[2]), ["Approved", "Approved"])
+    result = emu.run("run-1", _marker_event())
+    assert result["status"] == "SUCCEEDED", result
+    (job,) = emu.jobs()
+    model = result["requests"]["sagemaker:createModel"]
+    assert model["PrimaryContainer"] == {"ModelPackageName": emu.packages[1]}  # the newer of two approved
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://lake-bucket/batch-inference/input/day-2026-11-30/"
+    assert job["TransformOutput"]["S3OutputPath"] == (
+        f"s3://lake-bucket/batch-inference/output/day-2026-11-30/model-version=2/{job['TransformJobName']}/")
+    assert job["TransformJobName"].startswith("bt-") and len(job["TransformJobName"]) == 43
+    assert "DeleteRunModel" in result["states"]  # the per-run model does not accumulate
 
 
-def test_workflow_with_preprocessing_runs_in_the_emulator(with_processing):
-    status, output, jobs = _execute(_definition(with_processing[2]), {"input_uri": "s3://lake-bucket/batch-inference/input/day=1/x.csv"})
-    assert status == "SUCCEEDED", output
-    assert output["processing"]["status"] == "Completed"
-    (job,) = jobs
-    name = job["TransformJobName"]
-    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://lake-bucket/batch-inference/processed/{name}/"
-    assert job["TransformOutput"]["S3OutputPath"] == f"s3://lake-bucket/batch-inference/output/churn-model/7/{name}/"
+def test_a_newer_rejected_version_is_skipped(plain, emulator):
+    emu = emulator(_definition(plain[2]), ["Approved", "Rejected", "PendingManualApproval"])
+    result = emu.run("run-1", _marker_event())
+    assert result["status"] == "SUCCEEDED", result
+    assert result["requests"]["sagemaker:createModel"]["PrimaryContainer"] == {"ModelPackageName": emu.packages[0]}
+    (job,) = emu.jobs()
+    assert "/model-version=1/" in job["TransformOutput"]["S3OutputPath"]
 
 
-@pytest.mark.parametrize("failure", ["create_raises", "job_failed"])
-def test_workflow_failure_is_notified_and_fails(plain, monkeypatch, failure):
+@pytest.mark.parametrize("packages", [[], ["Rejected", "PendingManualApproval"]], ids=["no-versions", "none-approved"])
+def test_no_approved_version_fails_clearly_and_notifies(plain, emulator, packages):
+    emu = emulator(_definition(plain[2]), packages)
+    if not packages:
+        emu.sm.create_model_package_group(ModelPackageGroupName=GROUP)
+    result = emu.run("run-1", _marker_event())
+    assert result["status"] == "FAILED"
+    assert result["states"][-3:] == ["NoApprovedModel", "NotifyFailure", "Failed"]
+    message = result["requests"]["sns:publish"]["Message"]
+    error = json.loads(message["error"])["error"]
+    assert error["Error"] == "NoApprovedModel"
+    assert error["Cause"] == (f"model package group {GROUP} has no Approved model package: batch day-2026-11-30 "
+                              "was not scored")
+    assert emu.jobs() == [] and "sagemaker:createModel" not in result["requests"]
+
+
+def test_a_duplicate_marker_event_starts_no_second_job(plain, emulator):
+    emu = emulator(_definition(plain[2]), ["Approved"])
+    first = emu.run("event-1", _marker_event())
+    second = emu.run("event-1-redelivered", _marker_event())
+    assert first["status"] == second["status"] == "SUCCEEDED"
+    assert second["states"][-1] == "AlreadyStarted" and "sagemaker:createModel" not in second["requests"]
+    assert len(emu.jobs()) == 1
+    # The same batch marked again with other content (a new ETag) is scored again.
+    third = emu.run("event-2", _marker_event(etag="0cc175b9c0f1b6a831c399e269772661"))
+    assert third["status"] == "SUCCEEDED" and len(emu.jobs()) == 2
+
+
+def test_a_concurrent_duplicate_that_loses_the_create_race_ends_already_started(plain, emulator, monkeypatch):
+    """The pre-check missed the job (it did not exist yet); the create fails as SageMaker fails a duplicate name
+    (ResourceInUse): no failure, no second job."""
+    from moto.sagemaker import models as sm_models
+
+    emu = emulator(_definition(plain[2]), ["Approved"])
+    assert emu.run("first", _marker_event())["status"] == "SUCCEEDED"
+    original = sm_models.SageMakerModelBackend.describe_transform_job
+    calls = {"n": 0}
+
+    def describe(self, transform_job_name):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the pre-check runs before the other execution created the job
+            raise sm_models.ValidationError(message=f"Could not find requested job with name {transform_job_name}")
+        return original(self, transform_job_name)
+
+    monkeypatch.setattr(sm_models.SageMakerModelBackend, "describe_transform_job", describe)
+    second = emu.run("second", _marker_event())
+    assert second["status"] == "SUCCEEDED", second
+    assert second["states"][-3:] == ["CreateTransformJob", "FindStartedJob", "AlreadyStarted"]
+    assert len(emu.jobs()) == 1
+
+
+def test_a_duplicate_during_preprocessing_ends_already_started(with_processing, emulator, monkeypatch):
+    """The first run is still preprocessing (its model and processing job exist, no transform job yet): the
+    duplicate's creates fail on the taken names, it finds them and ends without a failure or a second job."""
+    from moto.sagemaker import models as sm_models
+
+    emu = emulator(_definition(with_processing[2]), ["Approved"])
+    real_create = sm_models.SageMakerModelBackend.create_transform_job
+    monkeypatch.setattr(sm_models.SageMakerModelBackend, "create_transform_job",
+                        lambda self, **kw: (_ for _ in ()).throw(RuntimeError("first run still preprocessing")))
+    first = emu.run("first", _marker_event())
+    assert first["status"] == "FAILED" and emu.sm.list_processing_jobs()["ProcessingJobSummaries"]
+    monkeypatch.setattr(sm_models.SageMakerModelBackend, "create_transform_job", real_create)
+    second = emu.run("second", _marker_event())
+    assert second["status"] == "SUCCEEDED", second
+    assert second["states"][-6:] == ["UseNewestApproved", "CreateModel", "FindExistingModel", "CreateProcessingJob",
+                                     "FindExistingProcessingJob", "AlreadyStarted"]
+    assert len(emu.sm.list_processing_jobs()["ProcessingJobSummaries"]) == 1 and emu.jobs() == []
+
+
+def test_a_real_create_failure_is_notified(plain, emulator, monkeypatch):
     from moto.sagemaker import models as sm_models
     from moto.sagemaker.exceptions import ValidationError
 
-    if failure == "create_raises":  # a SageMaker error: caught (after retries for throttling only)
-        def create(self, **kwargs):
-            raise ValidationError(message="Could not find model churn-model")
-        monkeypatch.setattr(sm_models.SageMakerModelBackend, "create_transform_job", create)
-    else:  # the job ran and failed: the Choice routes to the failure notification
-        original = sm_models.SageMakerModelBackend.describe_transform_job
+    emu = emulator(_definition(plain[2]), ["Approved"])
 
-        def describe(self, transform_job_name):
-            return {**original(self, transform_job_name), "TransformJobStatus": "Failed"}
-        monkeypatch.setattr(sm_models.SageMakerModelBackend, "describe_transform_job", describe)
-    status, _, _ = _execute(_definition(plain[2]), {}, history=True)
-    assert status["status"] == "FAILED"
-    names = [e["type"] for e in status["events"]]
-    entered = [e["stateEnteredEventDetails"]["name"] for e in status["events"] if "stateEnteredEventDetails" in e]
-    assert "NotifyFailure" in entered and "Failed" in entered
-    assert ("TransformJobFailed" in entered) == (failure == "job_failed")
-    assert "ExecutionFailed" in names
+    def create(self, **kwargs):
+        raise ValidationError(message="Could not find model")
+    monkeypatch.setattr(sm_models.SageMakerModelBackend, "create_transform_job", create)
+    result = emu.run("run-1", _marker_event())
+    assert result["status"] == "FAILED"
+    assert result["states"][-3:] == ["FindStartedJob", "NotifyFailure", "Failed"]
 
+
+def test_a_failed_job_is_notified(plain, emulator, monkeypatch):
+    from moto.sagemaker import models as sm_models
+
+    original = sm_models.SageMakerModelBackend.describe_transform_job
+    emu = emulator(_definition(plain[2]), ["Approved"])
+    state = {"created": False}
+    real_create = sm_models.SageMakerModelBackend.create_transform_job
+
+    def create(self, **kwargs):
+        state["created"] = True
+        return real_create(self, **kwargs)
+
+    def describe(self, transform_job_name):
+        if not state["created"]:
+            return original(self, transform_job_name)
+        return {**original(self, transform_job_name), "TransformJobStatus": "Failed"}
+    monkeypatch.setattr(sm_models.SageMakerModelBackend, "create_transform_job", create)
+    monkeypatch.setattr(sm_models.SageMakerModelBackend, "describe_transform_job", describe)
+    result = emu.run("run-1", _marker_event())
+    assert result["status"] == "FAILED"
+    assert "TransformJobFailed" in result["states"] and result["states"][-2:] == ["NotifyFailure", "Failed"]
+
+
+@pytest.mark.parametrize("key", [
+    "batch-inference/input/_ready/",              # a console "folder" object
+    "batch-inference/input/_ready/a/b",           # nested: one path segment only
+    "batch-inference/input/_ready/a%3Db",         # URL-encoded key
+])
+def test_a_marker_that_names_no_batch_fails_clearly(plain, emulator, key):
+    emu = emulator(_definition(plain[2]), ["Approved"])
+    result = emu.run("run-1", _marker_event(key=key))
+    assert result["status"] == "FAILED"
+    assert result["states"][-3:] == ["BadMarker", "NotifyFailure", "Failed"] and emu.jobs() == []
+
+
+def test_scheduled_and_manual_runs_score_a_named_batch(plain, emulator):
+    emu = emulator(_definition(plain[2]), ["Approved"])
+    assert emu.run("scheduled", {"run_key": "event-id-1"})["status"] == "SUCCEEDED"
+    assert emu.run("scheduled-again", {"run_key": "event-id-1"})["states"][-1] == "AlreadyStarted"
+    assert emu.run("manual", {"batch": "backfill-7"})["status"] == "SUCCEEDED"
+    uris = sorted(j["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] for j in emu.jobs())
+    assert uris == ["s3://lake-bucket/batch-inference/input/backfill-7/", "s3://lake-bucket/batch-inference/input/current/"]
+
+
+def test_workflow_with_preprocessing_runs_in_the_emulator(with_processing, emulator):
+    emu = emulator(_definition(with_processing[2]), ["Approved"])
+    result = emu.run("run-1", _marker_event())
+    assert result["status"] == "SUCCEEDED", result
+    (job,) = emu.jobs()
+    name = job["TransformJobName"]
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://lake-bucket/batch-inference/processed/{name}/"
+    proc = result["requests"]["sagemaker:createProcessingJob"]
+    assert proc["ProcessingInputs"][0]["S3Input"]["S3Uri"] == "s3://lake-bucket/batch-inference/input/day-2026-11-30/"
+
+
+# --- the trigger: S3 events through the synthesized rule (moto's EventBridge) ------------------------------
+
+def _s3_event(key: str, etag: str) -> dict:
+    """An S3 ``Object Created`` event as EventBridge delivers it (S3 user guide, "EventBridge event message structure")."""
+    return {"Source": "aws.s3", "DetailType": "Object Created", "Resources": [f"arn:aws:s3:::{BUCKET}"],
+            "Detail": json.dumps({"version": "0", "bucket": {"name": BUCKET},
+                                  "object": {"key": key, "size": 0, "etag": etag, "sequencer": "00617F08299329D189"},
+                                  "reason": "PutObject"})}
+
+
+def _render(transformer: dict, event: dict) -> dict:
+    """EventBridge's input transformation: each InputPathsMap value (a simple ``$.a.b`` path) replaces its
+    ``<name>`` in InputTemplate as JSON, a string in quotes (EventBridge user guide, "Input transformation");
+    moto inserts strings without quotes, so its rendering is not used."""
+    text = transformer["InputTemplate"]
+    for name, path in transformer["InputPathsMap"].items():
+        value = event
+        for part in path.removeprefix("$.").split("."):
+            value = value[part]
+        text = text.replace(f"<{name}>", json.dumps(value))
+    return json.loads(text)
+
+
+def _deliveries(t, s3_events: list[dict]) -> list[dict]:
+    """The execution inputs the marker rule sends for these events (its pattern matched by moto's EventBridge)."""
+    import boto3
+
+    (rule,) = [r for r in _rules(t) if "EventPattern" in r]
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="deliveries")["QueueUrl"]
+    eb = boto3.client("events", region_name="us-east-1")
+    eb.put_rule(Name="marker", EventPattern=json.dumps(rule["EventPattern"]))
+    eb.put_targets(Rule="marker", Targets=[{"Id": "q", "Arn": "arn:aws:sqs:us-east-1:123456789012:deliveries"}])
+    for i in range(0, len(s3_events), 10):
+        assert eb.put_events(Entries=s3_events[i:i + 10])["FailedEntryCount"] == 0
+    bodies = []
+    while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        bodies += [_render(rule["Targets"][0]["InputTransformer"], json.loads(m["Body"])) for m in msgs]
+        sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                                                        for i, m in enumerate(msgs)])
+    return bodies
+
+
+def test_a_thousand_objects_and_one_marker_start_exactly_one_job(plain, emulator):
+    emu = emulator(_definition(plain[2]), ["Approved"])
+    data = [_s3_event(f"batch-inference/input/day-2026-11-30/part-{i:04d}.csv", f"{i:032x}") for i in range(1000)]
+    deliveries = _deliveries(plain[2], [*data, _s3_event(MARKER, EMPTY_ETAG)])
+    assert deliveries == [_marker_event()]
+    for i, payload in enumerate(deliveries):
+        assert emu.run(f"run-{i}", payload)["status"] == "SUCCEEDED"
+    assert len(emu.jobs()) == 1
+
+
+def test_a_duplicated_marker_delivery_still_makes_one_job(plain, emulator):
+    emu = emulator(_definition(plain[2]), ["Approved"])
+    deliveries = _deliveries(plain[2], [_s3_event(MARKER, EMPTY_ETAG)] * 2)
+    assert len(deliveries) == 2  # EventBridge delivers at least once: two executions start
+    results = [emu.run(f"run-{i}", payload) for i, payload in enumerate(deliveries)]
+    assert [r["status"] for r in results] == ["SUCCEEDED", "SUCCEEDED"]
+    assert results[1]["states"][-1] == "AlreadyStarted" and len(emu.jobs()) == 1
+
+
+# --- validation ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
         (dict(max_payload_mb=101), r"max_payload_mb must be between 0 and 100 MB, got: 101"),
         (dict(max_payload_mb=30, max_concurrent_transforms=4), r"max_concurrent_transforms x max_payload_mb must be <= 100 MB, got: 4 x 30 = 120"),
-        (dict(instance_type="p3.2xlarge"), r"starting with 'ml\.'"),
-        (dict(instance_type="ml.q9.large"), r"unknown SageMaker hosting instance family"),
+        (dict(instance_type="p3.2xlarge"), r"instance_type must be a SageMaker instance type .*starting with 'ml\.'"),
+        (dict(instance_type="ml.q9.large"), r"instance_type has an unknown SageMaker hosting instance family 'q9'"),
         (dict(instance_count=0), r"instance_count must be >= 1"),
-        (dict(schedule=None), r"give a schedule, trigger_on_new_data=True or both"),
+        (dict(schedule=None), r"schedule/trigger_on_ready_marker: give a schedule, trigger_on_ready_marker=True or both, got: neither"),
         (dict(input_prefix="/bad"), r"input_prefix must be"),
-        (dict(model_name=""), r"model_name: required"),
-        (dict(model_version="v 1"), r"model_version must be"),
+        (dict(model_package_group_name=""), r"model_package_group_name must be 1-63 letters, digits or hyphens .*got: ''"),
+        (dict(model_package_group_name="a_b"), r"model_package_group_name must be .*got: 'a_b'"),
+        (dict(scheduled_batch="a/b"), r"scheduled_batch must be 1-128 letters, .*got: 'a/b'"),
+        (dict(scheduled_batch="_ready"), r"scheduled_batch must be .*not '_ready'.*got: '_ready'"),
+        (dict(job_prefix="-x"), r"job_prefix must be 1-20 letters, digits or '-'.*got: '-x'"),
+        (dict(job_prefix="x" * 21), r"job_prefix must be 1-20"),
+        (dict(vpc_config={"Subnets": ["s"]}), r"vpc_config must have exactly the keys SecurityGroupIds and Subnets, got: \['Subnets'\]"),
         (dict(poll_interval=cdk.Duration.hours(2)), r"poll_interval must be between 1 and 3600"),
+        (dict(poll_interval=cdk.Duration.seconds(1)),  # default timeout 6 h
+         r"timeout / poll_interval must keep a run under 25000 history events .*got: 21600 s / 1 s = 21600 polls, "
+         r"about 194520 events \(AWS rule stepfunctions.history-event-limit"),
         (dict(split_type="Line"), r"split_type must be a SplitType"),
         (dict(processing=ProcessingStep(image_uri=PRE_IMAGE, entrypoint=[])), r"processing.entrypoint: required"),
         (dict(processing=ProcessingStep(image_uri=PRE_IMAGE, entrypoint=["x"], instance_type="c5.xlarge")), r"processing.instance_type"),
@@ -239,7 +544,29 @@ def test_workflow_failure_is_notified_and_fails(plain, monkeypatch, failure):
 def test_validation(kwargs, match):
     stack = new_stack()
     bucket = s3.Bucket(stack, "B")
-    args = dict(model_name="m", input_bucket=bucket, output_bucket=bucket, schedule=events.Schedule.rate(cdk.Duration.days(1)))
+    role = iam.Role(stack, "R", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+    args = dict(model_package_group_name="m", model_role=role, input_bucket=bucket, output_bucket=bucket,
+                schedule=events.Schedule.rate(cdk.Duration.days(1)))
     args.update(kwargs)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=rf"^TestStack/Bt: {match}" if not match.startswith("^") else match):
         BatchTransform(stack, "Bt", **args)
+
+
+def test_a_token_input_prefix_is_refused_with_the_marker_trigger():
+    stack = new_stack()
+    bucket = s3.Bucket(stack, "B")
+    role = iam.Role(stack, "R", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+    prefix = cdk.Fn.join("", [cdk.Aws.ACCOUNT_ID, "/"])
+    with pytest.raises(ValueError, match=r"input_prefix must be a literal with trigger_on_ready_marker"):
+        BatchTransform(stack, "Bt", model_package_group_name="m", model_role=role, input_bucket=bucket,
+                       output_bucket=bucket, input_prefix=prefix, trigger_on_ready_marker=True)
+
+
+def test_a_token_group_name_is_accepted():
+    stack = new_stack()
+    bucket = s3.Bucket(stack, "B")
+    role = iam.Role(stack, "R", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+    group = cdk.Fn.import_value("ModelGroupName")
+    bt = BatchTransform(stack, "Bt", model_package_group_name=group, model_role=role, input_bucket=bucket,
+                        output_bucket=bucket, trigger_on_ready_marker=True)
+    assert bt.model_package_group_name == group

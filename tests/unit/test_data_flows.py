@@ -134,3 +134,86 @@ def test_a_key_policy_decides_for_its_key():
     assert not Role(role.arn, [], [], None).can(Request("kms:Decrypt", "k"), key_policy=root)  # delegation alone is not a grant
     named = [{"Effect": "Allow", "Principal": {"AWS": role.arn}, "Action": "kms:Decrypt", "Resource": "*"}]
     assert Role(role.arn, [], [], None).can(Request("kms:Decrypt", "k"), key_policy=named)
+
+
+def _ref(app: Assembly, resource: tuple[str, str]) -> str:
+    """What ``Ref`` of ``resource`` resolves to (a topic's or a DataSync task's ARN)."""
+    return app.resolver.resolve({"Ref": resource[1]}, resource[0])
+
+
+# --- batch transform (issue 12 item 11): newest approved model, one job per ready batch -----------------------
+
+@pytest.fixture(scope="module")
+def batch(prod, names):
+    app, cfg = prod
+    return {
+        "machine": app.role(*_one(app, "-serving", "AWS::IAM::Role", "BatchTransformStateMachineRole")),
+        "key": _one(app, "-serving", "AWS::KMS::Key", "BatchTransformKey"),
+        "curated": _one(app, "-data-lake", "AWS::S3::Bucket", "DataLakeCuratedBucket"),
+        "group": f"arn:aws:sagemaker:{cfg.region}:{cfg.account}:model-package/{cfg.prefix}-{cfg.env_name}-models",
+        "prefix": f"{cfg.prefix}-{cfg.env_name}-bt",
+        "cfg": cfg,
+    }
+
+
+def test_the_batch_workflow_finds_and_uses_the_newest_approved_package(prod, names, batch):
+    cfg, machine = batch["cfg"], batch["machine"]
+    assert machine.can(Request("sagemaker:ListModelPackages", "*"))
+    assert machine.can(Request("sagemaker:DescribeModelPackage", f"{batch['group']}/3"))
+    model = f"arn:aws:sagemaker:{cfg.region}:{cfg.account}:model/{batch['prefix']}-0123abcd"
+    job = f"arn:aws:sagemaker:{cfg.region}:{cfg.account}:transform-job/{batch['prefix']}-0123abcd"
+    for action, resource in (("sagemaker:CreateModel", model), ("sagemaker:DeleteModel", model),
+                             ("sagemaker:CreateTransformJob", job), ("sagemaker:DescribeTransformJob", job)):
+        assert machine.can(Request(action, resource)), action
+    assert machine.can(Request("iam:PassRole", names["model"].arn, {"iam:PassedToService": "sagemaker.amazonaws.com"}))
+    # Another group's packages and another construct's jobs stay out of reach.
+    other = f"arn:aws:sagemaker:{cfg.region}:{cfg.account}:model-package/other-models/1"
+    assert not machine.can(Request("sagemaker:DescribeModelPackage", other))
+    assert not machine.can(Request("sagemaker:CreateTransformJob", job.replace(batch["prefix"], "x")))
+
+
+def test_the_batch_job_reads_the_batch_and_writes_results_with_its_key(prod, names, batch):
+    app, _ = prod
+    model = names["model"]
+    assert bucket_allows(app, model, batch["curated"], "s3:GetObject", "batch-inference/input/day-2026-11-30/part-0001.csv")
+    assert key_allows(app, model, names["lake_key"], "kms:Decrypt")
+    result = "batch-inference/output/day-2026-11-30/model-version=3/job/part-0001.csv.out"
+    assert bucket_allows(app, model, names["artifacts"], "s3:PutObject", result)
+    assert key_allows(app, model, batch["key"], "kms:GenerateDataKey")  # TransformOutput.KmsKeyId
+    # The job runs the package's model: its artifact (pipeline key) and image, as the endpoint does (item 2).
+    assert bucket_allows(app, model, names["models"], "s3:GetObject", f"{names['dataset']}/run-1/output/model.tar.gz")
+    assert key_allows(app, model, names["pipeline_key"], "kms:Decrypt")
+    assert not bucket_allows(app, model, batch["curated"], "s3:GetObject", "dataset=x/y.csv")
+
+
+def test_a_datasync_run_is_staged_landed_and_reported_issue_12_item_12(prod, names):
+    """The reference DataSync task (dataset images): DataSync writes its staging prefix; the completion handler reads
+    the staged versions, the task report and the execution, writes the dataset's versions with the lake key and
+    notifies the alarm topic, and nothing else."""
+    app, _ = prod
+    task = "DataSyncpartnerimagesnightly"
+    handler = app.role(*_one(app, "-ingestion", "AWS::IAM::Role", f"{task}PromotionHandlerRole"))
+    destination = app.role(*_one(app, "-ingestion", "AWS::IAM::Role", f"{task}DestinationRole"))
+    landing = _one(app, "-data-lake", "AWS::S3::Bucket", "DataLakeLandingBucket")
+    staged = "_datasync/images/DataSync-partner-images-nightly/staging/2026/part-0.csv"
+    landed = "images/20261130T020000Z-exec-0123456789abcdef0/2026/part-0.csv"
+    report = "datasync-reports/DataSync-partner-images-nightly/Detailed-Reports/task-0/exec-0/x.json"
+    assert bucket_allows(app, destination, landing, "s3:PutObject", staged)
+    assert not bucket_allows(app, destination, landing, "s3:PutObject", landed)  # DataSync never writes a version itself
+    for action in ("s3:GetObject", "s3:GetObjectVersion"):
+        assert bucket_allows(app, handler, landing, action, staged), action
+    for action in ("s3:PutObject", "s3:PutObjectTagging", "s3:GetObject"):
+        assert bucket_allows(app, handler, landing, action, landed), action
+    assert bucket_allows(app, handler, names["artifacts"], "s3:GetObject", report)
+    for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+        assert key_allows(app, handler, names["lake_key"], action), action
+    task_arn = _ref(app, _one(app, "-ingestion", "AWS::DataSync::Task", f"{task}Task"))
+    assert handler.can(Request("datasync:DescribeTaskExecution", f"{task_arn}/execution/exec-0123456789abcdef0"))
+    assert handler.can(Request("sns:Publish", _ref(app, _one(app, "-ingestion", "AWS::SNS::Topic", "AlarmTopic"))))
+    # ... and nothing beyond: no delete, no other dataset, no raw zone, no other task's executions.
+    assert not bucket_allows(app, handler, landing, "s3:DeleteObject", staged)
+    assert not bucket_allows(app, handler, landing, "s3:PutObject", "tabular/v1/a.csv")
+    raw = _one(app, "-data-lake", "AWS::S3::Bucket", "DataLakeRawBucket")
+    assert not bucket_allows(app, handler, raw, "s3:PutObject", "dataset=images/version=v1/a.csv")
+    assert not handler.can(Request("datasync:DescribeTaskExecution",
+                                   "arn:aws:datasync:us-east-1:123456789012:task/task-0fffffffffffffff0/execution/exec-1"))

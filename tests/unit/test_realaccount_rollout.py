@@ -83,8 +83,8 @@ def test_batch_transform_processing_on_instance_storage_has_no_volume_key():
     stack = new_stack()
     bucket = s3.Bucket(stack, "B")
     role = iam.Role(stack, "R", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
-    BatchTransform(stack, "T", model_name="m", model_version="1", model_role=role, input_bucket=bucket, input_prefix="in/",
-                   output_bucket=bucket, output_prefix="out/", instance_type="ml.g5.xlarge", trigger_on_new_data=True,
+    BatchTransform(stack, "T", model_package_group_name="m", model_role=role, input_bucket=bucket, input_prefix="in/",
+                   output_bucket=bucket, output_prefix="out/", instance_type="ml.g5.xlarge", trigger_on_ready_marker=True,
                    processing=ProcessingStep(image_uri=TRAIN, entrypoint=["python3", "pre.py"], instance_type="ml.g5.xlarge"))
     text = json.dumps(Template.from_stack(stack).find_resources("AWS::StepFunctions::StateMachine"))
     assert "VolumeKmsKeyId" not in text

@@ -323,20 +323,23 @@ def test_data_path_rules_have_dead_letter_queues(assembly):
     templates = assembly.templates
     checked = 0
     for stack, needle in (("ingestion", "LandingObjectCreated"), ("ingestion", "StateChangeRule"),
-                          ("pipeline", "DatasetReadyRule")):
+                          ("ingestion", "PromotionSuccessRule"), ("pipeline", "DatasetReadyRule")):
         rules = {k: r for k, r in _resources(templates, stack, "AWS::Events::Rule").items() if needle in k}
         assert rules, (stack, needle)
         for lid, rule in rules.items():
             for target in rule["Properties"]["Targets"]:
                 assert "Arn" in target.get("DeadLetterConfig", {}), (stack, lid)
                 checked += 1
-    assert checked >= 3
+    assert checked >= 4
 
 
 def test_landing_glue_concurrency_is_capped_by_its_event_source(assembly):
     templates = assembly.templates
-    (mapping,) = _resources(templates, "ingestion", "AWS::Lambda::EventSourceMapping").values()
+    mappings = _resources(templates, "ingestion", "AWS::Lambda::EventSourceMapping")
+    (mapping,) = [m for k, m in mappings.items() if "LandingGlue" in k]
     assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 10}
+    others = [m for k, m in mappings.items() if "LandingGlue" not in k]  # the DataSync completion handlers
+    assert others and all(m["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 2} for m in others)
 
 
 def test_lineage_table_has_deletion_protection(assembly):

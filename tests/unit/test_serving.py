@@ -90,10 +90,16 @@ def test_batch_transform_from_config(prod):
     assert stack.batch_transform is not None
     rules = [v["Properties"] for v in _res(t, "AWS::Events::Rule", "BatchTransform").values()]
     assert any(r.get("ScheduleExpression") == "cron(0 3 * * ? *)" for r in rules)
-    assert any("EventPattern" in r and "CuratedBucket" in json.dumps(r["EventPattern"]) for r in rules)
+    (marker,) = [r for r in rules if "EventPattern" in r]
+    assert "CuratedBucket" in json.dumps(marker["EventPattern"])
+    assert marker["EventPattern"]["detail"]["object"]["key"] == [{"prefix": "batch-inference/input/_ready/"}]
     (sm,) = _res(t, "AWS::StepFunctions::StateMachine", "BatchTransform").values()
     definition = json.dumps(sm["Properties"]["DefinitionString"])
-    assert "batch-inference/output/{}/{}/{}/" in definition and ".sync" not in definition
+    assert "batch-inference/output/{}/model-version={}/{}/" in definition and ".sync" not in definition
+    # The pipeline's registry (issue 12 item 11), not the endpoint's initial model.
+    cfg = stack.config
+    assert stack.batch_transform.model_package_group_name == f"{cfg.prefix}-{cfg.env_name}-models"
+    assert stack.batch_transform.model_role is stack.realtime_endpoint.role
 
 
 def test_outputs(prod):
@@ -106,6 +112,20 @@ def test_local_config_uses_types_the_emulator_accepts(local_config):
     # moto's EndpointConfig accepts older types only (m5, c5, g4dn, p3, inf1...)
     assert local_config.serving.instance_type == "ml.m5.large"
     assert local_config.serving.async_instance_type == "ml.c5.large"
+
+
+def test_batch_transform_without_the_pipeline_warns_that_runs_need_an_approved_model(local_config):
+    from aws_cdk.assertions import Annotations, Match
+
+    cfg = dataclasses.replace(local_config, pipeline=dataclasses.replace(local_config.pipeline, enabled=False))
+    assert cfg.serving.batch_transform_schedule
+    _, platform = create_app(config=cfg, nag=False)
+    stack = platform.extra["serving"]
+    Annotations.from_stack(stack).has_warning(
+        f"/{stack.stack_name}", Match.string_like_regexp(f"model package group {cfg.prefix}-{cfg.env_name}-models, which "
+                                                         "the retrain pipeline \\(disabled here\\) creates"))
+    with_pipeline = create_app(config=local_config, nag=False)[1].extra["serving"]
+    assert not Annotations.from_stack(with_pipeline).find_warning("*", Match.string_like_regexp("NoApprovedModel"))
 
 
 def test_serving_can_be_disabled(local_config):
@@ -296,7 +316,7 @@ def test_constructs_nag_clean_in_one_stack():
                   data_capture=DataCapture(bucket=lake.bucket("artifacts")))
     Endpoint(stack, "Async", mode=EndpointMode.ASYNC, model=model, vpc=net.vpc,
              async_inference=AsyncInference(output_bucket=lake.bucket("artifacts")))
-    BatchTransform(stack, "Bt", model_name=rt.model.attr_model_name, model_role=rt.role,
+    BatchTransform(stack, "Bt", model_package_group_name="models", model_role=rt.role, vpc_config=rt.vpc_config,
                    input_bucket=lake.bucket("curated"), output_bucket=lake.bucket("artifacts"),
-                   schedule=events.Schedule.rate(cdk.Duration.days(1)))
+                   schedule=events.Schedule.rate(cdk.Duration.days(1)), trigger_on_ready_marker=True)
     app.synth()  # raises on any unacknowledged finding

@@ -122,10 +122,11 @@ def _batch_transform(stack: cdk.Stack, p: Params) -> None:
     from mlinfra.constructs.batch_transform import BatchTransform, ProcessingStep
 
     bucket = s3.Bucket(stack, "Data")
-    BatchTransform(stack, "Transform", model_name="churn", input_bucket=bucket, output_bucket=bucket,
-                   instance_count=p.num("Instances"), poll_interval=p.seconds("Poll"), timeout=p.seconds("Timeout"),
+    role = iam.Role(stack, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+    BatchTransform(stack, "Transform", model_package_group_name=p.text("Group"), model_role=role, input_bucket=bucket,
+                   output_bucket=bucket, instance_count=p.num("Instances"), poll_interval=p.seconds("Poll"), timeout=p.seconds("Timeout"),
                    max_payload_mb=p.num("PayloadMb"), max_concurrent_transforms=p.num("Concurrency"),
-                   trigger_on_new_data=True,
+                   trigger_on_ready_marker=True,
                    processing=ProcessingStep(image_uri=IMAGE, entrypoint=["python3", "pre.py"],
                                              instance_count=p.num("ProcessingInstances"),
                                              max_runtime=p.seconds("ProcessingRuntime")))
@@ -254,8 +255,9 @@ def _transform(stack: cdk.Stack, **kw: Any) -> None:
     from mlinfra.constructs.batch_transform import BatchTransform
 
     bucket = s3.Bucket(stack, "Data")
-    BatchTransform(stack, "Transform", model_name="churn", input_bucket=bucket, output_bucket=bucket,
-                   trigger_on_new_data=True, **kw)
+    role = iam.Role(stack, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+    BatchTransform(stack, "Transform", model_package_group_name="churn", model_role=role, input_bucket=bucket,
+                   output_bucket=bucket, trigger_on_ready_marker=True, **kw)
 
 
 def _endpoint_alarms(stack: cdk.Stack, **kw: Any) -> None:

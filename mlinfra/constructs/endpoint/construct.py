@@ -236,9 +236,6 @@ class Endpoint(_RolloutMixin, _MetricsMixin, _ModelsMixin, _ScalingMixin, _Alarm
         if auto_scaling is not None:
             for v in variants:
                 self.scalable_targets[v.name] = self._scaling(v, auto_scaling)
-        # Instance-backed endpoints get the release even without scaling: turning scaling off (or on again) or
-        # removing a scaled variant is then one deploy too (see scaling.py).
-        self.scaling_release = None if serverless_mode else self._release_scaling(variants, auto_scaling)
 
         self.alarm_topic: sns.ITopic | None = None
         self.alarms: dict[str, cloudwatch.Alarm] = {}

@@ -1,23 +1,6 @@
-"""Application Auto Scaling of each instance-backed variant, and the release that makes a type change deployable.
-
-SageMaker refuses an UpdateEndpoint that changes the instance type of (or removes) a variant registered with
-Application Auto Scaling; the variant must be deregistered first and registered again after the update (rule
-``sagemaker.scaled-variant-type-change``). One ``cdk deploy`` does that in this order:
-
-1. ``Custom::MlinfraScalingRelease`` (the endpoint ``DependsOn`` it, so it runs before the endpoint update) lists the
-   autoscaled variants with their instance types; on an update it deregisters the targets of the variants whose
-   type changed or that stopped being scaled (``mlinfra/lambdas/scaling_release``).
-2. CloudFormation updates the endpoint (new endpoint config, blue/green).
-3. Each target's logical id carries its variant's instance type, so CloudFormation creates a NEW target (and new
-   scaling policies) after the endpoint update: a fresh registration for the new type.
-4. Cleanup drops the old target. It has ``DeletionPolicy: Retain``: its registration identifier
-   (``endpoint/<name>/variant/<variant>``) is the new target's too, and deleting it would deregister the new one.
-"""
+"""Application Auto Scaling of each instance-backed variant."""
 
 from __future__ import annotations
-
-import hashlib
-from typing import Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_applicationautoscaling as appscaling
@@ -31,22 +14,6 @@ from mlinfra.constructs.endpoint.props import (
     AutoScaling,
     _label,
 )
-from mlinfra.constructs.lambda_function import HandlerFunction
-from mlinfra.constructs.wildcards import acknowledge_wildcards, ending
-
-#: Application Auto Scaling's namespace and dimension of an endpoint variant's instance count.
-SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
-#: Construct id of the stack's one release handler (shared by every endpoint of the stack).
-RELEASE_HANDLER_ID = "MlinfraScalingReleaseHandler"
-RELEASE_RESOURCE_TYPE = "Custom::MlinfraScalingRelease"
-
-
-def target_id(variant: ProductionVariant) -> str:
-    """The scalable target's construct id: the variant and its instance type, so a type change makes a new target.
-    The short hash keeps two types with the same letters (``ml.g5.12xlarge``, ``ml.g51.2xlarge``) apart."""
-    instance_type = variant.instance_type or "serverless"
-    digest = hashlib.sha256(instance_type.encode()).hexdigest()[:6]
-    return f"{_label(variant.name)}ScalableTarget{_label(instance_type)}{digest}"
 
 
 class _ScalingMixin:
@@ -67,17 +34,13 @@ class _ScalingMixin:
             mutable=False,
         )
         target = appscaling.ScalableTarget(
-            self, target_id(v),
+            self, f"{label}ScalableTarget",
             service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
-            scalable_dimension=SCALABLE_DIMENSION,
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
             resource_id=f"endpoint/{self.endpoint_name}/variant/{v.name}",
             min_capacity=min_cap, max_capacity=a.max_capacity, role=slr,
         )
-        # Registered after the endpoint (create and update): a type change registers the new target here.
         target.node.add_dependency(self.endpoint)
-        # A superseded target leaves the template in the cleanup phase, AFTER its successor registered the same
-        # identifier: deleting it would deregister the successor. The release already deregistered it.
-        target.node.default_child.apply_removal_policy(cdk.RemovalPolicy.RETAIN)
         default_target = {ScalingMetric.INVOCATIONS_PER_INSTANCE: 100.0, ScalingMetric.BACKLOG_PER_INSTANCE: 5.0}
         value = a.target_value if a.target_value is not None else default_target.get(metric, 70.0)
         if metric is ScalingMetric.GPU_UTILIZATION and a.target_value is None:
@@ -114,50 +77,3 @@ class _ScalingMixin:
                 time_zone=s.time_zone and cdk.TimeZone.of(s.time_zone),
             )
         return target
-
-    def _release_scaling(self, variants: Sequence[ProductionVariant], auto_scaling: AutoScaling | None) -> cdk.CustomResource:
-        """The ``Custom::MlinfraScalingRelease`` the endpoint depends on (see the module docstring)."""
-        stack = cdk.Stack.of(self)
-        handler = stack.node.try_find_child(RELEASE_HANDLER_ID)
-        if handler is None:
-            handler = _release_handler(stack)
-        scaled = {v.name: v.instance_type for v in variants if v.instance_type} if auto_scaling is not None else {}
-        release = cdk.CustomResource(
-            self, "ScalingRelease",
-            service_token=handler.function.function_arn,
-            resource_type=RELEASE_RESOURCE_TYPE,
-            # A handler that dies before answering fails the deploy in minutes, not after CloudFormation's hour.
-            service_timeout=cdk.Duration.minutes(5),
-            properties={"EndpointLogicalId": stack.get_logical_id(self.endpoint), "Variants": scaled},
-        )
-        release.node.add_dependency(handler)  # its role's policy exists before the first event
-        self.endpoint.node.add_dependency(release)
-        return release
-
-
-def _release_handler(stack: cdk.Stack) -> HandlerFunction:
-    """The stack's one release function, allowed to read this stack's resources and deregister SageMaker variant
-    targets only (Service Authorization Reference, Application Auto Scaling: DeregisterScalableTarget takes the
-    ``scalable-target`` resource, whose ARN ends in a random id, and the ``service-namespace`` and
-    ``scalable-dimension`` condition keys; DescribeScalableTargets takes no resource)."""
-    handler = HandlerFunction(
-        stack, RELEASE_HANDLER_ID, handler="scaling_release", timeout=cdk.Duration.minutes(2),
-        description="mlinfra: deregisters an endpoint variant's scalable target before an instance-type change",
-    )
-    stack_arn = stack.format_arn(service="cloudformation", resource="stack", resource_name=f"{stack.stack_name}/*")
-    target_arn = stack.format_arn(service="application-autoscaling", resource="scalable-target", resource_name="*")
-    handler.role.add_to_policy(iam.PolicyStatement(actions=["cloudformation:DescribeStackResource"], resources=[stack_arn]))
-    handler.role.add_to_policy(iam.PolicyStatement(actions=["application-autoscaling:DescribeScalableTargets"], resources=["*"]))
-    handler.role.add_to_policy(iam.PolicyStatement(
-        actions=["application-autoscaling:DeregisterScalableTarget"], resources=[target_arn],
-        conditions={"StringEquals": {"application-autoscaling:service-namespace": "sagemaker",
-                                     "application-autoscaling:scalable-dimension": SCALABLE_DIMENSION}},
-    ))
-    acknowledge_wildcards(
-        handler.role,
-        "Reads the endpoint's physical id in this stack only (stack/<name>/<id>: the id part is random); "
-        "DescribeScalableTargets takes no resource; DeregisterScalableTarget names a scalable-target whose ARN ends in "
-        "a random id, so it is limited by its condition keys to SageMaker variant instance counts",
-        resources=["*", ending(f":stack/{stack.stack_name}/*"), ending(":scalable-target/*")],
-    )
-    return handler

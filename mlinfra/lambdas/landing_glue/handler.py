@@ -5,6 +5,8 @@ Landing key layout (see docs/ingestion.md)::
     <dataset>/<version>/<relative path>          a data file of one dataset version
     <dataset>/<version>/_manifest.json           the optional manifest of that version
     _quarantine/<original key>/<version id>      copies of rejected objects (written by this handler)
+    _datasync/...                                DataSync staging areas and rejected runs (ignored here; the
+                                                 datasync_promote handler lands each run as <dataset>/<version>/)
 
 ``<dataset>`` and ``<version>`` are 1-128 characters of letters, digits, ``.``, ``_`` and ``-``. A valid file is
 copied to the raw bucket under ``dataset=<dataset>/version=<version>/<relative path>`` (the lake's
@@ -66,6 +68,8 @@ logger = Logger()
 
 MANIFEST_NAME = "_manifest.json"
 QUARANTINE_PREFIX = "_quarantine/"
+#: DataSync tasks stage their runs here; ``mlinfra/lambdas/datasync_promote`` lands each run as a version.
+DATASYNC_PREFIX = "_datasync/"
 EVENT_SOURCE = "mlinfra.ingestion"
 READY_DETAIL_TYPE = "Dataset Version Ready"
 RECONCILE_INPUT = {"mlinfra": "reconcile"}
@@ -952,7 +956,7 @@ def process_event(event: Any, settings: Settings | None = None) -> dict[str, Any
         detail = event.get("detail", {})
         logger.info("DataSync state change", extra={"detail_type": event.get("detail-type"), "state": detail.get("State")})
         return {"outcome": "datasync-state", "state": detail.get("State")}
-    if obj.key.startswith(QUARANTINE_PREFIX) or obj.key.endswith("/"):
+    if obj.key.startswith((QUARANTINE_PREFIX, DATASYNC_PREFIX)) or obj.key.endswith("/"):
         return {"outcome": "ignored", "key": obj.key}
     obj = _resolve_key(obj)
     parts = split_key(obj.key)
