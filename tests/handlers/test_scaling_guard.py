@@ -177,6 +177,34 @@ def test_endpoint_update_fails_rollback_restores_old_target_and_policies(aws):
     assert dims["DisableScaleIn"] is False and dims["ScaleInCooldown"] == 300  # typed back from CloudFormation's strings
 
 
+def test_a_rollback_points_the_step_policy_alarm_at_the_re_put_policy(aws):
+    """The scale-from-zero step policy's alarm is a stack resource holding the policy's ARN; the re-put policy has a
+    new ARN, so the guard points the alarm at it (other alarms untouched)."""
+    rid = f"endpoint/{aws['name']}/variant/Green"
+    step = {"PolicyName": f"step-{M5}", "PolicyType": "StepScaling", "StepScalingPolicyConfiguration": {
+        "AdjustmentType": "ChangeInCapacity", "MetricAggregationType": "Average", "Cooldown": 60,
+        "StepAdjustments": [{"MetricIntervalUpperBound": 0, "ScalingAdjustment": 0},
+                            {"MetricIntervalLowerBound": 1, "ScalingAdjustment": 1}]}}
+    first = aws["aas"].put_scaling_policy(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIM, **step)
+    cw = boto3.client("cloudwatch")
+    for alarm, actions in (("from-zero", [first["PolicyARN"]]), ("unrelated", ["arn:aws:sns:us-east-1:123456789012:t"])):
+        cw.put_metric_alarm(AlarmName=alarm, MetricName="HasBacklogWithoutCapacity", Namespace="AWS/SageMaker",
+                            Statistic="Average", Period=60, EvaluationPeriods=2, Threshold=1.0,
+                            ComparisonOperator="GreaterThanOrEqualToThreshold", AlarmActions=actions,
+                            Dimensions=[{"Name": "EndpointName", "Value": aws["name"]}])
+    old = {"Green": {**spec(M5), "Policies": [*spec(M5)["Policies"], step]}}
+    h.reconcile(_event(aws, "Release", NEW, old))  # forward: deregistered (its policies with it)
+    out = h.reconcile(_event(aws, "Release", old, NEW))  # the endpoint update failed: rollback
+    assert out["repointed"] == ["from-zero"]
+    now = {p["PolicyName"]: p["PolicyARN"] for p in aws["aas"].describe_scaling_policies(
+        ServiceNamespace="sagemaker", ResourceId=rid)["ScalingPolicies"]}
+    assert now[f"step-{M5}"] != first["PolicyARN"]
+    alarms = {a["AlarmName"]: a for a in cw.describe_alarms()["MetricAlarms"]}
+    assert alarms["from-zero"]["AlarmActions"] == [now[f"step-{M5}"]]
+    assert alarms["from-zero"]["Threshold"] == 1.0 and alarms["from-zero"]["EvaluationPeriods"] == 2  # the rest kept
+    assert alarms["unrelated"]["AlarmActions"] == ["arn:aws:sns:us-east-1:123456789012:t"]
+
+
 def test_failure_after_restore_rolls_back_in_reverse(aws):
     h.reconcile(_event(aws, "Release", NEW, OLD))
     _switch(aws, C5)
@@ -231,7 +259,7 @@ def test_a_change_that_keeps_the_type_calls_nothing(aws):
 @pytest.mark.parametrize("request_type", ["Create", "Delete"])
 def test_create_and_delete_do_nothing(aws, request_type):
     out = h.reconcile(_event(aws, "Release", NEW, None, request_type))
-    assert out == {"endpoint": None, "deregistered": [], "registered": []}
+    assert out == {"endpoint": None, "deregistered": [], "registered": [], "repointed": []}
     assert _state(aws)["target"] == [(1, 4)]
 
 
@@ -273,7 +301,7 @@ def test_the_endpoint_name_is_found_without_case(aws):
 def test_an_endpoint_missing_from_the_stack_changes_nothing(aws):
     event = _event(aws, "Release", NEW, OLD)
     event["ResourceProperties"]["EndpointLogicalId"] = "Gone"
-    assert h.reconcile(event) == {"endpoint": None, "deregistered": [], "registered": []}
+    assert h.reconcile(event) == {"endpoint": None, "deregistered": [], "registered": [], "repointed": []}
     assert _state(aws)["target"] == [(1, 4)]
 
 

@@ -20,6 +20,7 @@ from aws_cdk.assertions import Template
 
 from mlinfra.constructs.endpoint import AutoScaling, Endpoint, ModelContainer, ProductionVariant
 from mlinfra.constructs.endpoint.props import ScheduledScaling
+from mlinfra.constructs.endpoint.scaling import SCALABLE_DIMENSION
 from mlinfra.domain.api_model import request_errors
 from tests.cfn_update import IdentifierClash, Step, index_of, update_plan
 from tests.helpers import new_stack
@@ -181,3 +182,29 @@ def test_guard_specs_make_valid_api_requests(case, prod_pair):
                     seen.add(operation)
         h._clients.clear()
     assert seen == {"RegisterScalableTarget", "PutScheduledAction", "PutScalingPolicy"}
+
+
+def test_guard_role_is_least_privilege():
+    """Application Auto Scaling writes only on SageMaker variant targets (condition keys); the permission check's
+    SageMaker and CloudWatch actions scoped to endpoints and the target-tracking/stack alarms; nothing else written."""
+    stack = new_stack()
+    Endpoint(stack, "Ep", model=ModelContainer(image_uri=IMAGE), variants=[A], alarms=None, dashboard=False)
+    t = Template.from_stack(stack).to_json()
+    (policy,) = [r for k, r in t["Resources"].items()
+                 if r["Type"] == "AWS::IAM::Policy" and k.startswith("MlinfraScalingGuardHandlerRole")]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    by_action = {a: s for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    for action in ("RegisterScalableTarget", "DeregisterScalableTarget", "PutScalingPolicy", "PutScheduledAction"):
+        s = by_action[f"application-autoscaling:{action}"]
+        assert s["Condition"]["StringEquals"] == {"application-autoscaling:service-namespace": "sagemaker",
+                                                  "application-autoscaling:scalable-dimension": SCALABLE_DIMENSION}
+        assert ":scalable-target/*" in json.dumps(s["Resource"])
+    for action in ("sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities"):
+        assert ":endpoint/*" in json.dumps(by_action[action]["Resource"])
+    alarms = json.dumps(by_action["cloudwatch:PutMetricAlarm"]["Resource"])
+    assert "alarm:TargetTracking-endpoint/*" in alarms and "alarm:TestStack-*" in alarms
+    assert by_action["iam:CreateServiceLinkedRole"]["Condition"] == {
+        "StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}}
+    star = {a for a, s in by_action.items() if s["Resource"] == "*"}
+    assert star == {"application-autoscaling:DescribeScalableTargets", "sagemaker:ListEndpoints",
+                    "cloudwatch:DescribeAlarms"} | {a for a in star if a.startswith(("xray:", "logs:"))}

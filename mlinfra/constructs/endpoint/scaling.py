@@ -190,8 +190,10 @@ def _guard_handler(stack: cdk.Stack) -> HandlerFunction:
     target_arn = arn(service="application-autoscaling", resource="scalable-target", resource_name="*")
     endpoints = [arn(service="sagemaker", resource="endpoint", resource_name="*"),
                  arn(service="sagemaker", resource="endpoint-config", resource_name="*")]
-    alarms = arn(service="cloudwatch", resource="alarm", resource_name="TargetTracking-endpoint/*",
-                 arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+    # Application Auto Scaling's target-tracking alarms, and this stack's alarms (CloudFormation names them
+    # <stack>-<logical id>-<suffix>): a step policy re-put on rollback gets a new ARN that its alarm must name.
+    alarms = [arn(service="cloudwatch", resource="alarm", resource_name=name, arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+              for name in ("TargetTracking-endpoint/*", f"{stack.stack_name}-*")]
     slr = arn(service="iam", region="", resource="role",
               resource_name="aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
                             "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint")
@@ -208,7 +210,7 @@ def _guard_handler(stack: cdk.Stack) -> HandlerFunction:
     ))
     add(iam.PolicyStatement(actions=["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
                                      "sagemaker:UpdateEndpointWeightsAndCapacities"], resources=endpoints))
-    add(iam.PolicyStatement(actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"], resources=[alarms]))
+    add(iam.PolicyStatement(actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"], resources=alarms))
     add(iam.PolicyStatement(
         actions=["iam:CreateServiceLinkedRole"], resources=[slr],
         conditions={"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
@@ -220,8 +222,11 @@ def _guard_handler(stack: cdk.Stack) -> HandlerFunction:
         "writes name a scalable-target whose ARN ends in a random id, so their condition keys limit them to SageMaker "
         "variant instance counts. The guard cannot reference the endpoint (it runs before it: a cycle), so SageMaker "
         "reads and the permission check's UpdateEndpointWeightsAndCapacities cover this account's endpoints in this "
-        "region; CloudWatch writes cover the target-tracking alarms Application Auto Scaling names for endpoints.",
+        "region; CloudWatch writes cover the target-tracking alarms Application Auto Scaling names for endpoints and "
+        "this stack's alarms (generated names <stack>-<logical id>-<suffix>), whose step-policy action a rollback "
+        "re-points.",
         resources=["*", ending(f":stack/{stack.stack_name}/*"), ending(":scalable-target/*"), ending(":endpoint/*"),
-                   ending(":endpoint-config/*"), ending(":alarm:TargetTracking-endpoint/*")],
+                   ending(":endpoint-config/*"), ending(":alarm:TargetTracking-endpoint/*"),
+                   ending(f":alarm:{stack.stack_name}-*")],
     )
     return handler

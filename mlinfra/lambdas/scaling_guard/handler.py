@@ -28,7 +28,9 @@ EndpointConfigName -> DescribeEndpointConfig; no endpoint: nothing to do):
 - registered, and its current type differs from the desired type or it is no longer scaled -> DeregisterScalableTarget
   (ObjectNotFoundException = already done);
 - scaled in both the old and the new properties, current type == desired type, not registered -> RegisterScalableTarget
-  with the spec, PutScheduledAction for each, PutScalingPolicy for each policy the resource carries.
+  with the spec, PutScheduledAction for each, PutScalingPolicy for each policy the resource carries; an alarm whose
+  action is an earlier ARN of that policy (the step policy's alarm is a stack resource; a re-put policy gets a new
+  ARN) is pointed at the new one.
 
 Forward type change: Release deregisters, the endpoint updates, Restore registers, CloudFormation creates the new
 (renamed) policies. Rollbacks (CloudFormation sends Update with the properties swapped, in reverse order): Restore's
@@ -137,8 +139,28 @@ def _registered(resource_id: str) -> bool:
     return bool(targets)
 
 
+def _repoint_alarms(resource_id: str, policy_name: str, policy_arn: str) -> list[str]:
+    """Point the alarms whose action is an earlier incarnation of this policy (a step policy re-put after a rollback
+    gets a new ARN; its alarm is a stack resource) at ``policy_arn``; returns the alarm names changed."""
+    cw = client("cloudwatch")
+    suffix = f":resource/{NAMESPACE}/{resource_id}:policyName/{policy_name}"
+    prefix = policy_arn.split(":scalingPolicy:", 1)[0] + ":scalingPolicy:"
+    fields = cw.meta.service_model.operation_model("PutMetricAlarm").input_shape.members
+    changed = []
+    for page in cw.get_paginator("describe_alarms").paginate(AlarmTypes=["MetricAlarm"], ActionPrefix=prefix):
+        for alarm in page["MetricAlarms"]:
+            actions = alarm.get("AlarmActions", [])
+            if not any(a.endswith(suffix) and a != policy_arn for a in actions):
+                continue
+            request = {k: v for k, v in alarm.items() if k in fields}
+            request["AlarmActions"] = [policy_arn if a.endswith(suffix) else a for a in actions]
+            cw.put_metric_alarm(**request)
+            changed.append(alarm["AlarmName"])
+    return changed
+
+
 def reconcile(event: Mapping[str, Any]) -> dict[str, Any]:
-    """Apply the rule of the module docstring; returns ``{"endpoint", "deregistered", "registered"}``."""
+    """Apply the rule of the module docstring; returns ``{"endpoint", "deregistered", "registered", "repointed"}``."""
     for key in ("RequestType", "StackId", "ResourceProperties"):
         if key not in event:
             raise MalformedEventError(f"custom resource event lacks {key}")
@@ -148,7 +170,7 @@ def reconcile(event: Mapping[str, Any]) -> dict[str, Any]:
     logical_id = props.get("EndpointLogicalId")
     if not isinstance(logical_id, str) or not logical_id:
         raise MalformedEventError(f"ResourceProperties.EndpointLogicalId must be a logical id, got: {logical_id!r}")
-    result: dict[str, Any] = {"endpoint": None, "deregistered": [], "registered": []}
+    result: dict[str, Any] = {"endpoint": None, "deregistered": [], "registered": [], "repointed": []}
     if request_type != "Update":
         return result
     new = _variants(props, "ResourceProperties")
@@ -179,7 +201,8 @@ def reconcile(event: Mapping[str, Any]) -> dict[str, Any]:
             for action in spec.get("ScheduledActions", []):
                 aas.put_scheduled_action(**_request("PutScheduledAction", {**action, "ResourceId": resource_id, **ids}, name))
             for policy in spec.get("Policies", []):
-                aas.put_scaling_policy(**_request("PutScalingPolicy", {**policy, "ResourceId": resource_id, **ids}, name))
+                put = aas.put_scaling_policy(**_request("PutScalingPolicy", {**policy, "ResourceId": resource_id, **ids}, name))
+                result["repointed"] += _repoint_alarms(resource_id, policy["PolicyName"], put["PolicyARN"])
             result["registered"].append(resource_id)
     logger.info("reconciled scalable targets", extra=result)
     return result
