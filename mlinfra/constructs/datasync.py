@@ -598,7 +598,9 @@ class DataSyncTask(Construct):
                         source=["aws.datasync"], detail_type=["DataSync Task Execution State Change"],
                         resources=events.Match.prefix(self.task.ref), detail={"State": ["ERROR"]},
                     ),
-                    targets=[targets.SnsTopic(alarm_topic)],
+                    # With dataset=, undeliverable ERROR events land in the completion path's (alarmed) DLQ.
+                    targets=[targets.SnsTopic(alarm_topic, dead_letter_queue=self.promotion.dead_letter_queue
+                                              if self.promotion is not None else None)],
                     description="DataSync task execution ended in ERROR",
                 )
 

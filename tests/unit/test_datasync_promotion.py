@@ -218,3 +218,9 @@ def test_a_schedule_runs_the_reconciler_for_lost_events(built):
     statements = one(t, "AWS::IAM::Policy", "NightlyPromotionHandlerRoleDefaultPolicy")["PolicyDocument"]["Statement"]
     (listing,) = [s for s in statements if s.get("Sid") == "ListExecutionsForTheReconciler"]
     assert listing["Action"] == "datasync:ListTaskExecutions" and listing["Resource"] == "*"
+
+
+def test_error_events_of_a_dataset_task_have_a_dead_letter_queue(built):
+    _, _, t = built
+    (target,) = one(t, "AWS::Events::Rule", "NightlyErrorRule")["Targets"]
+    assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith("NightlyPromotionDeadLetterQueue")

@@ -45,10 +45,9 @@ import urllib.request
 from typing import Any, Mapping
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 
 logger = Logger()
-tracer = Tracer()
 
 NAMESPACE = "sagemaker"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -232,7 +231,6 @@ def respond(event: Mapping[str, Any], status: str, reason: str) -> dict[str, Any
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         result = reconcile(event)
