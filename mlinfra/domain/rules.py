@@ -142,9 +142,20 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
     ),
     ServiceRule(
+        id="sagemaker.list-model-packages-empty-page",
+        rule="ListModelPackages with a filter (ModelApprovalStatus) may answer an empty page together with a "
+        "NextToken: a caller pages on while the list is empty and the token present; only an empty page without a "
+        "token means no match.",
+        source="https://github.com/boto/boto3/issues/2521 and the SageMaker Python SDK, which loops while the list "
+        "is empty (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ListModelPackages.html: NextToken)",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
+    ),
+    ServiceRule(
         id="s3.eventbridge-object-created",
-        rule="S3 sends EventBridge 'Object Created' events with detail.bucket.name, detail.object.key and "
-        "detail.object.etag (lowercase), delivered at least once; a rule's prefix filter on the key selects markers.",
+        rule="S3 sends EventBridge 'Object Created' events with detail.bucket.name, detail.object.key, "
+        "detail.object.etag (lowercase), detail.object.version-id (versioned buckets only) and detail.object.sequencer "
+        "(differs per write of a key), delivered at least once; a rule's prefix filter on the key selects markers. "
+        "The ETag is no write id (identical bytes give the same ETag under SSE-S3).",
         source="https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html (EventBridge event message "
         "structure) and https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns-content-based-filtering.html",
         enforced_by="mlinfra.constructs.batch_transform.BatchTransform",

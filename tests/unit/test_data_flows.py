@@ -191,3 +191,35 @@ def test_a_datasync_run_is_staged_landed_and_reported_issue_12_item_12(prod, nam
     assert not app.bucket_allows(handler, raw, "s3:PutObject", _object(raw, "dataset=images/version=v1/a.csv"))
     assert not app.identity_allows(handler, "datasync:DescribeTaskExecution",
                                    "arn:aws:datasync:us-east-1:123456789012:task/task-0fffffffffffffff0/execution/exec-1")
+
+
+def _state_machine_definition(app: App, stack_suffix: str, prefix: str) -> dict:
+    import json
+
+    (found,) = [(s, r) for s, logical, r in app.resources("AWS::StepFunctions::StateMachine")
+                if s.endswith(stack_suffix) and logical.startswith(prefix)]
+    stack, resource = found
+    return json.loads(app.render(stack, resource["DefinitionString"]))
+
+
+def test_the_batch_results_are_readable_by_lake_readers(prod, names):
+    """Issue 12 item 11 review: the results were encrypted with the batch construct's own key, which no lake reader
+    holds. Now with the lake key: a principal that reads the artifacts zone (the evaluation function) decrypts them."""
+    app, _ = prod
+    states = _state_machine_definition(app, "-serving", "BatchTransformStateMachine")["States"]
+    key = states["CreateTransformJob"]["Parameters"]["TransformOutput"]["KmsKeyId"]
+    assert key == names["lake_key"]
+    assert app.key_allows(names["evaluation"], key, "kms:Decrypt")
+    assert app.key_allows(names["model"], key, "kms:GenerateDataKey")  # the job writes with it
+
+
+def test_the_batch_content_types_are_those_the_pipeline_registers(prod):
+    """Issue 12 item 11 review: the transform sent text/csv to models the pipeline registers for application/json."""
+    app, _ = prod
+    register = _state_machine_definition(app, "-pipeline", "RetrainPipelineStateMachine")["States"]["RegisterModelPackage"]
+    spec = register["Parameters"]["InferenceSpecification"]
+    transform = _state_machine_definition(app, "-serving", "BatchTransformStateMachine")["States"]["CreateTransformJob"]
+    request = transform["Parameters"]
+    assert request["TransformInput"]["ContentType"] in spec["SupportedContentTypes"]
+    assert request["TransformOutput"]["Accept"] in spec["SupportedResponseMIMETypes"]
+    assert request["TransformInput"]["SplitType"] == "Line"  # JSON Lines: one JSON record per line
