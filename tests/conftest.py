@@ -6,9 +6,12 @@ one synth per module through module-scoped fixtures; the policy test turns valid
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
+import botocore.loaders
+import botocore.session
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +31,12 @@ for key, value in {
 }.items():
     os.environ[key] = value
 os.environ.pop("AWS_PROFILE", None)
+
+# botocore gives every new Session its own model loader, which lists the data directory and parses each service
+# model again; moto's mock_aws() starts every test with a new default session, so a handler test re-read the models
+# of every client it made. One loader per data path for the whole run keeps them parsed (client creation costs about
+# a quarter of the CPU; the handler tier's largest cost). Sessions still differ in everything else.
+botocore.session.create_loader = functools.lru_cache(maxsize=None)(botocore.loaders.create_loader)
 
 CONFIG_FILE = ROOT / "config" / "platform.yaml"
 

@@ -12,8 +12,17 @@ request (action, resource, request context) the way IAM does for one account:
   ``ForAnyValue:``/``ForAllValues:`` set prefixes (https://docs.aws.amazon.com/IAM/latest/UserGuide/
   reference_policies_elements_condition_operators.html). Keys compare case-insensitively, values case-sensitively.
 
+Over a whole app, :class:`Assembly` finds what applies to one request: a role's identity policies (its inline
+policies and every ``AWS::IAM::Policy``/``ManagedPolicy`` attached to it in any template, cross-stack attachments
+followed through ``Fn::ImportValue``), its trust policy and boundary, and the resource policies of KMS keys and S3
+buckets; :meth:`Role.can` combines them for one account: a bucket policy OR the identity policies may allow; a key
+policy must allow, naming the role or delegating to the account (then the identity policies must allow too:
+https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html).
+
 It is deliberately small: no policy variables, no numeric or date operators, no SCPs or session policies.
-An operator it does not know raises, so a test never passes by ignoring a condition.
+An operator it does not know raises, so a test never passes by ignoring a condition. (No maintained IAM policy
+*evaluation* library installs offline: the registry's candidates lint or generate policies, such as parliament
+and policy-sentry.)
 """
 
 from __future__ import annotations
@@ -21,9 +30,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from fnmatch import fnmatchcase
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
-__all__ = ["Resolver", "Request", "evaluate", "allowed", "statements_of"]
+__all__ = ["Assembly", "Resolver", "Request", "Role", "evaluate", "allowed", "statements_of"]
 
 ACCOUNT = "111111111111"
 REGION = "us-east-1"
@@ -235,3 +244,96 @@ def allowed(identity: Iterable[Mapping[str, Any]], req: Request, *,
     if evaluate(identity, req) != "Allow":
         return False
     return boundary is None or evaluate(boundary, req) == "Allow"
+
+
+def _delegates_to_account(statement: Mapping[str, Any]) -> bool:
+    """The statement names only accounts (``arn:...:root`` or an account id): a key policy's delegation to IAM."""
+    principals = [str(p) for p in _as_list((statement.get("Principal") or {}).get("AWS"))] \
+        if isinstance(statement.get("Principal"), Mapping) else []
+    return bool(principals) and all(re.fullmatch(r"arn:[^:]+:iam::\d{12}:root|\d{12}", p) for p in principals)
+
+
+@dataclasses.dataclass(frozen=True)
+class Role:
+    """One role of an :class:`Assembly`, its policies resolved to concrete ARNs."""
+
+    arn: str
+    identity: list[dict]
+    trust: list[dict]
+    boundary: list[dict] | None
+
+    def can(self, req: Request, *, resource_policy: Iterable[Mapping[str, Any]] | None = None,
+            key_policy: Iterable[Mapping[str, Any]] | None = None) -> bool:
+        """Same-account IAM for this role: an explicit Deny anywhere wins; a ``key_policy`` must allow (by naming the
+        role, or by delegating to the account when the identity policies allow too); otherwise the identity
+        policies (within the boundary) or the ``resource_policy`` must allow."""
+        req = dataclasses.replace(req, principal=self.arn)
+        resource = None if resource_policy is None else list(resource_policy)
+        key = None if key_policy is None else list(key_policy)
+        if "Deny" in (evaluate(self.identity, req), evaluate(resource or [], req), evaluate(key or [], req)):
+            return False
+        by_identity = allowed(self.identity, req, boundary=self.boundary)
+        if key is not None:
+            direct = evaluate([s for s in key if not _delegates_to_account(s)], req) == "Allow"
+            return direct or (by_identity and evaluate(key, req) == "Allow")
+        return by_identity or (resource is not None and evaluate(resource, req) == "Allow")
+
+
+class Assembly:
+    """The IAM of one app's templates (``{template name: template}``), resolved by a :class:`Resolver`."""
+
+    def __init__(self, templates: Mapping[str, Mapping[str, Any]], *, account: str = ACCOUNT, region: str = REGION,
+                 names: Mapping[str, str] | None = None) -> None:
+        self.resolver = Resolver(templates, account=account, region=region, names=names)
+        self.templates = self.resolver.templates
+
+    def resources(self, type_: str) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+        """(template, logical id, properties) of every resource of ``type_``."""
+        for template, tpl in self.templates.items():
+            for logical, res in (tpl.get("Resources") or {}).items():
+                if res["Type"] == type_:
+                    yield template, logical, res.get("Properties") or {}
+
+    def arn(self, template: str, logical_id: str) -> str:
+        return self.resolver.resolve({"Fn::GetAtt": [logical_id, "Arn"]}, template)
+
+    def role(self, template: str, logical_id: str) -> Role:
+        props = self.templates[template]["Resources"][logical_id].get("Properties") or {}
+        name = self.resolver.resolve({"Ref": logical_id}, template)
+        docs = [(template, p.get("PolicyDocument")) for p in props.get("Policies") or []]
+        for type_ in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            for tpl, _, policy in self.resources(type_):
+                if name in self.resolver.resolve(policy.get("Roles") or [], tpl):
+                    docs.append((tpl, policy["PolicyDocument"]))
+        for arn in props.get("ManagedPolicyArns") or []:
+            managed = self.resolver.resolve(arn, template)
+            docs += [(tpl, policy["PolicyDocument"]) for tpl, logical, policy in self.resources("AWS::IAM::ManagedPolicy")
+                     if self.resolver.resolve({"Ref": logical}, tpl) == managed and (tpl, policy["PolicyDocument"]) not in docs]
+        boundary = props.get("PermissionsBoundary")
+        boundary_doc = None
+        if boundary is not None:
+            arn = self.resolver.resolve(boundary, template)
+            found = [(tpl, policy["PolicyDocument"]) for tpl, logical, policy in self.resources("AWS::IAM::ManagedPolicy")
+                     if self.resolver.resolve({"Ref": logical}, tpl) == arn]
+            if len(found) != 1:
+                raise ValueError(f"iam_eval: the boundary {arn} of {template}/{logical_id} is not one policy of the app")
+            boundary_doc = statements_of(self.resolver.resolve(found[0][1], found[0][0]))
+        return Role(
+            arn=self.arn(template, logical_id),
+            identity=[s for tpl, doc in docs for s in statements_of(self.resolver.resolve(doc, tpl))],
+            trust=statements_of(self.resolver.resolve(props.get("AssumeRolePolicyDocument"), template)),
+            boundary=boundary_doc,
+        )
+
+    def key_policy(self, template: str, logical_id: str) -> list[dict]:
+        """The statements of the key policy of the KMS key ``template``/``logical_id``."""
+        key = self.templates[template]["Resources"][logical_id]
+        if key["Type"] != "AWS::KMS::Key":
+            raise ValueError(f"iam_eval: {template}/{logical_id} is a {key['Type']}, not an AWS::KMS::Key")
+        return statements_of(self.resolver.resolve(key["Properties"]["KeyPolicy"], template))
+
+    def bucket_policy(self, template: str, logical_id: str) -> list[dict]:
+        """The statements of the bucket policies (in any template) of the bucket ``template``/``logical_id``."""
+        bucket = self.resolver.resolve({"Ref": logical_id}, template)
+        return [s for tpl, _, props in self.resources("AWS::S3::BucketPolicy") if self.resolver.resolve(props["Bucket"], tpl) == bucket
+                for s in statements_of(self.resolver.resolve(props["PolicyDocument"], tpl))]

@@ -48,6 +48,7 @@ __all__ = [
     "plan_transfer",
     "register_cli",
     "format_plan",
+    "format_duration",
 ]
 
 SIZE_UNITS: dict[str, int] = {
@@ -185,7 +186,8 @@ def plan_transfer(
         method = "data-transfer-terminal"
         devices = math.ceil(size_bytes / SNOWBALL_EDGE_USABLE_BYTES)
         notes.append(
-            f"The link needs {days:.1f} days online, over the {deadline_s / 86400:.1f}-day deadline: ship the data. "
+            f"The link needs {format_duration(seconds)} online, over the deadline of {format_duration(deadline_s)}: "
+            "ship the data. "
             "New customers: AWS Data Transfer Terminal (bring your own storage devices to an AWS facility)."
         )
         notes.append(
@@ -224,12 +226,27 @@ def _fmt_size(n: int) -> str:
     return f"{n} B"
 
 
+def format_duration(seconds: float) -> str:
+    """``seconds`` in the unit a reader expects: days from one day up, hours under a day, minutes under an hour,
+    seconds under a minute; three significant digits (``5.09 days``, ``3.1 hours``, ``12 minutes``)."""
+    for unit, scale in (("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1)):
+        if seconds >= scale or unit == "seconds":
+            value = seconds / scale
+            break
+    if value < 0.001:
+        return "under 0.001 seconds"
+    digits = min(3, max(0, 2 - math.floor(math.log10(value))))
+    text = f"{value:,.{digits}f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return f"{text} {unit.removesuffix('s') if text == '1' else unit}"
+
+
 def format_plan(plan: TransferPlan) -> str:
     lines = [
         f"size:          {_fmt_size(plan.size_bytes)}",
         f"link:          {_fmt_rate(plan.link_bits_per_second)} at utilization {plan.utilization:g}",
-        f"online:        {plan.days_online:.2f} days",
-        f"deadline:      {'none' if plan.deadline_days is None else f'{plan.deadline_days:g} days'}"
+        f"online:        {format_duration(plan.days_online * 86400)}",
+        f"deadline:      {'none' if plan.deadline_days is None else format_duration(plan.deadline_days * 86400)}"
         f" -> {'met' if plan.meets_deadline else 'NOT met'}",
         f"recommended:   {plan.method}",
     ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlinfra.domain.iam_eval import ACCOUNT, REGION, Request, Resolver, allowed, evaluate, statements_of
+from mlinfra.domain.iam_eval import ACCOUNT, REGION, Assembly, Request, allowed, evaluate, statements_of
 
 PROD_ACCOUNT = "222222222222"
 SSO = "arn:aws:iam::{acct}:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_{set}_0123456789abcdef"
@@ -25,30 +25,19 @@ def assembly(prod_config, tmp_path_factory):
     app, _platform = create_app(config=prod_config, nag=False, outdir=str(outdir))
     app.synth()
     templates = {p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in outdir.glob("*.template.json")}
-    return templates, Resolver(templates, account=PROD_ACCOUNT)
+    return Assembly(templates, account=PROD_ACCOUNT)
 
 
 class Principal:
-    """One role of the assembly: its identity statements (inline and default policies) and its boundary."""
+    """One role of the assembly: its identity statements (inline and attached policies), trust and boundary."""
 
-    def __init__(self, assembly, template: str, predicate) -> None:
-        templates, resolver = assembly
-        tpl = templates[template]
+    def __init__(self, assembly: Assembly, template: str, predicate) -> None:
+        tpl = assembly.templates[template]
         matches = [k for k, r in tpl["Resources"].items() if r["Type"] == "AWS::IAM::Role" and predicate(k, r)]
         assert len(matches) == 1, matches
         self.logical_id = matches[0]
-        role = tpl["Resources"][self.logical_id]
-        self.arn = resolver.resolve({"Fn::GetAtt": [self.logical_id, "Arn"]}, template)
-        docs = [p.get("PolicyDocument") for p in role["Properties"].get("Policies", [])]
-        docs += [r["Properties"]["PolicyDocument"] for r in tpl["Resources"].values()
-                 if r["Type"] == "AWS::IAM::Policy" and {"Ref": self.logical_id} in r["Properties"]["Roles"]]
-        self.identity = [s for d in docs for s in statements_of(resolver.resolve(d, template))]
-        self.trust = statements_of(resolver.resolve(role["Properties"]["AssumeRolePolicyDocument"], template))
-        boundary = role["Properties"].get("PermissionsBoundary")
-        self.boundary = None
-        if boundary is not None:
-            policy = tpl["Resources"][boundary["Ref"]]
-            self.boundary = statements_of(resolver.resolve(policy["Properties"]["PolicyDocument"], template))
+        role = assembly.role(template, self.logical_id)
+        self.arn, self.identity, self.trust, self.boundary = role.arn, role.identity, role.trust, role.boundary
 
     def can(self, action: str, resource: str = "*", **context) -> bool:
         return allowed(self.identity, Request(action, resource, context), boundary=self.boundary)
@@ -99,7 +88,7 @@ def test_launch_role_changes_only_its_teams_resources(assembly, action):
 
 
 def test_launch_role_queues_only_on_its_teams_compute_environment(assembly):
-    templates, resolver = assembly
+    templates, resolver = assembly.templates, assembly.resolver
     launch = _launch_role(assembly, "vision")
 
     def ce(team):
@@ -120,7 +109,7 @@ def test_launch_role_runs_only_service_catalog_stacks(assembly):
 
 
 def test_each_team_has_its_own_portfolio_shared_with_its_own_roles_only(assembly):
-    templates, resolver = assembly
+    templates, resolver = assembly.templates, assembly.resolver
     vending = templates["mlinfra-prod-vending"]["Resources"]
     portfolios = {k for k, r in vending.items() if r["Type"] == "AWS::ServiceCatalog::Portfolio"}
     assert len(portfolios) == 2
@@ -290,7 +279,7 @@ def test_every_service_principal_grant_is_pinned_to_this_account(assembly):
     from mlinfra.domain.rules import rule
 
     exempt = rule("iam.eventbridge-kms-no-source-keys")
-    templates, resolver = assembly
+    templates, resolver = assembly.templates, assembly.resolver
     unpinned = []
     for name, lid, type_, service, st in _service_grants(templates, resolver):
         keys = {k.lower() for block in (st.get("Condition") or {}).values() for k in block}
@@ -303,7 +292,7 @@ def test_every_service_principal_grant_is_pinned_to_this_account(assembly):
 
 
 def test_eventbridge_deliveries_are_pinned_by_the_queue_and_topic_policies(assembly):
-    templates, resolver = assembly
+    templates, resolver = assembly.templates, assembly.resolver
     tpl = "mlinfra-prod-ingestion"
     for type_, action in (("AWS::SQS::QueuePolicy", "sqs:SendMessage"), ("AWS::SNS::TopicPolicy", "sns:Publish")):
         docs = [resolver.resolve(r["Properties"]["PolicyDocument"], tpl) for r in templates[tpl]["Resources"].values()
@@ -331,7 +320,7 @@ def _resources(templates, stack: str, type_: str) -> dict[str, dict]:
 
 
 def test_data_path_rules_have_dead_letter_queues(assembly):
-    templates, _ = assembly
+    templates = assembly.templates
     checked = 0
     for stack, needle in (("ingestion", "LandingObjectCreated"), ("ingestion", "StateChangeRule"),
                           ("ingestion", "PromotionSuccessRule"), ("pipeline", "DatasetReadyRule")):
@@ -345,7 +334,7 @@ def test_data_path_rules_have_dead_letter_queues(assembly):
 
 
 def test_landing_glue_concurrency_is_capped_by_its_event_source(assembly):
-    templates, _ = assembly
+    templates = assembly.templates
     mappings = _resources(templates, "ingestion", "AWS::Lambda::EventSourceMapping")
     (mapping,) = [m for k, m in mappings.items() if "LandingGlue" in k]
     assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 10}
@@ -354,7 +343,7 @@ def test_landing_glue_concurrency_is_capped_by_its_event_source(assembly):
 
 
 def test_lineage_table_has_deletion_protection(assembly):
-    templates, _ = assembly
+    templates = assembly.templates
     tables = [r for k, r in _resources(templates, "pipeline", "AWS::DynamoDB::GlobalTable").items()
               if "Lineage" in k] or [r for k, r in _resources(templates, "pipeline", "AWS::DynamoDB::Table").items()
                                      if "Lineage" in k]
@@ -366,7 +355,7 @@ def test_lineage_table_has_deletion_protection(assembly):
 
 
 def test_public_subnets_assign_no_public_addresses(assembly):
-    templates, _ = assembly
+    templates = assembly.templates
     subnets = _resources(templates, "network", "AWS::EC2::Subnet")
     public = [r for k, r in subnets.items() if "public" in k.lower()]
     assert public and all(r["Properties"].get("MapPublicIpOnLaunch") is False for r in public)

@@ -107,6 +107,32 @@ def test_cli_text_and_error(capsys):
     assert exit_.value.code == 2 and "argument --size" in (err := capsys.readouterr().err) and "explicit unit" in err
 
 
+
+@pytest.mark.parametrize("seconds,text", [
+    (0.13 * 86400, "3.12 hours"),  # issue 17: not "0.13 days"
+    (12 * 3600, "12 hours"),
+    (3600, "1 hour"),
+    (450, "7.5 minutes"),
+    (59.4, "59.4 seconds"),
+    (1e-13, "under 0.001 seconds"),
+    (86400, "1 day"),
+    (36 * 3600, "1.5 days"),
+    (439_804.65, "5.09 days"),
+    (1234.4 * 86400, "1,234 days"),
+])
+def test_durations_print_in_the_unit_that_fits(seconds, text):
+    assert tp.format_duration(seconds) == text
+
+
+def test_a_short_transfer_and_deadline_print_in_hours_and_minutes(capsys):
+    assert run_cli("plan-transfer", "--size", "1TB", "--link", "10Gbps", "--deadline", "12h") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "online:        16.7 minutes" in lines
+    assert "deadline:      12 hours -> met" in lines
+    plan = tp.plan_transfer("10TB", "1Gbps", deadline="12h")
+    assert "The link needs 1.16 days online, over the deadline of 12 hours" in plan.notes[0]
+
+
 sizes = st.integers(min_value=1, max_value=10**17)
 rates = st.floats(min_value=1e3, max_value=1e12, allow_nan=False)
 utils = st.floats(min_value=0.01, max_value=1.0)

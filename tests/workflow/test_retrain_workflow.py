@@ -86,8 +86,10 @@ class Env:
         self.s3 = boto3.client("s3")
         self.machines = _Machines(self)
         self.buckets = {zone: self.bucket(zone) for zone in ("Raw", "Artifacts")}
-        # Every pipeline topic delivers to a queue of its own, so a test reads what was notified, and where.
-        sqs = boto3.client("sqs")
+        # Every pipeline topic delivers to a queue of its own, so a test reads what was notified, and where. One
+        # client, made here: creating a client reads os.environ, which the harness patches in the executor's thread
+        # while a test polls these queues (a KeyError from the environment's iterator, seen once).
+        self.sqs = sqs = boto3.client("sqs")
         self.queues: dict[str, str] = {}
         for i, logical in enumerate(self.resolver.logical_ids("AWS::SNS::Topic")):
             # (creating the topics first: a few resources, but every pipeline's notifications are captured)
@@ -122,7 +124,7 @@ class Env:
     def messages(self, topics: dict[str, list[dict]] | None = None) -> list[dict]:
         """Every message notified since the last call; ``topics`` (when given) collects them by topic logical id."""
         out = []
-        sqs = boto3.client("sqs")
+        sqs = self.sqs
         for logical, queue in self.queues.items():
             while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
                 for m in batch:

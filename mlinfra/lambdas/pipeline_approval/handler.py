@@ -25,10 +25,9 @@ import json
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 
 logger = Logger()
-tracer = Tracer()
 DECISIONS = ("approve", "reject")
 #: SendTaskSuccess/SendTaskFailure (botocore's Step Functions model): taskToken 1-2048 characters, output at most
 #: 262,144, error 256, cause 32,768 (rule stepfunctions.task-token-length).
@@ -104,7 +103,6 @@ def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         req = parse(event)

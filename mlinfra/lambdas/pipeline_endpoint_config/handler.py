@@ -22,10 +22,9 @@ import copy
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 
 logger = Logger()
-tracer = Tracer()
 _clients: dict[str, Any] = {}
 
 #: Response-only members of DescribeEndpointConfig (never sent back).
@@ -71,7 +70,6 @@ def carry_forward(current: dict[str, Any], endpoint: dict[str, Any], *, variant_
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise MalformedEventError(f"event must be an object, got: {type(event).__name__}")

@@ -21,10 +21,9 @@ import math
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 
 logger = Logger()
-tracer = Tracer()
 MAX_REPORT_BYTES = 5 * 1024 * 1024
 _clients: dict[str, Any] = {}
 
@@ -75,7 +74,6 @@ def flatten_metrics(report: Any) -> dict[str, float]:
     return metrics
 
 
-@tracer.capture_method
 def read_report(uri: str) -> Any:
     bucket, key = parse_s3_uri(uri)
     try:
@@ -93,7 +91,6 @@ def read_report(uri: str) -> Any:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise EvaluationReportError(f"event must be an object, got: {type(event).__name__}")

@@ -30,10 +30,9 @@ import unicodedata
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 
 logger = Logger()
-tracer = Tracer()
 DIRECTIONS = ("higher", "lower")
 #: CustomerMetadataProperties (CreateModelPackage): entries, key and value lengths, extra characters besides
 #: letters (L), separators (Z) and numbers (N) (rule sagemaker.customer-metadata).
@@ -85,7 +84,6 @@ def decide(candidate: float, baseline: float | None, direction: str, threshold: 
     return ok, reasons
 
 
-@tracer.capture_method
 def production_model(group: str, metric_name: str) -> tuple[float | None, str | None]:
     """(metric, arn) of the newest Approved package of ``group``; (None, None) when there is none."""
     resp = sagemaker().list_model_packages(
@@ -144,7 +142,6 @@ def customer_metadata(lineage: dict[str, Any], metric_name: str, candidate: floa
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise GateConfigurationError(f"event must be an object, got: {type(event).__name__}")

@@ -27,10 +27,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 
 logger = Logger()
-tracer = Tracer()
 
 STATUSES = ("Succeeded", "Rejected", "Failed")
 _clients: dict[str, Any] = {}
@@ -114,7 +113,6 @@ def summarize(status: str, state: dict[str, Any], execution: dict[str, Any]) -> 
     return {k: v for k, v in out.items() if v not in (None, "", [])}
 
 
-@tracer.capture_method
 def record_start(plan: dict[str, Any]) -> dict[str, Any]:
     item = start_item(plan)
     try:
@@ -124,7 +122,6 @@ def record_start(plan: dict[str, Any]) -> dict[str, Any]:
     return {"pk": item["pk"], "sk": item["sk"]}
 
 
-@tracer.capture_method
 def record_outcome(status: str, state: dict[str, Any], execution: dict[str, Any]) -> dict[str, Any]:
     summary = summarize(status, state, execution)
     key = item_key(state.get("plan"), execution.get("name", "unknown"))
@@ -161,7 +158,6 @@ def lock_of_ended_execution(detail: dict[str, Any]) -> tuple[str, str] | None:
     return f"lock#{dataset}", detail["executionArn"]
 
 
-@tracer.capture_method
 def release_after_execution_end(detail: dict[str, Any]) -> dict[str, Any]:
     lock = lock_of_ended_execution(detail)
     if lock is None:
@@ -183,7 +179,6 @@ def release_after_execution_end(detail: dict[str, Any]) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise MalformedEventError(f"event must be an object, got: {type(event).__name__}")

@@ -26,10 +26,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 
 logger = Logger()
-tracer = Tracer()
 READY_DETAIL_TYPE = "Dataset Version Ready"
 _clients: dict[str, Any] = {}
 
@@ -194,7 +193,6 @@ def drift_handler(event: dict[str, Any], arn: str) -> dict[str, Any] | dict[str,
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     drift = is_drift_event(event)
     req = {} if drift else run_request(event)

@@ -32,10 +32,9 @@ import time
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 
 logger = Logger()
-tracer = Tracer()
 
 DATASET_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -182,7 +181,6 @@ def validate_event(event: Any) -> list[str]:
     return errors
 
 
-@tracer.capture_method
 def declared_ready(bucket: str, dataset: str, version: str) -> bool:
     """Whether the landing glue declared ``dataset``/``version`` ready (its marker exists in the raw bucket)."""
     prefix = f"dataset={dataset}/{READY_MARKER_DIR}"
@@ -192,13 +190,11 @@ def declared_ready(bucket: str, dataset: str, version: str) -> bool:
     return False
 
 
-@tracer.capture_method
 def dataset_exists(bucket: str, dataset: str, version: str) -> bool:
     resp = client("s3").list_objects_v2(Bucket=bucket, Prefix=dataset_prefix(dataset, version), MaxKeys=1)
     return resp.get("KeyCount", 0) > 0
 
 
-@tracer.capture_method
 def resolve_image_digest(image: str) -> str:
     """The image's ``sha256:`` digest: from the URI when pinned, else from ECR; ``unresolved`` otherwise."""
     if "@sha256:" in image:
@@ -218,7 +214,6 @@ def resolve_image_digest(image: str) -> str:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     problems = validate_event(event)
     if problems:
