@@ -575,6 +575,40 @@ _DATASYNC: tuple[ServiceRule, ...] = (
         "https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html",
         enforced_by="mlinfra.lambdas.datasync_promote.handler.land_file",
     ),
+    ServiceRule(
+        id="lambda.runtime-sdk-version",
+        rule="A function that ships only its code runs on the boto3/botocore its Lambda runtime includes, whose "
+        "version depends on the runtime and the Region and may lag PyPI: CopyObject IfNoneMatch (botocore 1.41) and "
+        "PutObject IfNoneMatch (2024, after 1.34) may be missing; requests must use parameters of the oldest "
+        "supported model (botocore 1.34.0) or detect the member in the client's model.",
+        source="https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html ('Runtime-included SDK versions'); "
+        "botocore 1.34.0's s3 model (tests/handlers/data/botocore_1_34_0_members.json)",
+        enforced_by="mlinfra.lambdas.datasync_promote.handler.land_file",
+    ),
+    ServiceRule(
+        id="datasync.report-fields-by-task-mode",
+        rule="Detailed task report entries differ by task mode: Basic mode has SrcMetadata (Type 'Regular'), paths "
+        "with a leading '/', FailureCode (integer) and FailureReason; Enhanced mode has SourceMetadata (Type "
+        "'Object'), paths without '/', ErrorCode and ErrorDetail.",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/task-reports.html",
+        enforced_by="mlinfra.lambdas.datasync_promote.handler.ReportReader",
+    ),
+    ServiceRule(
+        id="datasync.overwrite-mode",
+        rule="With OverwriteMode NEVER DataSync does not replace data in the destination that was modified in the "
+        "source, so a changed file never reaches a fixed destination again; ALWAYS replaces it (in a versioned "
+        "bucket as a new object version).",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/API_Options.html (OverwriteMode)",
+        enforced_by="mlinfra.constructs.datasync.DataSyncTask",
+    ),
+    ServiceRule(
+        id="datasync.report-overrides",
+        rule="TaskReportConfig.Overrides sets the report level per report (Transferred, Verified, Deleted, Skipped); "
+        "at SUCCESSES_AND_ERRORS the Skipped report lists every unchanged file on every run.",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/API_ReportOverrides.html and task-reports.html; "
+        "botocore's datasync model (CreateTask TaskReportConfig, tests validate the template's value)",
+        enforced_by="mlinfra.constructs.datasync.DataSyncTask",
+    ),
 )
 
 
