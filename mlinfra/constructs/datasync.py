@@ -414,7 +414,9 @@ class DataSyncTask(Construct):
         zone no manifest is written, so the glue never declares a version ready). Exactly one of ``prefix`` and
         ``dataset``. :default: None
     :param verify_mode: :default: ONLY_FILES_TRANSFERRED
-    :param overwrite_mode: :default: NEVER (dataset versions are immutable)
+    :param overwrite_mode: :default: ALWAYS with ``dataset`` (the fixed staging prefix is versioned and each copy is
+        pinned to the version DataSync wrote, so a changed source file reaches the next version; NEVER would skip it
+        forever), else NEVER (a fixed prefix is never overwritten)
     :param preserve_deleted_files: :default: PRESERVE (REMOVE needs ``allow_deletes=True``)
     :param allow_deletes: second key for REMOVE. :default: False
     :param transfer_mode: :default: CHANGED
@@ -429,7 +431,8 @@ class DataSyncTask(Construct):
         :default: a new rotated key
     :param report_bucket: bucket of the task report. :default: the lake's ``artifacts`` zone, when it has one
     :param report_prefix: :default: ``datasync-reports/<construct id>/``
-    :param report_level: :default: SUCCESSES_AND_ERRORS with ``dataset`` (required there), else ERRORS_ONLY
+    :param report_level: :default: SUCCESSES_AND_ERRORS with ``dataset`` (required there; its Skipped and Deleted
+        reports are overridden to ERRORS_ONLY, so unchanged files are not listed on every run), else ERRORS_ONLY
     :param alarm_topic: SNS topic notified when an execution ends in ERROR (and, with ``dataset``, of rejected runs
         and completion errors). :default: None
     :param state_change_targets: extra EventBridge targets for every state change. :default: none
@@ -448,7 +451,7 @@ class DataSyncTask(Construct):
         dataset: str | None = None,
         zone: str = "landing",
         verify_mode: VerifyMode = VerifyMode.ONLY_FILES_TRANSFERRED,
-        overwrite_mode: OverwriteMode = OverwriteMode.NEVER,
+        overwrite_mode: OverwriteMode | None = None,
         preserve_deleted_files: PreserveDeletedFiles = PreserveDeletedFiles.PRESERVE,
         allow_deletes: bool = False,
         transfer_mode: TransferMode = TransferMode.CHANGED,
@@ -477,6 +480,7 @@ class DataSyncTask(Construct):
         include_value = validate_filter(includes, "includes")
         exclude_value = validate_filter(excludes, "excludes")
         validate_schedule(schedule)
+        overwrite_mode = overwrite_mode or (OverwriteMode.ALWAYS if dataset is not None else OverwriteMode.NEVER)
         verify_mode, overwrite_mode = choice(VerifyMode, verify_mode, "verify_mode"), choice(OverwriteMode, overwrite_mode, "overwrite_mode")
         preserve_deleted_files = choice(PreserveDeletedFiles, preserve_deleted_files, "preserve_deleted_files")
         transfer_mode, storage_class = choice(TransferMode, transfer_mode, "transfer_mode"), choice(S3StorageClass, storage_class, "storage_class")
@@ -540,6 +544,12 @@ class DataSyncTask(Construct):
                 output_type="STANDARD",
                 report_level=report_level.value,
                 object_version_ids="INCLUDE",
+                # The completion handler needs every transferred/verified file, but only the errors of skipped and
+                # deleted ones (a Skipped report at SUCCESSES_AND_ERRORS lists every unchanged file on every run).
+                overrides=datasync.CfnTask.OverridesProperty(
+                    skipped=datasync.CfnTask.SkippedProperty(report_level=ReportLevel.ERRORS_ONLY.value),
+                    deleted=datasync.CfnTask.DeletedProperty(report_level=ReportLevel.ERRORS_ONLY.value),
+                ) if dataset is not None else None,
             )
 
         self.task = datasync.CfnTask(
@@ -547,6 +557,9 @@ class DataSyncTask(Construct):
             name=name,
             source_location_arn=self.source_location.ref,
             destination_location_arn=self.destination.ref,
+            # Basic mode, explicitly: the completion handler reads both modes' task reports, but Enhanced mode has
+            # other limits and report fields (DataSync user guide, "Choosing a task mode").
+            task_mode="BASIC",
             cloud_watch_log_group_arn=_log_arn_without_star(self.log_group),
             options=datasync.CfnTask.OptionsProperty(
                 verify_mode=verify_mode.value,

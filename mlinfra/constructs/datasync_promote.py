@@ -61,6 +61,9 @@ class DataSyncPromotion(Construct):
                  staging_prefix: str, rejected_prefix: str, report_bucket: s3.IBucket, report_prefix: str,
                  key: kms.IKey, alarm_topic: sns.ITopic | None = None) -> None:
         super().__init__(scope, id)
+        # Records of settled runs, beside the rejected ones: the reconciler skips executions that have one.
+        base = rejected_prefix[: -len("rejected/")] if rejected_prefix.endswith("rejected/") else rejected_prefix
+        landed_prefix, empty_prefix = f"{base}landed/", f"{base}empty/"
         landing = lake.bucket("landing")
         timeout = cdk.Duration.seconds(MAX_TIMEOUT_SECONDS)  # a large run copies many files; a timeout resumes
         self.dead_letter_queue = sqs.Queue(self, "DeadLetterQueue", encryption=sqs.QueueEncryption.KMS,
@@ -91,7 +94,8 @@ class DataSyncPromotion(Construct):
             description=f"Land each successful DataSync run of dataset {dataset} as a new version",
             environment={
                 "DATASET": dataset, "LANDING_BUCKET": landing.bucket_name, "STAGING_PREFIX": staging_prefix,
-                "REJECTED_PREFIX": rejected_prefix, "REPORT_BUCKET": report_bucket.bucket_name,
+                "REJECTED_PREFIX": rejected_prefix, "LANDED_PREFIX": landed_prefix, "EMPTY_PREFIX": empty_prefix,
+                "REPORT_BUCKET": report_bucket.bucket_name,
                 "REPORT_PREFIX": report_prefix, "TASK_ARN": task.ref, "REPORT_WAIT_SECONDS": str(REPORT_WAIT_SECONDS),
                 **({"ALARM_TOPIC_ARN": alarm_topic.topic_arn} if alarm_topic is not None else {}),
             },
@@ -104,6 +108,8 @@ class DataSyncPromotion(Construct):
         lake.grant_read("landing", fn, staging_prefix)
         lake.grant_read_write("landing", fn, f"{dataset}/")
         lake.grant_read_write("landing", fn, rejected_prefix)
+        for records in (landed_prefix, empty_prefix):  # the reconciler's records of landed and empty runs
+            lake.grant_read_write("landing", fn, records)
         report_bucket.grant_read(fn, f"{report_prefix}*")
         fn.add_to_role_policy(iam.PolicyStatement(
             sid="DescribeThisTasksExecutions", actions=["datasync:DescribeTaskExecution"],
@@ -134,10 +140,11 @@ class DataSyncPromotion(Construct):
                     "no resource scoping, so they need Resource '*'; ListTaskExecutions returns execution ARNs and statuses.")
         acknowledge_wildcards(
             fn.role,
-            "S3 grants are scoped to this task's staging prefix, the dataset's version prefix, its rejection records "
-            "and its report prefix; DescribeTaskExecution to this task's executions (execution ids are generated); "
+            "S3 grants are scoped to this task's staging prefix, the dataset's version prefix, its landed, rejected "
+            "and empty run records and its report prefix; DescribeTaskExecution to this task's executions (execution ids are generated); "
             "KMS data-key and S3 Get*/List*/Abort* wildcards are aws-cdk-lib's grant forms on those ARNs.",
             actions=(*KMS_WILDCARD_ACTIONS, *S3_GRANT_WILDCARD_ACTIONS),
             resources=(ending(f"/{staging_prefix}*"), ending(f"/{dataset}/*"), ending(f"/{rejected_prefix}*"),
+                       ending(f"/{landed_prefix}*"), ending(f"/{empty_prefix}*"),
                        ending(f"/{report_prefix}*"), ending("/execution/*")),
         )

@@ -164,9 +164,20 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
     ),
     ServiceRule(
+        id="sagemaker.list-model-packages-empty-page",
+        rule="ListModelPackages with a filter (ModelApprovalStatus) may answer an empty page together with a "
+        "NextToken: a caller pages on while the list is empty and the token present; only an empty page without a "
+        "token means no match.",
+        source="https://github.com/boto/boto3/issues/2521 and the SageMaker Python SDK, which loops while the list "
+        "is empty (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ListModelPackages.html: NextToken)",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
+    ),
+    ServiceRule(
         id="s3.eventbridge-object-created",
-        rule="S3 sends EventBridge 'Object Created' events with detail.bucket.name, detail.object.key and "
-        "detail.object.etag (lowercase), delivered at least once; a rule's prefix filter on the key selects markers.",
+        rule="S3 sends EventBridge 'Object Created' events with detail.bucket.name, detail.object.key, "
+        "detail.object.etag (lowercase), detail.object.version-id (versioned buckets only) and detail.object.sequencer "
+        "(differs per write of a key), delivered at least once; a rule's prefix filter on the key selects markers. "
+        "The ETag is no write id (identical bytes give the same ETag under SSE-S3).",
         source="https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html (EventBridge event message "
         "structure) and https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns-content-based-filtering.html",
         enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
@@ -585,6 +596,40 @@ _DATASYNC: tuple[ServiceRule, ...] = (
         source="https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html (x-amz-checksum-algorithm) and "
         "https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html",
         enforced_by="mlinfra.lambdas.datasync_promote.handler.land_file",
+    ),
+    ServiceRule(
+        id="lambda.runtime-sdk-version",
+        rule="A function that ships only its code runs on the boto3/botocore its Lambda runtime includes, whose "
+        "version depends on the runtime and the Region and may lag PyPI: CopyObject IfNoneMatch (botocore 1.41) and "
+        "PutObject IfNoneMatch (2024, after 1.34) may be missing; requests must use parameters of the oldest "
+        "supported model (botocore 1.34.0) or detect the member in the client's model.",
+        source="https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html ('Runtime-included SDK versions'); "
+        "botocore 1.34.0's s3 model (tests/handlers/data/botocore_1_34_0_members.json)",
+        enforced_by="mlinfra.lambdas.datasync_promote.handler.land_file",
+    ),
+    ServiceRule(
+        id="datasync.report-fields-by-task-mode",
+        rule="Detailed task report entries differ by task mode: Basic mode has SrcMetadata (Type 'Regular'), paths "
+        "with a leading '/', FailureCode (integer) and FailureReason; Enhanced mode has SourceMetadata (Type "
+        "'Object'), paths without '/', ErrorCode and ErrorDetail.",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/task-reports.html",
+        enforced_by="mlinfra.lambdas.datasync_promote.handler.ReportReader",
+    ),
+    ServiceRule(
+        id="datasync.overwrite-mode",
+        rule="With OverwriteMode NEVER DataSync does not replace data in the destination that was modified in the "
+        "source, so a changed file never reaches a fixed destination again; ALWAYS replaces it (in a versioned "
+        "bucket as a new object version).",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/API_Options.html (OverwriteMode)",
+        enforced_by="mlinfra.constructs.datasync.DataSyncTask",
+    ),
+    ServiceRule(
+        id="datasync.report-overrides",
+        rule="TaskReportConfig.Overrides sets the report level per report (Transferred, Verified, Deleted, Skipped); "
+        "at SUCCESSES_AND_ERRORS the Skipped report lists every unchanged file on every run.",
+        source="https://docs.aws.amazon.com/datasync/latest/userguide/API_ReportOverrides.html and task-reports.html; "
+        "botocore's datasync model (CreateTask TaskReportConfig, tests validate the template's value)",
+        enforced_by="mlinfra.constructs.datasync.DataSyncTask",
     ),
 )
 

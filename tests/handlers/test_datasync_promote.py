@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import pathlib
 import types
 
 import boto3
@@ -121,21 +122,37 @@ def sqs_batch(*events: dict) -> dict:
     return {"Records": [{"messageId": f"m{i}", "body": json.dumps(e), "eventSource": "aws:sqs"} for i, e in enumerate(events)]}
 
 
-def stage_run(aws, n: int, files: dict[str, bytes], *, failed: dict[str, str] | None = None, verify_failed: tuple[str, ...] = (),
-              status: str = "SUCCESS", report: str = "SUCCESS", start: dt.datetime | None = None) -> None:
+def report_entry(mode: str, path: str, status_field: str, status: str, size: int | None = None, *,
+                 kind: str | None = None, failure: tuple[int | str, str] | None = None, **extra) -> dict:
+    """One detailed-report entry as DataSync writes it (user guide, "Monitoring your transfers with task reports"):
+    Basic mode: ``SrcMetadata``, ``Type`` "Regular"/"Directory", paths with a leading "/", failures as
+    ``FailureCode`` (integer) and ``FailureReason``. Enhanced mode: ``SourceMetadata``, ``Type`` "Object", paths
+    without "/", failures as ``ErrorCode``/``ErrorDetail``."""
+    basic = mode == "basic"
+    meta = {"Type": kind or ("Regular" if basic else "Object"), **({"ContentSize": size} if size is not None else {})}
+    entry = {"RelativePath": f"/{path}" if basic else path, ("SrcMetadata" if basic else "SourceMetadata"): meta,
+             status_field: status, **extra}
+    if failure is not None:
+        code, reason = failure
+        entry.update({"FailureCode": code, "FailureReason": reason} if basic else {"ErrorCode": str(code), "ErrorDetail": reason})
+    return entry
+
+
+def stage_run(aws, n: int, files: dict[str, bytes], *, failed: dict[str, tuple[int, str]] | None = None,
+              verify_failed: tuple[str, ...] = (), status: str = "SUCCESS", report: str = "SUCCESS",
+              start: dt.datetime | None = None, mode: str = "basic") -> None:
     """What DataSync leaves behind: the staged objects, the detailed reports and the execution's description."""
     transferred, verified = [], []
     for path, body in files.items():
         vid = aws.s3.put_object(Bucket=LANDING, Key=STAGING + path, Body=body, ContentType="text/csv")["VersionId"]
-        transferred.append({"RelativePath": f"/{path}", "SourceMetadata": {"Type": "Regular", "ContentSize": len(body)},
-                            "Overwrite": "False", "DstS3VersionId": vid, "TransferType": "CONTENT_AND_METADATA",
-                            "TransferStatus": "SUCCESS"})
-        verified.append({"RelativePath": f"/{path}", "SrcMetadata": {"Type": "Regular", "ContentSize": len(body)},
-                         "VerifyStatus": "FAILED" if path in verify_failed else "SUCCESS"})
-    transferred.append({"RelativePath": "/", "SourceMetadata": {"Type": "Directory"}, "TransferStatus": "SUCCESS"})
-    for path, code in (failed or {}).items():
-        transferred.append({"RelativePath": f"/{path}", "SourceMetadata": {"Type": "Regular", "ContentSize": 10},
-                            "TransferStatus": "FAILED", "ErrorCode": code, "ErrorDetail": "Permission denied"})
+        transferred.append(report_entry(mode, path, "TransferStatus", "SUCCESS", len(body), Overwrite="False",
+                                        DstS3VersionId=vid, TransferType="CONTENT_AND_METADATA"))
+        verified.append(report_entry(mode, path, "VerifyStatus", "FAILED" if path in verify_failed else "SUCCESS", len(body),
+                                     failure=(5, "checksum mismatch") if path in verify_failed else None))
+    if mode == "basic":
+        transferred.append({"RelativePath": "/", "SrcMetadata": {"Type": "Directory"}, "TransferStatus": "SUCCESS"})
+    for path, failure in (failed or {}).items():
+        transferred.append(report_entry(mode, path, "TransferStatus", "FAILED", 10, failure=failure))
     exec_id = exec_arn(n).rsplit("/", 1)[1]
     folder = f"{REPORT_PREFIX}Detailed-Reports/{TASK_ID}/{exec_id}/"
     aws.s3.put_object(Bucket=REPORTS, Key=f"{folder}{exec_id}.files-transferred-v1-00001-0a1b.json",
@@ -273,7 +290,7 @@ def test_an_error_execution_promotes_nothing(aws):
 @pytest.mark.parametrize("case", ["transfer-failed", "verify-failed", "report-error", "status-error", "bad-path"])
 def test_a_partial_run_is_rejected_notified_once_and_nothing_is_deleted(aws, case):
     kwargs = {
-        "transfer-failed": {"failed": {"secret.csv": "EACCES"}},
+        "transfer-failed": {"failed": {"secret.csv": (13, "Permission denied")}},
         "verify-failed": {"verify_failed": ("a.csv",)},
         "report-error": {"report": "ERROR"},
         "status-error": {"status": "ERROR"},
@@ -288,6 +305,9 @@ def test_a_partial_run_is_rejected_notified_once_and_nothing_is_deleted(aws, cas
     assert promote.process_event(state_change(6))["duplicate"] is True  # a redelivery notifies nobody twice
     [alarm] = alarms(aws)
     assert alarm["execution"] == exec_arn(6) and alarm["version"] == version and alarm["reasons"]
+    if case in ("transfer-failed", "verify-failed"):  # the reason carries Basic mode's FailureCode and FailureReason
+        assert alarm["reasons"] == (["/secret.csv: FAILED 13 Permission denied"] if case == "transfer-failed"
+                                    else ["/a.csv: FAILED 5 checksum mismatch"])
     record = json.loads(aws.s3.get_object(Bucket=LANDING, Key=f"{REJECTED}{version}.json")["Body"].read())
     assert record["reasons"] == alarm["reasons"]
     assert landing_keys(aws) == staged | {f"{REJECTED}{version}.json"}  # no version written, staged files kept
@@ -358,11 +378,143 @@ def test_the_reconciler_lands_runs_whose_event_was_lost(aws):
     stage_run(aws, 12, {"b.csv": b"2\n"})  # lost event
     stage_run(aws, 13, {"c.csv": b"3\n"}, status="ERROR")  # failed run: never landed
     stage_run(aws, 14, {"d.csv": b"4\n"}, report="PENDING")  # its report is not written yet
-    stage_run(aws, 15, {"e.csv": b"5\n"}, failed={"f.csv": "EIO"})  # partial run, lost event: rejected
+    stage_run(aws, 15, {"e.csv": b"5\n"}, failed={"f.csv": (5, "Input/output error")})  # partial run, lost event: rejected
     out = promote.handler(promote.RECONCILE_INPUT, context())
-    assert out == {"outcome": "reconciled", "executions": 4, "outcomes": {"duplicate": 1, "landed": 1, "pending": 1, "rejected": 1}}
+    # the landed run has a record: skipped without a request
+    assert out == {"outcome": "reconciled", "executions": 3, "outcomes": {"landed": 1, "pending": 1, "rejected": 1}}
     assert len(alarms(aws)) == 1
     again = promote.reconcile()
-    assert again["outcomes"] == {"duplicate": 3, "pending": 1}
+    assert again["outcomes"] == {"pending": 1}  # only the unsettled run is examined again
     run_glue(aws)
     assert sorted(m.rsplit("-", 1)[1] for m in ready_markers(aws)) == [f"{11:017x}.json", f"{12:017x}.json"]
+
+
+# --- review fixes (issue 12 item 12 follow-up) --------------------------------------------------------------------
+
+OLD_MEMBERS = {k: set(v) for k, v in json.loads(
+    (pathlib.Path(__file__).parent / "data" / "botocore_1_34_0_members.json").read_text()).items() if not k.startswith("_")}
+
+
+def _record_requests(client, calls: list) -> None:
+    client.meta.events.register("before-parameter-build.*.*",
+                                lambda params, model, **_: calls.append((model.service_model.service_name, model.name, set(params))))
+
+
+def test_every_request_is_valid_on_the_oldest_supported_botocore(aws, monkeypatch):
+    """The function ships only handler.py: it runs on the Lambda runtime's boto3, which may be as old as botocore
+    1.34.0. The handler sees that model (its feature detection answers from botocore 1.34.0's members) and every
+    request it sends (s3, s3transfer's managed copy, sns, datasync) uses only members of 1.34.0's models."""
+    calls: list = []
+    _record_requests(aws.s3, calls)
+    _record_requests(promote.clients.sns, calls)
+    monkeypatch.setattr(promote, "_models_member",
+                        lambda client, op, member: member in OLD_MEMBERS[f"{client.meta.service_model.service_name}.{op}"],
+                        raising=False)
+    real_describe, real_list = aws.datasync.describe_task_execution, aws.datasync.list_task_executions
+    monkeypatch.setattr(aws.datasync, "describe_task_execution",
+                        lambda **p: calls.append(("datasync", "DescribeTaskExecution", set(p))) or real_describe(**p))
+    monkeypatch.setattr(aws.datasync, "list_task_executions",
+                        lambda **p: calls.append(("datasync", "ListTaskExecutions", set(p))) or real_list(**p))
+    monkeypatch.setattr(promote, "SINGLE_COPY_LIMIT", 20)  # the > 5 GiB path too (managed copy), on small files
+    stage_run(aws, 1, {"a.csv": b"x,y\n1,2\n", "big.csv": b"0123456789,abcdefgh\n" * 2})
+    assert promote.process_event(state_change(1))["outcome"] == "landed"
+    assert promote.process_event(state_change(1))["outcome"] == "duplicate"
+    stage_run(aws, 2, {"b.csv": b"1\n"}, failed={"c.csv": (13, "Permission denied")})
+    stage_run(aws, 3, {})
+    assert promote.reconcile()["outcomes"] == {"rejected": 1, "empty": 1}
+    assert {(svc, op) for svc, op, _ in calls} >= {("s3", "CopyObject"), ("s3", "PutObject"), ("s3", "HeadObject"),
+                                                    ("sns", "Publish"), ("datasync", "ListTaskExecutions")}
+    bad = [(svc, op, sorted(params - OLD_MEMBERS[f"{svc}.{op}"])) for svc, op, params in calls
+           if params - OLD_MEMBERS[f"{svc}.{op}"]]
+    assert bad == []
+    assert aws.request_errors == []
+
+
+def test_copy_object_if_none_match_is_absent_from_botocore_1_34():
+    """The vendored model list is the one that refuses the original defect (CopyObject IfNoneMatch)."""
+    assert "IfNoneMatch" not in OLD_MEMBERS["s3.CopyObject"] and "IfNoneMatch" not in OLD_MEMBERS["s3.PutObject"]
+    assert {"CopySource", "ChecksumAlgorithm", "Tagging", "TaggingDirective", "VersionId"} - OLD_MEMBERS["s3.CopyObject"] == {"VersionId"}
+
+
+def test_an_enhanced_mode_report_lands_its_objects(aws):
+    """Enhanced mode: SourceMetadata with Type "Object", paths without a leading "/" (not an "empty" run)."""
+    files = {"2026/part-0.csv": b"a,b\n1,2\n", "part-1.csv": b"a,b\n3,4\n"}
+    stage_run(aws, 20, files, mode="enhanced")
+    out = promote.process_event(state_change(20))
+    assert out["outcome"] == "landed" and out["files"] == 2
+    version = f"20261130T020020Z-exec-{20:017x}"
+    manifest = json.loads(aws.s3.get_object(Bucket=LANDING, Key=f"{DATASET}/{version}/_manifest.json")["Body"].read())
+    assert [f["path"] for f in manifest["files"]] == sorted(files)
+
+
+def test_an_enhanced_mode_failure_is_rejected_with_its_error(aws):
+    stage_run(aws, 21, {"a.csv": b"1\n"}, failed={"b.csv": ("AccessDenied", "no s3:GetObject")}, mode="enhanced")
+    out = promote.process_event(state_change(21))
+    assert out["outcome"] == "rejected" and out["reasons"] == ["b.csv: FAILED AccessDenied no s3:GetObject"]
+
+
+def test_a_file_above_max_hash_bytes_rejects_the_run_permanently(aws, monkeypatch):
+    """Above CopyObject's 5 GiB and MAX_HASH_BYTES: rejected once, notified, nothing copied or deleted (no endless
+    RetryableError into the dead-letter queue)."""
+    monkeypatch.setattr(promote, "SINGLE_COPY_LIMIT", 4)
+    monkeypatch.setenv("MAX_HASH_BYTES", "8")
+    stage_run(aws, 22, {"big.csv": b"0123456789,abc\n", "small.csv": b"1\n"})
+    staged = landing_keys(aws)
+    out = promote.handler(sqs_batch(state_change(22)), context())
+    assert out == {"batchItemFailures": []}  # settled, not redelivered
+    version = f"20261130T020022Z-exec-{22:017x}"
+    record = json.loads(aws.s3.get_object(Bucket=LANDING, Key=f"{REJECTED}{version}.json")["Body"].read())
+    assert len(record["reasons"]) == 1 and record["reasons"][0].startswith("big.csv: 15 bytes is above") and "MAX_HASH_BYTES (8)" in record["reasons"][0]
+    [alarm] = alarms(aws)
+    assert alarm["reasons"] == record["reasons"]
+    assert landing_keys(aws) == staged | {f"{REJECTED}{version}.json"}
+
+
+def test_a_large_file_already_copied_is_not_hashed_again(aws, monkeypatch):
+    """The SHA-256 of a file above 5 GiB is stored in the target's metadata at copy time and read back on a retry:
+    no second GetObject of the target or the staged object."""
+    monkeypatch.setattr(promote, "SINGLE_COPY_LIMIT", 4)
+    stage_run(aws, 23, {"big.csv": b"0123456789,abc\n" * 3})
+    settings = promote.Settings.from_env()
+    execution = promote.parse_event(state_change(23))
+    version = f"20261130T020023Z-exec-{23:017x}"
+    [f] = promote.read_run(settings, execution, version).files
+    first = promote.land_file(settings, execution, version, f)
+    head = aws.s3.head_object(Bucket=LANDING, Key=f"{DATASET}/{version}/big.csv")
+    assert head["Metadata"] == {promote.SHA256_METADATA: first} and head["ContentType"] == "text/csv"
+    gets: list = []
+    aws.s3.meta.events.register("before-parameter-build.s3.GetObject", lambda params, **_: gets.append(params["Key"]))
+    assert promote.land_file(settings, execution, version, f) == first == hashlib.sha256(b"0123456789,abc\n" * 3).hexdigest()
+    assert gets == []
+
+
+def test_an_empty_run_is_recorded_and_not_examined_again(aws):
+    stage_run(aws, 24, {})
+    assert promote.reconcile()["outcomes"] == {"empty": 1}
+    version = f"20261130T020024Z-exec-{24:017x}"
+    assert aws.s3.head_object(Bucket=LANDING, Key=f"_datasync/{DATASET}/partner/empty/{version}.json")
+    before = len(aws.datasync.requests)
+    assert promote.reconcile() == {"outcome": "reconciled", "executions": 0, "outcomes": {}}
+    assert len(aws.datasync.requests) == before  # no DescribeTaskExecution for a settled run
+
+
+def test_the_reconciler_pages_through_all_executions_bounds_its_work_and_survives_a_bad_one(aws, monkeypatch):
+    """ListTaskExecutions documents no order: every page is read, at most ``max_executions`` unsettled runs are
+    processed per sweep (the rest on the next sweep), and one execution that fails does not stop the sweep."""
+    for n in range(30, 37):
+        stage_run(aws, n, {f"f{n}.csv": b"1\n"})
+    real = aws.datasync.describe_task_execution
+
+    def flaky(**params):
+        if params["TaskExecutionArn"] == exec_arn(31):
+            raise RuntimeError("throttled")
+        return real(**params)
+
+    aws.datasync.describe_task_execution = flaky
+    first = promote.reconcile(max_executions=4)
+    assert first["executions"] == 4 and first["outcomes"] == {"landed": 3, "error": 1} and first["deferred"] == 3
+    second = promote.reconcile(max_executions=4)
+    assert second["outcomes"] == {"landed": 3, "error": 1} and "deferred" not in second
+    aws.datasync.describe_task_execution = real
+    assert promote.reconcile(max_executions=4)["outcomes"] == {"landed": 1}
+    assert promote.reconcile(max_executions=4)["executions"] == 0

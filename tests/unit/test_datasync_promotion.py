@@ -224,3 +224,49 @@ def test_error_events_of_a_dataset_task_have_a_dead_letter_queue(built):
     _, _, t = built
     (target,) = one(t, "AWS::Events::Rule", "NightlyErrorRule")["Targets"]
     assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith("NightlyPromotionDeadLetterQueue")
+
+
+# --- review fixes ---------------------------------------------------------------------------------------------------
+
+
+def _create_task_errors(task_props: dict) -> list[str]:
+    """The task's TaskMode, Options and TaskReportConfig against botocore's CreateTask input shape (tokens replaced)."""
+    from mlinfra.domain.api_model import request_errors
+
+    report = json.loads(json.dumps(task_props["TaskReportConfig"]))
+    report["Destination"]["S3"] = {"Subdirectory": report["Destination"]["S3"]["Subdirectory"],
+                                   "S3BucketArn": "arn:aws:s3:::artifacts", "BucketAccessRoleArn": "arn:aws:iam::123456789012:role/r"}
+    return request_errors("datasync", "CreateTask", {
+        "SourceLocationArn": "arn:aws:datasync:us-east-1:123456789012:location/loc-0123456789abcdef0",
+        "DestinationLocationArn": "arn:aws:datasync:us-east-1:123456789012:location/loc-0123456789abcdef1",
+        "TaskMode": task_props["TaskMode"], "Options": task_props["Options"], "TaskReportConfig": report})
+
+
+def test_the_dataset_task_overwrites_changed_files_and_reports_skips_and_deletes_as_errors_only(built):
+    """A changed source object must reach the next version: with a fixed staging prefix, OverwriteMode NEVER would skip
+    it forever. Skipped/Deleted reports are ERRORS_ONLY (not every unchanged file on every run); Basic task mode is
+    pinned. All of it as botocore's CreateTask accepts it."""
+    _, _, t = built
+    task = one(t, "AWS::DataSync::Task", "NightlyTask")
+    assert task["Options"]["OverwriteMode"] == "ALWAYS" and task["TaskMode"] == "BASIC"
+    assert task["TaskReportConfig"]["Overrides"] == {"Skipped": {"ReportLevel": "ERRORS_ONLY"}, "Deleted": {"ReportLevel": "ERRORS_ONLY"}}
+    assert _create_task_errors(task) == []
+
+
+def test_overwrite_mode_stays_never_for_a_fixed_prefix_and_the_user_choice_wins():
+    stack = new_stack()
+    lake = DataLake(stack, "Lake")
+    ds.DataSyncTask(stack, "Fixed", source=partner(stack), lake=lake, prefix="partner/", zone="raw")
+    ds.DataSyncTask(stack, "Chosen", source=partner(stack), lake=lake, dataset="images", overwrite_mode=ds.OverwriteMode.NEVER)
+    t = Template.from_stack(stack)
+    fixed, chosen = one(t, "AWS::DataSync::Task", "FixedTask"), one(t, "AWS::DataSync::Task", "ChosenTask")
+    assert fixed["Options"]["OverwriteMode"] == "NEVER" and "Overrides" not in fixed.get("TaskReportConfig", {})
+    assert chosen["Options"]["OverwriteMode"] == "NEVER"
+
+
+def test_the_handler_may_write_its_landed_and_empty_records(built):
+    _, _, t = built
+    env = one(t, "AWS::Lambda::Function", "NightlyPromotionHandler")["Environment"]["Variables"]
+    assert (env["LANDED_PREFIX"], env["EMPTY_PREFIX"]) == ("_datasync/images/Nightly/landed/", "_datasync/images/Nightly/empty/")
+    policy = json.dumps(one(t, "AWS::IAM::Policy", "NightlyPromotionHandler"))
+    assert "/_datasync/images/Nightly/landed/*" in policy and "/_datasync/images/Nightly/empty/*" in policy

@@ -9,35 +9,46 @@ marker and ``Dataset Version Ready`` event start the retrain pipeline); this han
 Landing key layout (``DataSyncTask(dataset=...)``; the glue ignores ``_datasync/``)::
 
     _datasync/<dataset>/<task>/staging/<path>            where the DataSync task writes (its S3 location)
-    <dataset>/<version>/<path>                           the run's files, copied here (conditional copies)
+    <dataset>/<version>/<path>                           the run's files, copied here (copied only when absent)
     <dataset>/<version>/_manifest.json                   written LAST: the glue's manifest of the version
+    _datasync/<dataset>/<task>/landed/<version>.json     a run that became a version (the reconciler's record)
     _datasync/<dataset>/<task>/rejected/<version>.json   a run that was not promoted, and why
+    _datasync/<dataset>/<task>/empty/<version>.json      a run that transferred no file (no version)
 
 ``<version>`` is ``<UTC start time YYYYMMDDTHHMMSSZ>-<execution id>`` (``DescribeTaskExecution.StartTime``): one
 version per execution, sorted by start time, and the same for every delivery of the same event.
 
-- Idempotent: every copy and the manifest are conditional writes (``IfNoneMatch="*"``); a redelivered or duplicated
-  event finds the manifest and does nothing; a run interrupted half-way resumes (copies already made answer 412).
+- Idempotent: a file is copied only when its target is absent (HeadObject first; the copy is pinned to the staged
+  object's ``VersionId``, so two racing deliveries write identical bytes); the manifest is written once (``IfNoneMatch``
+  when the runtime's botocore models it, else HeadObject first: a racing duplicate writes identical bytes, the glue is
+  idempotent); a redelivered or duplicated event finds the manifest and does nothing; a run interrupted half-way
+  resumes. Requests use only parameters of botocore 1.34.0's models (the oldest SDK the Lambda runtime may ship;
+  a test checks every request against them), never CopyObject ``IfNoneMatch`` (botocore 1.41+).
 - Never promotes a failed or partial run: only the ``SUCCESS`` state is acted on (``ERROR`` reaches the alarm topic
   through the task's error rule); a run whose report lists any file that failed to transfer or verify, a report that
   DataSync could not create, or a path the landing layout cannot hold, is REJECTED: the alarm topic is notified once
   and ``rejected/<version>.json`` records the reasons. Staged files stay where they are: nothing is ever deleted.
 - The manifest's SHA-256 of each file is computed by S3 during the copy (``ChecksumAlgorithm=SHA256``; above
-  CopyObject's 5 GiB, by streaming the staged object), so the glue's checksum check proves that landing holds the
-  bytes DataSync wrote and verified.
+  CopyObject's 5 GiB, by streaming the staged object once and storing the digest in the target's metadata
+  ``mlinfra-sha256``, read back on a retry), so the glue's checksum check proves that landing holds the bytes DataSync
+  wrote and verified. A file above 5 GiB and ``MAX_HASH_BYTES`` rejects the run (permanent, notified).
 
-Task report (``TaskReportConfig``: STANDARD, SUCCESSES_AND_ERRORS, object version ids INCLUDED): the detailed
-reports of an execution are JSON objects whose list (``Transferred``, ``Verified``, ...) holds one entry per file with
-``RelativePath``, ``TransferStatus``/``VerifyStatus``, the source metadata (``Type``, ``ContentSize``) and
-``DstS3VersionId``. They are looked up under ``<report prefix>Detailed-Reports/<task id>/<execution id>/`` and,
-failing that, anywhere under the report prefix by the execution id (docs/ingestion.md says what was verified only
-offline).
+Task report (``TaskReportConfig``: STANDARD, SUCCESSES_AND_ERRORS, Skipped and Deleted overridden to ERRORS_ONLY,
+object version ids INCLUDED): the detailed reports of an execution are JSON objects whose list (``Transferred``,
+``Verified``, ...) holds one entry per file with ``RelativePath``, ``TransferStatus``/``VerifyStatus``, the source
+metadata and ``DstS3VersionId`` (DataSync user guide, "task reports"). Both task modes are read: Basic mode (ours:
+the construct pins ``TaskMode: BASIC``) writes ``SrcMetadata`` with ``Type: "Regular"``, paths with a leading ``/``,
+and failures as ``FailureCode`` (integer) / ``FailureReason``; Enhanced mode writes ``SourceMetadata`` with
+``Type: "Object"``, paths without ``/`` and ``ErrorCode``/``ErrorDetail``. Reports are looked up under
+``<report prefix>Detailed-Reports/<task id>/<execution id>/`` and, failing that, anywhere under the report prefix by
+the execution id, and read one file at a time (docs/ingestion.md says what was verified only offline).
 
 Invocation: an SQS batch whose bodies are EventBridge ``DataSync Task Execution State Change`` events (partial batch
 failures reported; a report still being written fails the record so SQS redelivers it), one event directly, or the
 reconciler's scheduled input ``{"mlinfra": "reconcile"}``: EventBridge delivers DataSync's events best effort, so
-the reconciler lists the task's executions (ListTaskExecutions) and lands every SUCCESS one not landed or rejected
-yet, through the same idempotent path. Configuration: environment variables (:class:`Settings`).
+the reconciler pages through all of the task's executions (ListTaskExecutions; its order is not documented), skips
+those with a landed/rejected/empty record, and runs at most ``RECONCILE_MAX_EXECUTIONS`` of the others per sweep
+through the same idempotent path (the rest carry on next sweep; one failing execution does not stop the sweep). Configuration: environment variables (:class:`Settings`).
 """
 
 from __future__ import annotations
@@ -61,12 +72,18 @@ logger = Logger()
 EVENT_SOURCE = "aws.datasync"
 EVENT_DETAIL_TYPE = "DataSync Task Execution State Change"
 RECONCILE_INPUT = {"mlinfra": "reconcile"}
-#: At most this many SUCCESS executions are examined per reconciler run (newest listed first are not guaranteed).
-RECONCILE_MAX_EXECUTIONS = 200
+#: At most this many unsettled SUCCESS executions are processed per reconciler sweep (the rest wait for the next).
+RECONCILE_MAX_EXECUTIONS = 50
+#: At most this many ListTaskExecutions pages (100 executions each) are read per sweep.
+RECONCILE_MAX_PAGES = 200
 MANIFEST_NAME = "_manifest.json"
 #: The landing prefix the glue ignores: DataSync staging areas and rejection records live under it.
 DATASYNC_PREFIX = "_datasync/"
 TAG_EXECUTION = "mlinfra:datasync-execution"
+#: User metadata of a landed file above 5 GiB: its SHA-256 (hex), computed once before the copy.
+SHA256_METADATA = "mlinfra-sha256"
+#: Report entry ``Type`` values that are files: Basic mode "Regular", Enhanced mode "Object" (task-reports page).
+FILE_TYPES = ("Regular", "Object")
 SINGLE_COPY_LIMIT = 5 * 1024**3  # CopyObject's limit; larger objects use a managed multipart copy
 MAX_KEY_BYTES = 1024  # S3 object key limit (rule ingestion.s3-key-length)
 _EXECUTION_ARN_RE = re.compile(
@@ -84,7 +101,7 @@ class SettingsError(ValueError):
 
 
 class RetryableError(RuntimeError):
-    """The task report is not written yet, or a copy raced: fail the record, SQS redelivers it."""
+    """The task report is not written yet: fail the record, SQS redelivers it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +109,8 @@ class Settings:
     """From the environment. Required: DATASET, LANDING_BUCKET, STAGING_PREFIX, REJECTED_PREFIX, REPORT_BUCKET,
     REPORT_PREFIX, TASK_ARN. Optional: ALARM_TOPIC_ARN (notified of rejected runs), MAX_HASH_BYTES (largest file
     above 5 GiB hashed here; default 10 GiB), REPORT_WAIT_SECONDS (how long one delivery waits for a PENDING report
-    before failing the record for a redelivery; default 60)."""
+    before failing the record for a redelivery; default 60), LANDED_PREFIX and EMPTY_PREFIX (records of landed and
+    empty runs; default: ``landed/`` and ``empty/`` beside REJECTED_PREFIX's ``rejected/``)."""
 
     dataset: str
     landing_bucket: str
@@ -104,6 +122,16 @@ class Settings:
     alarm_topic_arn: str = ""
     max_hash_bytes: int = 10 * 1024**3
     report_wait_seconds: int = 60
+    landed_prefix: str = ""
+    empty_prefix: str = ""
+
+    def __post_init__(self) -> None:
+        # Records of settled runs live beside the rejected ones unless given (LANDED_PREFIX, EMPTY_PREFIX).
+        base = self.rejected_prefix[: -len("rejected/")] if self.rejected_prefix.endswith("rejected/") else self.rejected_prefix
+        if not self.landed_prefix:
+            object.__setattr__(self, "landed_prefix", f"{base}landed/")
+        if not self.empty_prefix:
+            object.__setattr__(self, "empty_prefix", f"{base}empty/")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -125,6 +153,7 @@ class Settings:
             rejected_prefix=env["REJECTED_PREFIX"], report_bucket=env["REPORT_BUCKET"], report_prefix=env["REPORT_PREFIX"],
             task_arn=env["TASK_ARN"], alarm_topic_arn=env.get("ALARM_TOPIC_ARN", ""),
             max_hash_bytes=numbers["MAX_HASH_BYTES"], report_wait_seconds=numbers["REPORT_WAIT_SECONDS"],
+            landed_prefix=env.get("LANDED_PREFIX", ""), empty_prefix=env.get("EMPTY_PREFIX", ""),
         )
 
 
@@ -222,37 +251,74 @@ def path_problem(dataset: str, version: str, path: str) -> str | None:
     return None
 
 
-def read_reports(reports: dict[str, Any], dataset: str, version: str) -> RunReport:
-    """Files to land and failures, from the detailed reports of one execution (``{key: parsed JSON}``).
+def _failure(entry: dict[str, Any], status: str) -> str:
+    """Why an entry failed: Basic mode's ``FailureCode`` (integer) and ``FailureReason``, Enhanced mode's
+    ``ErrorCode`` and ``ErrorDetail``, else the status itself."""
+    code = entry.get("FailureCode", entry.get("ErrorCode"))
+    detail = entry.get("FailureReason", entry.get("ErrorDetail"))
+    parts = [status] + [str(v) for v in (code, detail) if v not in (None, "")]
+    return " ".join(parts)
 
-    Any entry whose ``TransferStatus``/``VerifyStatus`` is not SUCCESS is a failure (the run is not promoted);
-    transferred regular files are the version's files (zero-byte files are left out: the glue refuses them)."""
-    files: dict[str, RunFile] = {}
-    failures, empty = [], []
+
+class ReportReader:
+    """Files to land and failures, fed one detailed report document at a time (:meth:`add`), so only one report file
+    is in memory at once.
+
+    Any entry whose ``TransferStatus``/``VerifyStatus``/``DeleteStatus``/``SkipStatus`` is not SUCCESS is a failure
+    (the run is not promoted); transferred files (``Type`` "Regular" in Basic mode, "Object" in Enhanced mode) are the
+    version's files (zero-byte files are left out: the glue refuses them)."""
+
+    def __init__(self, dataset: str, version: str) -> None:
+        self.dataset, self.version = dataset, version
+        self._files: dict[str, RunFile] = {}
+        self._failures: list[str] = []
+        self._empty: list[str] = []
+
+    def add(self, doc: Any) -> None:
+        for entry in _entries(doc):
+            self._entry(entry)
+
+    def _entry(self, entry: dict[str, Any]) -> None:
+        rel = entry.get("RelativePath")
+        status = entry.get("TransferStatus", entry.get("VerifyStatus", entry.get("DeleteStatus", entry.get("SkipStatus"))))
+        if status is not None and status != "SUCCESS":
+            self._failures.append(f"{rel}: {_failure(entry, str(status))}"[:300])
+            return
+        if "TransferStatus" not in entry or _metadata(entry).get("Type", "Regular") not in FILE_TYPES or not isinstance(rel, str):
+            return
+        path = rel.lstrip("/")
+        if (problem := path_problem(self.dataset, self.version, path)) is not None:
+            self._failures.append(f"{rel}: {problem}")
+            return
+        size = _metadata(entry).get("ContentSize")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            self._failures.append(f"{rel}: the report gives no ContentSize")
+            return
+        if size == 0:
+            self._empty.append(path)
+            return
+        vid = entry.get("DstS3VersionId")
+        self._files[path] = RunFile(path=path, size=size, version_id=vid if isinstance(vid, str) and vid else None)
+
+    def result(self) -> RunReport:
+        return RunReport(files=tuple(self._files[p] for p in sorted(self._files)), failures=tuple(self._failures),
+                         empty_files=tuple(self._empty))
+
+
+def read_reports(reports: dict[str, Any], dataset: str, version: str) -> RunReport:
+    """:class:`ReportReader` over ``{key: parsed JSON}`` (in key order)."""
+    reader = ReportReader(dataset, version)
     for key in sorted(reports):
-        for entry in _entries(reports[key]):
-            rel = entry.get("RelativePath")
-            status = entry.get("TransferStatus", entry.get("VerifyStatus", entry.get("DeleteStatus", entry.get("SkipStatus"))))
-            if status is not None and status != "SUCCESS":
-                code = entry.get("ErrorCode") or status
-                failures.append(f"{rel}: {code} {entry.get('ErrorDetail') or ''}".strip()[:300])
-                continue
-            if "TransferStatus" not in entry or _metadata(entry).get("Type", "Regular") != "Regular" or not isinstance(rel, str):
-                continue
-            path = rel.lstrip("/")
-            if (problem := path_problem(dataset, version, path)) is not None:
-                failures.append(f"{rel}: {problem}")
-                continue
-            size = _metadata(entry).get("ContentSize")
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                failures.append(f"{rel}: the report gives no ContentSize")
-                continue
-            if size == 0:
-                empty.append(path)
-                continue
-            vid = entry.get("DstS3VersionId")
-            files[path] = RunFile(path=path, size=size, version_id=vid if isinstance(vid, str) and vid else None)
-    return RunReport(files=tuple(files[p] for p in sorted(files)), failures=tuple(failures), empty_files=tuple(empty))
+        reader.add(reports[key])
+    return reader.result()
+
+
+def too_large(files: tuple[RunFile, ...], max_hash_bytes: int) -> list[str]:
+    """Files this handler cannot land: above CopyObject's 5 GiB (so S3 computes no checksum) and above
+    ``MAX_HASH_BYTES`` (so the handler does not stream them either). A permanent reason to reject the run."""
+    return [f"{f.path}: {f.size} bytes is above CopyObject's {SINGLE_COPY_LIMIT} and MAX_HASH_BYTES ({max_hash_bytes}); "
+            "raise MAX_HASH_BYTES (the function streams the file once to hash it) or split the file"
+            for f in files if f.size > SINGLE_COPY_LIMIT and f.size > max_hash_bytes]
 
 
 def manifest_body(dataset: str, version: str, execution_arn: str, entries: list[dict[str, Any]]) -> bytes:
@@ -280,10 +346,23 @@ def _exists(bucket: str, key: str) -> bool:
         raise
 
 
+def _models_member(client: Any, operation: str, member: str) -> bool:
+    """Whether the client's (the runtime's botocore) model of ``operation`` has ``member``."""
+    return member in client.meta.service_model.operation_model(operation).input_shape.members
+
+
 def _put_once(bucket: str, key: str, body: bytes) -> bool:
-    """Write ``key`` only if it does not exist; False when it did."""
+    """Write ``key`` only if it does not exist; False when it did. ``IfNoneMatch="*"`` where the runtime's botocore
+    models it (PutObject gained it in 2024, after botocore 1.34); else HeadObject first (a racing duplicate writes the
+    same bytes)."""
+    s3 = clients.s3
+    if not _models_member(s3, "PutObject", "IfNoneMatch"):
+        if _exists(bucket, key):
+            return False
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        return True
     try:
-        clients.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", IfNoneMatch="*")
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", IfNoneMatch="*")
         return True
     except ClientError as exc:
         if _code(exc) not in ("PreconditionFailed", "412"):
@@ -303,18 +382,31 @@ def wait_for_report(settings: Settings, execution: Execution) -> dict[str, Any]:
         time.sleep(min(10, settings.report_wait_seconds))
 
 
-def report_documents(settings: Settings, execution: Execution) -> dict[str, Any]:
-    """The execution's detailed reports (``{key: JSON}``): the documented folder first, else any key under the report
-    prefix naming the execution id."""
+def report_keys(settings: Settings, execution: Execution) -> list[str]:
+    """The execution's detailed report files: the documented folder first, else any key under the report prefix naming
+    the execution id."""
     prefix = f"{settings.report_prefix}Detailed-Reports/{execution.task_id}/{execution.execution_id}/"
     keys = _keys(settings.report_bucket, prefix) or [
         k for k in _keys(settings.report_bucket, settings.report_prefix) if execution.execution_id in k and "Detailed" in k]
-    docs = {}
+    return sorted(k for k in keys if k.endswith(".json"))
+
+
+def read_run(settings: Settings, execution: Execution, version: str) -> RunReport | None:
+    """The run's files and failures from its detailed reports, read one file at a time (None: no report found).
+    Skipped and Deleted reports are ERRORS_ONLY (the construct's overrides), so they hold only failures."""
+    keys = report_keys(settings, execution)
+    if not keys:
+        return None
+    reader = ReportReader(settings.dataset, version)
     for key in keys:
-        if key.endswith(".json"):
-            body = clients.s3.get_object(Bucket=settings.report_bucket, Key=key)["Body"].read()
-            docs[key] = json.loads(body)
-    return docs
+        body = clients.s3.get_object(Bucket=settings.report_bucket, Key=key)["Body"]
+        try:
+            doc = json.load(body)
+        finally:
+            body.close()
+        reader.add(doc)
+        del doc
+    return reader.result()
 
 
 def _keys(bucket: str, prefix: str) -> list[str]:
@@ -324,11 +416,25 @@ def _keys(bucket: str, prefix: str) -> list[str]:
     return keys
 
 
-def _sha256_of(bucket: str, key: str, version_id: str | None = None) -> str:
-    head = clients.s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED", **({"VersionId": version_id} if version_id else {}))
+def _head(bucket: str, key: str, **extra: Any) -> dict[str, Any] | None:
+    try:
+        return clients.s3.head_object(Bucket=bucket, Key=key, **extra)
+    except ClientError as exc:
+        if _code(exc) in _GONE_CODES:
+            return None
+        raise
+
+
+def _sha256_from_head(head: dict[str, Any]) -> str | None:
+    """The SHA-256 (hex) a head already tells: the stored full-object checksum, or our metadata on a large copy."""
     stored = head.get("ChecksumSHA256")
     if stored and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT" and "-" not in stored:
         return base64.b64decode(stored).hex()
+    meta = (head.get("Metadata") or {}).get(SHA256_METADATA)
+    return meta if isinstance(meta, str) and re.fullmatch(r"[0-9a-f]{64}", meta) else None
+
+
+def _stream_sha256(bucket: str, key: str, version_id: str | None = None) -> str:
     digest = hashlib.sha256()
     body = clients.s3.get_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))["Body"]
     for chunk in iter(lambda: body.read(8 * 1024 * 1024), b""):
@@ -337,28 +443,34 @@ def _sha256_of(bucket: str, key: str, version_id: str | None = None) -> str:
 
 
 def land_file(settings: Settings, execution: Execution, version: str, f: RunFile) -> str:
-    """Copy one staged file (the version DataSync wrote) to ``<dataset>/<version>/<path>`` once; its SHA-256 (hex)."""
+    """Copy one staged file (the version DataSync wrote) to ``<dataset>/<version>/<path>`` unless already there; its
+    SHA-256 (hex). The target is looked up first (HeadObject) and the copy is pinned to the staged ``VersionId``, so a
+    repeated or racing copy writes the same bytes; no conditional-copy parameter is needed (CopyObject's
+    ``IfNoneMatch`` is absent from older botocore models the Lambda runtime may ship)."""
     bucket = settings.landing_bucket
     target = f"{settings.dataset}/{version}/{f.path}"
     source = {"Bucket": bucket, "Key": settings.staging_prefix + f.path, **({"VersionId": f.version_id} if f.version_id else {})}
-    tagging = f"{TAG_EXECUTION.replace(':', '%3A')}={execution.execution_id}"
+    existing = _head(bucket, target, ChecksumMode="ENABLED")
+    if existing is not None:  # an earlier delivery copied it: no copy, and no re-hash when the digest is recorded
+        return _sha256_from_head(existing) or _stream_sha256(bucket, target)
     if f.size > SINGLE_COPY_LIMIT:
-        if _exists(bucket, target):
-            return _sha256_of(bucket, target)
-        if f.size > settings.max_hash_bytes:
-            raise RetryableError(f"{target}: {f.size} bytes is more than MAX_HASH_BYTES ({settings.max_hash_bytes})")
-        sha = _sha256_of(bucket, source["Key"], f.version_id)
-        clients.s3.copy(source, bucket, target)  # managed multipart copy (tags are not carried by every path)
+        if f.size > settings.max_hash_bytes:  # process_event rejects such runs before copying; never loop on it
+            raise ValueError(too_large((f,), settings.max_hash_bytes)[0])
+        staged = clients.s3.head_object(Bucket=bucket, Key=source["Key"], **({"VersionId": f.version_id} if f.version_id else {}))
+        sha = _stream_sha256(bucket, source["Key"], f.version_id)
+        extra = {"Metadata": {SHA256_METADATA: sha}, "MetadataDirective": "REPLACE",
+                 **({"ContentType": staged["ContentType"]} if staged.get("ContentType") else {})}
+        clients.s3.copy(source, bucket, target, ExtraArgs=extra)  # managed multipart copy (tags are not carried by every path)
         clients.s3.put_object_tagging(Bucket=bucket, Key=target, Tagging={"TagSet": [{"Key": TAG_EXECUTION, "Value": execution.execution_id}]})
         return sha
-    try:
-        out = clients.s3.copy_object(CopySource=source, Bucket=bucket, Key=target, ChecksumAlgorithm="SHA256",
-                                     IfNoneMatch="*", Tagging=tagging, TaggingDirective="REPLACE")
-        return base64.b64decode(out["CopyObjectResult"]["ChecksumSHA256"]).hex()
-    except ClientError as exc:
-        if _code(exc) not in ("PreconditionFailed", "412"):
-            raise  # 409 (a concurrent copy) and 5xx: the record is retried
-    return _sha256_of(bucket, target)  # an earlier delivery copied it
+    tagging = f"{TAG_EXECUTION.replace(':', '%3A')}={execution.execution_id}"
+    out = clients.s3.copy_object(CopySource=source, Bucket=bucket, Key=target, ChecksumAlgorithm="SHA256",
+                                 Tagging=tagging, TaggingDirective="REPLACE")
+    return base64.b64decode(out["CopyObjectResult"]["ChecksumSHA256"]).hex()
+
+
+def _record(settings: Settings, prefix: str, version: str, body: dict[str, Any]) -> bool:
+    return _put_once(settings.landing_bucket, f"{prefix}{version}.json", json.dumps(body).encode())
 
 
 def reject(settings: Settings, execution: Execution, version: str, reasons: list[str]) -> dict[str, Any]:
@@ -371,10 +483,10 @@ def reject(settings: Settings, execution: Execution, version: str, reasons: list
         clients.sns.publish(TopicArn=settings.alarm_topic_arn, Subject=summary[:99],
                             Message=json.dumps({"execution": execution.arn, "dataset": settings.dataset, "version": version,
                                                 "reasons": reasons[:50]}, indent=1)[:200_000])
-    _put_once(settings.landing_bucket, key, json.dumps({
+    _record(settings, settings.rejected_prefix, version, {
         "execution": execution.arn, "dataset": settings.dataset, "version": version, "reasons": reasons[:1000],
         "reason_count": len(reasons), "staging": f"s3://{settings.landing_bucket}/{settings.staging_prefix}",
-    }).encode())
+    })
     logger.warning("run rejected", extra={"execution": execution.arn, "reasons": reasons[:20]})
     return {"outcome": "rejected", "version": version, "reasons": reasons[:20]}
 
@@ -390,24 +502,33 @@ def process_event(event: Any, settings: Settings | None = None) -> dict[str, Any
     described = wait_for_report(settings, execution)
     version = version_name(described["StartTime"], execution.execution_id)
     manifest_key = f"{settings.dataset}/{version}/{MANIFEST_NAME}"
+    landed_record = {"execution": execution.arn, "dataset": settings.dataset, "version": version,
+                     "manifest": f"s3://{settings.landing_bucket}/{manifest_key}"}
     if _exists(settings.landing_bucket, manifest_key):
+        _record(settings, settings.landed_prefix, version, landed_record)  # a crash after the manifest left none
         return {"outcome": "duplicate", "version": version}
+    if _exists(settings.landing_bucket, f"{settings.empty_prefix}{version}.json"):
+        return {"outcome": "empty", "version": version, "duplicate": True}
     if described.get("Status") != "SUCCESS":
         return reject(settings, execution, version, [f"DescribeTaskExecution says {described.get('Status')!r}, not SUCCESS"])
     report = described.get("ReportResult") or {}
     if report.get("Status") != "SUCCESS":
         return reject(settings, execution, version, [f"task report {report.get('Status')}: {report.get('ErrorCode')} {report.get('ErrorDetail')}"])
-    docs = report_documents(settings, execution)
-    if not docs:
+    run = read_run(settings, execution, version)
+    if run is None:
         return reject(settings, execution, version, ["no detailed task report found for the execution"])
-    run = read_reports(docs, settings.dataset, version)
     if run.failures:
         return reject(settings, execution, version, list(run.failures))
+    if problems := too_large(run.files, settings.max_hash_bytes):
+        return reject(settings, execution, version, problems)
     if not run.files:
         logger.info("the run transferred no file: no new version", extra={"execution": execution.arn})
+        _record(settings, settings.empty_prefix, version, {"execution": execution.arn, "dataset": settings.dataset,
+                                                           "version": version, "empty_files": list(run.empty_files)[:1000]})
         return {"outcome": "empty", "version": version, "empty_files": list(run.empty_files)}
     entries = [{"path": f.path, "sha256": land_file(settings, execution, version, f), "size": f.size} for f in run.files]
     _put_once(settings.landing_bucket, manifest_key, manifest_body(settings.dataset, version, execution.arn, entries))
+    _record(settings, settings.landed_prefix, version, landed_record)
     logger.info("run landed as a new version", extra={"dataset": settings.dataset, "version": version, "files": len(entries)})
     result = {"outcome": "landed", "dataset": settings.dataset, "version": version, "files": len(entries),
               "manifest": f"s3://{settings.landing_bucket}/{manifest_key}"}
@@ -416,31 +537,61 @@ def process_event(event: Any, settings: Settings | None = None) -> dict[str, Any
     return result
 
 
-def reconcile(settings: Settings | None = None, max_executions: int = RECONCILE_MAX_EXECUTIONS) -> dict[str, Any]:
-    """Land every SUCCESS execution of the task whose event was lost (idempotent: landed or rejected runs answer
-    ``duplicate``). A report still pending is left for the next run."""
+_RECORD_EXECUTION_RE = re.compile(r"-(exec-[0-9a-f]{17})\.json$")
+
+
+def settled_executions(settings: Settings) -> set[str]:
+    """Execution ids with a landed, rejected or empty record (the reconciler skips them without any request)."""
+    ids = set()
+    for prefix in (settings.landed_prefix, settings.rejected_prefix, settings.empty_prefix):
+        for key in _keys(settings.landing_bucket, prefix):
+            if match := _RECORD_EXECUTION_RE.search(key):
+                ids.add(match.group(1))
+    return ids
+
+
+def reconcile(settings: Settings | None = None, max_executions: int = RECONCILE_MAX_EXECUTIONS,
+              max_pages: int = RECONCILE_MAX_PAGES) -> dict[str, Any]:
+    """Land every SUCCESS execution of the task whose event was lost. Pages through all executions (ListTaskExecutions
+    documents no order), skips those with a record, processes at most ``max_executions`` others per sweep (the rest:
+    next sweep) and catches errors per execution. A report still pending is left for the next sweep."""
     settings = settings or Settings.from_env()
+    settled = settled_executions(settings)
     outcomes: dict[str, int] = {}
-    seen, token = 0, None
-    while seen < max_executions:
+    processed, deferred, token, pages = 0, 0, None, 0
+    while pages < max_pages:
         page = clients.datasync.list_task_executions(TaskArn=settings.task_arn, MaxResults=100, **({"NextToken": token} if token else {}))
+        pages += 1
         for entry in page.get("TaskExecutions", []):
-            if entry.get("Status") != "SUCCESS" or seen >= max_executions:
+            arn = entry.get("TaskExecutionArn", "")
+            if entry.get("Status") != "SUCCESS" or arn.rsplit("/", 1)[-1] in settled:
                 continue
-            seen += 1
-            event = {"source": EVENT_SOURCE, "detail-type": EVENT_DETAIL_TYPE, "resources": [entry["TaskExecutionArn"]],
-                     "detail": {"State": "SUCCESS"}}
+            if processed >= max_executions:
+                deferred += 1
+                continue
+            processed += 1
+            event = {"source": EVENT_SOURCE, "detail-type": EVENT_DETAIL_TYPE, "resources": [arn], "detail": {"State": "SUCCESS"}}
             try:
                 result = process_event(event, settings)
                 outcome = "duplicate" if result.get("duplicate") else result["outcome"]
             except RetryableError:
                 outcome = "pending"
+            except Exception:  # noqa: BLE001 - one bad execution must not stop the sweep; the next sweep retries it
+                logger.exception("reconciling an execution failed", extra={"execution": arn})
+                outcome = "error"
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         token = page.get("NextToken")
         if not token:
             break
-    logger.info("reconciled", extra={"outcomes": outcomes})
-    return {"outcome": "reconciled", "executions": seen, "outcomes": outcomes}
+    result = {"outcome": "reconciled", "executions": processed, "outcomes": outcomes}
+    if deferred or token:
+        result["deferred"] = deferred
+        result["complete"] = False
+    logger.info("reconciled", extra=result)
+    if outcomes.get("error"):
+        logger.error("some executions could not be reconciled (logged above); the next sweep retries them",
+                     extra={"errors": outcomes["error"]})
+    return result
 
 
 @logger.inject_lambda_context(clear_state=True)
