@@ -38,6 +38,11 @@ DYNAMODB_TRANSIENT = [
 ]
 SNS_TRANSIENT = ["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException", "SNS.AmazonSNSException"]
 
+#: What a registered model package accepts and answers (its InferenceSpecification): one JSON document per request,
+#: or per line of a JSON Lines file in batch transform (SplitType Line). Consumers (ServingStack's batch transform)
+#: use these, so a transform never sends a content type the registered model does not declare.
+INFERENCE_CONTENT_TYPES = ("application/json",)
+INFERENCE_RESPONSE_TYPES = ("application/json",)
 FAILURE_PATH_START = "RecordFailure"
 END_FAILED = "ExecutionFailed"
 
@@ -473,8 +478,8 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
             "ClientToken.$": "$.plan.names.client_token",
             "InferenceSpecification": {
                 "Containers": [{"Image": s.inference_image, "ModelDataUrl.$": "$.training.result.model_data"}],
-                "SupportedContentTypes": ["application/json"],
-                "SupportedResponseMIMETypes": ["application/json"],
+                "SupportedContentTypes": list(INFERENCE_CONTENT_TYPES),
+                "SupportedResponseMIMETypes": list(INFERENCE_RESPONSE_TYPES),
             },
             "ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri.$": "$.evaluation.report_uri"}}},
             "CustomerMetadataProperties.$": "$.gate.customer_metadata",

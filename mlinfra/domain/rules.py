@@ -65,6 +65,28 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.constructs.endpoint.rollout._RolloutMixin._guard_stack_updates",
     ),
     ServiceRule(
+        id="sagemaker.scaled-variant-type-change",
+        rule="UpdateEndpoint fails when it changes the instance type of, or removes, a production variant registered "
+        "as an Application Auto Scaling target: deregister the target first, update, then register it again "
+        "(DeregisterScalableTarget also deletes its scaling policies and scheduled actions). CloudFormation deletes "
+        "removed resources only in its cleanup phase, so a stack update needs the deregistration ordered before the "
+        "endpoint and the registration after it.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html (Update endpoints that use "
+        "auto scaling); https://docs.aws.amazon.com/autoscaling/application/APIReference/API_DeregisterScalableTarget.html",
+        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._scaling_guard",
+    ),
+    ServiceRule(
+        id="cloudformation.primary-identifier-unique",
+        rule="CloudFormation refuses to create a resource whose primary identifier is already held by another resource "
+        "of the stack ('... already exists in stack'); during an update every old resource still exists until cleanup. "
+        "An AWS::ApplicationAutoScaling::ScalableTarget is identified by ResourceId|ScalableDimension|ServiceNamespace, "
+        "so a variant's target keeps one logical id for life.",
+        source="AWS CloudFormation resource schema AWS::ApplicationAutoScaling::ScalableTarget (primaryIdentifier, as "
+        "shipped in cfn-lint); https://docs.aws.amazon.com/cloudformation-cli/latest/userguide/resource-type-schema.html "
+        "(primaryIdentifier); https://github.com/sbstjn/serverless-dynamodb-autoscaling/issues/16",
+        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._scaling",
+    ),
+    ServiceRule(
         id="sagemaker.update-endpoint-in-service",
         rule="UpdateEndpoint is refused while the endpoint is Creating, Updating, SystemUpdating or RollingBack; a "
         "missing endpoint is reported as a ValidationException 'Could not find endpoint'.",
@@ -142,9 +164,20 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
     ),
     ServiceRule(
+        id="sagemaker.list-model-packages-empty-page",
+        rule="ListModelPackages with a filter (ModelApprovalStatus) may answer an empty page together with a "
+        "NextToken: a caller pages on while the list is empty and the token present; only an empty page without a "
+        "token means no match.",
+        source="https://github.com/boto/boto3/issues/2521 and the SageMaker Python SDK, which loops while the list "
+        "is empty (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ListModelPackages.html: NextToken)",
+        enforced_by="mlinfra.constructs.batch_transform.BatchTransform",
+    ),
+    ServiceRule(
         id="s3.eventbridge-object-created",
-        rule="S3 sends EventBridge 'Object Created' events with detail.bucket.name, detail.object.key and "
-        "detail.object.etag (lowercase), delivered at least once; a rule's prefix filter on the key selects markers.",
+        rule="S3 sends EventBridge 'Object Created' events with detail.bucket.name, detail.object.key, "
+        "detail.object.etag (lowercase), detail.object.version-id (versioned buckets only) and detail.object.sequencer "
+        "(differs per write of a key), delivered at least once; a rule's prefix filter on the key selects markers. "
+        "The ETag is no write id (identical bytes give the same ETag under SSE-S3).",
         source="https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html (EventBridge event message "
         "structure) and https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns-content-based-filtering.html",
         enforced_by="mlinfra.constructs.batch_transform.BatchTransform",

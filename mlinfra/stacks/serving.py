@@ -13,7 +13,7 @@ from aws_cdk import aws_events as events
 from constructs import Construct
 
 from mlinfra.config import PlatformConfig, ServingConfig
-from mlinfra.constructs.batch_transform import BatchTransform
+from mlinfra.constructs.batch_transform import BatchTransform, SplitType
 from mlinfra.constructs.data_lake import DataLake
 from mlinfra.constructs.endpoint import (
     AsyncInference,
@@ -32,6 +32,7 @@ from mlinfra.constructs.endpoint import (
     TrafficShifting,
 )
 from mlinfra.constructs.network import Network
+from mlinfra.retrain_definition import INFERENCE_CONTENT_TYPES, INFERENCE_RESPONSE_TYPES
 from mlinfra.stacks.base import PlatformStack
 from mlinfra.stacks.pipeline import model_package_group_name
 
@@ -160,6 +161,13 @@ class ServingStack(PlatformStack):
                 output_bucket=artifacts,
                 output_prefix=BATCH_OUTPUT_PREFIX,
                 instance_type=cfg.batch_transform_instance_type,
+                # The pipeline registers packages for JSON in and out: each input line is one JSON record (JSON
+                # Lines), each result one line; never a type the registered model does not declare.
+                content_type=INFERENCE_CONTENT_TYPES[0],
+                accept=INFERENCE_RESPONSE_TYPES[0],
+                split_type=SplitType.LINE,
+                # Results with the lake key: every reader of the artifacts zone can decrypt them.
+                output_encryption_key=lake.encryption_key,
                 schedule=events.Schedule.expression(cfg.batch_transform_schedule),
                 trigger_on_ready_marker=True,
                 vpc_config=rt.vpc_config,

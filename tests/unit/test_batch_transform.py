@@ -23,6 +23,8 @@ SERVE_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:1"
 GROUP = "churn-models"
 BUCKET = "lake-bucket"
 MARKER = "batch-inference/input/_ready/day-2026-11-30"
+VERSION_ID = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"
+SEQUENCER = "00617F08299329D189"
 EMPTY_ETAG = "d41d8cd98f00b204e9800998ecf8427e"
 
 
@@ -76,8 +78,8 @@ def _resolve(value):
     return value
 
 
-def _marker_event(key: str = MARKER, etag: str = EMPTY_ETAG) -> dict:
-    return {"marker": {"key": key, "etag": etag}}
+def _marker_event(key: str = MARKER, version_id: str | None = VERSION_ID, sequencer: str = SEQUENCER) -> dict:
+    return {"marker": {"key": key, "version_id": version_id, "sequencer": sequencer}}
 
 
 # --- template ---------------------------------------------------------------------------------------------
@@ -102,7 +104,7 @@ def test_the_model_is_the_newest_approved_package_version(plain):
     assert states["FindApprovedModel"]["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:listModelPackages"
     assert states["FindApprovedModel"]["Parameters"] == {
         "ModelPackageGroupName": GROUP, "ModelApprovalStatus": "Approved", "SortBy": "CreationTime",
-        "SortOrder": "Descending", "MaxResults": 1}
+        "SortOrder": "Descending", "MaxResults": 100}
     assert states["CreateModel"]["Parameters"]["PrimaryContainer"] == {"ModelPackageName.$": "$.model.package_arn"}
     assert states["CreateModel"]["Parameters"]["EnableNetworkIsolation"] is True
     assert states["CreateTransformJob"]["Parameters"]["ModelName.$"] == "$.job.job_name"
@@ -118,7 +120,8 @@ def test_transform_request(with_processing):
         "States.Format('s3://lake-bucket/batch-inference/output/{}/model-version={}/{}/', "
         "$.job.batch, $.model.version, $.job.job_name)")
     assert "KmsKeyId" in p["TransformOutput"] and "VolumeKmsKeyId" in p["TransformResources"]
-    assert p["Tags"] == [{"Key": "mlinfra:model-package", "Value.$": "$.model.package_arn"}]
+    assert p["Tags"] == [{"Key": "mlinfra:model-package", "Value.$": "$.model.package_arn"},
+                         {"Key": "mlinfra:execution", "Value.$": "$.job.owner"}]
 
 
 def test_job_name_is_derived_from_batch_and_run_key(plain):
@@ -171,7 +174,8 @@ def test_schedule_and_marker_triggers(plain):
     # Only completion markers match: a data object under the batch's prefix starts nothing (old: every object).
     assert marker["EventPattern"]["detail"]["object"]["key"] == [{"prefix": "batch-inference/input/_ready/"}]
     paths = marker["Targets"][0]["InputTransformer"]["InputPathsMap"]
-    assert sorted(paths.values()) == ["$.detail.object.etag", "$.detail.object.key"]
+    # The run key is the marker's version id, else the event's sequencer; never the ETag (same bytes, same ETag).
+    assert sorted(paths.values()) == ["$.detail.object.key", "$.detail.object.sequencer", "$.detail.object.version-id"]
 
 
 def _statements(t) -> list[dict]:
@@ -328,6 +332,80 @@ def test_no_approved_version_fails_clearly_and_notifies(plain, emulator, package
     assert emu.jobs() == [] and "sagemaker:createModel" not in result["requests"]
 
 
+def test_an_empty_first_page_with_a_next_token_pages_on(plain, emulator, monkeypatch):
+    """SageMaker may answer ListModelPackages (Approved filter) with an EMPTY page and a NextToken when newer versions
+    that are not approved fill the page before filtering (boto/boto3#2521; AWS's SageMaker Python SDK pages on while
+    the list is empty). moto filters before it paginates and never answers so: the page sequence is faked here
+    (first page [] + token, then moto's real answer). The old lookup (MaxResults 1, no paging) failed NoApprovedModel."""
+    from moto.sagemaker import models as sm_models
+
+    real = sm_models.SageMakerModelBackend.list_model_packages
+    calls = []
+
+    def paged(self, **kwargs):
+        calls.append(kwargs.get("next_token"))
+        if kwargs.get("next_token") is None:
+            return [], "page-2"
+        return real(self, **{**kwargs, "next_token": None})
+    monkeypatch.setattr(sm_models.SageMakerModelBackend, "list_model_packages", paged)
+    emu = emulator(_definition(plain[2]), ["Approved", "PendingManualApproval"])
+    result = emu.run("run-1", _marker_event())
+    assert result["status"] == "SUCCEEDED", result["states"]
+    assert calls == [None, "page-2"]
+    assert result["requests"]["sagemaker:createModel"]["PrimaryContainer"] == {"ModelPackageName": emu.packages[0]}
+
+
+def test_an_empty_last_page_fails_no_approved_model(plain, emulator, monkeypatch):
+    """Empty with no NextToken is the end of the list: NoApprovedModel (faked pages, as above)."""
+    from moto.sagemaker import models as sm_models
+
+    pages = iter([([], "page-2"), ([], None)])
+    monkeypatch.setattr(sm_models.SageMakerModelBackend, "list_model_packages", lambda self, **kw: next(pages))
+    emu = emulator(_definition(plain[2]), ["Approved"])
+    result = emu.run("run-1", _marker_event())
+    assert result["status"] == "FAILED"
+    assert result["states"][-6:] == ["ApprovedModelFound?", "FindApprovedModelNextPage", "ApprovedModelFound?",
+                                     "NoApprovedModel", "NotifyFailure", "Failed"]
+
+
+def test_a_run_whose_create_reported_an_error_after_creating_keeps_watching_its_job(plain, emulator, monkeypatch):
+    """The create's outcome is unknown (SageMaker made the job, the answer was an error): the run finds the job, sees
+    its own execution tag and polls it to the end instead of ending AlreadyStarted unwatched (old behaviour)."""
+    from moto.sagemaker import models as sm_models
+    from moto.sagemaker.exceptions import ValidationError
+
+    emu = emulator(_definition(plain[2]), ["Approved"])
+    unique_create = sm_models.SageMakerModelBackend.create_transform_job
+
+    def create_then_fail(self, **kwargs):
+        unique_create(self, **kwargs)
+        raise ValidationError(message="the answer was lost")
+    monkeypatch.setattr(sm_models.SageMakerModelBackend, "create_transform_job", create_then_fail)
+    result = emu.run("run-1", _marker_event())
+    assert result["status"] == "SUCCEEDED", result["states"]
+    states = result["states"]
+    assert states[states.index("FindStartedJob"):][:5] == [
+        "FindStartedJob", "ListTransformJobTags", "TransformJobOwner", "OwnTransformJob?", "WaitTransform"]
+    assert states[-3:] == ["TransformDone?", "DeleteRunModel", "Succeeded"] and "AlreadyStarted" not in states
+    (job,) = emu.jobs()
+    tags = emu.sm.list_tags(ResourceArn=job["TransformJobArn"])["Tags"]
+    assert {"Key": "mlinfra:model-package", "Value": emu.packages[0]} in tags
+    assert [t["Key"] for t in tags].count("mlinfra:execution") == 1
+
+
+def test_an_unversioned_marker_is_keyed_on_its_sequencer(plain, emulator):
+    """Without a version id (absent, null or the suspended-versioning "null"), the event's sequencer is the run key:
+    a redelivery (same sequencer) starts nothing, a new write (new sequencer) of identical bytes scores again."""
+    emu = emulator(_definition(plain[2]), ["Approved"])
+    assert emu.run("a", _marker_event(version_id=None))["status"] == "SUCCEEDED"
+    assert emu.run("a-again", _marker_event(version_id="null"))["states"][-1] == "AlreadyStarted"
+    assert emu.run("b", _marker_event(version_id="", sequencer="00617F0829932A0000"))["status"] == "SUCCEEDED"
+    assert len(emu.jobs()) == 2
+    no_id = {"marker": {"key": MARKER}}
+    result = emu.run("c", no_id)
+    assert result["status"] == "FAILED" and result["states"][-3:] == ["BadMarker", "NotifyFailure", "Failed"]
+
+
 def test_a_duplicate_marker_event_starts_no_second_job(plain, emulator):
     emu = emulator(_definition(plain[2]), ["Approved"])
     first = emu.run("event-1", _marker_event())
@@ -335,8 +413,8 @@ def test_a_duplicate_marker_event_starts_no_second_job(plain, emulator):
     assert first["status"] == second["status"] == "SUCCEEDED"
     assert second["states"][-1] == "AlreadyStarted" and "sagemaker:createModel" not in second["requests"]
     assert len(emu.jobs()) == 1
-    # The same batch marked again with other content (a new ETag) is scored again.
-    third = emu.run("event-2", _marker_event(etag="0cc175b9c0f1b6a831c399e269772661"))
+    # The same batch marked again, even with the same bytes (same ETag), is a new version: scored again.
+    third = emu.run("event-2", _marker_event(version_id="Rb2ExaZ2DhkJPnTHzl0kWQb4fwmVS0xx", sequencer="00617F0829932A0000"))
     assert third["status"] == "SUCCEEDED" and len(emu.jobs()) == 2
 
 
@@ -359,7 +437,8 @@ def test_a_concurrent_duplicate_that_loses_the_create_race_ends_already_started(
     monkeypatch.setattr(sm_models.SageMakerModelBackend, "describe_transform_job", describe)
     second = emu.run("second", _marker_event())
     assert second["status"] == "SUCCEEDED", second
-    assert second["states"][-3:] == ["CreateTransformJob", "FindStartedJob", "AlreadyStarted"]
+    assert second["states"][-6:] == ["CreateTransformJob", "FindStartedJob", "ListTransformJobTags", "TransformJobOwner",
+                                     "OwnTransformJob?", "AlreadyStarted"]
     assert len(emu.jobs()) == 1
 
 
@@ -377,8 +456,8 @@ def test_a_duplicate_during_preprocessing_ends_already_started(with_processing, 
     monkeypatch.setattr(sm_models.SageMakerModelBackend, "create_transform_job", real_create)
     second = emu.run("second", _marker_event())
     assert second["status"] == "SUCCEEDED", second
-    assert second["states"][-6:] == ["UseNewestApproved", "CreateModel", "FindExistingModel", "CreateProcessingJob",
-                                     "FindExistingProcessingJob", "AlreadyStarted"]
+    assert second["states"][-8:] == ["CreateModel", "FindExistingModel", "CreateProcessingJob", "FindExistingProcessingJob",
+                                     "ListProcessingJobTags", "ProcessingJobOwner", "OwnProcessingJob?", "AlreadyStarted"]
     assert len(emu.sm.list_processing_jobs()["ProcessingJobSummaries"]) == 1 and emu.jobs() == []
 
 
@@ -453,11 +532,12 @@ def test_workflow_with_preprocessing_runs_in_the_emulator(with_processing, emula
 
 # --- the trigger: S3 events through the synthesized rule (moto's EventBridge) ------------------------------
 
-def _s3_event(key: str, etag: str) -> dict:
+def _s3_event(key: str, etag: str, version_id: str = VERSION_ID, sequencer: str = SEQUENCER) -> dict:
     """An S3 ``Object Created`` event as EventBridge delivers it (S3 user guide, "EventBridge event message structure")."""
     return {"Source": "aws.s3", "DetailType": "Object Created", "Resources": [f"arn:aws:s3:::{BUCKET}"],
             "Detail": json.dumps({"version": "0", "bucket": {"name": BUCKET},
-                                  "object": {"key": key, "size": 0, "etag": etag, "sequencer": "00617F08299329D189"},
+                                  "object": {"key": key, "size": 0, "etag": etag, "version-id": version_id,
+                                             "sequencer": sequencer},
                                   "reason": "PutObject"})}
 
 

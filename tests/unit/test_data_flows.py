@@ -172,14 +172,15 @@ def test_the_batch_workflow_finds_and_uses_the_newest_approved_package(prod, nam
     assert not machine.can(Request("sagemaker:CreateTransformJob", job.replace(batch["prefix"], "x")))
 
 
-def test_the_batch_job_reads_the_batch_and_writes_results_with_its_key(prod, names, batch):
+def test_the_batch_job_reads_the_batch_and_writes_results_with_the_lake_key(prod, names, batch):
     app, _ = prod
     model = names["model"]
     assert bucket_allows(app, model, batch["curated"], "s3:GetObject", "batch-inference/input/day-2026-11-30/part-0001.csv")
     assert key_allows(app, model, names["lake_key"], "kms:Decrypt")
     result = "batch-inference/output/day-2026-11-30/model-version=3/job/part-0001.csv.out"
     assert bucket_allows(app, model, names["artifacts"], "s3:PutObject", result)
-    assert key_allows(app, model, batch["key"], "kms:GenerateDataKey")  # TransformOutput.KmsKeyId
+    assert key_allows(app, model, names["lake_key"], "kms:GenerateDataKey")  # TransformOutput.KmsKeyId (lake key)
+    assert key_allows(app, model, batch["key"], "kms:GenerateDataKey")  # volumes (VolumeKmsKeyId)
     # The job runs the package's model: its artifact (pipeline key) and image, as the endpoint does (item 2).
     assert bucket_allows(app, model, names["models"], "s3:GetObject", f"{names['dataset']}/run-1/output/model.tar.gz")
     assert key_allows(app, model, names["pipeline_key"], "kms:Decrypt")
@@ -217,3 +218,34 @@ def test_a_datasync_run_is_staged_landed_and_reported_issue_12_item_12(prod, nam
     assert not bucket_allows(app, handler, raw, "s3:PutObject", "dataset=images/version=v1/a.csv")
     assert not handler.can(Request("datasync:DescribeTaskExecution",
                                    "arn:aws:datasync:us-east-1:123456789012:task/task-0fffffffffffffff0/execution/exec-1"))
+
+
+def _state_machine_definition(app: Assembly, stack_suffix: str, prefix: str) -> dict:
+    import json
+
+    template, logical = _one(app, stack_suffix, "AWS::StepFunctions::StateMachine", prefix)
+    (props,) = [p for t, lid, p in app.resources("AWS::StepFunctions::StateMachine") if (t, lid) == (template, logical)]
+    return json.loads(app.resolver.resolve(props["DefinitionString"], template))
+
+
+def test_the_batch_results_are_readable_by_lake_readers(prod, names):
+    """Issue 12 item 11 review: the results were encrypted with the batch construct's own key, which no lake reader
+    holds. Now with the lake key: a principal that reads the artifacts zone (the evaluation function) decrypts them."""
+    app, _ = prod
+    states = _state_machine_definition(app, "-serving", "BatchTransformStateMachine")["States"]
+    key = states["CreateTransformJob"]["Parameters"]["TransformOutput"]["KmsKeyId"]
+    assert key == app.arn(*names["lake_key"])
+    assert key_allows(app, names["evaluation"], names["lake_key"], "kms:Decrypt")
+    assert key_allows(app, names["model"], names["lake_key"], "kms:GenerateDataKey")  # the job writes with it
+
+
+def test_the_batch_content_types_are_those_the_pipeline_registers(prod):
+    """Issue 12 item 11 review: the transform sent text/csv to models the pipeline registers for application/json."""
+    app, _ = prod
+    register = _state_machine_definition(app, "-pipeline", "RetrainPipelineStateMachine")["States"]["RegisterModelPackage"]
+    spec = register["Parameters"]["InferenceSpecification"]
+    transform = _state_machine_definition(app, "-serving", "BatchTransformStateMachine")["States"]["CreateTransformJob"]
+    request = transform["Parameters"]
+    assert request["TransformInput"]["ContentType"] in spec["SupportedContentTypes"]
+    assert request["TransformOutput"]["Accept"] in spec["SupportedResponseMIMETypes"]
+    assert request["TransformInput"]["SplitType"] == "Line"  # JSON Lines: one JSON record per line

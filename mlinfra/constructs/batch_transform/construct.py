@@ -66,7 +66,11 @@ class BatchTransform(Construct):
     :param timeout: whole workflow; ``timeout / poll_interval`` polls must fit 25,000 history events. :default: 6 hours
     :param notification_topic: told of failures (grant its key to ``state_machine.role`` if it is encrypted).
         :default: a new KMS-encrypted topic
-    :param encryption_key: output, volume, log group and topic key. :default: a new rotated key
+    :param encryption_key: volume, log group and topic key (and the output's, without ``output_encryption_key``).
+        :default: a new rotated key
+    :param output_encryption_key: the key of the results (``TransformOutput.KmsKeyId``): give the output bucket's key
+        (e.g. the lake key) so that whoever reads the output zone can decrypt them; the model role is granted
+        encrypt on it. :default: ``encryption_key`` (then only its grantees decrypt the results)
     :param log_retention_days: :default: 90
     """
 
@@ -101,6 +105,7 @@ class BatchTransform(Construct):
         timeout: cdk.Duration | None = None,
         notification_topic: sns.ITopic | None = None,
         encryption_key: kms.IKey | None = None,
+        output_encryption_key: kms.IKey | None = None,
         log_retention_days: int = 90,
     ) -> None:
         super().__init__(scope, id)
@@ -123,6 +128,7 @@ class BatchTransform(Construct):
             description=f"Batch transform {self.node.path}: output, volumes, logs, notifications",
         )
         limit_grants_to_aws_services(self.encryption_key)
+        self.output_encryption_key = output_encryption_key or self.encryption_key
         if isinstance(self.encryption_key, kms.Key):
             self.encryption_key.grant_encrypt_decrypt(logs_principal())
         self.notification_topic = notification_topic or sns.Topic(
@@ -136,6 +142,8 @@ class BatchTransform(Construct):
         input_bucket.grant_read(model_role, f"{input_prefix}*")
         output_bucket.grant_put(model_role, f"{output_prefix}*")
         self.encryption_key.grant_encrypt_decrypt(model_role)
+        if output_encryption_key is not None:
+            output_encryption_key.grant_encrypt(model_role)
         if processing is not None:
             output_bucket.grant_read(model_role, f"{processing.output_prefix}*")
         acknowledge_wildcards(
@@ -189,6 +197,9 @@ class BatchTransform(Construct):
             "job_name.$": f"States.Format('{job_prefix}-{{}}', States.Hash(States.Format('{{}}#{{}}', $.run.batch, "
                           "$.run.run_key), 'SHA-1'))",
             "input_uri.$": f"States.Format('s3://{input_bucket.bucket_name}/{input_prefix}{{}}/', $.run.batch)",
+            # This execution, as the tag its jobs carry: a job found under the run's name is either this run's own
+            # (a retried create whose first attempt succeeded: keep watching it) or another execution's (a duplicate).
+            "owner.$": "States.Hash($$.Execution.Id, 'SHA-1')",
         }, result_path="$.job")
         # ---- 1. which batch, which run --------------------------------------------------------------------
         marker_root = f"{input_prefix}{READY_MARKER_DIR}"
@@ -202,7 +213,7 @@ class BatchTransform(Construct):
                                result_path="$.marker_parts")
         parse_marker = sfn.Pass(self, "ParseMarker", parameters={
             "batch.$": f"States.ArrayGetItem({split}, {batch_index})",
-            "run_key.$": "States.Format('{}#{}', $.marker.key, $.marker.etag)",
+            "run_key.$": "States.Format('{}#{}', $.marker.key, $.marker_id.id)",
             "expected_key.$": f"States.Format('{marker_root}{{}}', States.ArrayGetItem({split}, {batch_index}))",
         }, result_path="$.run")
         # S3 keys in events may be URL-encoded: a batch holding '%' or '+' is refused rather than mis-addressed.
@@ -220,39 +231,87 @@ class BatchTransform(Construct):
             .when(sfn.Condition.number_equals("$.marker_parts.n", batch_index + 1), parse_marker)
             .otherwise(bad_marker)
         )
+        # The run key of a marker: its S3 version id (the curated zone is versioned: every write of the marker has
+        # its own), else (an unversioned or suspended bucket: no id, or "null") the event's sequencer, which differs
+        # per write of a key and is the same in a duplicated delivery (S3 user guide, "EventBridge event message
+        # structure"). The ETag is not used: identical marker bytes give the same ETag under SSE-S3.
+        key_on_version = sfn.Pass(self, "RunKeyIsVersionId", parameters={"id.$": "$.marker.version_id"},
+                                  result_path="$.marker_id")
+        key_on_sequencer = sfn.Pass(self, "RunKeyIsSequencer", parameters={"id.$": "$.marker.sequencer"},
+                                    result_path="$.marker_id")
+        key_on_version.next(count_parts)
+        key_on_sequencer.next(count_parts)
+        marker_id = (
+            sfn.Choice(self, "MarkerVersioned?")
+            .when(sfn.Condition.and_(sfn.Condition.is_present("$.marker.version_id"),
+                                     sfn.Condition.is_string("$.marker.version_id"),
+                                     sfn.Condition.not_(sfn.Condition.string_equals("$.marker.version_id", "")),
+                                     sfn.Condition.not_(sfn.Condition.string_equals("$.marker.version_id", "null"))),
+                  key_on_version)
+            .when(sfn.Condition.and_(sfn.Condition.is_present("$.marker.sequencer"),
+                                     sfn.Condition.is_string("$.marker.sequencer")), key_on_sequencer)
+            .otherwise(bad_marker)
+        )
         defaults = sfn.Pass(self, "Defaults", parameters={"batch": scheduled_batch, "run_key.$": "$$.Execution.Name"},
                             result_path="$.defaults")
         merge = sfn.Pass(self, "MergeInput", parameters={"run.$": "States.JsonMerge($.defaults, $$.Execution.Input, false)"})
 
 
-        # ---- 3. a job of this name exists: a duplicate event, the first run owns it ------------------------------
-        already = sfn.Succeed(self, "AlreadyStarted", comment="A run with this job name exists (duplicate event)")
+        # ---- 3. a job of this name exists: this run's own (watch it) or another execution's (a duplicate event) --
+        already = sfn.Succeed(self, "AlreadyStarted",
+                              comment="Another execution created the job of this name (a duplicate event); it watches it")
+        owner_key = "mlinfra:execution"
+
+        def owner_check(kind: str, arn_path: str, resource: str, own: sfn.IChainable) -> sfn.IChainable:
+            """ListTags of the found job -> this execution's tag? -> ``own`` (keep polling), else AlreadyStarted."""
+            tags_of = sagemaker(
+                f"List{kind}JobTags", "listTags", {"ResourceArn.$": arn_path}, [resource],
+                result_path="$.found_tags", result_selector={"owners.$": f"$.Tags[?(@.Key=='{owner_key}')].Value"})
+            tags_of.add_catch(notify, result_path="$.error")
+            owned = sfn.Pass(self, f"{kind}JobOwner", parameters={
+                "own.$": "States.ArrayContains($.found_tags.owners, $.job.owner)"}, result_path="$.found_owner")
+            return tags_of.next(owned).next(
+                sfn.Choice(self, f"Own{kind}Job?")
+                .when(sfn.Condition.boolean_equals("$.found_owner.own", True), own)
+                .otherwise(already))
+
         find_job = sagemaker("FindExistingJob", "describeTransformJob", {"TransformJobName.$": "$.job.job_name"},
-                             [transform_arn], result_path="$.existing", result_selector={"status.$": "$.TransformJobStatus"},
+                             [transform_arn], result_path="$.existing",
+                             result_selector={"status.$": "$.TransformJobStatus", "arn.$": "$.TransformJobArn"},
                              retried=False)
 
         # ---- 4. the newest approved model --------------------------------------------------------------------
+        # SageMaker may answer a filtered list with an EMPTY page and a NextToken (boto/boto3#2521; AWS's SageMaker
+        # Python SDK pages on while the list is empty): page on until a version or the end of the list
+        # (rule sagemaker.list-model-packages-empty-page).
+        registry_query = {"ModelPackageGroupName": model_package_group_name, "ModelApprovalStatus": "Approved",
+                          "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 100}
+        # The whole page is kept (a ResultSelector path to an absent NextToken is a runtime error); the chosen
+        # version replaces it at once (UseNewestApproved, ForgetRegistryPage).
         list_models = sagemaker(
-            "FindApprovedModel", "listModelPackages",
-            {"ModelPackageGroupName": model_package_group_name, "ModelApprovalStatus": "Approved",
-             "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 1},
+            "FindApprovedModel", "listModelPackages", registry_query,
             ["*"], iam_action="sagemaker:ListModelPackages",  # no resource-level permissions (sagemaker.list-model-packages-resource)
-            # Only ARNs and versions (an indefinite path: [] when the group has no approved version).
-            result_path="$.registry", result_selector={"arns.$": "$.ModelPackageSummaryList[*].ModelPackageArn",
-                                                       "versions.$": "$.ModelPackageSummaryList[*].ModelPackageVersion"})
+            result_path="$.registry")
         list_models.add_catch(notify, result_path="$.error")
+        next_page = sagemaker(
+            "FindApprovedModelNextPage", "listModelPackages", {**registry_query, "NextToken.$": "$.registry.NextToken"},
+            ["*"], iam_action="sagemaker:ListModelPackages", result_path="$.registry")
+        next_page.add_catch(notify, result_path="$.error")
         find_job.add_catch(list_models, result_path="$.lookup")
         no_model = fail_with(
             "NoApprovedModel", "NoApprovedModel",
             f"States.Format('model package group {model_package_group_name} has no Approved model package: batch {{}} "
             "was not scored', $.job.batch)")
         use_model = sfn.Pass(self, "UseNewestApproved", parameters={
-            "package_arn.$": "$.registry.arns[0]",
-            "version.$": "$.registry.versions[0]",
+            "package_arn.$": "States.ArrayGetItem($.registry.ModelPackageSummaryList[*].ModelPackageArn, 0)",
+            "version.$": "States.ArrayGetItem($.registry.ModelPackageSummaryList[*].ModelPackageVersion, 0)",
         }, result_path="$.model")
+        forget_page = sfn.Pass(self, "ForgetRegistryPage", parameters={"pages_read": True}, result_path="$.registry")
         found = (sfn.Choice(self, "ApprovedModelFound?")
-                 .when(sfn.Condition.is_present("$.registry.arns[0]"), use_model)
+                 .when(sfn.Condition.is_present("$.registry.ModelPackageSummaryList[0]"), use_model)
+                 .when(sfn.Condition.is_present("$.registry.NextToken"), next_page)
                  .otherwise(no_model))
+        next_page.next(found)
         model_request: dict[str, Any] = {
             "ModelName.$": "$.job.job_name",
             "ExecutionRoleArn": model_role.role_arn,
@@ -302,18 +361,21 @@ class BatchTransform(Construct):
                             "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]},
                     "StoppingCondition": {"MaxRuntimeInSeconds": int(processing.max_runtime.to_seconds())},
                     "NetworkConfig": {"EnableNetworkIsolation": True},
+                    "Tags": [{"Key": owner_key, "Value.$": "$.job.owner"}],
                 },
                 [processing_arn],
                 statements=[iam.PolicyStatement(
                     actions=["iam:PassRole"], resources=[proc_role.role_arn],
-                    conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})])
+                    conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
+                    iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=[processing_arn])])
             proc_exists = sagemaker("FindExistingProcessingJob", "describeProcessingJob",
                                     {"ProcessingJobName.$": "$.job.job_name"}, [processing_arn],
-                                    result_path="$.existing_processing", result_selector={"status.$": "$.ProcessingJobStatus"})
+                                    result_path="$.existing_processing",
+                                    result_selector={"status.$": "$.ProcessingJobStatus", "arn.$": "$.ProcessingJobArn"})
             proc_exists.add_catch(notify, result_path="$.processing_lookup_error")
-            proc_exists.next(already)
             create_proc.add_catch(proc_exists, result_path="$.error")
             wait_proc = sfn.Wait(self, "WaitProcessing", time=sfn.WaitTime.duration(poll_interval))
+            proc_exists.next(owner_check("Processing", "$.existing_processing.arn", processing_arn, wait_proc))
             describe_proc = sagemaker(
                 "DescribeProcessingJob", "describeProcessingJob", {"ProcessingJobName.$": "$.job.job_name"},
                 [processing_arn], result_selector={"status.$": "$.ProcessingJobStatus"}, result_path="$.processing")
@@ -343,26 +405,30 @@ class BatchTransform(Construct):
                     ),
                     "Accept": accept,
                     "AssembleWith": "Line" if split_type is SplitType.LINE else "None",
-                    "KmsKeyId": self.encryption_key.key_arn,
+                    "KmsKeyId": self.output_encryption_key.key_arn,
                 },
                 "TransformResources": {
                     "InstanceType": instance_type, "InstanceCount": instance_count,
                     **({"VolumeKmsKeyId": self.encryption_key.key_arn} if accepts_volume_kms_key(instance_type) else {}),
                 },
-                "Tags": [{"Key": "mlinfra:model-package", "Value.$": "$.model.package_arn"}],
+                "Tags": [{"Key": "mlinfra:model-package", "Value.$": "$.model.package_arn"},
+                         {"Key": owner_key, "Value.$": "$.job.owner"}],
             },
             [transform_arn],
             statements=[iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=[transform_arn])],
         )
         job_exists = sagemaker("FindStartedJob", "describeTransformJob", {"TransformJobName.$": "$.job.job_name"},
-                               [transform_arn], result_path="$.existing", result_selector={"status.$": "$.TransformJobStatus"})
+                               [transform_arn], result_path="$.existing",
+                               result_selector={"status.$": "$.TransformJobStatus", "arn.$": "$.TransformJobArn"})
         job_exists.add_catch(notify, result_path="$.job_lookup_error")
-        job_exists.next(already)
         # A taken name fails the create (rule sagemaker.transform-job-name-unique; ResourceInUse in botocore's model):
-        # when the job exists after any failed create, this run is a duplicate of the one that made it.
+        # when the job exists after a failed create, its owner tag says whether this run made it (a retried create
+        # whose first attempt succeeded, or an error after the create: keep polling) or another execution did.
         create.add_catch(job_exists, errors=["SageMaker.ResourceInUseException"], result_path="$.duplicate")
         create.add_catch(job_exists, result_path="$.error")
         wait = sfn.Wait(self, "WaitTransform", time=sfn.WaitTime.duration(poll_interval))
+        transform_owner = owner_check("Transform", "$.existing.arn", transform_arn, wait)
+        job_exists.next(transform_owner)
         describe = sagemaker(
             "DescribeTransformJob", "describeTransformJob", {"TransformJobName.$": "$.job.job_name"}, [transform_arn],
             result_selector={"status.$": "$.TransformJobStatus", "output.$": "$.TransformOutput.S3OutputPath"},
@@ -390,15 +456,15 @@ class BatchTransform(Construct):
             after_model = transform_chain
         create_model.next(after_model)
         model_exists.next(after_model)
-        use_model.next(create_model)
+        use_model.next(forget_page).next(create_model)
         list_models.next(found)
         plan.next(find_job)
-        find_job.next(already)
+        find_job.next(transform_owner)
         count_parts.next(depth_ok)
         parse_marker.next(marker_ok)
         defaults.next(merge).next(plan)
         body = (sfn.Choice(self, "MarkerEvent?")
-                .when(sfn.Condition.is_present("$.marker.key"), count_parts)
+                .when(sfn.Condition.is_present("$.marker.key"), marker_id)
                 .otherwise(defaults))
 
         self.log_group = logs.LogGroup(
@@ -447,8 +513,10 @@ class BatchTransform(Construct):
                 ),
             )
             rule.add_target(targets.SfnStateMachine(self.state_machine, input=events.RuleTargetInput.from_object({
+                # The run key (version id, else sequencer); the ETag is no run key (docs/serving.md).
                 "marker": {"key": events.EventField.from_path("$.detail.object.key"),
-                           "etag": events.EventField.from_path("$.detail.object.etag")},
+                           "version_id": events.EventField.from_path("$.detail.object.version-id"),
+                           "sequencer": events.EventField.from_path("$.detail.object.sequencer")},
             })))
             self.rules.append(rule)
 
