@@ -602,9 +602,14 @@ _DATASYNC: tuple[ServiceRule, ...] = (
         rule="A function that ships only its code runs on the boto3/botocore its Lambda runtime includes, whose "
         "version depends on the runtime and the Region and may lag PyPI: CopyObject IfNoneMatch (botocore 1.41) and "
         "PutObject IfNoneMatch (2024, after 1.34) may be missing; requests must use parameters of the oldest "
-        "supported model (botocore 1.34.0) or detect the member in the client's model.",
+        "supported model (botocore 1.34.0) or detect the member in the client's model. S3's conditional writes are "
+        "the HTTP header If-None-Match: * (honoured by S3 whatever the client's model), so where the model lacks "
+        "IfNoneMatch the handlers send the header themselves and the write stays atomic (landing_glue and "
+        "datasync_promote _write_once, identical copies).",
         source="https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html ('Runtime-included SDK versions'); "
-        "botocore 1.34.0's s3 model (tests/handlers/data/botocore_1_34_0_members.json)",
+        "botocore 1.34.0's s3 model (tests/handlers/data/botocore_1_34_0_members.json); "
+        "https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html (If-None-Match header; "
+        "412 Precondition Failed, 409 ConditionalRequestConflict)",
         enforced_by="mlinfra.lambdas.datasync_promote.handler.land_file",
     ),
     ServiceRule(
