@@ -18,6 +18,9 @@ resource whose primary identifier (the schema's ``primaryIdentifier``, when ever
 is already held by another resource of the stack ("... already exists in stack"); during the update every old
 resource still exists, the old copy of a replaced resource included. :func:`update_plan` raises
 :class:`IdentifierClash` for such a plan.
+A second refusal, Application Auto Scaling's (rule ``application-autoscaling.one-tracking-policy-per-metric``), is
+checked by :func:`check_tracking_policies`: a new target-tracking policy whose target and metric an old policy of the
+stack still holds (old policies leave in cleanup) is refused, unless a custom resource earlier in the plan removed it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cfnlint
 
@@ -40,6 +43,13 @@ class Step:
 
 class IdentifierClash(ValueError):
     """The plan creates a resource whose primary identifier another resource of the stack holds."""
+
+
+class TrackingPolicyClash(ValueError):
+    """The plan creates a target-tracking policy while another policy of the same target tracks the same metric."""
+
+
+POLICY = "AWS::ApplicationAutoScaling::ScalingPolicy"
 
 
 @functools.lru_cache(maxsize=None)
@@ -108,6 +118,40 @@ def dependencies(resource: dict[str, Any]) -> set[str]:
 def _references(value: Any, logical_ids: set[str]) -> bool:
     text = json.dumps(value)
     return any(f'"Ref": "{i}"' in text or f'["{i}", ' in text for i in logical_ids)
+
+
+def tracking_key(resource: dict[str, Any]) -> str | None:
+    """A target-tracking policy's (target, metric specification), as synthesized; None for any other resource."""
+    props = resource.get("Properties", {})
+    if resource.get("Type") != POLICY or props.get("PolicyType") != "TargetTrackingScaling":
+        return None
+    config = props.get("TargetTrackingScalingPolicyConfiguration", {})
+    metric = config.get("PredefinedMetricSpecification") or config.get("CustomizedMetricSpecification")
+    target = props.get("ScalingTargetId") or [props.get(k) for k in ("ResourceId", "ScalableDimension", "ServiceNamespace")]
+    return json.dumps([target, metric], sort_keys=True)
+
+
+def check_tracking_policies(old: dict[str, Any], new: dict[str, Any], steps: list[Step],
+                            removed: Callable[[int, str], bool] | None = None) -> None:
+    """Application Auto Scaling's rule ``application-autoscaling.one-tracking-policy-per-metric``: a target takes one
+    TargetTrackingScaling policy per metric specification ("Only one TargetTrackingScaling policy for a given metric
+    specification is allowed"). CloudFormation deletes the old policies in cleanup, after every create, so a create
+    whose (target, metric) an old policy of the stack holds is refused unless ``removed(step index, holder)`` says that
+    an earlier step (a custom resource, outside the template's view) deleted the holder."""
+    old_res, new_res = old.get("Resources", {}), new.get("Resources", {})
+    alive = {lid: tracking_key(r) for lid, r in old_res.items() if tracking_key(r)}
+    for i, step in enumerate(steps):
+        if step.action not in ("create", "replace", "update") or step.logical_id not in new_res:
+            continue
+        key = tracking_key(new_res[step.logical_id])
+        if step.action in ("create", "replace") and key:
+            holders = [h for h, k in alive.items() if k == key and (h != step.logical_id or step.action == "replace")
+                       and not (removed and removed(i, h))]
+            if holders:
+                raise TrackingPolicyClash(f"{step.action} of {step.logical_id}: Only one TargetTrackingScaling policy "
+                                          f"for a given metric specification is allowed (held by {sorted(holders)})")
+        if key:
+            alive[step.logical_id] = key
 
 
 def update_plan(old: dict[str, Any], new: dict[str, Any]) -> list[Step]:

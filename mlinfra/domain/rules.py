@@ -87,6 +87,16 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._scaling",
     ),
     ServiceRule(
+        id="application-autoscaling.one-tracking-policy-per-metric",
+        rule="A scalable target takes one TargetTrackingScaling policy per metric specification ('Only one "
+        "TargetTrackingScaling policy for a given metric specification is allowed'). CloudFormation creates a renamed "
+        "policy before its cleanup deletes the old one, so the scaling guard's Restore deletes the target's policies "
+        "whose names the template no longer has before CloudFormation creates the new ones.",
+        source="https://docs.aws.amazon.com/autoscaling/application/userguide/application-auto-scaling-target-tracking.html; "
+        "https://github.com/cdklabs/cdk-ecs-service-extensions/issues/35",
+        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._scaling_guard",
+    ),
+    ServiceRule(
         id="sagemaker.update-endpoint-in-service",
         rule="UpdateEndpoint is refused while the endpoint is Creating, Updating, SystemUpdating or RollingBack; a "
         "missing endpoint is reported as a ValidationException 'Could not find endpoint'.",

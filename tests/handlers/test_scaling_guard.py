@@ -14,6 +14,7 @@ from unittest import mock
 import boto3
 import pytest
 from moto import mock_aws
+from moto.applicationautoscaling.exceptions import AWSValidationException
 from moto.applicationautoscaling.models import ApplicationAutoscalingBackend
 from moto.sagemaker.models import sagemaker_backends
 
@@ -21,6 +22,7 @@ from mlinfra.domain.api_model import request_errors, service_model
 from tests.workflow.sfn_harness import _Context, load_handler
 
 h = load_handler("scaling_guard")
+_real_in_stack, _real_rolling_back = h._in_stack, h._rolling_back
 CTX = _Context("guard")
 ROLE = "arn:aws:iam::123456789012:role/model"
 SLR = ("arn:aws:iam::123456789012:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
@@ -37,13 +39,17 @@ _TEMPLATE = {"Resources": {
 }}
 
 
-def spec(instance_type: str, max_capacity: int = 4, policies: bool = True) -> dict:
-    """A variant's properties as the construct synthesizes them (policy names carry the type's hash)."""
-    out = {"InstanceType": instance_type, "Target": {"MinCapacity": 1, "MaxCapacity": max_capacity, "RoleARN": SLR},
+def spec(instance_type: str, max_capacity: int = 4, policies: bool = True, variant: str = "Green",
+         policy_name: str | None = None) -> dict:
+    """A variant's properties as the construct synthesizes them (policy names and logical ids carry the type's hash;
+    no RoleARN: Application Auto Scaling uses the SageMaker service-linked role)."""
+    out = {"InstanceType": instance_type, "TargetLogicalId": f"{variant}Target",
+           "Target": {"MinCapacity": 1, "MaxCapacity": max_capacity},
            "ScheduledActions": [{"ScheduledActionName": "night", "Schedule": "cron(0 22 * * ? *)",
                                  "ScalableTargetAction": {"MinCapacity": 1}}]}
     if policies:
-        out["Policies"] = [{"PolicyName": f"tracking-{instance_type}", "PolicyType": "TargetTrackingScaling",
+        out["Policies"] = [{"LogicalId": f"{variant}Tracking{instance_type}", "PolicyName": policy_name or f"tracking-{instance_type}",
+                            "PolicyType": "TargetTrackingScaling",
                             "TargetTrackingScalingPolicyConfiguration": {
                                 "TargetValue": 100.0, "ScaleInCooldown": 300, "DisableScaleIn": False,
                                 "CustomizedMetricSpecification": {
@@ -62,6 +68,7 @@ def _strings(value):
 
 
 _moto_deregister = ApplicationAutoscalingBackend.deregister_scalable_target
+_moto_put_policy = ApplicationAutoscalingBackend.put_scaling_policy
 
 
 def _deregister_like_aws(self, namespace, r_id, dimension):
@@ -73,13 +80,31 @@ def _deregister_like_aws(self, namespace, r_id, dimension):
                               if (a.resource_id, a.scalable_dimension) != (r_id, dimension)]
 
 
+def _put_policy_like_aws(self, policy_name, service_namespace, resource_id, scalable_dimension, policy_body, policy_type):
+    """Application Auto Scaling takes one TargetTrackingScaling policy per metric specification on a target ("Only
+    one TargetTrackingScaling policy for a given metric specification is allowed"); moto 5.2.5 takes any number."""
+    def metric(body):
+        return {k: v for k, v in (body or {}).items() if k.endswith("MetricSpecification")}
+    if policy_type == "TargetTrackingScaling":
+        for p in self.policies.values():
+            if ((p.resource_id, p.scalable_dimension, p.policy_type) == (resource_id, scalable_dimension, policy_type)
+                    and p.policy_name != policy_name and metric(p.target_tracking_scaling_policy_configuration) == metric(policy_body)):
+                raise AWSValidationException("Only one TargetTrackingScaling policy for a given metric specification is allowed.")
+    return _moto_put_policy(self, policy_name, service_namespace, resource_id, scalable_dimension, policy_body, policy_type)
+
+
 @pytest.fixture()
 def aws():
     """A stack whose endpoint runs Blue and Green on ml.m5.large, Green registered with its policy and schedule as
-    CloudFormation left it; another endpoint's target must never be touched."""
+    CloudFormation left it; another endpoint's target must never be touched. ``aws["stack"]``: the logical ids the
+    stack holds (what DescribeStackResource finds), ``aws["rollback"]``: whether the stack is rolling back."""
     h._clients.clear()
+    env: dict = {"stack": {"GreenTarget", f"GreenTracking{M5}"}, "rollback": False}
     with mock_aws(), mock.patch.dict("os.environ", {"AWS_DEFAULT_REGION": "us-east-1"}), \
-            mock.patch.object(ApplicationAutoscalingBackend, "deregister_scalable_target", _deregister_like_aws):
+            mock.patch.object(ApplicationAutoscalingBackend, "deregister_scalable_target", _deregister_like_aws), \
+            mock.patch.object(ApplicationAutoscalingBackend, "put_scaling_policy", _put_policy_like_aws), \
+            mock.patch.object(h, "_in_stack", lambda stack_id, lid: lid in env["stack"]), \
+            mock.patch.object(h, "_rolling_back", lambda stack_id: env["rollback"]):
         cfn = boto3.client("cloudformation")
         stack_id = cfn.create_stack(StackName="Serving", TemplateBody=json.dumps(_TEMPLATE))["StackId"]
         arn = cfn.describe_stack_resource(StackName=stack_id, LogicalResourceId="Ep")["StackResourceDetail"]["PhysicalResourceId"]
@@ -91,20 +116,27 @@ def aws():
             sm.create_endpoint_config(EndpointConfigName=f"cfg-{t}", ProductionVariants=[
                 {"VariantName": v, "ModelName": model, "InitialInstanceCount": 1, "InstanceType": t} for v in ("Blue", "Green")])
         aas = boto3.client("application-autoscaling")
-        env = {"stack_id": stack_id, "name": name, "aas": aas, "arn": arn}
+        env.update(stack_id=stack_id, name=name, aas=aas, arn=arn)
         _register(env, f"endpoint/{name}/variant/Green", M5)
         _register(env, "endpoint/other/variant/Green", M5)
         yield env
     h._clients.clear()
 
 
-def _register(aws, resource_id: str, instance_type: str) -> None:
+def _register(aws, resource_id: str, instance_type: str, policy_name: str | None = None) -> None:
     s = spec(instance_type)
     aws["aas"].register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource_id, ScalableDimension=DIM,
                                         **s["Target"])
+    _cfn_puts_policy(aws, resource_id, instance_type, policy_name)
+
+
+def _cfn_puts_policy(aws, resource_id: str, instance_type: str, policy_name: str | None = None) -> None:
+    """What CloudFormation's AWS::ApplicationAutoScaling::ScalingPolicy create does (its dimension: the real name)."""
+    policy = {k: v for k, v in spec(instance_type, policy_name=policy_name)["Policies"][0].items() if k != "LogicalId"}
+    name = resource_id.split("/")[1]
     aws["aas"].put_scaling_policy(ServiceNamespace="sagemaker", ResourceId=resource_id, ScalableDimension=DIM, **{
-        **s["Policies"][0], "TargetTrackingScalingPolicyConfiguration": json.loads(json.dumps(
-            s["Policies"][0]["TargetTrackingScalingPolicyConfiguration"]).replace("{{EndpointName}}", "x"))})
+        **policy, "TargetTrackingScalingPolicyConfiguration": json.loads(json.dumps(
+            policy["TargetTrackingScalingPolicyConfiguration"]).replace("{{EndpointName}}", name))})
 
 
 def _switch(aws, instance_type: str) -> None:
@@ -113,11 +145,10 @@ def _switch(aws, instance_type: str) -> None:
 
 
 def _event(aws, phase: str, new: dict | None, old: dict | None = None, request_type: str = "Update", **extra) -> dict:
-    """The event CloudFormation sends ``phase`` (Release carries policies, Restore does not)."""
+    """The event CloudFormation sends ``phase`` (both guards carry the same variants)."""
     def props(variants):
-        variants = {k: {kk: vv for kk, vv in v.items() if phase == "Release" or kk != "Policies"} for k, v in variants.items()}
         return _strings({"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:f", "EndpointLogicalId": "Ep",
-                         "Variants": variants})
+                         "Phase": phase, "Variants": variants})
     event = {"RequestType": request_type, "StackId": aws["stack_id"], "RequestId": "r1",
              "LogicalResourceId": f"EpScaling{phase}", "ResourceType": "Custom::MlinfraScalingGuard",
              "ResourceProperties": props(new or {})}
@@ -158,8 +189,10 @@ def test_forward_type_change(aws):
     _switch(aws, C5)  # the endpoint update
     out = h.reconcile(_event(aws, "Restore", NEW, OLD))
     assert out["registered"] == [f"endpoint/{aws['name']}/variant/Green"]
-    # The target with the NEW spec and its schedule; the new policies are CloudFormation's to create next.
-    assert _state(aws) == {"target": [(1, 6)], "policies": [], "scheduled": ["night"]}
+    # W2: the target as CloudFormation has it on record (the OLD max 4) with its schedule; CloudFormation's own target
+    # update applies max 6 next, and it creates the new policies (none re-put: their logical ids are not in the stack).
+    assert _state(aws) == {"target": [(1, 4)], "policies": [], "scheduled": ["night"]}
+    _cfn_puts_policy(aws, f"endpoint/{aws['name']}/variant/Green", C5)
     _other_untouched(aws)
 
 
@@ -167,8 +200,10 @@ def test_endpoint_update_fails_rollback_restores_old_target_and_policies(aws):
     h.reconcile(_event(aws, "Release", NEW, OLD))
     # UpdateEndpoint fails (or blue/green auto-rolls back): the endpoint still runs ml.m5.large. CloudFormation rolls
     # back Release: Update with the old template's properties as the new ones.
+    aws["rollback"] = True
     out = h.reconcile(_event(aws, "Release", OLD, NEW))
     assert out["registered"] == [f"endpoint/{aws['name']}/variant/Green"]
+    # The target was never updated by CloudFormation: the old spec (max 4), not the forward one.
     assert _state(aws) == {"target": [(1, 4)], "policies": [f"tracking-{M5}"], "scheduled": ["night"]}
     # The policy's dimension names the real endpoint, not the placeholder.
     policy = aws["aas"].describe_scaling_policies(ServiceNamespace="sagemaker", PolicyNames=[f"tracking-{M5}"])["ScalingPolicies"]
@@ -181,11 +216,13 @@ def test_a_rollback_points_the_step_policy_alarm_at_the_re_put_policy(aws):
     """The scale-from-zero step policy's alarm is a stack resource holding the policy's ARN; the re-put policy has a
     new ARN, so the guard points the alarm at it (other alarms untouched)."""
     rid = f"endpoint/{aws['name']}/variant/Green"
-    step = {"PolicyName": f"step-{M5}", "PolicyType": "StepScaling", "StepScalingPolicyConfiguration": {
+    step = {"LogicalId": f"GreenStep{M5}", "PolicyName": f"step-{M5}", "PolicyType": "StepScaling", "StepScalingPolicyConfiguration": {
         "AdjustmentType": "ChangeInCapacity", "MetricAggregationType": "Average", "Cooldown": 60,
         "StepAdjustments": [{"MetricIntervalUpperBound": 0, "ScalingAdjustment": 0},
                             {"MetricIntervalLowerBound": 1, "ScalingAdjustment": 1}]}}
-    first = aws["aas"].put_scaling_policy(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIM, **step)
+    aws["stack"].add(step["LogicalId"])
+    first = aws["aas"].put_scaling_policy(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIM,
+                                          **{k: v for k, v in step.items() if k != "LogicalId"})
     cw = boto3.client("cloudwatch")
     for alarm, actions in (("from-zero", [first["PolicyARN"]]), ("unrelated", ["arn:aws:sns:us-east-1:123456789012:t"])):
         cw.put_metric_alarm(AlarmName=alarm, MetricName="HasBacklogWithoutCapacity", Namespace="AWS/SageMaker",
@@ -194,6 +231,7 @@ def test_a_rollback_points_the_step_policy_alarm_at_the_re_put_policy(aws):
                             Dimensions=[{"Name": "EndpointName", "Value": aws["name"]}])
     old = {"Green": {**spec(M5), "Policies": [*spec(M5)["Policies"], step]}}
     h.reconcile(_event(aws, "Release", NEW, old))  # forward: deregistered (its policies with it)
+    aws["rollback"] = True
     out = h.reconcile(_event(aws, "Release", old, NEW))  # the endpoint update failed: rollback
     assert out["repointed"] == ["from-zero"]
     now = {p["PolicyName"]: p["PolicyARN"] for p in aws["aas"].describe_scaling_policies(
@@ -205,17 +243,28 @@ def test_a_rollback_points_the_step_policy_alarm_at_the_re_put_policy(aws):
     assert alarms["unrelated"]["AlarmActions"] == ["arn:aws:sns:us-east-1:123456789012:t"]
 
 
-def test_failure_after_restore_rolls_back_in_reverse(aws):
+def _forward_then_fail_later(aws) -> str:
+    """A forward type change that completes (target updated to max 6, new policy created) before a later resource
+    fails; returns the variant's resource id."""
+    rid = f"endpoint/{aws['name']}/variant/Green"
     h.reconcile(_event(aws, "Release", NEW, OLD))
     _switch(aws, C5)
     h.reconcile(_event(aws, "Restore", NEW, OLD))
-    rid = f"endpoint/{aws['name']}/variant/Green"
-    aws["aas"].put_scaling_policy(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIM,  # CFN creates it
-                                  PolicyName=f"tracking-{C5}", PolicyType="TargetTrackingScaling",
-                                  TargetTrackingScalingPolicyConfiguration={"TargetValue": 50.0, "PredefinedMetricSpecification": {
-                                      "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}})
-    # A later resource fails. Rollback, in reverse: the new policy is deleted, Restore rolls back ...
+    aws["aas"].register_scalable_target(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIM,
+                                        MinCapacity=1, MaxCapacity=6)  # CloudFormation's target update
+    _cfn_puts_policy(aws, rid, C5)  # CloudFormation creates the renamed policy
+    aws["stack"].add(f"GreenTracking{C5}")
+    aws["rollback"] = True
+    return rid
+
+
+def test_failure_after_restore_rolls_back_in_reverse_order(aws):
+    """Rollback order 1, reverse dependency order: the new policy and the target are rolled back first, then
+    Restore (deregisters), the endpoint reverts, then Release (registers the old target and policy)."""
+    rid = _forward_then_fail_later(aws)
     aws["aas"].delete_scaling_policy(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIM, PolicyName=f"tracking-{C5}")
+    aws["aas"].register_scalable_target(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIM,
+                                        MinCapacity=1, MaxCapacity=4)  # the target's rollback
     out = h.reconcile(_event(aws, "Restore", OLD, NEW))
     assert out["deregistered"] == [rid]  # the endpoint still runs ml.c5.xlarge, ml.m5.large is desired
     _assert_updatable(aws)  # so the endpoint's revert can succeed
@@ -224,6 +273,36 @@ def test_failure_after_restore_rolls_back_in_reverse(aws):
     assert out["registered"] == [rid]
     assert _state(aws) == {"target": [(1, 4)], "policies": [f"tracking-{M5}"], "scheduled": ["night"]}
     _other_untouched(aws)
+
+
+def test_failure_after_restore_rolls_back_in_dependency_order(aws):
+    """Rollback order 2, the previous template's dependency order (W1): Release first (deregisters: the endpoint
+    runs the new type), the endpoint reverts, Restore last with the old properties: it registers the target, deletes
+    the renamed policy (one target-tracking policy per metric) and re-puts the old one, whose logical id the stack
+    still holds; then the target's and the new policy's rollback."""
+    rid = _forward_then_fail_later(aws)
+    out = h.reconcile(_event(aws, "Release", OLD, NEW))
+    assert out["deregistered"] == [rid]
+    _assert_updatable(aws)
+    _switch(aws, M5)
+    out = h.reconcile(_event(aws, "Restore", OLD, NEW))
+    assert out["registered"] == [rid]
+    assert _state(aws) == {"target": [(1, 4)], "policies": [f"tracking-{M5}"], "scheduled": ["night"]}
+    _other_untouched(aws)
+
+
+def test_restore_last_in_a_rollback_prunes_before_re_putting(aws):
+    """Restore's rollback with the renamed policy still on a registered target (not yet deleted by CloudFormation):
+    the re-put of the old policy would be refused (same metric), so the guard deletes the renamed one first."""
+    rid = _forward_then_fail_later(aws)
+    aws["aas"].deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIM)
+    _switch(aws, M5)
+    aws["aas"].register_scalable_target(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIM,
+                                        MinCapacity=1, MaxCapacity=6)
+    _cfn_puts_policy(aws, rid, C5)
+    out = h.reconcile(_event(aws, "Restore", OLD, NEW))
+    assert out["pruned"] == [f"{rid}:tracking-{C5}"]
+    assert _state(aws)["policies"] == [f"tracking-{M5}"]
 
 
 @pytest.mark.parametrize("phase, running", [("Release", M5), ("Restore", C5)])
@@ -235,12 +314,13 @@ def test_rerunning_an_event_is_harmless(aws, phase, running):
     h.reconcile(event)
     before = _state(aws)
     again = h.reconcile(event)  # CloudFormation re-sends an event whose response it did not get
-    assert again["deregistered"] == again["registered"] == []
+    assert again["deregistered"] == again["registered"] == again["pruned"] == []
     assert _state(aws) == before
 
 
 def test_rollback_events_rerun_are_harmless(aws):
     h.reconcile(_event(aws, "Release", NEW, OLD))
+    aws["rollback"] = True
     rollback = _event(aws, "Release", OLD, NEW)
     h.reconcile(rollback)
     assert h.reconcile(rollback)["registered"] == []
@@ -249,18 +329,93 @@ def test_rollback_events_rerun_are_harmless(aws):
 def test_a_change_that_keeps_the_type_calls_nothing(aws):
     """A capacity change (CloudFormation updates the target itself) and a no-change re-send make no write."""
     aas = h.client("application-autoscaling")
-    with mock.patch.object(aas, "register_scalable_target") as reg, mock.patch.object(aas, "deregister_scalable_target") as dereg:
+    with mock.patch.object(aas, "register_scalable_target") as reg, mock.patch.object(aas, "deregister_scalable_target") as dereg, \
+            mock.patch.object(aas, "delete_scaling_policy") as delete:
         for phase in ("Release", "Restore"):
             assert h.reconcile(_event(aws, phase, {"Green": spec(M5, max_capacity=8)}, OLD))["endpoint"] == aws["name"]
             h.reconcile(_event(aws, phase, OLD, OLD))
-    assert not reg.called and not dereg.called
+    assert not reg.called and not dereg.called and not delete.called
 
 
-@pytest.mark.parametrize("request_type", ["Create", "Delete"])
-def test_create_and_delete_do_nothing(aws, request_type):
-    out = h.reconcile(_event(aws, "Release", NEW, None, request_type))
-    assert out == {"endpoint": None, "deregistered": [], "registered": [], "repointed": []}
+def test_delete_does_nothing(aws):
+    out = h.reconcile(_event(aws, "Release", NEW, None, "Delete"))
+    assert out == {"endpoint": None, "deregistered": [], "registered": [], "repointed": [], "pruned": []}
     assert _state(aws)["target"] == [(1, 4)]
+
+
+# The first deploy of this version over an existing stack: the guards are new (Create events); the stack's target
+# ("GreenTarget") exists, its policy has the previous release's name (no type hash).
+PREVIOUS = "EpGreenTrackingPolicy"
+
+
+def _previous_release(aws) -> str:
+    rid = f"endpoint/{aws['name']}/variant/Green"
+    aws["aas"].delete_scaling_policy(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIM, PolicyName=f"tracking-{M5}")
+    _cfn_puts_policy(aws, rid, M5, policy_name=PREVIOUS)
+    aws["stack"].discard(f"GreenTracking{M5}")
+    aws["stack"].add("PreviousTracking")
+    return rid
+
+
+def test_the_renamed_policy_is_refused_without_the_guard(aws):
+    """Negative (B1): CloudFormation creates the renamed policy before cleanup deletes the old one; Application Auto
+    Scaling refuses a second target-tracking policy on the same metric (modelled in moto by this module)."""
+    rid = _previous_release(aws)
+    with pytest.raises(aws["aas"].exceptions.ClientError, match="Only one TargetTrackingScaling policy"):
+        _cfn_puts_policy(aws, rid, M5)
+
+
+def test_upgrade_without_type_change_restore_deletes_the_old_named_policy(aws):
+    """B1: Release's Create changes nothing (the type is unchanged); Restore's Create deletes the policy whose name
+    the template no longer has, so CloudFormation's create of the renamed one succeeds; cleanup's delete of the old
+    one then finds nothing (success under the resource handler contract)."""
+    rid = _previous_release(aws)
+    out = h.reconcile(_event(aws, "Release", OLD, None, "Create"))
+    assert out["deregistered"] == out["registered"] == out["pruned"] == []
+    out = h.reconcile(_event(aws, "Restore", OLD, None, "Create"))
+    assert out["pruned"] == [f"{rid}:{PREVIOUS}"] and out["registered"] == []
+    assert _state(aws) == {"target": [(1, 4)], "policies": [], "scheduled": []}
+    _cfn_puts_policy(aws, rid, M5)  # CloudFormation's create: accepted now
+    assert _state(aws)["policies"] == [f"tracking-{M5}"]
+    _other_untouched(aws)
+
+
+def test_upgrade_with_a_type_change_deregisters_on_create_and_registers_the_existing_target(aws):
+    """B2: a type change in the first deploy. Release's Create deregisters (the endpoint runs the old type); Restore's
+    Create registers again because the stack already has the target resource (DescribeStackResource)."""
+    rid = _previous_release(aws)
+    out = h.reconcile(_event(aws, "Release", NEW, None, "Create"))
+    assert out["deregistered"] == [rid]
+    _assert_updatable(aws)
+    _switch(aws, C5)
+    out = h.reconcile(_event(aws, "Restore", NEW, None, "Create"))
+    assert out["registered"] == [rid]
+    assert _state(aws) == {"target": [(1, 6)], "policies": [], "scheduled": ["night"]}
+    _cfn_puts_policy(aws, rid, C5)
+    _other_untouched(aws)
+
+
+def test_a_new_stack_leaves_the_target_to_cloudformation(aws):
+    """On a brand-new stack CloudFormation creates the target after Restore: Restore's Create must not register it
+    (the stack has no target resource yet), or CloudFormation's create would clash."""
+    out = h.reconcile(_event(aws, "Release", {"Blue": spec(M5, variant="Blue")}, None, "Create"))
+    assert out["deregistered"] == out["registered"] == []
+    out = h.reconcile(_event(aws, "Restore", {"Blue": spec(M5, variant="Blue")}, None, "Create"))
+    assert out["registered"] == [] and out["pruned"] == []
+    rids = {t["ResourceId"] for t in aws["aas"].describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]}
+    assert f"endpoint/{aws['name']}/variant/Blue" not in rids
+
+
+def test_stack_resource_and_rollback_lookups(aws):
+    """The real lookups against moto: a logical id the stack holds, one it does not, and the stack's status."""
+    with mock.patch.object(h, "_in_stack", _real_in_stack), mock.patch.object(h, "_rolling_back", _real_rolling_back):
+        assert h._in_stack(aws["stack_id"], "Ep") is True
+        assert h._in_stack(aws["stack_id"], "NoSuchResource") is False
+        assert h._in_stack(aws["stack_id"], None) is False
+        assert h._rolling_back(aws["stack_id"]) is False
+        cfn = h.client("cloudformation")
+        with mock.patch.object(cfn, "describe_stacks", return_value={"Stacks": [{"StackStatus": "UPDATE_ROLLBACK_IN_PROGRESS"}]}):
+            assert h._rolling_back(aws["stack_id"]) is True
 
 
 def test_a_variant_no_longer_scaled_is_deregistered(aws):
@@ -301,7 +456,7 @@ def test_the_endpoint_name_is_found_without_case(aws):
 def test_an_endpoint_missing_from_the_stack_changes_nothing(aws):
     event = _event(aws, "Release", NEW, OLD)
     event["ResourceProperties"]["EndpointLogicalId"] = "Gone"
-    assert h.reconcile(event) == {"endpoint": None, "deregistered": [], "registered": [], "repointed": []}
+    assert h.reconcile(event) == {"endpoint": None, "deregistered": [], "registered": [], "repointed": [], "pruned": []}
     assert _state(aws)["target"] == [(1, 4)]
 
 

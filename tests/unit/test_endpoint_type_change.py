@@ -22,7 +22,7 @@ from mlinfra.constructs.endpoint import AutoScaling, Endpoint, ModelContainer, P
 from mlinfra.constructs.endpoint.props import ScheduledScaling
 from mlinfra.constructs.endpoint.scaling import SCALABLE_DIMENSION
 from mlinfra.domain.api_model import request_errors
-from tests.cfn_update import IdentifierClash, Step, index_of, update_plan
+from tests.cfn_update import IdentifierClash, Step, TrackingPolicyClash, check_tracking_policies, index_of, update_plan
 from tests.helpers import new_stack
 from tests.workflow.sfn_harness import load_handler
 
@@ -55,8 +55,26 @@ def _depends(resource: dict) -> list[str]:
     return d if isinstance(d, list) else [d]
 
 
+def _restore_removes(old: dict, new: dict, steps: list[Step]):
+    """What the guard's Restore does before CloudFormation creates the policies (the handler's rule, tested against
+    moto in tests/handlers/test_scaling_guard.py): on the variant's target, it deletes every policy whose name its
+    Variants' Policies do not carry."""
+    def removed(index: int, holder: str) -> bool:
+        props = old["Resources"][holder]["Properties"]
+        target = props["ScalingTargetId"]["Ref"]
+        for step in steps[:index]:
+            r = new["Resources"].get(step.logical_id, {})
+            if step.action in ("create", "update") and r.get("Type") == GUARD and r["Properties"]["Phase"] == "Restore":
+                for v in r["Properties"]["Variants"].values():
+                    if v["TargetLogicalId"] == target and props["PolicyName"] not in {p["PolicyName"] for p in v["Policies"]}:
+                        return True
+        return False
+    return removed
+
+
 def _assert_type_change_plan(old: dict, new: dict, prefix: str = "") -> list[Step]:
     steps = update_plan(old, new)  # raises IdentifierClash on a plan CloudFormation refuses
+    check_tracking_policies(old, new, steps, _restore_removes(old, new, steps))  # one tracking policy per metric
     endpoint = _one(new, "AWS::SageMaker::Endpoint", prefix)
     release, restore = _one(new, GUARD, prefix + "ScalingRelease"), _one(new, GUARD, prefix + "ScalingRestore")
     config = _one(new, "AWS::SageMaker::EndpointConfig", prefix)
@@ -140,7 +158,15 @@ def test_dependencies_put_release_before_and_restore_after_the_endpoint():
         assert res[guard]["Properties"]["EndpointLogicalId"] == endpoint  # a literal: no cycle through the endpoint
         assert "EpEndpoint" not in json.dumps(res[guard]["Properties"]["Variants"])  # no Ref/GetAtt of the endpoint
     assert res[release]["Properties"]["Variants"]["AllTraffic"]["InstanceType"] == "ml.m5.large"
-    assert "Policies" not in res[restore]["Properties"]["Variants"]["AllTraffic"]
+    (target,) = _of(t, TARGET)
+    for guard, phase in ((release, "Release"), (restore, "Restore")):
+        props = res[guard]["Properties"]
+        variant = props["Variants"]["AllTraffic"]
+        assert props["Phase"] == phase and variant["TargetLogicalId"] == target
+        # Both guards carry the policies (names and logical ids): Restore deletes the others, either re-puts on rollback.
+        assert {p["LogicalId"]: p["PolicyName"] for p in variant["Policies"]} == {
+            lid: r["Properties"]["PolicyName"] for lid, r in _of(t, POLICY).items()}
+        assert "RoleARN" not in variant["Target"]  # the service-linked role: no iam:PassRole needed
 
 
 def test_no_guard_without_scaling():
@@ -174,7 +200,8 @@ def test_guard_specs_make_valid_api_requests(case, prod_pair):
             for spec in _as_cloudformation_sends(template["Resources"][lid]["Properties"]["Variants"]).values():
                 requests = [("RegisterScalableTarget", {**spec["Target"], **ids})]
                 requests += [("PutScheduledAction", {**a, **ids}) for a in spec["ScheduledActions"]]
-                requests += [("PutScalingPolicy", {**p, **ids}) for p in spec["Policies"]]
+                requests += [("PutScalingPolicy", {**{k: v for k, v in p.items() if k != "LogicalId"}, **ids})
+                             for p in spec["Policies"]]
                 for operation, params in requests:
                     request = h._request(operation, params, "ep")
                     assert "{{" not in json.dumps(request)
@@ -194,7 +221,8 @@ def test_guard_role_is_least_privilege():
                  if r["Type"] == "AWS::IAM::Policy" and k.startswith("MlinfraScalingGuardHandlerRole")]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     by_action = {a: s for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
-    for action in ("RegisterScalableTarget", "DeregisterScalableTarget", "PutScalingPolicy", "PutScheduledAction"):
+    for action in ("RegisterScalableTarget", "DeregisterScalableTarget", "PutScalingPolicy", "PutScheduledAction",
+                   "DeleteScalingPolicy"):
         s = by_action[f"application-autoscaling:{action}"]
         assert s["Condition"]["StringEquals"] == {"application-autoscaling:service-namespace": "sagemaker",
                                                   "application-autoscaling:scalable-dimension": SCALABLE_DIMENSION}
@@ -206,5 +234,51 @@ def test_guard_role_is_least_privilege():
     assert by_action["iam:CreateServiceLinkedRole"]["Condition"] == {
         "StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}}
     star = {a for a, s in by_action.items() if s["Resource"] == "*"}
-    assert star == {"application-autoscaling:DescribeScalableTargets", "sagemaker:ListEndpoints",
+    assert ":stack/TestStack/*" in json.dumps(by_action["cloudformation:DescribeStacks"]["Resource"])
+    assert "iam:PassRole" not in by_action
+    assert star == {"application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies",
+                    "sagemaker:ListEndpoints",
                     "cloudwatch:DescribeAlarms"} | {a for a in star if a.startswith(("xray:", "logs:"))}
+
+
+def _previous_release(monkeypatch, *variants: ProductionVariant) -> dict:
+    """The template of the release before the guards: no guard resources, policy names without the type's hash."""
+    from mlinfra.constructs.endpoint import scaling
+
+    with monkeypatch.context() as mp:
+        mp.setattr(scaling, "type_tag", lambda instance_type: "")
+        t = _template(*variants)
+    guards = set(_of(t, GUARD))
+    t["Resources"] = {k: v for k, v in t["Resources"].items() if k not in guards}
+    for r in t["Resources"].values():
+        if "DependsOn" in r:
+            r["DependsOn"] = [d for d in _depends(r) if d not in guards]
+    return t
+
+
+def test_the_model_refuses_a_second_tracking_policy_on_the_same_metric(monkeypatch):
+    """Negative (rule application-autoscaling.one-tracking-policy-per-metric): the first deploy of this version over
+    an existing stack renames the policy; without a guard deleting the old one, CloudFormation's create is refused."""
+    old, new = _previous_release(monkeypatch, A), _template(A)
+    steps = update_plan(old, new)
+    with pytest.raises(TrackingPolicyClash, match="Only one TargetTrackingScaling policy"):
+        check_tracking_policies(old, new, steps)
+
+
+@pytest.mark.parametrize("variant", [A, B], ids=["same-type", "type-change"])
+def test_first_deploy_over_an_existing_stack(monkeypatch, variant):
+    """B1/B2: old template without guards -> this version (with or without a type change). The guards are created
+    (Create events), Release before the endpoint, Restore after it and before the renamed policies; Restore carries
+    the names to keep, so it deletes the old-named policy before CloudFormation creates the new one."""
+    old, new = _previous_release(monkeypatch, A), _template(variant)
+    steps = update_plan(old, new)
+    release, restore = _one(new, GUARD, "ScalingRelease"), _one(new, GUARD, "ScalingRestore")
+    endpoint = _one(new, "AWS::SageMaker::Endpoint")
+    assert index_of(steps, "create", release) < index_of(steps, "create", restore)
+    if variant is B:
+        assert index_of(steps, "create", release) < index_of(steps, "update", endpoint) < index_of(steps, "create", restore)
+    for policy in set(_of(new, POLICY)) - set(_of(old, POLICY)):
+        assert index_of(steps, "create", restore) < index_of(steps, "create", policy)
+    check_tracking_policies(old, new, steps, _restore_removes(old, new, steps))
+    (target,) = _of(new, TARGET)
+    assert not [s for s in steps if s.logical_id == target and s.action in ("create", "replace")]

@@ -141,25 +141,29 @@ class _ScalingMixin:
                 return [swap(v) for v in value] if isinstance(value, list) else value
             return swap({k: v for k, v in props.items() if k not in drop})
 
-        release_variants, restore_variants = {}, {}
+        scaled = {}
         for v in variants:
             target = self.scalable_targets[v.name]
+            # No RoleARN: Application Auto Scaling then uses the SageMaker service-linked role (RegisterScalableTarget
+            # API reference), and the guard needs no iam:PassRole.
             target_spec = spec(target.node.default_child, ("ResourceId", "ScalableDimension", "ServiceNamespace",
-                                                          "ScheduledActions"))
+                                                          "ScheduledActions", "RoleARN"))
             scheduled = spec(target.node.default_child, ()).get("ScheduledActions", [])
-            policies = [spec(c, ("ScalingTargetId", "ResourceId", "ScalableDimension", "ServiceNamespace"))
+            policies = [{"LogicalId": stack.get_logical_id(c),
+                         **spec(c, ("ScalingTargetId", "ResourceId", "ScalableDimension", "ServiceNamespace"))}
                         for c in target.node.find_all() if isinstance(c, appscaling.CfnScalingPolicy)]
-            restore_variants[v.name] = {"InstanceType": v.instance_type, "Target": target_spec, "ScheduledActions": scheduled}
-            release_variants[v.name] = {**restore_variants[v.name], "Policies": policies}
+            scaled[v.name] = {"InstanceType": v.instance_type, "TargetLogicalId": stack.get_logical_id(target.node.default_child),
+                              "Target": target_spec, "ScheduledActions": scheduled, "Policies": policies}
         guards = []
-        for guard_id, scaled in (("ScalingRelease", release_variants), ("ScalingRestore", restore_variants)):
+        for guard_id in ("ScalingRelease", "ScalingRestore"):
             guard = cdk.CustomResource(
                 self, guard_id,
                 service_token=handler.function.function_arn,
                 resource_type=GUARD_RESOURCE_TYPE,
                 # A handler that dies before answering fails the deploy in minutes, not after CloudFormation's hour.
                 service_timeout=cdk.Duration.minutes(5),
-                properties={"EndpointLogicalId": endpoint_id, "Variants": scaled},
+                properties={"EndpointLogicalId": endpoint_id, "Phase": guard_id.removeprefix("Scaling"),
+                            "Variants": scaled},
             )
             guard.node.add_dependency(handler)  # its role's policy exists before the first event
             guards.append(guard)
@@ -198,12 +202,15 @@ def _guard_handler(stack: cdk.Stack) -> HandlerFunction:
               resource_name="aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
                             "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint")
     add = handler.role.add_to_policy
-    add(iam.PolicyStatement(actions=["cloudformation:DescribeStackResource"], resources=[stack_arn]))
-    add(iam.PolicyStatement(actions=["application-autoscaling:DescribeScalableTargets", "sagemaker:ListEndpoints",
+    add(iam.PolicyStatement(actions=["cloudformation:DescribeStackResource", "cloudformation:DescribeStacks"],
+                            resources=[stack_arn]))
+    add(iam.PolicyStatement(actions=["application-autoscaling:DescribeScalableTargets",
+                                     "application-autoscaling:DescribeScalingPolicies", "sagemaker:ListEndpoints",
                                      "cloudwatch:DescribeAlarms"], resources=["*"]))
     add(iam.PolicyStatement(
         actions=["application-autoscaling:DeregisterScalableTarget", "application-autoscaling:RegisterScalableTarget",
-                 "application-autoscaling:PutScalingPolicy", "application-autoscaling:PutScheduledAction"],
+                 "application-autoscaling:PutScalingPolicy", "application-autoscaling:PutScheduledAction",
+                 "application-autoscaling:DeleteScalingPolicy"],
         resources=[target_arn],
         conditions={"StringEquals": {"application-autoscaling:service-namespace": "sagemaker",
                                      "application-autoscaling:scalable-dimension": SCALABLE_DIMENSION}},
@@ -217,8 +224,8 @@ def _guard_handler(stack: cdk.Stack) -> HandlerFunction:
     ))
     acknowledge_wildcards(
         handler.role,
-        "Reads the endpoint's physical id in this stack only (stack/<name>/<id>: the id part is random). "
-        "DescribeScalableTargets, ListEndpoints and DescribeAlarms take no resource. The Application Auto Scaling "
+        "Reads the endpoint's, target's and policies' records in this stack only (stack/<name>/<id>: the id part is random). "
+        "DescribeScalableTargets, DescribeScalingPolicies, ListEndpoints and DescribeAlarms take no resource. The Application Auto Scaling "
         "writes name a scalable-target whose ARN ends in a random id, so their condition keys limit them to SageMaker "
         "variant instance counts. The guard cannot reference the endpoint (it runs before it: a cycle), so SageMaker "
         "reads and the permission check's UpdateEndpointWeightsAndCapacities cover this account's endpoints in this "

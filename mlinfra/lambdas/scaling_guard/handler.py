@@ -158,8 +158,58 @@ def _repoint_alarms(resource_id: str, policy_name: str, policy_arn: str) -> list
     return changed
 
 
+def _in_stack(stack_id: str, logical_id: str | None) -> bool:
+    """Whether the stack already holds the resource ``logical_id`` (created, not being created or gone)."""
+    if not logical_id:
+        return False
+    cfn = client("cloudformation")
+    try:
+        detail = cfn.describe_stack_resource(StackName=stack_id, LogicalResourceId=logical_id)["StackResourceDetail"]
+    except cfn.exceptions.ClientError as exc:
+        if exc.response["Error"]["Code"] == "ValidationError":
+            return False
+        raise
+    status = detail.get("ResourceStatus", "")
+    return bool(detail.get("PhysicalResourceId")) and status not in (
+        "CREATE_IN_PROGRESS", "CREATE_FAILED", "DELETE_COMPLETE", "DELETE_IN_PROGRESS")
+
+
+def _rolling_back(stack_id: str) -> bool:
+    """Whether CloudFormation is rolling the stack back (the event's NEW properties are then the previous template's)."""
+    stacks = client("cloudformation").describe_stacks(StackName=stack_id)["Stacks"]
+    return bool(stacks) and "ROLLBACK" in stacks[0].get("StackStatus", "")
+
+
+def _policy_request(policy: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in policy.items() if k != "LogicalId"}
+
+
+def _prune(resource_id: str, keep: set[str]) -> tuple[list[str], set[str]]:
+    """Delete the scaling policies of the target whose names are not in ``keep`` (Application Auto Scaling allows one
+    target-tracking policy per metric specification: an old-named policy would refuse CloudFormation's new one);
+    returns the names deleted and the names kept."""
+    aas = client("application-autoscaling")
+    ids = {"ServiceNamespace": NAMESPACE, "ScalableDimension": DIMENSION, "ResourceId": resource_id}
+    deleted, kept = [], set()
+    for page in aas.get_paginator("describe_scaling_policies").paginate(**ids):
+        for policy in page["ScalingPolicies"]:
+            if policy["ResourceId"] != resource_id:
+                continue
+            if policy["PolicyName"] in keep:
+                kept.add(policy["PolicyName"])
+                continue
+            try:
+                aas.delete_scaling_policy(PolicyName=policy["PolicyName"], **ids)
+            except aas.exceptions.ClientError as exc:
+                if exc.response["Error"]["Code"] != NOT_FOUND:
+                    raise
+            deleted.append(policy["PolicyName"])
+    return deleted, kept
+
+
 def reconcile(event: Mapping[str, Any]) -> dict[str, Any]:
-    """Apply the rule of the module docstring; returns ``{"endpoint", "deregistered", "registered", "repointed"}``."""
+    """Apply the rule of the module docstring; returns ``{"endpoint", "deregistered", "registered", "repointed",
+    "pruned"}``."""
     for key in ("RequestType", "StackId", "ResourceProperties"):
         if key not in event:
             raise MalformedEventError(f"custom resource event lacks {key}")
@@ -169,12 +219,16 @@ def reconcile(event: Mapping[str, Any]) -> dict[str, Any]:
     logical_id = props.get("EndpointLogicalId")
     if not isinstance(logical_id, str) or not logical_id:
         raise MalformedEventError(f"ResourceProperties.EndpointLogicalId must be a logical id, got: {logical_id!r}")
-    result: dict[str, Any] = {"endpoint": None, "deregistered": [], "registered": [], "repointed": []}
-    if request_type != "Update":
+    phase = props.get("Phase") or ("Restore" if "ScalingRestore" in str(event.get("LogicalResourceId")) else "Release")
+    if phase not in ("Release", "Restore"):
+        raise MalformedEventError(f"ResourceProperties.Phase must be Release or Restore, got: {phase!r}")
+    result: dict[str, Any] = {"endpoint": None, "deregistered": [], "registered": [], "repointed": [], "pruned": []}
+    if request_type == "Delete":
         return result
+    stack_id = event["StackId"]
     new = _variants(props, "ResourceProperties")
-    old = _variants(event.get("OldResourceProperties"), "OldResourceProperties")
-    name = _endpoint_name(event["StackId"], logical_id) if (new or old) else None
+    old = _variants(event.get("OldResourceProperties"), "OldResourceProperties") if request_type == "Update" else {}
+    name = _endpoint_name(stack_id, logical_id) if (new or old) else None
     found = current_types(name) if name else None
     if found is None:
         return result
@@ -193,16 +247,39 @@ def reconcile(event: Mapping[str, Any]) -> dict[str, Any]:
                 if exc.response["Error"]["Code"] != NOT_FOUND:
                     raise
             result["deregistered"].append(resource_id)
-        elif variant in old and variant in new and running.get(variant) == desired and not registered:
-            spec = new[variant]
+            continue
+        if variant not in new or running.get(variant) != desired:
+            continue
+        spec = new[variant]
+        policies = spec.get("Policies", [])
+        if not registered:
+            # Register again only a target CloudFormation already has (an update of an existing stack, or a
+            # rollback); on a new stack CloudFormation creates it after Restore, and a registered one would clash.
+            if variant not in old and not (request_type == "Create" and phase == "Restore"
+                                           and _in_stack(stack_id, spec.get("TargetLogicalId"))):
+                continue
+            # Going forward, the target as CloudFormation has it on record (the OLD properties): its own update of
+            # the target, after Restore, then applies a min/max or scheduled-action change of this deploy. In a
+            # rollback the desired (NEW) properties are the ones the rollback converges to.
+            record = spec if request_type == "Create" or _rolling_back(stack_id) else old[variant]
             aas.register_scalable_target(**_request(
-                "RegisterScalableTarget", {**spec.get("Target", {}), "ResourceId": resource_id, **ids}, name))
-            for action in spec.get("ScheduledActions", []):
+                "RegisterScalableTarget", {**record.get("Target", {}), "ResourceId": resource_id, **ids}, name))
+            for action in record.get("ScheduledActions", []):
                 aas.put_scheduled_action(**_request("PutScheduledAction", {**action, "ResourceId": resource_id, **ids}, name))
-            for policy in spec.get("Policies", []):
-                put = aas.put_scaling_policy(**_request("PutScalingPolicy", {**policy, "ResourceId": resource_id, **ids}, name))
-                result["repointed"] += _repoint_alarms(resource_id, policy["PolicyName"], put["PolicyARN"])
             result["registered"].append(resource_id)
+        elif phase != "Restore":
+            continue
+        # The target is registered. Delete the policies the template no longer names (before CloudFormation creates
+        # the renamed ones, and before a re-put below), then re-put the missing policies whose logical ids the stack
+        # already holds (a rollback; going forward CloudFormation creates the new ones after Restore).
+        deleted, kept = _prune(resource_id, {p["PolicyName"] for p in policies})
+        result["pruned"] += [f"{resource_id}:{n}" for n in deleted]
+        for policy in policies:
+            if policy["PolicyName"] in kept or not _in_stack(stack_id, policy.get("LogicalId")):
+                continue
+            put = aas.put_scaling_policy(**_request(
+                "PutScalingPolicy", {**_policy_request(policy), "ResourceId": resource_id, **ids}, name))
+            result["repointed"] += _repoint_alarms(resource_id, policy["PolicyName"], put["PolicyARN"])
     logger.info("reconciled scalable targets", extra=result)
     return result
 
