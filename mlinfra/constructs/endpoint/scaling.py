@@ -5,9 +5,11 @@ Application Auto Scaling (rule ``sagemaker.scaled-variant-type-change``). The sc
 id (two resources of a stack cannot hold its primary identifier: rule ``cloudformation.primary-identifier-unique``);
 two ``Custom::MlinfraScalingGuard`` resources (``mlinfra/lambdas/scaling_guard``) reconcile its registration with the
 instance type the endpoint runs: ``Release`` before the endpoint update (deregisters), ``Restore`` after it
-(registers again). The scaling policies' construct ids, hence their logical ids and PolicyNames, carry a short hash of
-the variant's instance type: after a type change CloudFormation creates new policies on the registered target and
-deletes the old ones (already gone with the deregistration) in cleanup.
+(registers again, deletes the policies the template no longer names: one target-tracking policy per metric). The
+scaling policies' construct ids, hence their logical ids and PolicyNames, carry a short hash of the variant's instance
+type: after a type change CloudFormation creates new policies on the registered target and deletes the old ones
+(already gone) in cleanup. Both guards carry the target's and the policies' logical ids and specs: a rollback re-puts
+the policies the stack still holds, in either order.
 """
 
 from __future__ import annotations

@@ -7,35 +7,46 @@ scalable target stays ONE CloudFormation resource with a stable logical id (its 
 ``ResourceId|ScalableDimension|ServiceNamespace`` cannot be held by two resources of a stack); two custom resources
 backed by this handler reconcile its registration around the endpoint update:
 
-- ``Release``: the endpoint ``DependsOn`` it, it ``DependsOn`` the endpoint config. Carries the policy specs.
+- ``Release``: the endpoint ``DependsOn`` it, it ``DependsOn`` the endpoint config.
 - ``Restore``: it ``DependsOn`` the endpoint; the scalable target and the scaling policies ``DependsOn`` it.
 
-Properties (CloudFormation sends every scalar as a string; :func:`typed` restores the API's types)::
+Properties, the same for both but ``Phase`` (CloudFormation sends every scalar as a string; :func:`typed` restores the
+API's types)::
 
-    {"EndpointLogicalId": "<the AWS::SageMaker::Endpoint's logical id in this stack>",
-     "Variants": {"<variant>": {"InstanceType": "ml.g5.xlarge",
-                                "Target": {"MinCapacity": 1, "MaxCapacity": 4, "RoleARN": "...", "SuspendedState": {}},
+    {"EndpointLogicalId": "<the AWS::SageMaker::Endpoint's logical id in this stack>", "Phase": "Release" | "Restore",
+     "Variants": {"<variant>": {"InstanceType": "ml.g5.xlarge", "TargetLogicalId": "<the ScalableTarget's>",
+                                "Target": {"MinCapacity": 1, "MaxCapacity": 4, "SuspendedState": {}},
                                 "ScheduledActions": [{PutScheduledAction fields}],
-                                "Policies": [{PutScalingPolicy fields}]}}}   # Policies: Release only
+                                "Policies": [{"LogicalId": "<the ScalingPolicy's>", PutScalingPolicy fields}]}}}
 
-``{{EndpointName}}`` in a value stands for the endpoint's name (Release cannot reference the endpoint: a cycle).
+``{{EndpointName}}`` in a value stands for the endpoint's name (Release cannot reference the endpoint: a cycle). No
+RoleARN: Application Auto Scaling uses the SageMaker service-linked role (no ``iam:PassRole``).
 
-On ``Update`` only (Create and Delete do nothing: on Create no registration of ours exists yet, and CloudFormation's
-own target and policies are created after us; on Delete the target resource is CloudFormation's to remove), for each
-variant scaled in the old or the new properties, with the endpoint's CURRENT type of the variant (DescribeEndpoint ->
-EndpointConfigName -> DescribeEndpointConfig; no endpoint: nothing to do):
+On ``Create`` and ``Update`` (``Delete`` does nothing: the target is CloudFormation's to remove), for each variant scaled
+in the old or the new properties (a Create has no old ones), with the endpoint's CURRENT type of the variant
+(DescribeEndpoint -> EndpointConfigName -> DescribeEndpointConfig; no endpoint, as on a new stack: nothing to do):
 
-- registered, and its current type differs from the desired type or it is no longer scaled -> DeregisterScalableTarget
-  (ObjectNotFoundException = already done);
-- scaled in both the old and the new properties, current type == desired type, not registered -> RegisterScalableTarget
-  with the spec, PutScheduledAction for each, PutScalingPolicy for each policy the resource carries; an alarm whose
-  action is an earlier ARN of that policy (the step policy's alarm is a stack resource; a re-put policy gets a new
-  ARN) is pointed at the new one.
+1. registered, and its current type differs from the desired type or it is no longer scaled -> DeregisterScalableTarget
+   (ObjectNotFoundException = already done). A Create of Release does this too: the first deploy of the guards over an
+   existing stack may change the type.
+2. current type == desired type, not registered, and CloudFormation already has the target (scaled in the old
+   properties; on a Create of Restore: ``DescribeStackResource`` finds ``TargetLogicalId``, i.e. an existing stack) ->
+   RegisterScalableTarget and PutScheduledAction with the spec CloudFormation has on record: the OLD properties going
+   forward (its own target update, after Restore, applies this deploy's min/max/schedule change), the NEW ones in a
+   rollback (stack status ``*ROLLBACK*``) and on a Create.
+3. registered (now), by Restore, or by either guard right after step 2 -> delete the target's policies whose names the
+   properties do not carry (Application Auto Scaling takes one target-tracking policy per metric: CloudFormation
+   creates renamed policies before its cleanup deletes the old ones), then PutScalingPolicy for each missing policy
+   whose logical id the stack already holds (true in a rollback; going forward CloudFormation creates them after
+   Restore). An alarm whose action is an earlier ARN of that policy (the step policy's alarm is a stack resource; a
+   re-put policy gets a new ARN) is pointed at the new one.
 
-Forward type change: Release deregisters, the endpoint updates, Restore registers, CloudFormation creates the new
-(renamed) policies. Rollbacks (CloudFormation sends Update with the properties swapped, in reverse order): Restore's
-deregisters (the endpoint still runs the new type, the old one is desired) so the endpoint can revert, then Release's
-registers the old target again with its old policies and scheduled actions.
+Forward type change: Release deregisters, the endpoint updates, Restore registers (old spec), CloudFormation updates
+the target and creates the new (renamed) policies. First deploy over an existing stack: the same with Create events;
+Restore deletes the previous release's policy names. Rollbacks (Update with the properties swapped) work in either
+order: reverse order (Restore deregisters, the endpoint reverts, Release registers and re-puts the old policies) or
+the previous template's dependency order (Release deregisters, the endpoint reverts, Restore registers, deletes the
+renamed policies and re-puts the old ones).
 """
 
 from __future__ import annotations
