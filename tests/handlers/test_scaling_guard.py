@@ -258,34 +258,25 @@ def _forward_then_fail_later(aws) -> str:
     return rid
 
 
-def test_failure_after_restore_rolls_back_in_reverse_order(aws):
-    """Rollback order 1, reverse dependency order: the new policy and the target are rolled back first, then
-    Restore (deregisters), the endpoint reverts, then Release (registers the old target and policy)."""
+@pytest.mark.parametrize("first, last", [("Restore", "Release"), ("Release", "Restore")],
+                         ids=["reverse-order", "dependency-order"])
+def test_failure_after_restore_rolls_back_in_either_order(aws, first, last):
+    """A later resource fails. Reverse dependency order: the new policy and the target are rolled back first, then
+    Restore (deregisters: the endpoint still runs the new type), the endpoint reverts, then Release (registers the
+    old target, re-puts the old policy). The previous template's dependency order (W1): Release first (deregisters),
+    the endpoint reverts, Restore last with the old properties (registers, deletes the renamed policy: one
+    target-tracking policy per metric, re-puts the old one, whose logical id the stack still holds)."""
     rid = _forward_then_fail_later(aws)
-    aws["aas"].delete_scaling_policy(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIM, PolicyName=f"tracking-{C5}")
-    aws["aas"].register_scalable_target(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIM,
-                                        MinCapacity=1, MaxCapacity=4)  # the target's rollback
-    out = h.reconcile(_event(aws, "Restore", OLD, NEW))
+    if first == "Restore":
+        aws["aas"].delete_scaling_policy(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIM,
+                                         PolicyName=f"tracking-{C5}")
+        aws["aas"].register_scalable_target(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIM,
+                                            MinCapacity=1, MaxCapacity=4)  # the target's rollback
+    out = h.reconcile(_event(aws, first, OLD, NEW))
     assert out["deregistered"] == [rid]  # the endpoint still runs ml.c5.xlarge, ml.m5.large is desired
     _assert_updatable(aws)  # so the endpoint's revert can succeed
     _switch(aws, M5)
-    out = h.reconcile(_event(aws, "Release", OLD, NEW))
-    assert out["registered"] == [rid]
-    assert _state(aws) == {"target": [(1, 4)], "policies": [f"tracking-{M5}"], "scheduled": ["night"]}
-    _other_untouched(aws)
-
-
-def test_failure_after_restore_rolls_back_in_dependency_order(aws):
-    """Rollback order 2, the previous template's dependency order (W1): Release first (deregisters: the endpoint
-    runs the new type), the endpoint reverts, Restore last with the old properties: it registers the target, deletes
-    the renamed policy (one target-tracking policy per metric) and re-puts the old one, whose logical id the stack
-    still holds; then the target's and the new policy's rollback."""
-    rid = _forward_then_fail_later(aws)
-    out = h.reconcile(_event(aws, "Release", OLD, NEW))
-    assert out["deregistered"] == [rid]
-    _assert_updatable(aws)
-    _switch(aws, M5)
-    out = h.reconcile(_event(aws, "Restore", OLD, NEW))
+    out = h.reconcile(_event(aws, last, OLD, NEW))
     assert out["registered"] == [rid]
     assert _state(aws) == {"target": [(1, 4)], "policies": [f"tracking-{M5}"], "scheduled": ["night"]}
     _other_untouched(aws)
