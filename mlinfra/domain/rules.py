@@ -65,6 +65,28 @@ _SAGEMAKER: tuple[ServiceRule, ...] = (
         enforced_by="mlinfra.constructs.endpoint.rollout._RolloutMixin._guard_stack_updates",
     ),
     ServiceRule(
+        id="sagemaker.scaled-variant-type-change",
+        rule="UpdateEndpoint fails when it changes the instance type of, or removes, a production variant registered "
+        "as an Application Auto Scaling target: deregister the target first, update, then register it again "
+        "(DeregisterScalableTarget also deletes its scaling policies and scheduled actions). CloudFormation deletes "
+        "removed resources only in its cleanup phase, so a stack update needs the deregistration ordered before the "
+        "endpoint and the registration after it.",
+        source="https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html (Update endpoints that use "
+        "auto scaling); https://docs.aws.amazon.com/autoscaling/application/APIReference/API_DeregisterScalableTarget.html",
+        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._scaling_guard",
+    ),
+    ServiceRule(
+        id="cloudformation.primary-identifier-unique",
+        rule="CloudFormation refuses to create a resource whose primary identifier is already held by another resource "
+        "of the stack ('... already exists in stack'); during an update every old resource still exists until cleanup. "
+        "An AWS::ApplicationAutoScaling::ScalableTarget is identified by ResourceId|ScalableDimension|ServiceNamespace, "
+        "so a variant's target keeps one logical id for life.",
+        source="AWS CloudFormation resource schema AWS::ApplicationAutoScaling::ScalableTarget (primaryIdentifier, as "
+        "shipped in cfn-lint); https://docs.aws.amazon.com/cloudformation-cli/latest/userguide/resource-type-schema.html "
+        "(primaryIdentifier); https://github.com/sbstjn/serverless-dynamodb-autoscaling/issues/16",
+        enforced_by="mlinfra.constructs.endpoint.scaling._ScalingMixin._scaling",
+    ),
+    ServiceRule(
         id="sagemaker.update-endpoint-in-service",
         rule="UpdateEndpoint is refused while the endpoint is Creating, Updating, SystemUpdating or RollingBack; a "
         "missing endpoint is reported as a ValidationException 'Could not find endpoint'.",
@@ -580,9 +602,14 @@ _DATASYNC: tuple[ServiceRule, ...] = (
         rule="A function that ships only its code runs on the boto3/botocore its Lambda runtime includes, whose "
         "version depends on the runtime and the Region and may lag PyPI: CopyObject IfNoneMatch (botocore 1.41) and "
         "PutObject IfNoneMatch (2024, after 1.34) may be missing; requests must use parameters of the oldest "
-        "supported model (botocore 1.34.0) or detect the member in the client's model.",
+        "supported model (botocore 1.34.0) or detect the member in the client's model. S3's conditional writes are "
+        "the HTTP header If-None-Match: * (honoured by S3 whatever the client's model), so where the model lacks "
+        "IfNoneMatch the handlers send the header themselves and the write stays atomic (landing_glue and "
+        "datasync_promote _write_once, identical copies).",
         source="https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html ('Runtime-included SDK versions'); "
-        "botocore 1.34.0's s3 model (tests/handlers/data/botocore_1_34_0_members.json)",
+        "botocore 1.34.0's s3 model (tests/handlers/data/botocore_1_34_0_members.json); "
+        "https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html (If-None-Match header; "
+        "412 Precondition Failed, 409 ConditionalRequestConflict)",
         enforced_by="mlinfra.lambdas.datasync_promote.handler.land_file",
     ),
     ServiceRule(

@@ -10,7 +10,8 @@
   internal failure; the event is not delivered),
 - run the calls of several threads one at a time in an order the test draws (:class:`Scheduler`), so
   concurrent deliveries interleave at every AWS call boundary, reproducibly (hypothesis shrinks them),
-- emulate S3 conditional copies (``CopyObject`` with ``IfNoneMatch="*"`` answers 412 when the key exists):
+- emulate S3 conditional copies (``CopyObject`` with ``IfNoneMatch="*"``, or the ``If-None-Match: *`` header the
+  handlers send where botocore lacks the member, answers 412 when the key exists):
   moto 5.2.5 honours ``IfNoneMatch`` on PutObject and CompleteMultipartUpload but ignores it on CopyObject,
   which AWS documents ("Copies the object only if the object key name at the destination does not already
   exist ... Otherwise, Amazon S3 returns a 412 Precondition Failed error", CopyObject API reference).
@@ -139,6 +140,7 @@ class Faults:
         events.register("before-call.*.*", self._before)
         events.register("after-call.*.*", self._after)
         events.register("after-call-error.*.*", self._after_error)
+        events.register_last("before-call.s3.CopyObject", self._copy_condition)
         return client
 
     # botocore handlers -----------------------------------------------------------------------------------------
@@ -165,17 +167,29 @@ class Faults:
             if kind == "partial":
                 return _Http(200), {"FailedEntryCount": 1, "Entries": [
                     {"ErrorCode": "InternalFailure", "ErrorMessage": "injected partial failure"}]}
-            params = context.get("mlinfra_params", {})
-            if op == "CopyObject" and params.get("IfNoneMatch") == "*" and self._s3_probe is not None:
-                if self._exists(params["Bucket"], params["Key"]):
-                    return _Http(412), {"Error": {"Code": "PreconditionFailed", "Message": "At least one of the "
-                                                  "pre-conditions you specified did not hold"},
-                                        "ResponseMetadata": {"HTTPStatusCode": 412}}
             return None
         except BaseException:
             if self.scheduler is not None:
                 self.scheduler.release()
             raise
+
+    def _copy_condition(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> Any:
+        """The conditional-copy emulation, on the request's ``If-None-Match: *`` header: botocore serializes the
+        ``IfNoneMatch`` parameter to it, and the handlers add it themselves (a ``before-call`` handler, run before
+        this one) where botocore's model lacks the member."""
+        if self._s3_probe is None or params.get("headers", {}).get("If-None-Match") != "*":
+            return None
+        api = context.get("mlinfra_params", {})
+        try:
+            exists = self._exists(api["Bucket"], api["Key"])
+        except BaseException:
+            if self.scheduler is not None:
+                self.scheduler.release()
+            raise
+        if not exists:
+            return None
+        return _Http(412), {"Error": {"Code": "PreconditionFailed", "Message": "At least one of the pre-conditions "
+                                      "you specified did not hold"}, "ResponseMetadata": {"HTTPStatusCode": 412}}
 
     def _after(self, model: Any, context: dict[str, Any], **_: Any) -> None:
         if self.scheduler is not None:

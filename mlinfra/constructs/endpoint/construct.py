@@ -233,9 +233,12 @@ class Endpoint(_RolloutMixin, _MetricsMixin, _ModelsMixin, _ScalingMixin, _Alarm
 
         # ---- scaling, alarms, dashboard -------------------------------------------------------------------
         self.scalable_targets: dict[str, appscaling.ScalableTarget] = {}
+        self.scaling_guard: tuple[cdk.CustomResource, cdk.CustomResource] | None = None
         if auto_scaling is not None:
             for v in variants:
                 self.scalable_targets[v.name] = self._scaling(v, auto_scaling)
+            # One cdk deploy changes a scaled variant's instance type (see scaling.py).
+            self.scaling_guard = self._scaling_guard(variants)
 
         self.alarm_topic: sns.ITopic | None = None
         self.alarms: dict[str, cloudwatch.Alarm] = {}

@@ -19,9 +19,8 @@ Landing key layout (``DataSyncTask(dataset=...)``; the glue ignores ``_datasync/
 version per execution, sorted by start time, and the same for every delivery of the same event.
 
 - Idempotent: a file is copied only when its target is absent (HeadObject first; the copy is pinned to the staged
-  object's ``VersionId``, so two racing deliveries write identical bytes); the manifest is written once (``IfNoneMatch``
-  when the runtime's botocore models it, else HeadObject first: a racing duplicate writes identical bytes, the glue is
-  idempotent); a redelivered or duplicated event finds the manifest and does nothing; a run interrupted half-way
+  object's ``VersionId``, so two racing deliveries write identical bytes); the manifest is written once (``If-None-Match: *``:
+  the parameter where the runtime's botocore models it, else the same HTTP header, atomic either way); a redelivered or duplicated event finds the manifest and does nothing; a run interrupted half-way
   resumes. Requests use only parameters of botocore 1.34.0's models (the oldest SDK the Lambda runtime may ship;
   a test checks every request against them), never CopyObject ``IfNoneMatch`` (botocore 1.41+).
 - Never promotes a failed or partial run: only the ``SUCCESS`` state is acted on (``ERROR`` reaches the alarm topic
@@ -54,6 +53,7 @@ through the same idempotent path (the rest carry on next sweep; one failing exec
 from __future__ import annotations
 
 import base64
+import contextvars
 import dataclasses
 import datetime as dt
 import hashlib
@@ -346,23 +346,43 @@ def _exists(bucket: str, key: str) -> bool:
         raise
 
 
+# Create-only writes on any runtime botocore: a copy of landing_glue/handler.py's three functions (handlers import
+# no other handler; tests/handlers/test_write_once.py checks the copies are identical).
+_IF_NONE_MATCH: contextvars.ContextVar[bool] = contextvars.ContextVar("mlinfra_if_none_match", default=False)
+
+
 def _models_member(client: Any, operation: str, member: str) -> bool:
     """Whether the client's (the runtime's botocore) model of ``operation`` has ``member``."""
     return member in client.meta.service_model.operation_model(operation).input_shape.members
 
 
-def _put_once(bucket: str, key: str, body: bytes) -> bool:
-    """Write ``key`` only if it does not exist; False when it did. ``IfNoneMatch="*"`` where the runtime's botocore
-    models it (PutObject gained it in 2024, after botocore 1.34); else HeadObject first (a racing duplicate writes the
-    same bytes)."""
-    s3 = clients.s3
-    if not _models_member(s3, "PutObject", "IfNoneMatch"):
-        if _exists(bucket, key):
-            return False
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
-        return True
+def _send_if_none_match(params: dict[str, Any], **_: Any) -> None:
+    """botocore ``before-call`` handler: the header, for the calls :func:`_write_once` makes only."""
+    if _IF_NONE_MATCH.get():
+        params["headers"]["If-None-Match"] = "*"
+
+
+def _write_once(client: Any, operation: str, method: str, **params: Any) -> dict[str, Any]:
+    """``client.<method>(**params)`` (S3 ``operation``: PutObject, CopyObject, CompleteMultipartUpload) only if the
+    key does not exist: ``IfNoneMatch="*"`` where the client models it, else the same ``If-None-Match: *`` header.
+    S3 answers 412 PreconditionFailed when the key exists, 409 ConditionalRequestConflict on a concurrent write."""
+    if _models_member(client, operation, "IfNoneMatch"):
+        return getattr(client, method)(**params, IfNoneMatch="*")
+    client.meta.events.register(f"before-call.s3.{operation}", _send_if_none_match,
+                                unique_id=f"mlinfra-if-none-match-{operation}")
+    token = _IF_NONE_MATCH.set(True)
     try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", IfNoneMatch="*")
+        return getattr(client, method)(**params)
+    finally:
+        _IF_NONE_MATCH.reset(token)
+
+
+def _put_once(bucket: str, key: str, body: bytes) -> bool:
+    """Write ``key`` only if it does not exist (:func:`_write_once`, atomic on any runtime botocore); False when it
+    did."""
+    try:
+        _write_once(clients.s3, "PutObject", "put_object", Bucket=bucket, Key=key, Body=body,
+                    ContentType="application/json")
         return True
     except ClientError as exc:
         if _code(exc) not in ("PreconditionFailed", "412"):

@@ -20,7 +20,8 @@ original key (base64) in the ``mlinfra-source-key`` metadata.
 Correct under at-least-once, duplicated, concurrent and partially failed deliveries (property-tested with
 injected faults at every AWS call, tests/handlers/test_glue_properties.py):
 
-- Every copy (raw and quarantine) is a conditional write, ``IfNoneMatch="*"`` (S3 conditional writes): a raw key
+- Every copy (raw and quarantine) is a conditional write, ``If-None-Match: *`` (S3 conditional writes, on any
+  runtime botocore: :func:`_write_once`): a raw key
   is written once, so raw holds exactly one version per file. The copy names the landing version (and its ETag),
   so what is copied is what was hashed. Tags and metadata are part of the copy (also of the multipart copy above
   5 GiB), so no untagged object is ever visible.
@@ -50,6 +51,7 @@ EventBridge event directly, or the reconciler input. Configuration comes from en
 from __future__ import annotations
 
 import base64
+import contextvars
 import dataclasses
 import datetime as dt
 import hashlib
@@ -357,6 +359,43 @@ def now_iso() -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+# --- create-only writes (If-None-Match: *) on any botocore -------------------------------------------------------
+# The function ships only this file: it runs on the Lambda runtime's boto3/botocore, which may predate the
+# ``IfNoneMatch`` parameter (PutObject/CompleteMultipartUpload: 2024, after botocore 1.34; CopyObject: 1.41), and an
+# older client refuses it (ParamValidationError). S3 honours the ``If-None-Match: *`` HTTP header whatever the
+# client's model, so where the model lacks the member the header is added to the request instead: the write stays
+# atomic. A copy of these three functions lives in datasync_promote/handler.py (handlers import no other handler);
+# tests/handlers/test_write_once.py checks the copies are identical.
+
+_IF_NONE_MATCH: contextvars.ContextVar[bool] = contextvars.ContextVar("mlinfra_if_none_match", default=False)
+
+
+def _models_member(client: Any, operation: str, member: str) -> bool:
+    """Whether the client's (the runtime's botocore) model of ``operation`` has ``member``."""
+    return member in client.meta.service_model.operation_model(operation).input_shape.members
+
+
+def _send_if_none_match(params: dict[str, Any], **_: Any) -> None:
+    """botocore ``before-call`` handler: the header, for the calls :func:`_write_once` makes only."""
+    if _IF_NONE_MATCH.get():
+        params["headers"]["If-None-Match"] = "*"
+
+
+def _write_once(client: Any, operation: str, method: str, **params: Any) -> dict[str, Any]:
+    """``client.<method>(**params)`` (S3 ``operation``: PutObject, CopyObject, CompleteMultipartUpload) only if the
+    key does not exist: ``IfNoneMatch="*"`` where the client models it, else the same ``If-None-Match: *`` header.
+    S3 answers 412 PreconditionFailed when the key exists, 409 ConditionalRequestConflict on a concurrent write."""
+    if _models_member(client, operation, "IfNoneMatch"):
+        return getattr(client, method)(**params, IfNoneMatch="*")
+    client.meta.events.register(f"before-call.s3.{operation}", _send_if_none_match,
+                                unique_id=f"mlinfra-if-none-match-{operation}")
+    token = _IF_NONE_MATCH.set(True)
+    try:
+        return getattr(client, method)(**params)
+    finally:
+        _IF_NONE_MATCH.reset(token)
+
+
 def _version_args(version_id: str | None) -> dict[str, str]:
     return {"VersionId": version_id} if version_id and version_id != "null" else {}
 
@@ -435,9 +474,9 @@ def _copy_once(source: dict[str, str], etag: str | None, bucket: str, key: str, 
     try:
         if size is not None and size > SINGLE_COPY_LIMIT:
             return _multipart_copy(source, condition, bucket, key, size, tags, metadata)
-        out = _clients.s3.copy_object(
-            CopySource=source, Bucket=bucket, Key=key, Metadata=metadata, MetadataDirective="REPLACE",
-            Tagging=_tagging(tags), TaggingDirective="REPLACE", IfNoneMatch="*", **condition,
+        out = _write_once(
+            _clients.s3, "CopyObject", "copy_object", CopySource=source, Bucket=bucket, Key=key, Metadata=metadata,
+            MetadataDirective="REPLACE", Tagging=_tagging(tags), TaggingDirective="REPLACE", **condition,
         )
         return out.get("VersionId") or "null"
     except ClientError as exc:
@@ -461,8 +500,9 @@ def _multipart_copy(source: dict[str, str], condition: dict[str, str], bucket: s
                 CopySourceRange=f"bytes={start}-{min(start + part, size) - 1}", **condition,
             )
             parts.append({"PartNumber": number, "ETag": out["CopyPartResult"]["ETag"]})
-        done = _clients.s3.complete_multipart_upload(
-            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*",
+        done = _write_once(
+            _clients.s3, "CompleteMultipartUpload", "complete_multipart_upload",
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts},
         )
         return done.get("VersionId") or "null"
     except Exception:
@@ -884,8 +924,9 @@ def maybe_emit_ready(settings: Settings, parts: KeyParts) -> bool:
     }
     marker_key_s3 = ready_marker_key(parts.dataset, parts.version, detail["ready_at"])
     try:  # written once (a conditional put); a retry finds it
-        _clients.s3.put_object(Bucket=settings.raw_bucket, Key=marker_key_s3, IfNoneMatch="*", ContentType="application/json",
-                               Body=json.dumps({k: v for k, v in detail.items() if k != "objects"}).encode())
+        _write_once(_clients.s3, "PutObject", "put_object", Bucket=settings.raw_bucket, Key=marker_key_s3,
+                    ContentType="application/json",
+                    Body=json.dumps({k: v for k, v in detail.items() if k != "objects"}).encode())
     except ClientError as exc:
         if _code(exc) not in ("PreconditionFailed", "412"):
             raise
