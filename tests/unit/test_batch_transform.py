@@ -36,8 +36,9 @@ def _build(processing: bool, **kw):
     kw.setdefault("trigger_on_ready_marker", True)
     bt = BatchTransform(
         stack, "Bt", model_package_group_name=GROUP, input_bucket=bucket, output_bucket=bucket, job_prefix="bt",
-        model_role=role, poll_interval=cdk.Duration.seconds(1), timeout=cdk.Duration.minutes(30),
-        processing=ProcessingStep(image_uri=PRE_IMAGE, entrypoint=["python3", "/opt/ml/code/pre.py"]) if processing else None,
+        model_role=role, poll_interval=cdk.Duration.seconds(1), timeout=kw.pop("timeout", cdk.Duration.minutes(10)),
+        processing=ProcessingStep(image_uri=PRE_IMAGE, entrypoint=["python3", "/opt/ml/code/pre.py"],
+                                  max_runtime=cdk.Duration.minutes(10)) if processing else None,
         **kw,
     )
     return stack, bt, Template.from_stack(stack).to_json()
@@ -90,10 +91,10 @@ def test_poll_loop_without_sync(with_processing):
     states = d["States"]
     assert not any(s.get("Resource", "").endswith(".sync") for s in states.values())
     assert states["CreateTransformJob"]["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:createTransformJob"
-    assert states["CreateTransformJob"]["Next"] == "WaitTransform"
+    assert states["CreateTransformJob"]["Next"] == "CountTransformPoll"
     assert states["WaitTransform"] == {"Type": "Wait", "Seconds": 1, "Next": "DescribeTransformJob"}
     choice = states["TransformDone?"]
-    assert choice["Type"] == "Choice" and choice["Default"] == "WaitTransform"
+    assert choice["Type"] == "Choice" and choice["Default"] == "CountTransformPoll"
     assert d["StartAt"] == "MarkerEvent?"
     assert states["CreateModel"]["Next"] == "CreateProcessingJob"
     assert states["ProcessingDone?"]["Default"] == "WaitProcessing"
@@ -156,7 +157,8 @@ def test_logs_xray_encrypted_topic_and_alarms(with_processing):
     (topic,) = [v["Properties"] for v in t["Resources"].values() if v["Type"] == "AWS::SNS::Topic"]
     assert "KmsMasterKeyId" in topic
     metrics = sorted(v["Properties"]["MetricName"] for v in t["Resources"].values() if v["Type"] == "AWS::CloudWatch::Alarm")
-    assert metrics == ["ExecutionThrottled", "ExecutionsAborted", "ExecutionsFailed", "ExecutionsTimedOut"]
+    assert metrics == ["ApproximateNumberOfMessagesVisible", "ExecutionThrottled", "ExecutionsAborted", "ExecutionsFailed",
+                       "ExecutionsTimedOut"]
 
 
 def _rules(t) -> list[dict]:
@@ -385,7 +387,7 @@ def test_a_run_whose_create_reported_an_error_after_creating_keeps_watching_its_
     assert result["status"] == "SUCCEEDED", result["states"]
     states = result["states"]
     assert states[states.index("FindStartedJob"):][:5] == [
-        "FindStartedJob", "ListTransformJobTags", "TransformJobOwner", "OwnTransformJob?", "WaitTransform"]
+        "FindStartedJob", "ListTransformJobTags", "TransformJobOwner", "OwnTransformJob?", "CountTransformPoll"]
     assert states[-3:] == ["TransformDone?", "DeleteRunModel", "Succeeded"] and "AlreadyStarted" not in states
     (job,) = emu.jobs()
     tags = emu.sm.list_tags(ResourceArn=job["TransformJobArn"])["Tags"]
@@ -530,6 +532,79 @@ def test_workflow_with_preprocessing_runs_in_the_emulator(with_processing, emula
     assert proc["ProcessingInputs"][0]["S3Input"]["S3Uri"] == "s3://lake-bucket/batch-inference/input/day-2026-11-30/"
 
 
+@pytest.mark.parametrize("batch", ["a/b", "_ready", "", "a%3Db", 7])
+def test_a_manual_batch_that_is_no_path_segment_fails_clearly(plain, emulator, batch):
+    """A manual {"batch": ...} obeys the marker's rule (one path segment, not _ready): before, "a/b" scored
+    input/a/b/ and "_ready" scored the markers."""
+    emu = emulator(_definition(plain[2]), ["Approved"])
+    result = emu.run("manual", {"batch": batch})
+    assert result["status"] == "FAILED"
+    assert result["states"][-3:] == ["BadBatch", "NotifyFailure", "Failed"] and emu.jobs() == []
+
+
+def test_creates_wait_out_a_quota_bounded(with_processing):
+    """ResourceLimitExceeded (a quota: two markers at once over the concurrent-job limit) is retried with a long,
+    bounded backoff instead of failing at once; the name is checked against botocore's model in test_aws_models."""
+    states = _definition(with_processing[2])["States"]
+    for name in ("CreateModel", "CreateProcessingJob", "CreateTransformJob"):
+        (quota,) = [r for r in states[name]["Retry"] if r["ErrorEquals"] == ["SageMaker.ResourceLimitExceededException"]]
+        assert (quota["IntervalSeconds"], quota["MaxAttempts"], quota["BackoffRate"], quota["MaxDelaySeconds"]) == (
+            300, 5, 2, 1800), name
+
+
+def test_a_job_past_the_timeout_is_stopped_and_notified(emulator, monkeypatch):
+    """The poll budget (timeout / poll_interval) ends in StopTransformJob and a notification; before, the execution
+    timed out (no Catch runs) and the job kept running. moto has no StopTransformJob: the test records the call."""
+    from moto.sagemaker import models as sm_models
+    from moto.sagemaker.responses import SageMakerResponse
+
+    _, _, t = _build(False, timeout=cdk.Duration.seconds(3))
+    original = sm_models.SageMakerModelBackend.describe_transform_job
+    monkeypatch.setattr(sm_models.SageMakerModelBackend, "describe_transform_job",
+                        lambda self, transform_job_name: {**original(self, transform_job_name), "TransformJobStatus": "InProgress"})
+    stopped = []
+
+    def stop_transform_job(self):
+        stopped.append(self._get_param("TransformJobName"))
+        return "{}"
+    monkeypatch.setattr(SageMakerResponse, "stop_transform_job", stop_transform_job, raising=False)
+    emu = emulator(_definition(t), ["Approved"])
+    result = emu.run("run-1", _marker_event())
+    assert result["status"] == "FAILED", result["states"]
+    assert result["states"][-4:] == ["StopTransformJob", "TransformTimedOut", "NotifyFailure", "Failed"]
+    assert result["states"].count("DescribeTransformJob") == 3 and len(stopped) == 1
+    error = json.loads(result["requests"]["sns:publish"]["Message"]["error"])["error"]
+    assert error["Error"] == "TransformTimedOut" and "after 3 polls of 1 s" in error["Cause"]
+    # The execution timeout is only a backstop above the poll budget: 3 s + 3 x 95 min of quota retries + 1 h.
+    assert _definition(t)["TimeoutSeconds"] == 3 + 3 * 95 * 60 + 3600
+
+
+def test_events_per_poll_is_counted_from_the_definition(plain):
+    """EVENTS_PER_POLL (FACTS.md: about 13) equals the history events of one transform poll iteration."""
+    from mlinfra.constructs.batch_transform.validation import EVENTS_PER_POLL
+
+    states = _definition(plain[2])["States"]
+    loop, name = [], "CountTransformPoll"
+    while name not in loop:
+        loop.append(name)
+        state = states[name]
+        name = state.get("Next") or state["Default"]
+    events_of = {"Task": 5, "Pass": 2, "Wait": 2, "Choice": 2}
+    assert loop == ["CountTransformPoll", "TransformPollBudget?", "WaitTransform", "DescribeTransformJob", "TransformDone?"]
+    assert sum(events_of[states[n]["Type"]] for n in loop) == EVENTS_PER_POLL == 13
+
+
+def test_trigger_targets_have_a_dead_letter_queue_and_retry_policy(plain):
+    rules = _rules(plain[2])
+    assert len(rules) == 2
+    for rule in rules:
+        (target,) = rule["Targets"]
+        assert "Arn" in target["DeadLetterConfig"]
+        assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 8}
+    metrics = [v["Properties"].get("MetricName") for v in plain[2]["Resources"].values() if v["Type"] == "AWS::CloudWatch::Alarm"]
+    assert "ApproximateNumberOfMessagesVisible" in metrics
+
+
 # --- the trigger: S3 events through the synthesized rule (moto's EventBridge) ------------------------------
 
 def _s3_event(key: str, etag: str, version_id: str = VERSION_ID, sequencer: str = SEQUENCER) -> dict:
@@ -609,13 +684,14 @@ def test_a_duplicated_marker_delivery_still_makes_one_job(plain, emulator):
         (dict(model_package_group_name="a_b"), r"model_package_group_name must be .*got: 'a_b'"),
         (dict(scheduled_batch="a/b"), r"scheduled_batch must be 1-128 letters, .*got: 'a/b'"),
         (dict(scheduled_batch="_ready"), r"scheduled_batch must be .*not '_ready'.*got: '_ready'"),
-        (dict(job_prefix="-x"), r"job_prefix must be 1-20 letters, digits or '-'.*got: '-x'"),
+        (dict(job_prefix="-x"), r"job_prefix must be 1-20 lowercase letters, digits or '-'.*got: '-x'"),
         (dict(job_prefix="x" * 21), r"job_prefix must be 1-20"),
+        (dict(job_prefix="Bt-x"), r"job_prefix must be 1-20 lowercase letters, digits or '-'.*got: 'Bt-x'"),
         (dict(vpc_config={"Subnets": ["s"]}), r"vpc_config must have exactly the keys SecurityGroupIds and Subnets, got: \['Subnets'\]"),
         (dict(poll_interval=cdk.Duration.hours(2)), r"poll_interval must be between 1 and 3600"),
         (dict(poll_interval=cdk.Duration.seconds(1)),  # default timeout 6 h
          r"timeout / poll_interval must keep a run under 25000 history events .*got: 21600 s / 1 s = 21600 polls, "
-         r"about 194520 events \(AWS rule stepfunctions.history-event-limit"),
+         r"about 281000 events \(AWS rule stepfunctions.history-event-limit"),
         (dict(split_type="Line"), r"split_type must be a SplitType"),
         (dict(processing=ProcessingStep(image_uri=PRE_IMAGE, entrypoint=[])), r"processing.entrypoint: required"),
         (dict(processing=ProcessingStep(image_uri=PRE_IMAGE, entrypoint=["x"], instance_type="c5.xlarge")), r"processing.instance_type"),

@@ -14,8 +14,8 @@ A schedule (or a manual ``StartExecution`` with ``{"batch": "<batch>"}``) scores
 The run (Step Functions, request-response ``aws-sdk`` tasks polled in Wait/Describe/Choice loops, no ``.sync``,
 so AWS and the local emulator behave alike)::
 
-    parse marker or defaults -> plan (deterministic job name) -> job already started? -> Succeeded (duplicate)
-      -> ListModelPackages(group, Approved, newest first) -> none: NotifyFailure -> Fail (NoApprovedModel)
+    parse marker or defaults -> plan (deterministic job name) -> job already started? -> own: poll; else Succeeded
+      -> ListModelPackages(group, Approved, newest first, paged) -> none: NotifyFailure -> Fail (NoApprovedModel)
       -> CreateModel(ModelPackageName = that version) -> [CreateProcessingJob -> poll]
       -> CreateTransformJob(S3Prefix of the batch) -> poll -> DeleteModel -> Succeeded
       (any error or failed job -> NotifyFailure (SNS) -> Fail)
@@ -25,10 +25,14 @@ source of truth for "approved"; see docs/serving.md, "Batch transform"). No appr
 ``NoApprovedModel`` and notifies; it never falls back to an older or unapproved model.
 
 Idempotency: the job name is ``<job_prefix>-<SHA-1 of batch and run key>``; the run key of a marker run is the
-marker's key and ETag, of a scheduled run the EventBridge event id, of a manual run the execution name. A
-duplicated or retried marker event therefore names the same job: the run finds the job (or its create fails and
-the job exists) and ends ``AlreadyStarted`` without a second job. Writing the marker again with other content (a
-new ETag) scores the batch again. The per-run model is named like the job and deleted after a completed job.
+marker's key and S3 version id (else the event's sequencer; never the ETag), of a scheduled run the EventBridge
+event id, of a manual run the execution name. A duplicated or retried marker event therefore names the same job.
+Jobs carry the tag ``mlinfra:execution`` (SHA-1 of the creating execution): a run that finds a job of its name
+keeps polling it when the tag is its own (a retried create, or an error after SageMaker made the job) and ends
+``AlreadyStarted`` when another execution made it (a duplicate delivery). Writing the marker again (a new version)
+scores the batch again. The per-run model is named like the job and deleted after a completed job.
+
+Timeout: ``timeout / poll_interval`` polls, then ``StopTransformJob`` and a notification (``TransformTimedOut``).
 
 Results land under ``s3://<output bucket>/<output prefix><batch>/model-version=<v>/<job>/``; the job is tagged with
 the model package ARN. Limits (SageMaker): ``MaxPayloadInMB`` 0-100 and ``MaxConcurrentTransforms x MaxPayloadInMB

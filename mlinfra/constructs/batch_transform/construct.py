@@ -14,18 +14,27 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from mlinfra.constructs.batch_transform.props import READY_MARKER_DIR, BatchStrategy, ProcessingStep, SplitType
-from mlinfra.constructs.batch_transform.validation import validate_history, validate_props
-from mlinfra.constructs.common import acknowledge_retention, alarm_principal, is_token, limit_grants_to_aws_services, log_retention, logs_principal, path_in_errors
+from mlinfra.constructs.batch_transform.validation import (
+    QUOTA_RETRY,
+    QUOTA_RETRY_SECONDS,
+    max_polls,
+    validate_history,
+    validate_props,
+)
+from mlinfra.constructs.common import acknowledge, acknowledge_retention, alarm_principal, is_token, limit_grants_to_aws_services, log_retention, logs_principal, path_in_errors
 from mlinfra.constructs.wildcards import KMS_WILDCARD_ACTIONS, S3_GRANT_WILDCARD_ACTIONS, acknowledge_wildcards, ending
 from mlinfra.domain.hosting_instances import accepts_volume_kms_key
 
 #: SageMaker throttling and other unmodeled errors arrive as the SDK's generic exception (tests/unit/test_aws_models.py).
 _TRANSIENT = ["SageMaker.AmazonSageMakerException"]
+#: A quota (for example concurrent transform jobs, when two markers arrive at once) is waited out, bounded.
+_QUOTA = ["SageMaker.ResourceLimitExceededException"]
 
 
 class BatchTransform(Construct):
@@ -63,7 +72,9 @@ class BatchTransform(Construct):
     :param job_prefix: prefix of job and model names (1-20 letters, digits, ``-``). :default: "bt-" + 8 characters
         of the construct's address (unique per construct)
     :param poll_interval: :default: 1 minute
-    :param timeout: whole workflow; ``timeout / poll_interval`` polls must fit 25,000 history events. :default: 6 hours
+    :param timeout: how long the transform job may run: after ``timeout / poll_interval`` polls the run stops the
+        job (``StopTransformJob``), notifies and fails. The polls must fit 25,000 history events. The state machine's
+        own timeout is a backstop above it (this plus preprocessing, quota retries and an hour). :default: 6 hours
     :param notification_topic: told of failures (grant its key to ``state_machine.role`` if it is encrypted).
         :default: a new KMS-encrypted topic
     :param encryption_key: volume, log group and topic key (and the output's, without ``output_encryption_key``).
@@ -115,7 +126,7 @@ class BatchTransform(Construct):
         validate_props(model_package_group_name, input_prefix, output_prefix, instance_type, instance_count, split_type,
                   batch_strategy, max_payload_mb, max_concurrent_transforms, processing, schedule, trigger_on_ready_marker,
                   poll_interval, scheduled_batch, job_prefix, vpc_config)
-        validate_history(timeout, poll_interval)
+        validate_history(timeout, poll_interval, processing.max_runtime if processing else None)
         stack = cdk.Stack.of(self)
         self.model_package_group_name = model_package_group_name
         self.model_role = model_role
@@ -191,6 +202,11 @@ class BatchTransform(Construct):
                 task.add_retry(**retry)
             return task
 
+        def waits_out_quotas(task: tasks.CallAwsService) -> tasks.CallAwsService:
+            """A create refused for a quota (ResourceLimitExceeded in botocore's model) is retried, bounded."""
+            task.add_retry(errors=_QUOTA, **QUOTA_RETRY)
+            return task
+
         # ---- 2. plan: deterministic names and URIs ------------------------------------------------------------
         plan = sfn.Pass(self, "Plan", parameters={
             "batch.$": "$.run.batch",
@@ -200,6 +216,7 @@ class BatchTransform(Construct):
             # This execution, as the tag its jobs carry: a job found under the run's name is either this run's own
             # (a retried create whose first attempt succeeded: keep watching it) or another execution's (a duplicate).
             "owner.$": "States.Hash($$.Execution.Id, 'SHA-1')",
+            "polls": {"n": 0},
         }, result_path="$.job")
         # ---- 1. which batch, which run --------------------------------------------------------------------
         marker_root = f"{input_prefix}{READY_MARKER_DIR}"
@@ -255,6 +272,23 @@ class BatchTransform(Construct):
         defaults = sfn.Pass(self, "Defaults", parameters={"batch": scheduled_batch, "run_key.$": "$$.Execution.Name"},
                             result_path="$.defaults")
         merge = sfn.Pass(self, "MergeInput", parameters={"run.$": "States.JsonMerge($.defaults, $$.Execution.Input, false)"})
+        # A manual {"batch": ...} obeys the marker's rule: one path segment, not _ready, nothing URL-encoded.
+        bad_batch = fail_with(
+            "BadBatch", "BadBatch",
+            "States.Format('batch {} is not one path segment of letters, digits, ., _, - or = (not _ready): nothing "
+            "was scored', States.JsonToString($.run.batch))")
+        batch_ok = (
+            sfn.Choice(self, "BatchIsASegment?")
+            .when(sfn.Condition.and_(
+                sfn.Condition.is_string("$.run.batch"),
+                sfn.Condition.not_(sfn.Condition.string_equals("$.run.batch", "")),
+                sfn.Condition.not_(sfn.Condition.string_matches("$.run.batch", "*/*")),
+                sfn.Condition.not_(sfn.Condition.string_matches("$.run.batch", "*%*")),
+                sfn.Condition.not_(sfn.Condition.string_matches("$.run.batch", "*+*")),
+                sfn.Condition.not_(sfn.Condition.string_matches("$.run.batch", "* *")),
+                sfn.Condition.not_(sfn.Condition.string_equals("$.run.batch", READY_MARKER_DIR.rstrip("/")))), plan)
+            .otherwise(bad_batch)
+        )
 
 
         # ---- 3. a job of this name exists: this run's own (watch it) or another execution's (a duplicate event) --
@@ -321,14 +355,14 @@ class BatchTransform(Construct):
         }
         if vpc_config:
             model_request["VpcConfig"] = dict(vpc_config)
-        create_model = sagemaker(
+        create_model = waits_out_quotas(sagemaker(
             "CreateModel", "createModel", model_request, [model_arn],
             statements=[
                 iam.PolicyStatement(actions=["iam:PassRole"], resources=[model_role.role_arn],
                                     conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
                 # CreateModel reads the package version named in ModelPackageName.
                 iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=[package_arn]),
-            ])
+            ]))
         model_exists = sagemaker("FindExistingModel", "describeModel", {"ModelName.$": "$.job.job_name"}, [model_arn],
                                  result_path="$.existing_model", result_selector={"arn.$": "$.ModelArn"})
         model_exists.add_catch(notify, result_path="$.model_lookup_error")
@@ -340,7 +374,7 @@ class BatchTransform(Construct):
             proc_role = processing.role or self._processing_role(input_bucket, input_prefix, output_bucket, processing)
             self.processing_role = proc_role
             processed_uri = f"s3://{output_bucket.bucket_name}/{processing.output_prefix}"
-            create_proc = sagemaker(
+            create_proc = waits_out_quotas(sagemaker(
                 "CreateProcessingJob", "createProcessingJob",
                 {
                     "ProcessingJobName.$": "$.job.job_name",
@@ -367,7 +401,7 @@ class BatchTransform(Construct):
                 statements=[iam.PolicyStatement(
                     actions=["iam:PassRole"], resources=[proc_role.role_arn],
                     conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
-                    iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=[processing_arn])])
+                    iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=[processing_arn])]))
             proc_exists = sagemaker("FindExistingProcessingJob", "describeProcessingJob",
                                     {"ProcessingJobName.$": "$.job.job_name"}, [processing_arn],
                                     result_path="$.existing_processing",
@@ -385,7 +419,7 @@ class BatchTransform(Construct):
             transform_input_uri = "$.processed.uri"
 
         # ---- 6. the transform job ---------------------------------------------------------------------------
-        create = sagemaker(
+        create = waits_out_quotas(sagemaker(
             "CreateTransformJob", "createTransformJob",
             {
                 "TransformJobName.$": "$.job.job_name",
@@ -416,7 +450,7 @@ class BatchTransform(Construct):
             },
             [transform_arn],
             statements=[iam.PolicyStatement(actions=["sagemaker:AddTags"], resources=[transform_arn])],
-        )
+        ))
         job_exists = sagemaker("FindStartedJob", "describeTransformJob", {"TransformJobName.$": "$.job.job_name"},
                                [transform_arn], result_path="$.existing",
                                result_selector={"status.$": "$.TransformJobStatus", "arn.$": "$.TransformJobArn"})
@@ -427,7 +461,24 @@ class BatchTransform(Construct):
         create.add_catch(job_exists, errors=["SageMaker.ResourceInUseException"], result_path="$.duplicate")
         create.add_catch(job_exists, result_path="$.error")
         wait = sfn.Wait(self, "WaitTransform", time=sfn.WaitTime.duration(poll_interval))
-        transform_owner = owner_check("Transform", "$.existing.arn", transform_arn, wait)
+        # The poll budget: a job still running after ``timeout`` is stopped and notified, never left running
+        # behind a timed-out execution (an execution timeout runs no Catch).
+        budget = max_polls(timeout, poll_interval)
+        count_poll = sfn.Pass(self, "CountTransformPoll", parameters={"n.$": "States.MathAdd($.job.polls.n, 1)"},
+                              result_path="$.job.polls")
+        stop = sagemaker("StopTransformJob", "stopTransformJob", {"TransformJobName.$": "$.job.job_name"}, [transform_arn])
+        stop.add_catch(notify, result_path="$.stop_error")
+        stop.next(fail_with(
+            "TransformTimedOut", "TransformTimedOut",
+            f"States.Format('transform job {{}} was still running after {budget} polls of {int(poll_interval.to_seconds())} "
+            f"s (timeout): stopped, batch {{}} not scored', $.job.job_name, $.job.batch)"
+            if not is_token(poll_interval.to_seconds()) else
+            f"States.Format('transform job {{}} was still running after {budget} polls (timeout): stopped, batch {{}} not "
+            "scored', $.job.job_name, $.job.batch)"))
+        count_poll.next(sfn.Choice(self, "TransformPollBudget?")
+                        .when(sfn.Condition.number_greater_than("$.job.polls.n", budget), stop)
+                        .otherwise(wait))
+        transform_owner = owner_check("Transform", "$.existing.arn", transform_arn, count_poll)
         job_exists.next(transform_owner)
         describe = sagemaker(
             "DescribeTransformJob", "describeTransformJob", {"TransformJobName.$": "$.job.job_name"}, [transform_arn],
@@ -446,8 +497,9 @@ class BatchTransform(Construct):
                                             sfn.Condition.string_equals(path, "Stopped")), failed)
                     .otherwise(poll_again))
 
-        transform_chain = create.next(wait).next(describe).next(
-            job_done("Transform", "$.transform.status", delete_model.next(done), wait))
+        create.next(count_poll)
+        wait.next(describe).next(job_done("Transform", "$.transform.status", delete_model.next(done), count_poll))
+        transform_chain = create
         if processing is not None:
             proc_choice = job_done("Processing", "$.processing.status", use_processed.next(transform_chain), wait_proc)
             after_model: sfn.IChainable = create_proc
@@ -462,7 +514,7 @@ class BatchTransform(Construct):
         find_job.next(transform_owner)
         count_parts.next(depth_ok)
         parse_marker.next(marker_ok)
-        defaults.next(merge).next(plan)
+        defaults.next(merge).next(batch_ok)
         body = (sfn.Choice(self, "MarkerEvent?")
                 .when(sfn.Condition.is_present("$.marker.key"), marker_id)
                 .otherwise(defaults))
@@ -476,7 +528,12 @@ class BatchTransform(Construct):
         self.state_machine = sfn.StateMachine(
             self, "StateMachine",
             definition_body=sfn.DefinitionBody.from_chainable(body),
-            timeout=timeout,
+            # A backstop above the poll budget (which stops the job and notifies first): the transform's timeout,
+            # preprocessing's max runtime, the quota retries of the three creates and an hour.
+            timeout=cdk.Duration.seconds(
+                timeout.to_seconds() + (processing.max_runtime.to_seconds() if processing else 0)
+                + 3 * QUOTA_RETRY_SECONDS + 3600)
+            if not is_token(timeout.to_seconds()) else timeout,
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
         )
@@ -497,11 +554,22 @@ class BatchTransform(Construct):
 
         # ---- triggers -----------------------------------------------------------------------------------
         self.rules: list[events.Rule] = []
+        # Events EventBridge could not deliver (the state machine throttled, a missing permission) land here
+        # instead of being dropped; an alarm tells the notification topic.
+        self.dead_letter_queue = sqs.Queue(self, "TriggerDeadLetters", encryption=sqs.QueueEncryption.SQS_MANAGED,
+                                           enforce_ssl=True, retention_period=cdk.Duration.days(14))
+        for rule_id in ("AwsSolutions-SQS3", "cfn-guard::sqs_dlq_check"):
+            acknowledge(self.dead_letter_queue, rule_id, "This queue is the dead-letter queue of the batch transform "
+                        "triggers' EventBridge targets; it has no dead-letter queue of its own.")
+        acknowledge(self.dead_letter_queue, "checkov::CKV_AWS_27", "Encrypted at rest with SSE-SQS "
+                    "(SqsManagedSseEnabled); checkov 3.3 recognizes only a KMS key (KmsMasterKeyId)")
+        target_options = dict(dead_letter_queue=self.dead_letter_queue, retry_attempts=8,
+                              max_event_age=cdk.Duration.hours(24))
         if schedule is not None:
             rule = events.Rule(self, "Schedule", schedule=schedule, description="Scheduled batch transform")
             # The event id names the run: a duplicated delivery of one scheduled event starts no second job.
             rule.add_target(targets.SfnStateMachine(self.state_machine, input=events.RuleTargetInput.from_object(
-                {"run_key": events.EventField.event_id})))
+                {"run_key": events.EventField.event_id}), **target_options))
             self.rules.append(rule)
         if trigger_on_ready_marker:
             rule = events.Rule(
@@ -517,7 +585,7 @@ class BatchTransform(Construct):
                 "marker": {"key": events.EventField.from_path("$.detail.object.key"),
                            "version_id": events.EventField.from_path("$.detail.object.version-id"),
                            "sequencer": events.EventField.from_path("$.detail.object.sequencer")},
-            })))
+            }), **target_options))
             self.rules.append(rule)
 
         # ---- alarms (failed, timed out, aborted, throttled) -------------------------------------------------
@@ -526,7 +594,8 @@ class BatchTransform(Construct):
         for name, metric in (("ExecutionsFailed", self.state_machine.metric_failed()),
                              ("ExecutionsTimedOut", self.state_machine.metric_timed_out()),
                              ("ExecutionsAborted", self.state_machine.metric_aborted()),
-                             ("ExecutionThrottled", self.state_machine.metric_throttled())):
+                             ("ExecutionThrottled", self.state_machine.metric_throttled()),
+                             ("TriggerDeadLetters", self.dead_letter_queue.metric_approximate_number_of_messages_visible())):
             alarm = cloudwatch.Alarm(
                 self, f"{name}Alarm", metric=metric.with_(period=cdk.Duration.minutes(5), statistic="Sum"),
                 threshold=1, evaluation_periods=1,

@@ -14,7 +14,8 @@ MAX_PAYLOAD_MB = 100
 #: The completion markers' folder under the input prefix (the lake's ``_ready/`` convention).
 READY_MARKER_DIR = "_ready/"
 BATCH_RE = re.compile(r"^[A-Za-z0-9._=-]{1,128}$")
-JOB_PREFIX_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,19}$")
+#: Lowercase only: the prefix names jobs, models and S3 output folders alike (one spelling everywhere).
+JOB_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,19}$")
 #: botocore's EntityName pattern (ModelPackageGroupName).
 GROUP_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
