@@ -234,6 +234,7 @@ class LocalDeploy:
         self._helpers: list[int] = []
         #: set when the run ends (or is interrupted): a CLI started by a background thread stops at once
         self._stopping = threading.Event()
+        self._state_lock = threading.Lock()
         self.report = DeployReport(run_id=uuid.uuid4().hex[:12], app_dir=str(self.app_dir))
 
     # ------------------------------------------------------------------ processes
@@ -246,9 +247,10 @@ class LocalDeploy:
         return env
 
     def _save_state(self) -> None:
-        if self.server is not None:
-            self.server.helpers = list(self._helpers)
-            self.server.save(self.state_file)
+        with self._state_lock:  # the main thread and the emulator-start thread both save
+            if self.server is not None:
+                self.server.helpers = list(self._helpers)
+                self.server.save(self.state_file)
 
     def _run_cdk(self, args: list[str], env: dict[str, str], step: str,
                  watchdog: Callable[[], str | None] | None = None, check: bool = True) -> int:

@@ -194,7 +194,9 @@ class MotoServer:
     # ------------------------------------------------------------------ state file
     def save(self, state_file: Path) -> None:
         state = {**asdict(self), "log_path": str(self.log_path)}
-        tmp = state_file.with_suffix(".tmp")
+        # One temporary file per writer: the deploy saves from its main thread and from the thread that starts the
+        # emulator, and a shared name let one writer's rename take the other's file away (FileNotFoundError).
+        tmp = state_file.with_name(f"{state_file.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(state))
         tmp.replace(state_file)
 

@@ -342,3 +342,28 @@ def test_a_missing_cli_is_refused_before_anything_starts(tmp_path, monkeypatch):
     with pytest.raises(LocalDeployError, match="npm install --global aws-cdk@"):
         LocalDeploy(app_dir=tmp_path, quiet=True).run()
     assert not (tmp_path / ".local-aws" / "server.json").exists()
+
+
+def test_the_state_file_survives_saves_from_two_threads(tmp_path):
+    """The deploy saves its state from the main thread and from the thread that starts the emulator. With one shared
+    temporary name, one writer's rename took the other's file away (FileNotFoundError ended a run as "failed", or
+    interrupted it mid-synth: test_local_processes flaked about one run in four)."""
+    state = tmp_path / "server.json"
+    server = server_mod.MotoServer(pid=os.getpid(), token="t", log_path=tmp_path / "moto.log")
+    errors: list[BaseException] = []
+
+    def save_many() -> None:
+        try:
+            for _ in range(300):
+                server.save(state)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert server_mod.MotoServer.load(state) == server
+    assert not list(tmp_path.glob("*.tmp"))
