@@ -34,7 +34,7 @@ from constructs import Construct
 from mlinfra.config import DataSyncTaskConfig, PlatformConfig
 from mlinfra.constructs import datasync as ds
 from mlinfra.constructs.common import acknowledge, alarm_principal, encrypted_table, events_only_from_this_account, limit_grants_to_aws_services
-from mlinfra.constructs.data_lake import DataLake
+from mlinfra.constructs.data_lake import IDataLake
 from mlinfra.constructs.firehose import RawDeliveryStream
 from mlinfra.constructs.lambda_function import HandlerFunction
 from mlinfra.constructs.network import Network
@@ -54,7 +54,7 @@ GLUE_MAX_CONCURRENCY = 10
 class IngestionStack(PlatformStack):
     """Landing glue, dataset catalog, SFTP, DataSync (and optionally Firehose) over an existing lake and VPC."""
 
-    def __init__(self, scope: Construct, *, config: PlatformConfig, lake: DataLake, network: Network) -> None:
+    def __init__(self, scope: Construct, *, config: PlatformConfig, lake: IDataLake, network: Network) -> None:
         super().__init__(scope, "ingestion", config=config, description="Ingestion: landing glue, catalog, SFTP, DataSync")
         cfg = config.ingestion
         self.lake = lake

@@ -14,7 +14,7 @@ from constructs import Construct
 
 from mlinfra.config import PlatformConfig, ServingConfig
 from mlinfra.constructs.batch_transform import BatchTransform, SplitType
-from mlinfra.constructs.data_lake import DataLake
+from mlinfra.constructs.data_lake import IDataLake
 from mlinfra.constructs.endpoint import (
     AsyncInference,
     AutoScaling,
@@ -51,7 +51,7 @@ BATCH_OUTPUT_PREFIX = "batch-inference/output/"
 
 
 class ServingStack(PlatformStack):
-    def __init__(self, scope: Construct, *, config: PlatformConfig, lake: DataLake, network: Network,
+    def __init__(self, scope: Construct, *, config: PlatformConfig, lake: IDataLake, network: Network,
                  model_pointer: ModelPointer | None = None) -> None:
         super().__init__(scope, "serving", config=config, description="SageMaker endpoints, autoscaling, alarms, dashboards")
         cfg: ServingConfig = config.serving
