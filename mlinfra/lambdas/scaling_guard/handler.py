@@ -111,14 +111,21 @@ def _variants(props: Mapping[str, Any] | None, which: str) -> dict[str, dict[str
     return variants
 
 
-def _endpoint_name(stack_id: str, logical_id: str) -> str | None:
+def _stack_resource(stack_id: str, logical_id: str) -> dict[str, Any] | None:
+    """The stack's record of ``logical_id``; None when the stack does not (or no longer) hold it."""
     cfn = client("cloudformation")
     try:
-        detail = cfn.describe_stack_resource(StackName=stack_id, LogicalResourceId=logical_id)["StackResourceDetail"]
+        return cfn.describe_stack_resource(StackName=stack_id, LogicalResourceId=logical_id)["StackResourceDetail"]
     except cfn.exceptions.ClientError as exc:
-        if exc.response["Error"]["Code"] == "ValidationError":  # the endpoint is not (or no longer) in the stack
+        if exc.response["Error"]["Code"] == "ValidationError":
             return None
         raise
+
+
+def _endpoint_name(stack_id: str, logical_id: str) -> str | None:
+    detail = _stack_resource(stack_id, logical_id)
+    if detail is None:
+        return None
     physical = detail.get("PhysicalResourceId") or ""
     # The physical id is the endpoint ARN (whose name part SageMaker lowercases) or the name.
     return physical.split(":endpoint/", 1)[1] if ":endpoint/" in physical else (physical or None)
@@ -171,15 +178,9 @@ def _repoint_alarms(resource_id: str, policy_name: str, policy_arn: str) -> list
 
 def _in_stack(stack_id: str, logical_id: str | None) -> bool:
     """Whether the stack already holds the resource ``logical_id`` (created, not being created or gone)."""
-    if not logical_id:
+    detail = _stack_resource(stack_id, logical_id) if logical_id else None
+    if detail is None:
         return False
-    cfn = client("cloudformation")
-    try:
-        detail = cfn.describe_stack_resource(StackName=stack_id, LogicalResourceId=logical_id)["StackResourceDetail"]
-    except cfn.exceptions.ClientError as exc:
-        if exc.response["Error"]["Code"] == "ValidationError":
-            return False
-        raise
     status = detail.get("ResourceStatus", "")
     return bool(detail.get("PhysicalResourceId")) and status not in (
         "CREATE_IN_PROGRESS", "CREATE_FAILED", "DELETE_COMPLETE", "DELETE_IN_PROGRESS")
