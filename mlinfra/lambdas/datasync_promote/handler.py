@@ -336,16 +336,6 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _exists(bucket: str, key: str) -> bool:
-    try:
-        clients.s3.head_object(Bucket=bucket, Key=key)
-        return True
-    except ClientError as exc:
-        if _code(exc) in _GONE_CODES:
-            return False
-        raise
-
-
 # Create-only writes on any runtime botocore: a copy of landing_glue/handler.py's three functions (handlers import
 # no other handler; tests/handlers/test_write_once.py checks the copies are identical).
 _IF_NONE_MATCH: contextvars.ContextVar[bool] = contextvars.ContextVar("mlinfra_if_none_match", default=False)
@@ -496,7 +486,7 @@ def _record(settings: Settings, prefix: str, version: str, body: dict[str, Any])
 def reject(settings: Settings, execution: Execution, version: str, reasons: list[str]) -> dict[str, Any]:
     """Record and notify (once) a run that is not promoted. Nothing is deleted: staged files stay staged."""
     key = f"{settings.rejected_prefix}{version}.json"
-    if _exists(settings.landing_bucket, key):
+    if _head(settings.landing_bucket, key) is not None:
         return {"outcome": "rejected", "version": version, "duplicate": True}
     summary = f"DataSync run {execution.execution_id} of dataset {settings.dataset} was NOT promoted ({len(reasons)} problem(s))"
     if settings.alarm_topic_arn:  # notify before recording: a failed publish is retried with the record
@@ -524,10 +514,10 @@ def process_event(event: Any, settings: Settings | None = None) -> dict[str, Any
     manifest_key = f"{settings.dataset}/{version}/{MANIFEST_NAME}"
     landed_record = {"execution": execution.arn, "dataset": settings.dataset, "version": version,
                      "manifest": f"s3://{settings.landing_bucket}/{manifest_key}"}
-    if _exists(settings.landing_bucket, manifest_key):
+    if _head(settings.landing_bucket, manifest_key) is not None:
         _record(settings, settings.landed_prefix, version, landed_record)  # a crash after the manifest left none
         return {"outcome": "duplicate", "version": version}
-    if _exists(settings.landing_bucket, f"{settings.empty_prefix}{version}.json"):
+    if _head(settings.landing_bucket, f"{settings.empty_prefix}{version}.json") is not None:
         return {"outcome": "empty", "version": version, "duplicate": True}
     if described.get("Status") != "SUCCESS":
         return reject(settings, execution, version, [f"DescribeTaskExecution says {described.get('Status')!r}, not SUCCESS"])
