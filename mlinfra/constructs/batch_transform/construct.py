@@ -468,13 +468,11 @@ class BatchTransform(Construct):
                               result_path="$.job.polls")
         stop = sagemaker("StopTransformJob", "stopTransformJob", {"TransformJobName.$": "$.job.job_name"}, [transform_arn])
         stop.add_catch(notify, result_path="$.stop_error")
+        every = "" if is_token(poll_interval.to_seconds()) else f" of {int(poll_interval.to_seconds())} s"
         stop.next(fail_with(
             "TransformTimedOut", "TransformTimedOut",
-            f"States.Format('transform job {{}} was still running after {budget} polls of {int(poll_interval.to_seconds())} "
-            f"s (timeout): stopped, batch {{}} not scored', $.job.job_name, $.job.batch)"
-            if not is_token(poll_interval.to_seconds()) else
-            f"States.Format('transform job {{}} was still running after {budget} polls (timeout): stopped, batch {{}} not "
-            "scored', $.job.job_name, $.job.batch)"))
+            f"States.Format('transform job {{}} was still running after {budget} polls{every} (timeout): stopped, batch "
+            "{} not scored', $.job.job_name, $.job.batch)"))
         count_poll.next(sfn.Choice(self, "TransformPollBudget?")
                         .when(sfn.Condition.number_greater_than("$.job.polls.n", budget), stop)
                         .otherwise(wait))
