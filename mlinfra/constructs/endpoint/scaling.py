@@ -148,9 +148,8 @@ class _ScalingMixin:
             target = self.scalable_targets[v.name]
             # No RoleARN: Application Auto Scaling then uses the SageMaker service-linked role (RegisterScalableTarget
             # API reference), and the guard needs no iam:PassRole.
-            target_spec = spec(target.node.default_child, ("ResourceId", "ScalableDimension", "ServiceNamespace",
-                                                          "ScheduledActions", "RoleARN"))
-            scheduled = spec(target.node.default_child, ()).get("ScheduledActions", [])
+            target_spec = spec(target.node.default_child, ("ResourceId", "ScalableDimension", "ServiceNamespace", "RoleARN"))
+            scheduled = target_spec.pop("ScheduledActions", [])
             policies = [{"LogicalId": stack.get_logical_id(c),
                          **spec(c, ("ScalingTargetId", "ResourceId", "ScalableDimension", "ServiceNamespace"))}
                         for c in target.node.find_all() if isinstance(c, appscaling.CfnScalingPolicy)]
